@@ -1,0 +1,110 @@
+/// One move the planner asks for: some of a group's memory from `from` nodes to `to` nodes.
+public struct MigrationAction: Sendable, Equatable, CustomStringConvertible {
+    /// Toward the slow tier, or back to DRAM.
+    public enum Direction: String, Sendable, Equatable { case demote, promote }
+
+    public var group: CgroupPath
+    public var workload: String
+    public var direction: Direction
+    /// The group's own processes at snapshot time; each is re-checked right before its move.
+    public var pids: [Int32]
+    public var from: NodeSet
+    /// Target nodes, best first. Always inside the group's cpuset and tierd's own.
+    public var to: [Int]
+    /// At most this many bytes; a task whose pages on `from` fit whole is moved whole.
+    public var bytes: UInt64
+    public var mempolicy: MempolicyMode
+    public var reason: String
+
+    public init(group: CgroupPath, workload: String, direction: Direction, pids: [Int32], from: NodeSet,
+                to: [Int], bytes: UInt64, mempolicy: MempolicyMode, reason: String) {
+        self.group = group; self.workload = workload; self.direction = direction; self.pids = pids
+        self.from = from; self.to = to; self.bytes = bytes; self.mempolicy = mempolicy; self.reason = reason
+    }
+
+    public var description: String {
+        "\(direction.rawValue) \(group) [\(workload)] \(formatBytes(bytes)) nodes \(from) -> \(NodeSet(to)) (\(pids.count) tasks): \(reason)"
+    }
+}
+
+/// Why a group was left alone this tick. Every skip reaches the log, metrics and `tierctl explain`.
+public enum SkipReason: Sendable, Equatable, CustomStringConvertible {
+    case noSlowTier
+    case promotionDisabled(slowBytes: UInt64)
+    case noTasks(bytes: UInt64)
+    /// The intersection that decides the target nodes is empty; `detail` names the sets.
+    case noTargetNodes(detail: String)
+    case confinedToSlowNodes(cpuset: NodeSet)
+    case pressureGuard(kind: PressureGuard.Kind, observed: Double, threshold: Double)
+    case atDramFloor(fastBytes: UInt64, floor: UInt64)
+    case rateLimited(scope: String)
+    case noRoomInDram(neededBytes: UInt64)
+
+    /// A short stable name, used as a metrics label.
+    public var code: String {
+        switch self {
+        case .noSlowTier: "no_slow_tier"
+        case .promotionDisabled: "promotion_disabled"
+        case .noTasks: "no_tasks"
+        case .noTargetNodes: "no_target_nodes"
+        case .confinedToSlowNodes: "confined_to_slow_nodes"
+        case .pressureGuard: "pressure_guard"
+        case .atDramFloor: "at_dram_floor"
+        case .rateLimited: "rate_limited"
+        case .noRoomInDram: "no_room_in_dram"
+        }
+    }
+
+    public var description: String {
+        func pct(_ x: Double) -> String { "\((x * 1000).rounded() / 10)%" }
+        switch self {
+        case .noSlowTier: return "no slow memory tier on this host: observing only"
+        case .promotionDisabled(let b): return "\(formatBytes(b)) on slow nodes, but promotion is off for this workload"
+        case .noTasks(let b): return "\(formatBytes(b)) charged but no task in the group to move it with"
+        case .noTargetNodes(let d): return "no target node: \(d)"
+        case .confinedToSlowNodes(let c): return "cpuset.mems.effective is \(c), no DRAM node: never promoted"
+        case .pressureGuard(let k, let o, let t): return "pressure guard: \(k.rawValue) stall \(pct(o)) >= \(pct(t))"
+        case .atDramFloor(let f, let floor): return "at its DRAM floor (\(formatBytes(f)) in DRAM, floor \(formatBytes(floor)))"
+        case .rateLimited(let scope): return "rate limit reached (\(scope))"
+        case .noRoomInDram(let n): return "needs \(formatBytes(n)) of DRAM and none can be made"
+        }
+    }
+}
+
+/// A group the planner considered and left alone, with why.
+public struct PlanSkip: Sendable, Equatable, CustomStringConvertible {
+    public var group: CgroupPath
+    public var workload: String
+    public var reason: SkipReason
+    public init(group: CgroupPath, workload: String, reason: SkipReason) {
+        self.group = group; self.workload = workload; self.reason = reason
+    }
+    public var description: String { "skip \(group) [\(workload)]: \(reason)" }
+}
+
+/// The planner's view of DRAM this tick, for the log line and `tierctl status`.
+public struct PlanSummary: Sendable, Equatable {
+    public var dramTotal: UInt64 = 0
+    public var dramFree: UInt64 = 0
+    public var lowWatermark: UInt64 = 0
+    public var highWatermark: UInt64 = 0
+    /// True while DRAM free is being brought back up to the high watermark.
+    public var reclaiming: Bool = false
+    /// Bytes of opt-out workloads found on slow nodes (promotable).
+    public var promotionNeed: UInt64 = 0
+    /// Bytes the planner wanted demoted this tick.
+    public var demotionDemand: UInt64 = 0
+    /// Work the rate limits deferred: the service ticks again sooner when this is non-zero.
+    public var deferredBytes: UInt64 = 0
+    public init() {}
+}
+
+/// What to do this tick: demotions first (they make room), then promotions.
+public struct MigrationPlan: Sendable, Equatable {
+    public var actions: [MigrationAction]
+    public var skips: [PlanSkip]
+    public var summary: PlanSummary
+    public init(actions: [MigrationAction] = [], skips: [PlanSkip] = [], summary: PlanSummary = PlanSummary()) {
+        self.actions = actions; self.skips = skips; self.summary = summary
+    }
+}

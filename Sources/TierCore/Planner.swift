@@ -1,0 +1,198 @@
+/// The decision: given one snapshot, the policy, the carried state and the time, what to move.
+///
+/// Pure: no I/O, no clock. Rules, in order:
+/// 1. Opt-out workloads with `promote` whose own pages sit on slow nodes need DRAM back.
+/// 2. Demotion demand is the larger of: the watermark gap (DRAM free below `low` starts
+///    reclaiming until free reaches `high`), and the room promotion needs above `low`.
+/// 3. Opted-in groups cover the demand in priority order (lower first, then the most DRAM),
+///    never below their floor, never while their pressure guard is tripped, only to slow nodes
+///    inside both their cpuset and tierd's own.
+/// 4. Promotions follow, limited to the room there is; rate limits cap every action.
+public enum Planner {
+    public static func plan(snapshot: HostSnapshot, policy: Policy, state previous: ControllerState,
+                            now: Instant) -> (MigrationPlan, ControllerState) {
+        var state = previous
+        var plan = MigrationPlan()
+        let topology = snapshot.topology
+        let fast = topology.fast, slow = topology.slow
+        let allowed = snapshot.tierdAllowedNodes
+        let settings = policy.controller
+
+        let stallShares = measureStall(snapshot, &state, now)
+        refillBuckets(&state, policy, now)
+        state.lastTick = now
+
+        let dramTotal = topology.totalBytes(fast)
+        let dramFree = topology.freeBytes(fast)
+        plan.summary.dramTotal = dramTotal
+        plan.summary.dramFree = dramFree
+        plan.summary.lowWatermark = UInt64(Double(dramTotal) * settings.dramLowFree)
+        plan.summary.highWatermark = UInt64(Double(dramTotal) * settings.dramHighFree)
+        let low = plan.summary.lowWatermark, high = plan.summary.highWatermark
+
+        guard !slow.isEmpty else {
+            plan.skips.append(PlanSkip(group: .root, workload: Policy.defaultWorkloadName, reason: .noSlowTier))
+            state.reclaiming = false
+            return (plan, state)
+        }
+
+        let workloads = policy.resolve(snapshot.groups.map(\.path))
+        let own = snapshot.ownNumaStats()
+
+        // 1. What opt-out workloads need back.
+        var promotions: [(group: CgroupSnapshot, workload: ResolvedWorkload, from: NodeSet, to: [Int], bytes: UInt64)] = []
+        for group in snapshot.groups {
+            guard let workload = workloads[group.path], workload.rule.demote == .never,
+                  let stat = own[group.path] else { continue }
+            let slowBytes = stat.bytes(on: slow)
+            guard slowBytes > 0 else { continue }
+            func skip(_ reason: SkipReason) { plan.skips.append(PlanSkip(group: group.path, workload: workload.name, reason: reason)) }
+            guard workload.rule.promote else { skip(.promotionDisabled(slowBytes: slowBytes)); continue }
+            guard !group.pids.isEmpty else { skip(.noTasks(bytes: slowBytes)); continue }
+            guard !group.cpusetMems.isDisjoint(with: fast) else { skip(.confinedToSlowNodes(cpuset: group.cpusetMems)); continue }
+            let targets = fast.intersection(group.cpusetMems).intersection(allowed)
+            guard !targets.isEmpty else {
+                skip(.noTargetNodes(detail: "DRAM nodes \(fast) ∩ cpuset \(group.cpusetMems) ∩ tierd's own nodes \(allowed) is empty"))
+                continue
+            }
+            let from = slow.intersection(stat.nodes).filter { stat.bytes(on: $0) > 0 }
+            promotions.append((group, workload, NodeSet(from), topology.orderedByDistance(targets), slowBytes))
+        }
+        let promotionNeed = promotions.reduce(0) { $0 + $1.bytes }
+        plan.summary.promotionNeed = promotionNeed
+
+        // 2. How much DRAM to free.
+        if dramFree < low { state.reclaiming = true } else if dramFree >= high { state.reclaiming = false }
+        let watermarkDemand = state.reclaiming ? high - min(high, dramFree) : 0
+        let roomAboveLow = dramFree > low ? dramFree - low : 0
+        let promotionShortfall = promotionNeed > roomAboveLow ? promotionNeed - roomAboveLow : 0
+        let demand = max(watermarkDemand, promotionShortfall)
+        plan.summary.reclaiming = state.reclaiming
+        plan.summary.demotionDemand = demand
+
+        // 3. Demote opted-in groups to cover the demand.
+        var demoted: UInt64 = 0
+        if demand > 0 {
+            var candidates: [(group: CgroupSnapshot, workload: ResolvedWorkload, fastBytes: UInt64)] = []
+            for group in snapshot.groups {
+                guard let workload = workloads[group.path], workload.rule.demote == .allowed,
+                      let fastBytes = own[group.path]?.bytes(on: fast), fastBytes > 0 else { continue }
+                candidates.append((group, workload, fastBytes))
+            }
+            candidates.sort {
+                ($0.workload.rule.priority, UInt64.max - $0.fastBytes, $0.group.path.relative)
+                    < ($1.workload.rule.priority, UInt64.max - $1.fastBytes, $1.group.path.relative)
+            }
+            for (group, workload, fastBytes) in candidates {
+                func skip(_ reason: SkipReason) { plan.skips.append(PlanSkip(group: group.path, workload: workload.name, reason: reason)) }
+                let remaining = demand - min(demand, demoted)
+                if remaining == 0 { break }
+                let rule = workload.rule
+                guard !group.pids.isEmpty else { skip(.noTasks(bytes: fastBytes)); continue }
+                if let pressureGuard = rule.pressureGuard {
+                    let line = pressureGuard.kind == .some ? group.pressure.some : group.pressure.full
+                    let recent = stallShares[group.path].map { pressureGuard.kind == .some ? $0.some : $0.full } ?? 0
+                    let observed = max(line.avg10, recent)
+                    if observed >= pressureGuard.threshold {
+                        skip(.pressureGuard(kind: pressureGuard.kind, observed: observed, threshold: pressureGuard.threshold))
+                        continue
+                    }
+                }
+                let targets = slow.intersection(group.cpusetMems).intersection(allowed)
+                guard !targets.isEmpty else {
+                    let which = slow.intersection(group.cpusetMems).isEmpty
+                        ? "slow nodes \(slow) ∩ cpuset \(group.cpusetMems) is empty"
+                        : "slow nodes in cpuset \(slow.intersection(group.cpusetMems)) ∩ tierd's own nodes \(allowed) is empty"
+                    skip(.noTargetNodes(detail: which))
+                    continue
+                }
+                guard fastBytes > rule.dramFloor else { skip(.atDramFloor(fastBytes: fastBytes, floor: rule.dramFloor)); continue }
+                let wanted = min(fastBytes - rule.dramFloor, remaining)
+                let budget = allowance(state, workload.name)
+                guard budget > 0 else { skip(.rateLimited(scope: budgetScope(state, workload.name))); plan.summary.deferredBytes += wanted; continue }
+                let bytes = min(wanted, budget)
+                plan.summary.deferredBytes += wanted - bytes
+                spend(&state, workload.name, bytes)
+                demoted += bytes
+                let stat = own[group.path] ?? NumaStat()
+                let reason = promotionShortfall >= watermarkDemand
+                    ? "making room for \(formatBytes(promotionNeed)) of protected memory on slow nodes"
+                    : "DRAM free \(formatBytes(dramFree)) below target \(formatBytes(high))"
+                plan.actions.append(MigrationAction(
+                    group: group.path, workload: workload.name, direction: .demote, pids: group.pids,
+                    from: NodeSet(fast.filter { stat.bytes(on: $0) > 0 }), to: topology.orderedByDistance(targets),
+                    bytes: bytes, mempolicy: rule.mempolicy, reason: reason))
+            }
+        }
+
+        // 4. Promote into the room there is (or is being made).
+        var room = roomAboveLow + demoted
+        for (group, workload, from, to, bytes) in promotions {
+            func skip(_ reason: SkipReason) { plan.skips.append(PlanSkip(group: group.path, workload: workload.name, reason: reason)) }
+            guard room > 0 else { skip(.noRoomInDram(neededBytes: bytes)); continue }
+            let budget = allowance(state, workload.name)
+            guard budget > 0 else { skip(.rateLimited(scope: budgetScope(state, workload.name))); plan.summary.deferredBytes += bytes; continue }
+            let take = min(bytes, room, budget)
+            plan.summary.deferredBytes += min(bytes, room) - take
+            spend(&state, workload.name, take)
+            room -= take
+            plan.actions.append(MigrationAction(
+                group: group.path, workload: workload.name, direction: .promote, pids: group.pids,
+                from: from, to: to, bytes: take, mempolicy: workload.rule.mempolicy,
+                reason: "protected workload has \(formatBytes(bytes)) on slow nodes"))
+        }
+        return (plan, state)
+    }
+
+    /// The share of time each group stalled since the previous tick, from cumulative PSI totals.
+    static func measureStall(_ snapshot: HostSnapshot, _ state: inout ControllerState,
+                             _ now: Instant) -> [CgroupPath: (some: Double, full: Double)] {
+        var shares: [CgroupPath: (some: Double, full: Double)] = [:]
+        var totals: [CgroupPath: (some: UInt64, full: UInt64)] = [:]
+        let elapsedMicroseconds = state.lastTick.map { (now - $0).seconds * 1e6 } ?? 0
+        for group in snapshot.groups {
+            let current = (some: group.pressure.some.totalMicroseconds, full: group.pressure.full.totalMicroseconds)
+            totals[group.path] = current
+            if elapsedMicroseconds > 0, let last = state.pressureTotals[group.path] {
+                let some = Double(current.some >= last.some ? current.some - last.some : 0) / elapsedMicroseconds
+                let full = Double(current.full >= last.full ? current.full - last.full : 0) / elapsedMicroseconds
+                shares[group.path] = (min(some, 1), min(full, 1))
+            }
+        }
+        state.pressureTotals = totals
+        return shares
+    }
+
+    /// Buckets hold at most one interval's worth (and at least one second's) of bytes.
+    static func refillBuckets(_ state: inout ControllerState, _ policy: Policy, _ now: Instant) {
+        let window = max(policy.controller.interval.seconds, 1)
+        func sized(_ existing: ByteBucket?, _ rate: UInt64) -> ByteBucket {
+            let capacity = UInt64(Double(rate) * window)
+            var bucket = existing ?? ByteBucket(rate: rate, capacity: capacity)
+            if bucket.rate != rate || bucket.capacity != capacity {
+                bucket.rate = rate; bucket.capacity = capacity; bucket.tokens = min(bucket.tokens, capacity)
+            }
+            bucket.refill(at: now)
+            return bucket
+        }
+        state.globalBucket = sized(state.globalBucket, policy.controller.rateLimit)
+        var buckets: [String: ByteBucket] = [:]
+        for workload in policy.workloads {
+            if let rate = workload.rule.rateLimit { buckets[workload.name] = sized(state.workloadBuckets[workload.name], rate) }
+        }
+        state.workloadBuckets = buckets
+    }
+
+    static func allowance(_ state: ControllerState, _ workload: String) -> UInt64 {
+        min(state.globalBucket?.tokens ?? 0, state.workloadBuckets[workload]?.tokens ?? .max)
+    }
+
+    static func budgetScope(_ state: ControllerState, _ workload: String) -> String {
+        (state.globalBucket?.tokens ?? 0) == 0 ? "global rate_limit" : "workload \(workload) rate_limit"
+    }
+
+    static func spend(_ state: inout ControllerState, _ workload: String, _ bytes: UInt64) {
+        state.globalBucket?.take(bytes)
+        state.workloadBuckets[workload]?.take(bytes)
+    }
+}

@@ -1,0 +1,178 @@
+/// How tierd tells fast nodes from slow ones: from the kernel, or as the operator states.
+public enum TierSelection: Sendable, Equatable {
+    case auto
+    case explicit(fast: NodeSet, slow: NodeSet)
+}
+
+/// Whether a workload's memory may be moved to the slow tier.
+public enum DemoteMode: String, Sendable, Equatable {
+    /// Opt-in: tierd may demote it, in priority order, down to its DRAM floor.
+    case allowed
+    /// Opt-out: never a source of demotion; with `promote`, its slow pages come back to DRAM.
+    case never
+}
+
+/// Whether a task's own NUMA memory policy (numactl, set_mempolicy, mbind) limits tierd.
+public enum MempolicyMode: String, Sendable, Equatable {
+    /// A task whose policy keeps it on nodes other than the move's targets is left alone.
+    case respect
+    /// Move it anyway: the operator knows better than the task.
+    case override
+}
+
+/// The stall level at which an opted-in workload stops being demoted.
+public struct PressureGuard: Sendable, Equatable {
+    /// Which PSI line the guard reads.
+    public enum Kind: String, Sendable, Equatable { case some, full }
+    public var kind: Kind
+    /// A fraction of wall time (0.2 = 20 %), compared with avg10 and with the stall share
+    /// measured from the cumulative total since the previous tick, whichever is higher.
+    public var threshold: Double
+    public init(kind: Kind, threshold: Double) { self.kind = kind; self.threshold = threshold }
+}
+
+/// What tierd does with the groups one workload entry matches. Compiled and validated.
+public struct WorkloadRule: Sendable, Equatable {
+    public var demote: DemoteMode
+    /// Lower is demoted first.
+    public var priority: Int
+    /// Bytes the workload keeps in DRAM whatever the pressure on DRAM.
+    public var dramFloor: UInt64
+    public var pressureGuard: PressureGuard?
+    public var mempolicy: MempolicyMode
+    /// Bring pages found on slow nodes back to DRAM (opt-out workloads only).
+    public var promote: Bool
+    /// Bytes per second for this workload's moves; nil leaves only the global limit.
+    public var rateLimit: UInt64?
+
+    public init(demote: DemoteMode, priority: Int = 0, dramFloor: UInt64 = 0, pressureGuard: PressureGuard? = nil,
+                mempolicy: MempolicyMode = .respect, promote: Bool = false, rateLimit: UInt64? = nil) {
+        self.demote = demote; self.priority = priority; self.dramFloor = dramFloor
+        self.pressureGuard = pressureGuard; self.mempolicy = mempolicy; self.promote = promote
+        self.rateLimit = rateLimit
+    }
+
+    /// The rule for groups no workload matches, unless the file says otherwise: observe only.
+    public static let observeOnly = WorkloadRule(demote: .never, promote: false)
+}
+
+/// A named workload: which cgroups it covers and its rule.
+public struct WorkloadPolicy: Sendable, Equatable {
+    public var name: String
+    public var matches: [CgroupGlob]
+    public var rule: WorkloadRule
+    public init(name: String, matches: [CgroupGlob], rule: WorkloadRule) {
+        self.name = name; self.matches = matches; self.rule = rule
+    }
+}
+
+/// Controller-wide settings.
+public struct ControllerSettings: Sendable, Equatable {
+    /// The fallback tick; PSI triggers wake the loop sooner.
+    public var interval: Duration
+    /// Start demoting when DRAM free falls below this share of DRAM...
+    public var dramLowFree: Double
+    /// ...and keep going until free reaches this share (hysteresis).
+    public var dramHighFree: Double
+    /// Bytes per second for all moves together.
+    public var rateLimit: UInt64
+    /// The PSI trigger armed on each managed group: stall time within a window.
+    public var psiStall: Duration
+    public var psiWindow: Duration
+
+    public init(interval: Duration = .seconds(2), dramLowFree: Double = 0.10, dramHighFree: Double = 0.20,
+                rateLimit: UInt64 = 512 << 20, psiStall: Duration = .milliseconds(150), psiWindow: Duration = .seconds(1)) {
+        self.interval = interval; self.dramLowFree = dramLowFree; self.dramHighFree = dramHighFree
+        self.rateLimit = rateLimit; self.psiStall = psiStall; self.psiWindow = psiWindow
+    }
+}
+
+/// The whole compiled policy: what the planner reads. Built only by `PolicyCompiler`.
+public struct Policy: Sendable, Equatable {
+    public var tiers: TierSelection
+    public var controller: ControllerSettings
+    public var workloads: [WorkloadPolicy]
+    public var defaultRule: WorkloadRule
+
+    public init(tiers: TierSelection = .auto, controller: ControllerSettings = ControllerSettings(),
+                workloads: [WorkloadPolicy] = [], defaultRule: WorkloadRule = .observeOnly) {
+        self.tiers = tiers; self.controller = controller; self.workloads = workloads; self.defaultRule = defaultRule
+    }
+
+    /// The name used for groups that no workload matches.
+    public static let defaultWorkloadName = "default"
+
+    /// Resolves every group's workload top-down: a group matched by a pattern takes that workload;
+    /// otherwise it inherits its parent's. The deepest match thus wins, and an opt-out child under an
+    /// opt-in parent stays opted out. At equal depth the entry first in the file wins.
+    public func resolve(_ paths: [CgroupPath]) -> [CgroupPath: ResolvedWorkload] {
+        var resolved: [CgroupPath: ResolvedWorkload] = [:]
+        let fallback = ResolvedWorkload(name: Policy.defaultWorkloadName, rule: defaultRule, matchedAt: nil)
+        for path in paths.sorted(by: { $0.depth < $1.depth }) {
+            if let hit = workloads.first(where: { $0.matches.contains { $0.matches(path) } }) {
+                resolved[path] = ResolvedWorkload(name: hit.name, rule: hit.rule, matchedAt: path)
+            } else {
+                resolved[path] = path.parent.flatMap { resolved[$0] } ?? fallback
+            }
+        }
+        return resolved
+    }
+}
+
+/// The workload a group falls under, and the group whose path matched (nil: the default).
+public struct ResolvedWorkload: Sendable, Equatable {
+    public var name: String
+    public var rule: WorkloadRule
+    public var matchedAt: CgroupPath?
+}
+
+/// A shell-style pattern over cgroup paths relative to the cgroup root:
+/// `*` and `?` stay within one path component, `**` spans any number of components.
+public struct CgroupGlob: Sendable, Equatable, CustomStringConvertible {
+    public let pattern: String
+    private let parts: [Substring]
+
+    public init(_ pattern: String) {
+        self.pattern = pattern
+        parts = pattern.split(separator: "/")
+    }
+
+    public var description: String { pattern }
+
+    public func matches(_ path: CgroupPath) -> Bool {
+        CgroupGlob.match(parts[...], path.components[...])
+    }
+
+    private static func match(_ pattern: ArraySlice<Substring>, _ path: ArraySlice<Substring>) -> Bool {
+        guard let head = pattern.first else { return path.isEmpty }
+        if head == "**" {
+            let rest = pattern.dropFirst()
+            var tail = path
+            while true {
+                if match(rest, tail) { return true }
+                if tail.isEmpty { return false }
+                tail = tail.dropFirst()
+            }
+        }
+        guard let component = path.first, matchComponent(Array(head.utf8)[...], Array(component.utf8)[...]) else {
+            return false
+        }
+        return match(pattern.dropFirst(), path.dropFirst())
+    }
+
+    private static func matchComponent(_ p: ArraySlice<UInt8>, _ s: ArraySlice<UInt8>) -> Bool {
+        var p = p, s = s
+        var star: (ArraySlice<UInt8>, ArraySlice<UInt8>)?
+        while true {
+            if let c = p.first, c == UInt8(ascii: "*") {
+                p = p.dropFirst(); star = (p, s); continue
+            }
+            if let c = p.first, let d = s.first, c == UInt8(ascii: "?") || c == d {
+                p = p.dropFirst(); s = s.dropFirst(); continue
+            }
+            if p.isEmpty && s.isEmpty { return true }
+            guard let (sp, ss) = star, !ss.isEmpty else { return false }
+            p = sp; s = ss.dropFirst(); star = (sp, s)
+        }
+    }
+}

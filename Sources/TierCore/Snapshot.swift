@@ -1,0 +1,148 @@
+/// A cgroup's path relative to the cgroup v2 mount ("" for the root, "batch.slice/job1").
+/// Policies match these paths, and tierd never acts on a task outside the one it names.
+public struct CgroupPath: Hashable, Sendable, Comparable, CustomStringConvertible {
+    public let relative: String
+
+    public init(_ path: String) {
+        relative = String(path.split(separator: "/", omittingEmptySubsequences: true).joined(separator: "/"))
+    }
+
+    public static let root = CgroupPath("")
+    public var isRoot: Bool { relative.isEmpty }
+    public var components: [Substring] { relative.split(separator: "/") }
+    public var depth: Int { isRoot ? 0 : components.count }
+
+    public var parent: CgroupPath? {
+        guard !isRoot else { return nil }
+        guard let slash = relative.lastIndex(of: "/") else { return .root }
+        return CgroupPath(String(relative[..<slash]))
+    }
+
+    public func appending(_ child: String) -> CgroupPath {
+        CgroupPath(isRoot ? child : relative + "/" + child)
+    }
+
+    public var description: String { "/" + relative }
+    public static func < (a: CgroupPath, b: CgroupPath) -> Bool { a.relative < b.relative }
+}
+
+/// One NUMA node as the kernel shows it, with its memory at the time of the snapshot.
+public struct MemoryNode: Sendable, Equatable {
+    public var id: Int
+    public var hasCPU: Bool
+    public var totalBytes: UInt64
+    public var freeBytes: UInt64
+    /// The memory tier the kernel placed the node in (memory_tierN: a higher N is slower), if known.
+    public var memoryTier: Int?
+    /// Distance to every other node (SLIT), by node id.
+    public var distances: [Int: Int]
+
+    public init(id: Int, hasCPU: Bool, totalBytes: UInt64, freeBytes: UInt64,
+                memoryTier: Int? = nil, distances: [Int: Int] = [:]) {
+        self.id = id; self.hasCPU = hasCPU; self.totalBytes = totalBytes; self.freeBytes = freeBytes
+        self.memoryTier = memoryTier; self.distances = distances
+    }
+}
+
+/// Which nodes are fast (DRAM) and which slow, and how that was decided.
+public struct Topology: Sendable, Equatable {
+    /// Where the fast/slow split came from, for the start-up log and `tierctl status`.
+    public enum Source: String, Sendable, Equatable {
+        case configured = "configured"
+        case memoryTiers = "kernel memory tiers"
+        case cpuLessNodes = "CPU-less nodes"
+        case singleTier = "a single tier"
+    }
+    public var nodes: [MemoryNode]
+    public var fast: NodeSet
+    public var slow: NodeSet
+    public var source: Source
+
+    public init(nodes: [MemoryNode], fast: NodeSet, slow: NodeSet, source: Source) {
+        self.nodes = nodes.sorted { $0.id < $1.id }; self.fast = fast; self.slow = slow; self.source = source
+    }
+
+    /// Splits `nodes` into tiers: an explicit selection wins; then the kernel's memory tiers
+    /// (the lowest-numbered tier is fast, all others slow); then CPU-less nodes are slow.
+    /// With none of these, everything is fast and there is no slow tier (observe mode).
+    public static func classify(_ nodes: [MemoryNode], selection: TierSelection) -> Topology {
+        let all = NodeSet(nodes.map(\.id))
+        if case .explicit(let fast, let slow) = selection {
+            return Topology(nodes: nodes, fast: fast.intersection(all), slow: slow.intersection(all), source: .configured)
+        }
+        let tiers = Set(nodes.compactMap(\.memoryTier))
+        if tiers.count >= 2, nodes.allSatisfy({ $0.memoryTier != nil }), let top = tiers.min() {
+            let fast = NodeSet(nodes.filter { $0.memoryTier == top }.map(\.id))
+            return Topology(nodes: nodes, fast: fast, slow: all.subtracting(fast), source: .memoryTiers)
+        }
+        let cpu = NodeSet(nodes.filter(\.hasCPU).map(\.id))
+        let cpuLess = all.subtracting(cpu)
+        if !cpu.isEmpty, !cpuLess.isEmpty {
+            return Topology(nodes: nodes, fast: cpu, slow: cpuLess, source: .cpuLessNodes)
+        }
+        return Topology(nodes: nodes, fast: all, slow: .empty, source: .singleTier)
+    }
+
+    public func node(_ id: Int) -> MemoryNode? { nodes.first { $0.id == id } }
+    public func freeBytes(_ set: NodeSet) -> UInt64 { nodes.filter { set.contains($0.id) }.reduce(0) { $0 + $1.freeBytes } }
+    public func totalBytes(_ set: NodeSet) -> UInt64 { nodes.filter { set.contains($0.id) }.reduce(0) { $0 + $1.totalBytes } }
+
+    /// `set` ordered nearest-first from the fast nodes (by SLIT distance), so a move goes to the
+    /// closest slow node its cpuset allows.
+    public func orderedByDistance(_ set: NodeSet) -> [Int] {
+        func cost(_ id: Int) -> Int {
+            fast.compactMap { node($0)?.distances[id] }.min() ?? Int.max
+        }
+        return set.sorted.sorted { (cost($0), $0) < (cost($1), $1) }
+    }
+}
+
+/// Everything the planner knows about one cgroup for one tick.
+public struct CgroupSnapshot: Sendable, Equatable {
+    public var path: CgroupPath
+    /// Processes directly in this group (`cgroup.procs`), not in its children.
+    public var pids: [Int32]
+    /// Bytes per node for this group and its descendants.
+    public var numaStat: NumaStat
+    public var memoryStat: MemoryStat
+    public var memoryCurrent: UInt64
+    public var pressure: Pressure
+    /// `cpuset.mems.effective`: the only nodes this group's memory may be on.
+    public var cpusetMems: NodeSet
+
+    public init(path: CgroupPath, pids: [Int32], numaStat: NumaStat, memoryStat: MemoryStat = MemoryStat(),
+                memoryCurrent: UInt64 = 0, pressure: Pressure = .zero, cpusetMems: NodeSet) {
+        self.path = path; self.pids = pids; self.numaStat = numaStat; self.memoryStat = memoryStat
+        self.memoryCurrent = memoryCurrent; self.pressure = pressure; self.cpusetMems = cpusetMems
+    }
+}
+
+/// One consistent-enough view of the host, read once per tick and never mutated.
+/// Groups are listed parents first.
+public struct HostSnapshot: Sendable, Equatable {
+    public var topology: Topology
+    public var groups: [CgroupSnapshot]
+    /// The nodes tierd itself may allocate on (its own cpuset): migrate_pages(2) ANDs targets with it.
+    public var tierdAllowedNodes: NodeSet
+    /// Groups or files that vanished while being read: normal on a container host, only counted.
+    public var vanishedWhileReading: Int
+
+    public init(topology: Topology, groups: [CgroupSnapshot], tierdAllowedNodes: NodeSet, vanishedWhileReading: Int = 0) {
+        self.topology = topology; self.groups = groups
+        self.tierdAllowedNodes = tierdAllowedNodes; self.vanishedWhileReading = vanishedWhileReading
+    }
+
+    /// Each group's own bytes per node: its numa_stat less its direct children's.
+    public func ownNumaStats() -> [CgroupPath: NumaStat] {
+        var childSums: [CgroupPath: NumaStat] = [:]
+        for group in groups {
+            guard let parent = group.path.parent else { continue }
+            childSums[parent] = (childSums[parent] ?? NumaStat()).adding(group.numaStat)
+        }
+        var own: [CgroupPath: NumaStat] = [:]
+        for group in groups {
+            own[group.path] = childSums[group.path].map { group.numaStat.subtracting($0) } ?? group.numaStat
+        }
+        return own
+    }
+}

@@ -1,0 +1,274 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import CNuma
+import TierCore
+
+/// An errno from a page-moving system call.
+public struct SyscallError: Error, Equatable, Sendable, CustomStringConvertible {
+    public var code: Int32
+    public init(_ code: Int32) { self.code = code }
+    public var description: String { String(cString: strerror(code)) }
+}
+
+/// The two kernel calls that move pages. Production uses libnuma; the lab guest exercises
+/// them for real, and unit tests on the host record them.
+public protocol PageMoveSyscalls: Sendable {
+    /// migrate_pages(2): every page of `pid` on `from` to `to`. Returns the pages not moved.
+    func migratePages(pid: Int32, from: NodeSet, to: NodeSet) -> Result<Int, SyscallError>
+    /// move_pages(2): with `node` nil, only where each page is; otherwise move each page there.
+    /// Returns one status per address: a node id, or a negative errno.
+    func movePages(pid: Int32, addresses: [UInt64], to node: Int?) -> Result<[Int32], SyscallError>
+}
+
+/// `PageMoveSyscalls` through libnuma (`numa_migrate_pages`, `numa_move_pages`).
+public struct LibnumaSyscalls: PageMoveSyscalls {
+    /// libnuma must be initialised (numa_available) before its node masks are used.
+    public static let isAvailable: Bool = numa_available() >= 0
+
+    public init() {}
+
+    public func migratePages(pid: Int32, from: NodeSet, to: NodeSet) -> Result<Int, SyscallError> {
+        guard Self.isAvailable else { return .failure(SyscallError(ENOSYS)) }
+        let fromMask = mask(from), toMask = mask(to)
+        defer { numa_bitmask_free(fromMask); numa_bitmask_free(toMask) }
+        let result = numa_migrate_pages(pid, fromMask, toMask)
+        return result < 0 ? .failure(SyscallError(errno)) : .success(Int(result))
+    }
+
+    public func movePages(pid: Int32, addresses: [UInt64], to node: Int?) -> Result<[Int32], SyscallError> {
+        guard Self.isAvailable else { return .failure(SyscallError(ENOSYS)) }
+        var pages: [UnsafeMutableRawPointer?] = addresses.map { UnsafeMutableRawPointer(bitPattern: UInt($0)) }
+        var status = [Int32](repeating: 0, count: addresses.count)
+        let result: Int32
+        if let node {
+            var nodes = [Int32](repeating: Int32(node), count: addresses.count)
+            result = numa_move_pages(pid, UInt(addresses.count), &pages, &nodes, &status, MPOL_MF_MOVE)
+        } else {
+            result = numa_move_pages(pid, UInt(addresses.count), &pages, nil, &status, 0)
+        }
+        return result < 0 ? .failure(SyscallError(errno)) : .success(status)
+    }
+
+    private func mask(_ set: NodeSet) -> UnsafeMutablePointer<bitmask> {
+        let mask = numa_allocate_nodemask()!
+        for id in set { numa_bitmask_setbit(mask, UInt32(id)) }
+        return mask
+    }
+}
+
+/// What happened to one task of an action.
+public enum TaskResult: Sendable, Equatable, CustomStringConvertible {
+    case moved(bytes: UInt64)
+    /// Dry run: what would have moved.
+    case wouldMove(bytes: UInt64)
+    /// Some pages stayed: migrate_pages reported them, or move_pages statuses said so.
+    case partial(movedBytes: UInt64, notMovedPages: Int)
+    case nothingToMove
+    /// ESRCH or its /proc entry vanished: the task exited before or during the move.
+    case exited
+    /// The pid now belongs to another cgroup (it moved, or the pid was reused).
+    case leftGroup(now: CgroupPath?)
+    case mempolicy(Mempolicy)
+    case isTierd
+    case failed(String)
+
+    /// A short stable name, used as a metrics label.
+    public var code: String {
+        switch self {
+        case .moved: "moved"
+        case .wouldMove: "would_move"
+        case .partial: "partial"
+        case .nothingToMove: "nothing_to_move"
+        case .exited: "exited"
+        case .leftGroup: "left_group"
+        case .mempolicy: "mempolicy"
+        case .isTierd: "is_tierd"
+        case .failed: "failed"
+        }
+    }
+
+    public var movedBytes: UInt64 {
+        switch self {
+        case .moved(let b), .partial(let b, _): b
+        default: 0
+        }
+    }
+
+    public var description: String {
+        switch self {
+        case .moved(let b): "moved \(formatBytes(b))"
+        case .wouldMove(let b): "would move \(formatBytes(b)) (dry run)"
+        case .partial(let b, let n): "moved \(formatBytes(b)), \(n) pages stayed"
+        case .nothingToMove: "nothing on the source nodes"
+        case .exited: "exited before the move"
+        case .leftGroup(let now): "no longer in the group (now \(now.map { "\($0)" } ?? "unknown")): skipped"
+        case .mempolicy(let policy): "its mempolicy \(policy) excludes the targets: left alone (mempolicy: respect)"
+        case .isTierd: "tierd's own process: skipped"
+        case .failed(let why): "failed: \(why)"
+        }
+    }
+}
+
+/// The outcome of one planned action, task by task.
+public struct ActionOutcome: Sendable, Equatable {
+    public var action: MigrationAction
+    public var tasks: [(pid: Int32, result: TaskResult)]
+    /// Set when the action was dropped as a whole (its cgroup vanished, its cpuset changed).
+    public var dropped: String?
+
+    public var movedBytes: UInt64 { tasks.reduce(0) { $0 + $1.result.movedBytes } }
+
+    public static func == (a: ActionOutcome, b: ActionOutcome) -> Bool {
+        a.action == b.action && a.dropped == b.dropped && a.tasks.count == b.tasks.count
+            && zip(a.tasks, b.tasks).allSatisfy { $0.pid == $1.pid && $0.result == $1.result }
+    }
+}
+
+/// Carries out planned actions, one task at a time.
+public protocol PageMigrator: Sendable {
+    func execute(_ action: MigrationAction) -> ActionOutcome
+}
+
+/// The migrator: for each task, right before its move, checks that it is still in the group and
+/// that its mempolicy allows the move, then calls migrate_pages(2) when the task's pages on the
+/// source nodes fit the action's byte budget whole, or move_pages(2) in chunks when only part
+/// of them may move. Targets are re-checked against the group's cpuset at execution time.
+public struct TaskMigrator: PageMigrator {
+    public let collector: SnapshotCollector
+    public let syscalls: any PageMoveSyscalls
+    public let dryRun: Bool
+    public let selfPid: Int32
+    /// Pages per move_pages(2) call: bounds the arrays and lets a large move stop at its budget.
+    public var chunkPages = 8192
+
+    public init(collector: SnapshotCollector, syscalls: any PageMoveSyscalls, dryRun: Bool, selfPid: Int32 = getpid()) {
+        self.collector = collector; self.syscalls = syscalls; self.dryRun = dryRun; self.selfPid = selfPid
+    }
+
+    var files: any HostFiles { collector.files }
+
+    public func execute(_ action: MigrationAction) -> ActionOutcome {
+        var outcome = ActionOutcome(action: action, tasks: [])
+        let cpuset: NodeSet
+        do {
+            cpuset = try currentCpuset(action.group)
+        } catch {
+            outcome.dropped = "cgroup \(action.group) vanished before the move"
+            return outcome
+        }
+        let targets = action.to.filter { cpuset.contains($0) }
+        guard let target = targets.first else {
+            outcome.dropped = "cpuset.mems.effective of \(action.group) is now \(cpuset): no target left"
+            return outcome
+        }
+        var remaining = action.bytes
+        for pid in action.pids {
+            guard remaining > 0 else { break }
+            let result = moveTask(pid, action, targets: NodeSet(targets), first: target, budget: remaining)
+            remaining -= min(remaining, result.movedBytes)
+            if case .wouldMove(let bytes) = result { remaining -= min(remaining, bytes) }
+            outcome.tasks.append((pid, result))
+        }
+        return outcome
+    }
+
+    func currentCpuset(_ group: CgroupPath) throws(HostFileError) -> NodeSet {
+        var path: CgroupPath? = group
+        while let current = path {
+            let dir = collector.directory(of: current)
+            if current == group, !files.exists(dir + "/cgroup.procs") { throw .vanished(dir) }
+            if let text = try? files.read(dir + "/cpuset.mems.effective"), let set = NodeSet.parseList(text) { return set }
+            path = current.parent
+        }
+        return NodeSet((try? collector.topology(selection: .auto))?.nodes.map(\.id) ?? [])
+    }
+
+    func stillInGroup(_ pid: Int32, _ group: CgroupPath) -> TaskResult? {
+        guard let text = try? files.read(KernelPaths.process(pid) + "/cgroup") else { return .exited }
+        let now = KernelText.cgroupOfProcess(text)
+        return now == group ? nil : .leftGroup(now: now)
+    }
+
+    func moveTask(_ pid: Int32, _ action: MigrationAction, targets: NodeSet, first: Int, budget: UInt64) -> TaskResult {
+        if pid == selfPid { return .isTierd }
+        if let gone = stillInGroup(pid, action.group) { return gone }
+        let entries: [NumaMapsEntry]
+        do {
+            entries = KernelText.numaMaps(try files.read(KernelPaths.process(pid) + "/numa_maps"))
+        } catch {
+            return .exited
+        }
+        if let policy = MempolicyGate.blockingPolicy(entries, targets: targets, mode: action.mempolicy) {
+            return .mempolicy(policy)
+        }
+        let sourceBytes = entries.reduce(0) { $0 + $1.bytes(on: action.from) }
+        guard sourceBytes > 0 else { return .nothingToMove }
+        if dryRun { return .wouldMove(bytes: min(sourceBytes, budget)) }
+        // Re-checked last thing before the call: a pid reused since the snapshot is never moved.
+        if let gone = stillInGroup(pid, action.group) { return gone }
+        if sourceBytes <= budget {
+            switch syscalls.migratePages(pid: pid, from: action.from, to: NodeSet([first])) {
+            case .success(0): return .moved(bytes: sourceBytes)
+            case .success(let notMoved):
+                let stayed = UInt64(notMoved) * 4096
+                return .partial(movedBytes: sourceBytes - min(sourceBytes, stayed), notMovedPages: notMoved)
+            case .failure(let error): return failure(error)
+            }
+        }
+        return movePart(pid, action, targets: targets.sorted, budget: budget)
+    }
+
+    func failure(_ error: SyscallError) -> TaskResult {
+        switch error.code {
+        case ESRCH: .exited
+        case EPERM: .failed("EPERM: no permission to move this task's pages (tierd needs CAP_SYS_NICE and ptrace access)")
+        default: .failed("\(error) (errno \(error.code))")
+        }
+    }
+
+    /// Moves up to `budget` bytes of the task's pages on the source nodes, mapping by mapping.
+    func movePart(_ pid: Int32, _ action: MigrationAction, targets: [Int], budget: UInt64) -> TaskResult {
+        let ranges: [Range<UInt64>]
+        do {
+            ranges = KernelText.mapRanges(try files.read(KernelPaths.process(pid) + "/maps"))
+        } catch {
+            return .exited
+        }
+        let pageSize: UInt64 = 4096
+        var moved: UInt64 = 0, stayed = 0
+        let orderedTargets = action.to.filter { targets.contains($0) }
+        outer: for range in ranges {
+            var address = range.lowerBound
+            while address < range.upperBound {
+                guard moved < budget else { break outer }
+                let count = min(UInt64(chunkPages), (range.upperBound - address) / pageSize)
+                let pages = (0..<count).map { address + $0 * pageSize }
+                address += count * pageSize
+                guard case .success(let where_) = syscalls.movePages(pid: pid, addresses: pages, to: nil) else {
+                    if moved == 0 { return .exited }
+                    break outer
+                }
+                let wantedBudget = Int((budget - moved) / pageSize)
+                var candidates = zip(pages, where_).filter { $0.1 >= 0 && action.from.contains(Int($0.1)) }.map(\.0)
+                if candidates.count > wantedBudget { candidates = Array(candidates.prefix(max(wantedBudget, 1))) }
+                for target in orderedTargets where !candidates.isEmpty {
+                    switch syscalls.movePages(pid: pid, addresses: candidates, to: target) {
+                    case .success(let status):
+                        let done = status.filter { $0 == Int32(target) }.count
+                        moved += UInt64(done) * pageSize
+                        // Pages the target had no room for (ENOMEM) try the next target.
+                        candidates = zip(candidates, status).filter { $0.1 == -ENOMEM }.map(\.0)
+                        stayed += status.filter { $0 < 0 && $0 != -ENOMEM && $0 != -ENOENT }.count
+                    case .failure(let error):
+                        if error.code == ESRCH { return moved == 0 ? .exited : .partial(movedBytes: moved, notMovedPages: stayed) }
+                        return moved == 0 ? failure(error) : .partial(movedBytes: moved, notMovedPages: stayed)
+                    }
+                }
+                stayed += candidates.count
+            }
+        }
+        if moved == 0 && stayed == 0 { return .nothingToMove }
+        return stayed == 0 ? .moved(bytes: moved) : .partial(movedBytes: moved, notMovedPages: stayed)
+    }
+}
