@@ -34,6 +34,7 @@ let package = Package(
                 "TierCore", "TierLinux",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
             ],
             swiftSettings: strict),
         .target(name: "TierTestSupport", dependencies: ["TierCore", "TierLinux"], swiftSettings: strict),

@@ -9,6 +9,10 @@ public struct PolicyError: Error, Equatable, Sendable, CustomStringConvertible {
     public var field: String
     public var message: String
 
+    public init(file: String, line: Int, column: Int, field: String, message: String) {
+        self.file = file; self.line = line; self.column = column; self.field = field; self.message = message
+    }
+
     public var description: String {
         let location = "\(file):\(line):\(column)"
         return field.isEmpty ? "\(location): \(message)" : "\(location): \(field): \(message)"
@@ -74,6 +78,10 @@ public enum PolicyCompiler {
             return PolicyError(file: file, line: mark.line, column: mark.column, field: "", message: "invalid YAML: \(problem)")
         case .composer(_, let problem, let mark, _):
             return PolicyError(file: file, line: mark.line, column: mark.column, field: "", message: "invalid YAML: \(problem)")
+        case .duplicatedKeysInMapping(let keys, let context):
+            let names = keys.map { "'\($0)'" }.joined(separator: ", ")
+            return PolicyError(file: file, line: context.mark.line, column: context.mark.column, field: "",
+                               message: "duplicate key \(names) in this mapping")
         default:
             return PolicyError(file: file, line: 1, column: 1, field: "", message: "invalid YAML: \(error)")
         }

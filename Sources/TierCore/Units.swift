@@ -22,7 +22,7 @@ public enum Quantity {
                 guard bytes < 1.8e19 else { return .failure(.init("'\(text)' is too large")) }
                 return .success(UInt64(bytes.rounded()))
             }
-            return .failure(.init("'\(text)' is not a size: expected a number before \(suffix)"))
+            break
         }
         return .failure(.init("'\(text)' is not a size: use a byte count or a number with KiB, MiB, GiB or TiB"))
     }

@@ -1,0 +1,126 @@
+import Dispatch
+import Logging
+import TierCore
+import TierLinux
+
+/// What one tick saw, decided and did.
+public struct TickReport: Sendable {
+    public var snapshot: HostSnapshot?
+    public var plan: MigrationPlan
+    public var outcomes: [ActionOutcome]
+    /// Set when the host could not be read at all this tick.
+    public var collectError: String?
+}
+
+/// The control loop's body: collect → plan → migrate → account. Owned by one task, never shared.
+/// The policy is swapped whole on reload; the carried `ControllerState` survives it.
+public final class TierController {
+    public private(set) var policy: Policy
+    public private(set) var ledger = MoveLedger()
+    public private(set) var lastReport: TickReport?
+    public let collector: SnapshotCollector
+    let migrator: any PageMigrator
+    let logger: Logger
+    let journal: Journal
+    var state = ControllerState()
+    var startedAt: Instant?
+    /// The last skip reason logged per group, so a steady skip is logged once, not every tick.
+    var loggedSkips: [CgroupPath: String] = [:]
+    private let queue = DispatchQueue(label: "tierd.migrator")
+
+    public init(policy: Policy, collector: SnapshotCollector, migrator: any PageMigrator, logger: Logger, journal: Journal) {
+        self.policy = policy; self.collector = collector; self.migrator = migrator
+        self.logger = logger; self.journal = journal
+    }
+
+    /// Replaces the policy if `path` compiles; otherwise keeps the running one and says why.
+    @discardableResult
+    public func reload(path: String) -> Bool {
+        do {
+            let next = try PolicyFileLoader.load(path: path)
+            policy = next
+            loggedSkips = [:]
+            logger.notice("policy reloaded", metadata: ["file": "\(path)", "workloads": "\(next.workloads.count)"])
+            journal.write(["event": "reload", "ok": .bool(true)])
+            return true
+        } catch {
+            logger.error("policy reload refused, keeping the running policy: \(error)")
+            journal.write(["event": "reload", "ok": .bool(false), "error": .string("\(error)")])
+            return false
+        }
+    }
+
+    /// Groups worth a PSI trigger: every group whose workload may be moved either way.
+    public func watchedGroups() -> [CgroupPath: String] {
+        guard let snapshot = lastReport?.snapshot else { return [:] }
+        let resolved = policy.resolve(snapshot.groups.map(\.path))
+        var result: [CgroupPath: String] = [:]
+        for group in snapshot.groups {
+            guard let rule = resolved[group.path]?.rule, rule.demote == .allowed || rule.promote else { continue }
+            result[group.path] = collector.directory(of: group.path)
+        }
+        return result
+    }
+
+    public func tick(now: Instant) async -> TickReport {
+        if startedAt == nil { startedAt = now }
+        let elapsed = (now - startedAt!).seconds
+        let snapshot: HostSnapshot
+        do {
+            snapshot = try collector.collect(selection: policy.tiers)
+        } catch {
+            ledger.collectFailures += 1
+            logger.error("cannot read the host this tick: \(error)")
+            let report = TickReport(snapshot: nil, plan: MigrationPlan(), outcomes: [], collectError: "\(error)")
+            lastReport = report
+            return report
+        }
+        let (plan, next) = Planner.plan(snapshot: snapshot, policy: policy, state: state, now: now)
+        state = next
+        let migrator = self.migrator
+        let outcomes: [ActionOutcome] = plan.actions.isEmpty ? [] : await withCheckedContinuation { done in
+            // migrate_pages(2) blocks for seconds on large tasks: keep it off the cooperative pool.
+            queue.async { done.resume(returning: plan.actions.map { migrator.execute($0) }) }
+        }
+        ledger.record(plan, outcomes, vanished: snapshot.vanishedWhileReading)
+        report(plan, outcomes, snapshot, elapsed)
+        let result = TickReport(snapshot: snapshot, plan: plan, outcomes: outcomes, collectError: nil)
+        lastReport = result
+        return result
+    }
+
+    private func report(_ plan: MigrationPlan, _ outcomes: [ActionOutcome], _ snapshot: HostSnapshot, _ elapsed: Double) {
+        let s = plan.summary
+        let line: Logger.Message = "tick dram_free=\(formatBytes(s.dramFree)) low=\(formatBytes(s.lowWatermark)) high=\(formatBytes(s.highWatermark)) reclaiming=\(s.reclaiming) promote_need=\(formatBytes(s.promotionNeed)) demand=\(formatBytes(s.demotionDemand)) actions=\(plan.actions.count) skips=\(plan.skips.count) groups=\(snapshot.groups.count) vanished=\(snapshot.vanishedWhileReading)"
+        if outcomes.isEmpty { logger.debug(line) } else { logger.info(line) }
+        journal.write([
+            "event": "tick", "t": .double(elapsed), "dram_free": .bytes(s.dramFree), "dram_total": .bytes(s.dramTotal),
+            "reclaiming": .bool(s.reclaiming), "promotion_need": .bytes(s.promotionNeed),
+            "demand": .bytes(s.demotionDemand), "deferred": .bytes(s.deferredBytes),
+            "groups": .int(Int64(snapshot.groups.count)), "vanished": .int(Int64(snapshot.vanishedWhileReading)),
+        ])
+        for outcome in outcomes {
+            let a = outcome.action
+            let tasks = outcome.tasks.map { "\($0.pid): \($0.result)" }.joined(separator: "; ")
+            logger.info("\(a.direction.rawValue) \(a.group) [\(a.workload)] planned \(formatBytes(a.bytes)) moved \(formatBytes(outcome.movedBytes)) \(a.from)->\(NodeSet(a.to)): \(a.reason)\(outcome.dropped.map { " — dropped: \($0)" } ?? "") \(tasks)")
+            journal.write([
+                "event": "action", "t": .double(elapsed), "group": .string(a.group.description), "workload": .string(a.workload),
+                "direction": .string(a.direction.rawValue), "planned": .bytes(a.bytes), "moved": .bytes(outcome.movedBytes),
+                "from": .string(a.from.description), "to": .string(NodeSet(a.to).description), "reason": .string(a.reason),
+                "dropped": .string(outcome.dropped ?? ""),
+                "tasks": .array(outcome.tasks.map { .object(["pid": .int(Int64($0.pid)), "result": .string($0.result.code),
+                                                            "detail": .string($0.result.description)]) }),
+            ])
+        }
+        var current: [CgroupPath: String] = [:]
+        for skip in plan.skips {
+            let text = skip.reason.description
+            current[skip.group] = text
+            guard loggedSkips[skip.group] != text else { continue }
+            logger.info("\(skip)")
+            journal.write(["event": "skip", "t": .double(elapsed), "group": .string(skip.group.description),
+                           "workload": .string(skip.workload), "reason": .string(skip.reason.code), "detail": .string(text)])
+        }
+        loggedSkips = current
+    }
+}

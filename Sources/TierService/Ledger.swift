@@ -1,0 +1,35 @@
+import TierCore
+import TierLinux
+
+/// tierd's own accounting. The kernel's pgdemote/pgpromote counters do not see moves made
+/// with migrate_pages(2), so every byte tierd moves is counted here, per group and direction.
+public struct MoveLedger: Sendable, Equatable {
+    /// Bytes moved, keyed by group and direction.
+    public var bytesMoved: [CgroupPath: [MigrationAction.Direction: UInt64]] = [:]
+    /// Task results by code ("moved", "exited", "mempolicy", ...).
+    public var taskResults: [String: UInt64] = [:]
+    /// Planner skips by reason code.
+    public var skips: [String: UInt64] = [:]
+    public var actionsDropped: UInt64 = 0
+    public var groupsVanished: UInt64 = 0
+    public var ticks: UInt64 = 0
+    public var collectFailures: UInt64 = 0
+
+    public init() {}
+
+    public mutating func record(_ plan: MigrationPlan, _ outcomes: [ActionOutcome], vanished: Int) {
+        ticks += 1
+        groupsVanished += UInt64(vanished)
+        for skip in plan.skips { skips[skip.reason.code, default: 0] += 1 }
+        for outcome in outcomes {
+            if outcome.dropped != nil { actionsDropped += 1 }
+            let moved = outcome.movedBytes
+            if moved > 0 { bytesMoved[outcome.action.group, default: [:]][outcome.action.direction, default: 0] += moved }
+            for task in outcome.tasks { taskResults[task.result.code, default: 0] += 1 }
+        }
+    }
+
+    public func total(_ direction: MigrationAction.Direction) -> UInt64 {
+        bytesMoved.values.reduce(0) { $0 + ($1[direction] ?? 0) }
+    }
+}

@@ -1,0 +1,83 @@
+import Logging
+import ServiceLifecycle
+import TierCore
+import TierLinux
+import UnixSignals
+
+/// How tierd was started.
+public struct TierdOptions: Sendable {
+    public var configPath: String
+    /// "/" in production; a fixture tree to run the whole daemon against captured kernel text.
+    public var root: String
+    public var dryRun: Bool
+    public var journalPath: String?
+    public init(configPath: String, root: String = "/", dryRun: Bool = false, journalPath: String? = nil) {
+        self.configPath = configPath; self.root = root; self.dryRun = dryRun; self.journalPath = journalPath
+    }
+}
+
+/// tierd as a ServiceLifecycle service: ticks on its timer, on PSI triggers of managed groups,
+/// and once more (with a new policy) on SIGHUP; stops cleanly on graceful shutdown.
+public struct TierdService: Service {
+    let options: TierdOptions
+    let policy: Policy
+    let collector: SnapshotCollector
+    let logger: Logger
+
+    public init(options: TierdOptions, policy: Policy, collector: SnapshotCollector, logger: Logger) {
+        self.options = options; self.policy = policy; self.collector = collector; self.logger = logger
+    }
+
+    enum Wake: Sendable { case timer, pressure(CgroupPath), reload, stop }
+
+    public func run() async throws {
+        let journal = try Journal(path: options.journalPath)
+        let migrator = TaskMigrator(collector: collector, syscalls: LibnumaSyscalls(), dryRun: options.dryRun)
+        let controller = TierController(policy: policy, collector: collector, migrator: migrator, logger: logger, journal: journal)
+        let psi = PressureTriggerWatcher(files: RootedHostFiles(root: options.root),
+                                         stall: policy.controller.psiStall, window: policy.controller.psiWindow)
+        let (wakes, wake) = AsyncStream<Wake>.makeStream(bufferingPolicy: .bufferingNewest(64))
+        let signals = await UnixSignalsSequence(trapping: .sighup)
+        let forwarders = [
+            Task { for await event in psi.events { if case .stalled(let group) = event { wake.yield(.pressure(group)) } } },
+            Task { for await _ in signals { wake.yield(.reload) } },
+        ]
+        defer {
+            psi.stop()
+            forwarders.forEach { $0.cancel() }
+        }
+        let clock = ContinuousClock()
+        let origin = clock.now
+        var iterator = wakes.makeAsyncIterator()
+        await withGracefulShutdownHandler {
+            var watched: Set<CgroupPath> = []
+            while !Task.isCancelled {
+                let report = await controller.tick(now: Instant(clock.now - origin))
+                let groups = controller.watchedGroups()
+                if Set(groups.keys) != watched {
+                    let failed = psi.watch(groups)
+                    watched = Set(groups.keys)
+                    for (group, why) in failed { logger.debug("no PSI trigger on \(group): \(why)") }
+                }
+                // Work the rate limit deferred comes back soon; otherwise wait for the timer or an event.
+                let pause = report.plan.summary.deferredBytes > 0
+                    ? min(controller.policy.controller.interval, .milliseconds(250)) : controller.policy.controller.interval
+                let timer = Task { try await Task.sleep(for: pause); wake.yield(.timer) }
+                let next = await iterator.next()
+                timer.cancel()
+                switch next {
+                case .stop, nil: return
+                case .reload: controller.reload(path: options.configPath)
+                case .pressure(let group): logger.debug("woken by a PSI trigger on \(group)")
+                case .timer: break
+                }
+            }
+        } onGracefulShutdown: {
+            wake.yield(.stop)
+        }
+        logger.notice("tierd stopping", metadata: [
+            "demoted": "\(formatBytes(controller.ledger.total(.demote)))",
+            "promoted": "\(formatBytes(controller.ledger.total(.promote)))",
+        ])
+    }
+}

@@ -1,0 +1,146 @@
+import Foundation
+import Synchronization
+import TierCore
+import TierLinux
+
+/// A writable copy of a kernel tree captured in the lab guest (see scripts/capture-fixtures.sh),
+/// in a temporary directory, with helpers that write more groups and tasks in the exact text
+/// formats the real kernel used. Tests point `RootedHostFiles` at `root`.
+public final class FixtureTree: @unchecked Sendable {
+    public let root: String
+    public static let cgroupMount = "/sys/fs/cgroup"
+
+    /// The captured 6.12 guest: node0 DRAM with the CPUs, nodes 1 and 2 in a lower memory tier.
+    public static var capturedGuest: String {
+        URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().appendingPathComponent("Tests/Fixtures/guest-3node").path
+    }
+
+    /// Copies `captured` into a fresh directory under `parent` (a tmpfs for benchmarks).
+    public init(copying captured: String = FixtureTree.capturedGuest, parent: String = NSTemporaryDirectory()) throws {
+        root = parent + "/tierd-fixture-" + UUID().uuidString
+        try FileManager.default.copyItem(atPath: captured, toPath: root)
+    }
+
+    deinit { try? FileManager.default.removeItem(atPath: root) }
+
+    public func write(_ path: String, _ text: String) {
+        let full = root + path
+        try? FileManager.default.createDirectory(atPath: (full as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+        _ = FileManager.default.createFile(atPath: full, contents: Data(text.utf8))
+    }
+
+    public func read(_ path: String) -> String? { try? String(contentsOfFile: root + path, encoding: .utf8) }
+
+    public func remove(_ path: String) { try? FileManager.default.removeItem(atPath: root + path) }
+
+    /// Rewrites MemTotal/MemFree of a node's meminfo, keeping every other captured line.
+    public func setNode(_ id: Int, freeBytes: UInt64, totalBytes: UInt64? = nil) {
+        let path = "/sys/devices/system/node/node\(id)/meminfo"
+        let lines = (read(path) ?? "").split(separator: "\n").map { line -> String in
+            let fields = line.split(separator: " ")
+            guard fields.count >= 4 else { return String(line) }
+            if fields[2] == "MemFree:" { return Self.meminfoLine(id, "MemFree:", freeBytes / 1024) }
+            if fields[2] == "MemTotal:", let totalBytes { return Self.meminfoLine(id, "MemTotal:", totalBytes / 1024) }
+            return String(line)
+        }
+        write(path, lines.joined(separator: "\n") + "\n")
+    }
+
+    static func meminfoLine(_ node: Int, _ key: String, _ kib: UInt64) -> String {
+        let label = "Node \(node) \(key)"
+        return label + String(repeating: " ", count: max(1, 29 - label.count - String(kib).count)) + "\(kib) kB"
+    }
+
+    /// Creates (or replaces) a cgroup with the memory and cpuset files the kernel would show.
+    /// Byte counts are per node; `cpuset` in list form ("0-1"); `someAvg10` as a fraction.
+    public func addGroup(_ group: String, pids: [Int32] = [], anon: [Int: UInt64] = [:], file: [Int: UInt64] = [:],
+                         cpuset: String = "0-2", someAvg10: Double = 0, someTotal: UInt64 = 0, nodes: [Int] = [0, 1, 2]) {
+        let dir = Self.cgroupMount + "/" + group
+        write(dir + "/cgroup.procs", pids.map { "\($0)\n" }.joined())
+        func row(_ item: String, _ values: [Int: UInt64]) -> String {
+            item + nodes.map { " N\($0)=\(values[$0] ?? 0)" }.joined()
+        }
+        var stat = [row("anon", anon), row("file", file)]
+        for item in ["kernel_stack", "pagetables", "sec_pagetables", "shmem", "file_mapped", "file_dirty", "file_writeback",
+                     "swapcached", "anon_thp", "file_thp", "shmem_thp", "inactive_anon", "active_anon", "inactive_file",
+                     "active_file", "unevictable", "slab_reclaimable", "slab_unreclaimable", "workingset_refault_anon",
+                     "workingset_refault_file", "pgdemote_kswapd", "pgdemote_direct", "pgpromote_success"] {
+            stat.append(row(item, [:]))
+        }
+        write(dir + "/memory.numa_stat", stat.joined(separator: "\n") + "\n")
+        let anonTotal = anon.values.reduce(0, +), fileTotal = file.values.reduce(0, +)
+        write(dir + "/memory.stat", "anon \(anonTotal)\nfile \(fileTotal)\nkernel 0\npgdemote_kswapd 0\npgdemote_direct 0\npgdemote_khugepaged 0\npgpromote_success 0\n")
+        write(dir + "/memory.current", "\(anonTotal + fileTotal)\n")
+        let avg = String(format: "%.2f", someAvg10 * 100)
+        write(dir + "/memory.pressure", "some avg10=\(avg) avg60=0.00 avg300=0.00 total=\(someTotal)\nfull avg10=0.00 avg60=0.00 avg300=0.00 total=0\n")
+        write(dir + "/cpuset.mems.effective", cpuset + "\n")
+    }
+
+    /// A process: its /proc/PID/cgroup, a numa_maps with one anonymous mapping per node that
+    /// holds pages (and the given policy), and the matching /proc/PID/maps ranges.
+    public func addTask(_ pid: Int32, group: String, pagesPerNode: [Int: UInt64], policy: String = "default") {
+        write("/proc/\(pid)/cgroup", "0::/\(group)\n")
+        var maps: [String] = [], numa: [String] = []
+        var address: UInt64 = 0x7f00_0000_0000
+        for node in pagesPerNode.keys.sorted() {
+            let pages = pagesPerNode[node]!
+            let start = String(address, radix: 16)
+            let end = String(address + max(pages, 1) * 4096, radix: 16)
+            maps.append("\(start)-\(end) rw-p 00000000 00:00 0 ")
+            numa.append("\(start) \(policy) anon=\(pages) dirty=\(pages) active=0 N\(node)=\(pages) kernelpagesize_kB=4")
+            address += (max(pages, 1) + 256) * 4096
+        }
+        write("/proc/\(pid)/maps", maps.joined(separator: "\n") + "\n")
+        write("/proc/\(pid)/numa_maps", numa.joined(separator: "\n") + "\n")
+    }
+
+    public func removeTask(_ pid: Int32) { remove("/proc/\(pid)") }
+    public func removeGroup(_ group: String) { remove(Self.cgroupMount + "/" + group) }
+}
+
+/// Records the page-moving calls a migrator makes instead of making them. Real calls are made
+/// by the lab guest's end-to-end tests; this serves the host's unit tests, where the host has
+/// no slow tier. Results can be scripted per pid.
+public final class RecordingSyscalls: PageMoveSyscalls, @unchecked Sendable {
+    /// One recorded call.
+    public enum Call: Equatable, Sendable {
+        case migrate(pid: Int32, from: NodeSet, to: NodeSet)
+        case query(pid: Int32, pages: Int)
+        case move(pid: Int32, pages: Int, to: Int)
+    }
+    private let lock = NSLock()
+    private var recorded: [Call] = []
+    /// Scripted errno per pid (e.g. ESRCH: the task exits mid-move).
+    public var failures: [Int32: Int32] = [:]
+    /// Pages migrate_pages reports as not moved, per pid.
+    public var notMoved: [Int32: Int] = [:]
+    /// Where move_pages queries say pages are: the fixture's node for each address.
+    public var pageNode: (Int32, UInt64) -> Int32 = { _, _ in 0 }
+    /// Hook run before each call, to simulate a race (a task leaving its group, say).
+    public var beforeCall: ((Int32) -> Void)?
+
+    public init() {}
+
+    public var calls: [Call] { lock.lock(); defer { lock.unlock() }; return recorded }
+
+    private func record(_ call: Call) { lock.lock(); recorded.append(call); lock.unlock() }
+
+    public func migratePages(pid: Int32, from: NodeSet, to: NodeSet) -> Result<Int, SyscallError> {
+        beforeCall?(pid)
+        record(.migrate(pid: pid, from: from, to: to))
+        if let code = failures[pid] { return .failure(SyscallError(code)) }
+        return .success(notMoved[pid] ?? 0)
+    }
+
+    public func movePages(pid: Int32, addresses: [UInt64], to node: Int?) -> Result<[Int32], SyscallError> {
+        beforeCall?(pid)
+        if let code = failures[pid] { return .failure(SyscallError(code)) }
+        guard let node else {
+            record(.query(pid: pid, pages: addresses.count))
+            return .success(addresses.map { pageNode(pid, $0) })
+        }
+        record(.move(pid: pid, pages: addresses.count, to: node))
+        return .success(addresses.map { _ in Int32(node) })
+    }
+}

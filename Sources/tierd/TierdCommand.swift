@@ -1,0 +1,92 @@
+import ArgumentParser
+import Logging
+import ServiceLifecycle
+import TierCore
+import TierLinux
+import TierService
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The tierd daemon: parses flags, checks the host, then hands over to `TierdService`.
+@main
+struct TierdCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "tierd",
+        abstract: "Per-workload memory tiering controller for cgroup v2 hosts with a slow memory tier.")
+
+    @Option(name: .long, help: "Policy file (YAML).")
+    var config: String = "/etc/tierd/tierd.yaml"
+
+    @Option(name: .long, help: "Directory to read /proc and /sys under (a fixture tree); / in production.")
+    var root: String = "/"
+
+    @Flag(name: .long, help: "Plan and log, but move nothing.")
+    var dryRun = false
+
+    @Flag(name: .long, help: "Run one tick, print the plan with a reason per action and skip, and exit.")
+    var once = false
+
+    @Option(name: .long, help: "Append a JSON line per tick, action and skip to this file.")
+    var journal: String?
+
+    @Option(name: .long, help: "Log level: trace, debug, info, notice, warning, error.")
+    var logLevel: String = "info"
+
+    func run() async throws {
+        let policy: Policy
+        do {
+            policy = try PolicyFileLoader.load(path: config)
+        } catch {
+            printError("tierd: \(error)")
+            throw ExitCode(2)
+        }
+        var logger = Logger(label: "tierd")
+        guard let level = Logger.Level(rawValue: logLevel) else {
+            printError("tierd: --log-level: '\(logLevel)' is not one of trace, debug, info, notice, warning, error")
+            throw ExitCode(2)
+        }
+        logger.logLevel = level
+        let files = RootedHostFiles(root: root)
+        let collector: SnapshotCollector
+        do { collector = try SnapshotCollector(files: files) } catch {
+            printError("tierd: \(error)")
+            throw ExitCode(1)
+        }
+        let (_, findings) = StartupChecks.run(collector: collector, policy: policy, dryRun: dryRun)
+        if once {
+            let journal = try Journal(path: journal)
+            let migrator = TaskMigrator(collector: collector, syscalls: LibnumaSyscalls(), dryRun: dryRun)
+            let controller = TierController(policy: policy, collector: collector, migrator: migrator, logger: logger, journal: journal)
+            let report = await controller.tick(now: Instant(.zero))
+            print(PlanText.render(report, findings: findings, dryRun: dryRun))
+            if findings.contains(where: { $0.level == .fatal }) { throw ExitCode(1) }
+            return
+        }
+        for finding in findings {
+            switch finding.level {
+            case .fatal: logger.critical("\(finding.message)")
+            case .warning: logger.warning("\(finding.message)")
+            case .info: logger.info("\(finding.message)")
+            }
+        }
+        if findings.contains(where: { $0.level == .fatal }) { throw ExitCode(1) }
+        let service = TierdService(options: TierdOptions(configPath: config, root: root, dryRun: dryRun, journalPath: journal),
+                                   policy: policy, collector: collector, logger: logger)
+        let group = ServiceGroup(configuration: .init(
+            services: [.init(service: service)], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        try await group.run()
+    }
+}
+
+func printError(_ message: String) {
+    var stderr = StandardError()
+    print(message, to: &stderr)
+}
+
+struct StandardError: TextOutputStream {
+    mutating func write(_ string: String) {
+        string.withCString { _ = Glibc.write(2, $0, strlen($0)) }
+    }
+}

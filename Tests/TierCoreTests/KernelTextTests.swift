@@ -1,0 +1,114 @@
+import Foundation
+import Testing
+import TierCore
+import TierTestSupport
+
+/// Parsers against text captured from the lab guest's 6.12 kernel (Tests/Fixtures/guest-3node).
+struct KernelTextTests {
+    func captured(_ path: String) throws -> String {
+        try String(contentsOfFile: FixtureTree.capturedGuest + path, encoding: .utf8)
+    }
+
+    @Test func nodeListsRoundTrip() {
+        #expect(NodeSet.parseList("0-2,4\n") == NodeSet([0, 1, 2, 4]))
+        #expect(NodeSet.parseList("") == NodeSet.empty)
+        #expect(NodeSet.parseList("\n") == NodeSet.empty)
+        #expect(NodeSet.parseList("3-1") == nil)
+        #expect(NodeSet.parseList("a") == nil)
+        #expect(NodeSet([0, 1, 2, 4, 70]).description == "0-2,4,70")
+        #expect(NodeSet([1, 2]).intersection(NodeSet([2, 3])) == NodeSet([2]))
+        #expect(NodeSet([1, 2]).subtracting(NodeSet([2])) == NodeSet([1]))
+        #expect(NodeSet([65]).intersection(NodeSet([1])).isEmpty)
+    }
+
+    @Test func pressureFromRealGroup() throws {
+        let p = try #require(KernelText.pressure(try captured("/sys/fs/cgroup/batch.slice/tight/memory.pressure")))
+        #expect(p.some.avg10 == 0.0464)
+        #expect(p.some.totalMicroseconds == 3_883_755)
+        #expect(p.full.totalMicroseconds == 3_882_047)
+        #expect(KernelText.pressure("garbage") == nil)
+    }
+
+    @Test func numaStatFromRealGroup() throws {
+        let stat = KernelText.numaStat(try captured("/sys/fs/cgroup/batch.slice/job1/memory.numa_stat"))
+        #expect(stat.anon[0] == 175_087_616)
+        #expect(stat.bytes(on: 0) == 175_087_616 + 1_081_344)
+        #expect(stat.bytes(on: NodeSet([1, 2])) == 0)
+    }
+
+    @Test func memoryStatCounters() throws {
+        let stat = KernelText.memoryStat(try captured("/sys/fs/cgroup/batch.slice/job1/memory.stat"))
+        #expect(stat.anonBytes == 175_087_616)
+        #expect(stat.pagesDemotedByKernel == 0)
+    }
+
+    @Test func meminfoAndDistance() throws {
+        let node0 = try #require(KernelText.nodeMeminfo(try captured("/sys/devices/system/node/node0/meminfo")))
+        #expect(node0.total == 1_030_452 * 1024)
+        #expect(node0.free == 731_180 * 1024)
+        #expect(KernelText.distances(try captured("/sys/devices/system/node/node0/distance")) == [10, 20, 20])
+    }
+
+    @Test func cgroup2MountFromMountinfo() throws {
+        #expect(KernelText.cgroup2MountPoint(mountinfo: try captured("/proc/self/mountinfo")) == "/sys/fs/cgroup")
+        #expect(KernelText.cgroup2MountPoint(mountinfo: "24 25 0:22 / /proc rw - proc proc rw\n") == nil)
+        let escaped = "30 26 0:26 / /mnt/cg\\040v2 rw shared:9 - cgroup2 cgroup2 rw\n"
+        #expect(KernelText.cgroup2MountPoint(mountinfo: escaped) == "/mnt/cg v2")
+    }
+
+    @Test func memsAllowedAndProcessCgroup() throws {
+        #expect(KernelText.memsAllowed(status: try captured("/proc/self/status")) == NodeSet([0, 1, 2]))
+        let pid = try captured("/BOUND_PID").trimmingCharacters(in: .whitespacesAndNewlines)
+        #expect(KernelText.cgroupOfProcess(try captured("/proc/\(pid)/cgroup")) == CgroupPath("system.slice/db.service"))
+        #expect(KernelText.pids("171\n172\n") == [171, 172])
+    }
+
+    @Test func numaMapsOfBoundAndFreeTasks() throws {
+        let bound = try captured("/BOUND_PID").trimmingCharacters(in: .whitespacesAndNewlines)
+        let free = try captured("/FREE_PID").trimmingCharacters(in: .whitespacesAndNewlines)
+        let boundMaps = KernelText.numaMaps(try captured("/proc/\(bound)/numa_maps"))
+        #expect(!boundMaps.isEmpty)
+        #expect(boundMaps.allSatisfy { $0.policy == Mempolicy(mode: .bind, nodes: NodeSet([0])) })
+        let freeMaps = KernelText.numaMaps(try captured("/proc/\(free)/numa_maps"))
+        #expect(freeMaps.allSatisfy { $0.policy.mode == .default })
+        let first = try #require(freeMaps.first)
+        #expect(first.start == 0x400000)
+        #expect(first.pagesPerNode == [0: 18, 1: 6])
+        #expect(first.file == "/usr/bin/python3.11")
+        #expect(freeMaps.reduce(0) { $0 + $1.bytes(on: NodeSet([0])) } > 40 << 20)
+    }
+
+    @Test(arguments: [
+        ("7f00 prefer (many):0-1 anon=3 N0=3 kernelpagesize_kB=4", Mempolicy.Mode.preferMany, "0-1"),
+        ("7f00 weighted interleave:1-2 anon=3 N1=3 kernelpagesize_kB=4", .weightedInterleave, "1-2"),
+        ("7f00 bind=static:0 anon=3 N0=3 kernelpagesize_kB=4", .bind, "0"),
+        ("7f00 prefer:1 anon=3 N1=3 kernelpagesize_kB=4", .prefer, "1"),
+        ("7f00 local anon=3 N0=3 kernelpagesize_kB=4", .local, ""),
+    ])
+    func numaMapsPolicyForms(line: String, mode: Mempolicy.Mode, nodes: String) throws {
+        let entry = try #require(KernelText.numaMaps(line).first)
+        #expect(entry.policy.mode == mode)
+        #expect(entry.policy.nodes == NodeSet.parseList(nodes))
+        #expect(entry.pagesPerNode.values.reduce(0, +) == 3)
+    }
+
+    @Test func mapRanges() {
+        let ranges = KernelText.mapRanges("00400000-0041f000 r--p 00000000 fe:01 123 /usr/bin/python3\n7ffc1000-7ffc2000 rw-p 0 0:0 0 [stack]\n")
+        #expect(ranges == [0x400000..<0x41f000, 0x7ffc1000..<0x7ffc2000])
+    }
+
+    @Test func memoryTiersSplitTheCapturedTopology() {
+        let nodes = [MemoryNode(id: 0, hasCPU: true, totalBytes: 1 << 30, freeBytes: 0, memoryTier: 4),
+                     MemoryNode(id: 1, hasCPU: false, totalBytes: 1 << 30, freeBytes: 0, memoryTier: 67),
+                     MemoryNode(id: 2, hasCPU: false, totalBytes: 1 << 30, freeBytes: 0, memoryTier: 67)]
+        let byTier = Topology.classify(nodes, selection: .auto)
+        #expect(byTier.fast == NodeSet([0]) && byTier.slow == NodeSet([1, 2]) && byTier.source == .memoryTiers)
+        let untiered = nodes.map { var n = $0; n.memoryTier = 4; return n }
+        let byCPU = Topology.classify(untiered, selection: .auto)
+        #expect(byCPU.slow == NodeSet([1, 2]) && byCPU.source == .cpuLessNodes)
+        let single = Topology.classify([nodes[0]], selection: .auto)
+        #expect(single.slow.isEmpty && single.source == .singleTier)
+        let configured = Topology.classify(nodes, selection: .explicit(fast: NodeSet([0, 1]), slow: NodeSet([2])))
+        #expect(configured.fast == NodeSet([0, 1]) && configured.slow == NodeSet([2]))
+    }
+}
