@@ -57,6 +57,13 @@ public final class FixtureTree: @unchecked Sendable {
     public func addGroup(_ group: String, pids: [Int32] = [], anon: [Int: UInt64] = [:], file: [Int: UInt64] = [:],
                          cpuset: String = "0-2", someAvg10: Double = 0, someTotal: UInt64 = 0, nodes: [Int] = [0, 1, 2]) {
         let dir = Self.cgroupMount + "/" + group
+        // Every cgroup directory the kernel shows has cgroup.procs: give new ancestors one too.
+        var ancestor = CgroupPath(group).parent
+        while let path = ancestor, !path.isRoot {
+            let procs = Self.cgroupMount + "/" + path.relative + "/cgroup.procs"
+            if read(procs) == nil { write(procs, "") }
+            ancestor = path.parent
+        }
         write(dir + "/cgroup.procs", pids.map { "\($0)\n" }.joined())
         func row(_ item: String, _ values: [Int: UInt64]) -> String {
             item + nodes.map { " N\($0)=\(values[$0] ?? 0)" }.joined()

@@ -1,0 +1,231 @@
+import Testing
+import TierCore
+import TierLinux
+import TierTestSupport
+
+/// Planner rules, on snapshots read by the real collector from fixture trees built on the
+/// captured 6.12 guest (node0 DRAM ~1006 MiB with the CPUs; nodes 1 and 2 in a lower tier).
+struct PlannerTests {
+    static let mib: UInt64 = 1 << 20
+
+    static let yaml = """
+    controller:
+      interval: 1s
+      dram: {low: 10%, high: 20%}
+      rate_limit: 4GiB/s
+    workloads:
+      - name: protected
+        match: ["test.slice/db", "test.slice/batch/keep"]
+        demote: never
+      - name: batch
+        match: ["test.slice/batch"]
+        demote: allowed
+        priority: 10
+      - name: early
+        match: ["test.slice/early"]
+        demote: allowed
+        priority: 5
+      - name: floored
+        match: ["test.slice/floored"]
+        demote: allowed
+        dram_floor: 256MiB
+      - name: guarded
+        match: ["test.slice/guarded"]
+        demote: allowed
+        pressure_guard: {some_avg10: 20%}
+    """
+
+    let tree: FixtureTree
+    init() throws {
+        tree = try FixtureTree()
+        tree.setNode(1, freeBytes: 900 * Self.mib)
+        tree.setNode(2, freeBytes: 900 * Self.mib)
+    }
+
+    func plan(_ yaml: String = PlannerTests.yaml, state: ControllerState = ControllerState(), now: Duration = .seconds(10))
+        throws -> (MigrationPlan, ControllerState) {
+        let policy = try PolicyCompiler.compile(yaml: yaml, file: "test.yaml")
+        let snapshot = try SnapshotCollector(files: RootedHostFiles(root: tree.root)).collect(selection: policy.tiers)
+        return Planner.plan(snapshot: snapshot, policy: policy, state: state, now: Instant(now))
+    }
+
+    func dram(free: UInt64) { tree.setNode(0, freeBytes: free * Self.mib) }
+    var high: UInt64 { UInt64(Double(1_030_452 * 1024) * 0.2) }
+
+    @Test func optInIsDemotedUpToTheHighWatermark() throws {
+        dram(free: 50)
+        tree.addGroup("test.slice/batch", pids: [500], anon: [0: 600 * Self.mib])
+        let (plan, state) = try plan()
+        let action = try #require(plan.actions.first)
+        #expect(plan.actions.count == 1)
+        #expect(action.direction == .demote && action.group == CgroupPath("test.slice/batch"))
+        #expect(action.bytes == high - 50 * Self.mib)
+        #expect(action.from == NodeSet([0]) && action.to == [1, 2])
+        #expect(state.reclaiming)
+    }
+
+    @Test func optOutIsNeverASourceWhateverThePressure() throws {
+        dram(free: 5)
+        tree.addGroup("test.slice/db", pids: [600], anon: [0: 900 * Self.mib])
+        tree.addGroup("test.slice/batch/keep", pids: [601], anon: [0: 50 * Self.mib])
+        let (plan, _) = try plan()
+        #expect(plan.summary.demotionDemand > 0)
+        #expect(plan.actions.isEmpty)
+    }
+
+    @Test func lowerPriorityIsDemotedFirstAndOnlyAsNeeded() throws {
+        dram(free: 90)
+        tree.addGroup("test.slice/batch", pids: [500], anon: [0: 300 * Self.mib])
+        tree.addGroup("test.slice/early", pids: [501], anon: [0: 300 * Self.mib])
+        let (plan, _) = try plan()
+        #expect(plan.actions.map(\.workload) == ["early"])
+    }
+
+    @Test func dramFloorIsKept() throws {
+        dram(free: 10)
+        tree.addGroup("test.slice/floored", pids: [502], anon: [0: 300 * Self.mib])
+        var (plan, _) = try plan()
+        #expect(plan.actions.first?.bytes == 44 * Self.mib)
+        tree.addGroup("test.slice/floored", pids: [502], anon: [0: 256 * Self.mib])
+        (plan, _) = try self.plan()
+        #expect(plan.actions.isEmpty)
+        #expect(plan.skips.contains { $0.reason == .atDramFloor(fastBytes: 256 * Self.mib, floor: 256 * Self.mib) })
+    }
+
+    @Test func pressureGuardStopsDemotionOnAvg10() throws {
+        dram(free: 10)
+        tree.addGroup("test.slice/guarded", pids: [503], anon: [0: 300 * Self.mib], someAvg10: 0.3)
+        let (plan, _) = try plan()
+        #expect(plan.actions.isEmpty)
+        #expect(plan.skips.contains { $0.reason.code == "pressure_guard" })
+    }
+
+    @Test func pressureGuardSeesStallsBetweenTicksFromTheCumulativeTotal() throws {
+        dram(free: 10)
+        tree.addGroup("test.slice/guarded", pids: [503], anon: [0: 300 * Self.mib], someTotal: 1_000_000)
+        let (first, state) = try plan(now: .seconds(10))
+        #expect(first.actions.count == 1)
+        // 400 ms of stall within the next second: 40 % > 20 %, though avg10 still reads 0.
+        tree.addGroup("test.slice/guarded", pids: [503], anon: [0: 300 * Self.mib], someTotal: 1_400_000)
+        let (second, _) = try plan(state: state, now: .seconds(11))
+        #expect(second.actions.isEmpty)
+        #expect(second.skips.contains { $0.reason.code == "pressure_guard" })
+    }
+
+    @Test func targetsStayInsideTheCpuset() throws {
+        dram(free: 10)
+        tree.addGroup("test.slice/batch", pids: [500], anon: [0: 300 * Self.mib], cpuset: "0,2")
+        var (plan, _) = try plan()
+        #expect(plan.actions.first?.to == [2])
+        tree.addGroup("test.slice/batch", pids: [500], anon: [0: 300 * Self.mib], cpuset: "0")
+        (plan, _) = try self.plan()
+        #expect(plan.actions.isEmpty)
+        let skip = try #require(plan.skips.first { $0.group == CgroupPath("test.slice/batch") })
+        #expect(skip.reason == .noTargetNodes(detail: "slow nodes 1-2 ∩ cpuset 0 is empty"))
+    }
+
+    @Test func targetsStayInsideTierdsOwnCpuset() throws {
+        dram(free: 10)
+        let status = tree.read("/proc/self/status")!.replacingOccurrences(of: "Mems_allowed_list:\t0-2", with: "Mems_allowed_list:\t0")
+        tree.write("/proc/self/status", status)
+        tree.addGroup("test.slice/batch", pids: [500], anon: [0: 300 * Self.mib])
+        let (plan, _) = try plan()
+        #expect(plan.actions.isEmpty)
+        #expect(plan.skips.contains { $0.reason == .noTargetNodes(detail: "slow nodes in cpuset 1-2 ∩ tierd's own nodes 0 is empty") })
+    }
+
+    @Test func protectedPagesOnSlowNodesArePromotedWhenThereIsRoom() throws {
+        dram(free: 600)
+        tree.addGroup("test.slice/db", pids: [600], anon: [0: 100 * Self.mib, 1: 300 * Self.mib])
+        let (plan, _) = try plan()
+        let action = try #require(plan.actions.first)
+        #expect(action.direction == .promote && action.bytes == 300 * Self.mib)
+        #expect(action.from == NodeSet([1]) && action.to == [0])
+    }
+
+    @Test func roomIsMadeForProtectedPagesByDemotingFirst() throws {
+        dram(free: 150)
+        tree.addGroup("test.slice/db", pids: [600], anon: [1: 300 * Self.mib])
+        tree.addGroup("test.slice/batch", pids: [500], anon: [0: 700 * Self.mib])
+        let (plan, _) = try plan()
+        #expect(plan.actions.map(\.direction) == [.demote, .promote])
+        let low = UInt64(Double(1_030_452 * 1024) * 0.1)
+        #expect(plan.actions[0].bytes == 300 * Self.mib - (150 * Self.mib - low))
+        #expect(plan.actions[1].bytes == 300 * Self.mib)
+    }
+
+    @Test func aGroupConfinedToSlowNodesIsNeverPromoted() throws {
+        dram(free: 600)
+        tree.addGroup("test.slice/db", pids: [600], anon: [1: 300 * Self.mib], cpuset: "1")
+        let (plan, _) = try plan()
+        #expect(plan.actions.isEmpty)
+        #expect(plan.skips.contains { $0.reason == .confinedToSlowNodes(cpuset: NodeSet([1])) })
+    }
+
+    @Test func watermarksHaveHysteresis() throws {
+        tree.addGroup("test.slice/batch", pids: [500], anon: [0: 700 * Self.mib])
+        dram(free: 150)  // between low (~100 MiB) and high (~201 MiB), not reclaiming yet
+        var (plan, state) = try plan()
+        #expect(plan.actions.isEmpty && !state.reclaiming)
+        dram(free: 80)   // below low: start
+        (plan, state) = try self.plan(state: state, now: .seconds(11))
+        #expect(plan.actions.count == 1 && state.reclaiming)
+        dram(free: 150)  // still below high: keep going
+        (plan, state) = try self.plan(state: state, now: .seconds(12))
+        #expect(plan.actions.count == 1 && state.reclaiming)
+        dram(free: 250)  // above high: stop
+        (plan, state) = try self.plan(state: state, now: .seconds(13))
+        #expect(plan.actions.isEmpty && !state.reclaiming)
+    }
+
+    @Test func rateLimitsCapEachTickAndRefillOverTime() throws {
+        let limited = Self.yaml.replacingOccurrences(of: "rate_limit: 4GiB/s", with: "rate_limit: 64MiB/s")
+        dram(free: 10)
+        tree.addGroup("test.slice/batch", pids: [500], anon: [0: 700 * Self.mib])
+        var (plan, state) = try plan(limited, now: .seconds(10))
+        #expect(plan.actions.first?.bytes == 64 * Self.mib)
+        #expect(plan.summary.deferredBytes > 0)
+        (plan, state) = try self.plan(limited, state: state, now: .milliseconds(10_500))
+        #expect(plan.actions.first?.bytes == 32 * Self.mib)
+        (plan, state) = try self.plan(limited, state: state, now: .milliseconds(10_500))
+        #expect(plan.actions.isEmpty)
+        #expect(plan.skips.contains { $0.reason == .rateLimited(scope: "global rate_limit") })
+    }
+
+    @Test func perWorkloadRateLimit() throws {
+        let limited = Self.yaml.replacingOccurrences(of: "    priority: 10\n", with: "    priority: 10\n    rate_limit: 16MiB/s\n")
+        dram(free: 10)
+        tree.addGroup("test.slice/batch", pids: [500], anon: [0: 700 * Self.mib])
+        let (plan, _) = try plan(limited)
+        #expect(plan.actions.first?.bytes == 16 * Self.mib)
+    }
+
+    @Test func noSlowTierMeansObserveOnly() throws {
+        tree.remove("/sys/devices/virtual/memory_tiering")
+        tree.write("/sys/devices/system/node/has_cpu", "0-2\n")
+        dram(free: 10)
+        tree.addGroup("test.slice/batch", pids: [500], anon: [0: 700 * Self.mib])
+        let (plan, _) = try plan()
+        #expect(plan.actions.isEmpty)
+        #expect(plan.skips.map(\.reason) == [.noSlowTier])
+    }
+
+    @Test func aGroupWithoutTasksCannotBeMoved() throws {
+        dram(free: 10)
+        tree.addGroup("test.slice/batch", pids: [], anon: [0: 700 * Self.mib])
+        let (plan, _) = try plan()
+        #expect(plan.actions.isEmpty)
+        #expect(plan.skips.contains { $0.reason == .noTasks(bytes: 700 * Self.mib) })
+    }
+
+    @Test func aParentIsPlannedOnItsOwnBytesNotItsChildren() throws {
+        dram(free: 10)
+        tree.addGroup("test.slice/batch", pids: [500], anon: [0: 450 * Self.mib])
+        tree.addGroup("test.slice/batch/keep", pids: [601], anon: [0: 400 * Self.mib])
+        let (plan, _) = try plan()
+        let action = try #require(plan.actions.first)
+        #expect(action.group == CgroupPath("test.slice/batch"))
+        #expect(plan.actions.allSatisfy { $0.group != CgroupPath("test.slice/batch/keep") })
+        #expect(action.bytes <= 50 * Self.mib)
+    }
+}

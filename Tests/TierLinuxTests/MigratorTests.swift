@@ -1,0 +1,167 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Testing
+import TierCore
+import TierLinux
+import TierTestSupport
+
+/// The migrator's checks and calls, on fixture trees; the calls themselves are recorded here
+/// and made for real by the lab's end-to-end scenarios.
+struct MigratorTests {
+    let tree: FixtureTree
+    let syscalls = RecordingSyscalls()
+    let collector: SnapshotCollector
+
+    init() throws {
+        tree = try FixtureTree()
+        tree.addGroup("test.slice/batch", pids: [700, 701], anon: [0: 64 << 20])
+        collector = try SnapshotCollector(files: RootedHostFiles(root: tree.root))
+    }
+
+    func migrator(dryRun: Bool = false, selfPid: Int32 = 1) -> TaskMigrator {
+        TaskMigrator(collector: collector, syscalls: syscalls, dryRun: dryRun, selfPid: selfPid)
+    }
+
+    func demote(_ pids: [Int32], bytes: UInt64 = 1 << 30, mempolicy: MempolicyMode = .respect, to: [Int] = [1, 2]) -> MigrationAction {
+        MigrationAction(group: CgroupPath("test.slice/batch"), workload: "batch", direction: .demote, pids: pids,
+                        from: NodeSet([0]), to: to, bytes: bytes, mempolicy: mempolicy, reason: "test")
+    }
+
+    @Test func aTaskThatFitsTheBudgetMovesWholeWithMigratePages() {
+        tree.addTask(700, group: "test.slice/batch", pagesPerNode: [0: 100, 1: 5])
+        let outcome = migrator().execute(demote([700]))
+        #expect(syscalls.calls == [.migrate(pid: 700, from: NodeSet([0]), to: NodeSet([1]))])
+        #expect(outcome.tasks.map(\.result) == [.moved(bytes: 100 * 4096)])
+        #expect(outcome.movedBytes == 100 * 4096)
+    }
+
+    @Test func pagesLeftBehindAreReportedAsPartial() {
+        tree.addTask(700, group: "test.slice/batch", pagesPerNode: [0: 100])
+        syscalls.notMoved[700] = 30
+        let outcome = migrator().execute(demote([700]))
+        #expect(outcome.tasks.map(\.result) == [.partial(movedBytes: 70 * 4096, notMovedPages: 30)])
+    }
+
+    @Test func aTaskLargerThanTheBudgetMovesInChunksWithMovePages() {
+        tree.addTask(700, group: "test.slice/batch", pagesPerNode: [0: 1000])
+        let outcome = migrator().execute(demote([700], bytes: 100 * 4096))
+        #expect(outcome.movedBytes == 100 * 4096)
+        #expect(syscalls.calls.contains(.move(pid: 700, pages: 100, to: 1)))
+        #expect(!syscalls.calls.contains { if case .migrate = $0 { true } else { false } })
+    }
+
+    @Test func theBudgetIsSharedAcrossTheTaskSet() {
+        tree.addTask(700, group: "test.slice/batch", pagesPerNode: [0: 100])
+        tree.addTask(701, group: "test.slice/batch", pagesPerNode: [0: 100])
+        let outcome = migrator().execute(demote([700, 701], bytes: 100 * 4096))
+        #expect(outcome.tasks.count == 1)
+        #expect(syscalls.calls == [.migrate(pid: 700, from: NodeSet([0]), to: NodeSet([1]))])
+    }
+
+    @Test func aTaskThatExitedBeforeItsMoveIsSkipped() {
+        let outcome = migrator().execute(demote([700]))
+        #expect(outcome.tasks.map(\.result) == [.exited])
+        #expect(syscalls.calls.isEmpty)
+    }
+
+    @Test func aTaskThatExitsMidMoveIsCountedNotFatal() {
+        tree.addTask(700, group: "test.slice/batch", pagesPerNode: [0: 100])
+        tree.addTask(701, group: "test.slice/batch", pagesPerNode: [0: 100])
+        syscalls.failures[700] = ESRCH
+        let outcome = migrator().execute(demote([700, 701]))
+        #expect(outcome.tasks.map(\.result) == [.exited, .moved(bytes: 100 * 4096)])
+    }
+
+    @Test func aPidNowInAnotherGroupIsNeverMoved() {
+        tree.addTask(700, group: "other.slice/victim", pagesPerNode: [0: 100])
+        let outcome = migrator().execute(demote([700]))
+        #expect(outcome.tasks.map(\.result) == [.leftGroup(now: CgroupPath("other.slice/victim"))])
+        #expect(syscalls.calls.isEmpty)
+    }
+
+    @Test func aPidThatChangesGroupBetweenInspectionAndTheCallIsNotMoved() {
+        tree.addTask(700, group: "test.slice/batch", pagesPerNode: [0: 100])
+        // The numa_maps read is the slow part; simulate the pid being reused right after it.
+        let reused = TaskMigratorRace(tree: tree, pid: 700)
+        let outcome = reused.run(migrator(), demote([700]))
+        #expect(outcome.tasks.map(\.result) == [.leftGroup(now: CgroupPath("other.slice/new"))])
+        #expect(syscalls.calls.isEmpty)
+    }
+
+    @Test func aBoundTaskIsLeftAloneUnderRespectAndMovedUnderOverride() {
+        tree.addTask(700, group: "test.slice/batch", pagesPerNode: [0: 100], policy: "bind:0")
+        var outcome = migrator().execute(demote([700]))
+        #expect(outcome.tasks.map(\.result) == [.mempolicy(Mempolicy(mode: .bind, nodes: NodeSet([0])))])
+        #expect(syscalls.calls.isEmpty)
+        outcome = migrator().execute(demote([700], mempolicy: .override))
+        #expect(outcome.tasks.map(\.result) == [.moved(bytes: 100 * 4096)])
+    }
+
+    @Test func aPolicyThatIncludesATargetDoesNotBlock() {
+        tree.addTask(700, group: "test.slice/batch", pagesPerNode: [0: 100], policy: "interleave:0-1")
+        let outcome = migrator().execute(demote([700]))
+        #expect(outcome.tasks.map(\.result) == [.moved(bytes: 100 * 4096)])
+    }
+
+    @Test func targetsAreRecheckedAgainstTheCpusetAtExecution() {
+        tree.addTask(700, group: "test.slice/batch", pagesPerNode: [0: 100])
+        tree.write("/sys/fs/cgroup/test.slice/batch/cpuset.mems.effective", "0,2\n")
+        var outcome = migrator().execute(demote([700]))
+        #expect(syscalls.calls == [.migrate(pid: 700, from: NodeSet([0]), to: NodeSet([2]))])
+        tree.write("/sys/fs/cgroup/test.slice/batch/cpuset.mems.effective", "0\n")
+        outcome = migrator().execute(demote([700]))
+        #expect(outcome.dropped == "cpuset.mems.effective of /test.slice/batch is now 0: no target left")
+        #expect(syscalls.calls.count == 1)
+    }
+
+    @Test func aGroupRemovedBeforeItsMoveIsDropped() {
+        tree.removeGroup("test.slice/batch")
+        let outcome = migrator().execute(demote([700]))
+        #expect(outcome.dropped == "cgroup /test.slice/batch vanished before the move")
+        #expect(syscalls.calls.isEmpty)
+    }
+
+    @Test func tierdNeverMovesItself() {
+        tree.addTask(700, group: "test.slice/batch", pagesPerNode: [0: 100])
+        let outcome = migrator(selfPid: 700).execute(demote([700]))
+        #expect(outcome.tasks.map(\.result) == [.isTierd])
+    }
+
+    @Test func dryRunMovesNothing() {
+        tree.addTask(700, group: "test.slice/batch", pagesPerNode: [0: 100])
+        let outcome = migrator(dryRun: true).execute(demote([700]))
+        #expect(outcome.tasks.map(\.result) == [.wouldMove(bytes: 100 * 4096)])
+        #expect(syscalls.calls.isEmpty)
+    }
+}
+
+/// Rewrites a task's /proc/PID/cgroup after the migrator's first check, the way a pid reused
+/// by another cgroup's new task would look by the time of the call.
+struct TaskMigratorRace {
+    let tree: FixtureTree
+    let pid: Int32
+    func run(_ migrator: TaskMigrator, _ action: MigrationAction) -> ActionOutcome {
+        let files = SwitchingFiles(inner: RootedHostFiles(root: tree.root), pid: pid, tree: tree)
+        let collector = try! SnapshotCollector(files: files)
+        let racing = TaskMigrator(collector: collector, syscalls: migrator.syscalls, dryRun: false, selfPid: 1)
+        return racing.execute(action)
+    }
+}
+
+/// Passes reads through, and moves the pid to another group once its numa_maps has been read.
+final class SwitchingFiles: HostFiles, @unchecked Sendable {
+    let inner: RootedHostFiles
+    let pid: Int32
+    let tree: FixtureTree
+    init(inner: RootedHostFiles, pid: Int32, tree: FixtureTree) { self.inner = inner; self.pid = pid; self.tree = tree }
+    var root: String { inner.root }
+    func read(_ path: String) throws(HostFileError) -> String {
+        let text = try inner.read(path)
+        if path == "/proc/\(pid)/numa_maps" { tree.write("/proc/\(pid)/cgroup", "0::/other.slice/new\n") }
+        return text
+    }
+    func write(_ path: String, _ text: String) throws(HostFileError) { try inner.write(path, text) }
+    func subdirectories(_ path: String) throws(HostFileError) -> [String] { try inner.subdirectories(path) }
+    func exists(_ path: String) -> Bool { inner.exists(path) }
+}
