@@ -1,0 +1,92 @@
+import Foundation
+import Logging
+import Testing
+import TierCore
+import TierLinux
+import TierService
+import TierTestSupport
+
+/// The control loop's body end to end on a fixture tree: collect, plan, migrate, account.
+struct ControllerTests {
+    static let mib: UInt64 = 1 << 20
+    let tree: FixtureTree
+    let syscalls = RecordingSyscalls()
+    let dir = NSTemporaryDirectory() + "tierd-ctl-" + UUID().uuidString
+
+    static let policyText = """
+    controller: {interval: 1s}
+    workloads:
+      - name: db
+        match: ["test.slice/db"]
+        demote: never
+      - name: batch
+        match: ["test.slice/batch"]
+        demote: allowed
+    """
+
+    init() throws {
+        tree = try FixtureTree()
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+    }
+
+    func controller(policyText: String = ControllerTests.policyText) throws -> (TierController, String) {
+        let path = dir + "/tierd.yaml"
+        try policyText.write(toFile: path, atomically: true, encoding: .utf8)
+        let collector = try SnapshotCollector(files: RootedHostFiles(root: tree.root))
+        let migrator = TaskMigrator(collector: collector, syscalls: syscalls, dryRun: false, selfPid: 1)
+        let journal = try Journal(path: dir + "/journal.jsonl")
+        let controller = TierController(policy: try PolicyFileLoader.load(path: path), collector: collector,
+                                        migrator: migrator, logger: Logger(label: "test"), journal: journal)
+        return (controller, path)
+    }
+
+    @Test func aTickDemotesPromotesAndAccountsEveryByte() async throws {
+        tree.setNode(0, freeBytes: 60 * Self.mib)
+        tree.setNode(1, freeBytes: 900 * Self.mib)
+        tree.addGroup("test.slice/batch", pids: [800, 801], anon: [0: 600 * Self.mib])
+        tree.addGroup("test.slice/db", pids: [900], anon: [1: 40 * Self.mib])
+        tree.addTask(800, group: "test.slice/batch", pagesPerNode: [0: 25_600])   // 100 MiB
+        tree.addTask(801, group: "test.slice/batch", pagesPerNode: [0: 128_000])  // 500 MiB
+        tree.addTask(900, group: "test.slice/db", pagesPerNode: [1: 10_240])      // 40 MiB
+        syscalls.failures[800] = ESRCH  // exits mid-move
+        let (controller, _) = try controller()
+        let report = await controller.tick(now: Instant(.seconds(1)))
+        #expect(report.plan.actions.map(\.direction) == [.demote, .promote])
+        #expect(report.outcomes[0].tasks.map(\.result.code) == ["exited", "partial"] || report.outcomes[0].tasks.map(\.result.code) == ["exited", "moved"])
+        #expect(controller.ledger.total(.promote) == 40 * Self.mib)
+        #expect(controller.ledger.bytesMoved[CgroupPath("test.slice/db")]?[.promote] == 40 * Self.mib)
+        #expect(controller.ledger.total(.demote) == report.outcomes[0].movedBytes)
+        #expect(controller.ledger.total(.demote) > 0)
+        #expect(controller.ledger.taskResults["exited"] == 1)
+        let journal = try String(contentsOfFile: dir + "/journal.jsonl", encoding: .utf8)
+        #expect(journal.contains("\"event\":\"action\""))
+        #expect(journal.contains("\"direction\":\"promote\""))
+    }
+
+    @Test func aBadReloadKeepsTheRunningPolicy() throws {
+        let (controller, path) = try controller()
+        let before = controller.policy
+        try "workloads:\n  - name: x\n    demote: sometimes\n".write(toFile: path, atomically: true, encoding: .utf8)
+        #expect(!controller.reload(path: path))
+        #expect(controller.policy == before)
+        try "workloads: []\n".write(toFile: path, atomically: true, encoding: .utf8)
+        #expect(controller.reload(path: path))
+        #expect(controller.policy.workloads.isEmpty)
+    }
+
+    @Test func theOncePlanGivesAReasonForEveryActionAndSkip() async throws {
+        // 150 MiB free: 49.4 MiB above the low watermark, less than the protected job's 100 MiB.
+        tree.setNode(0, freeBytes: 150 * Self.mib)
+        tree.addGroup("test.slice/batch", pids: [800], anon: [0: 600 * Self.mib], cpuset: "0")
+        tree.addGroup("test.slice/db", pids: [900], anon: [1: 100 * Self.mib])
+        tree.addTask(900, group: "test.slice/db", pagesPerNode: [1: 25_600])
+        syscalls.pageNode = { _, _ in 1 }
+        let (controller, _) = try controller()
+        let report = await controller.tick(now: Instant(.zero))
+        let text = PlanText.render(report, dryRun: false)
+        #expect(text.contains("action 1: promote /test.slice/db [db] 49.4 MiB nodes 1 -> 0 (1 tasks): protected workload has 100.0 MiB on slow nodes"))
+        #expect(text.contains("  pid 900: moved 49.4 MiB"))
+        #expect(text.contains("skip /test.slice/batch [batch]: no target node: slow nodes 1-2 ∩ cpuset 0 is empty"))
+        #expect(text.contains("skip /batch.slice/job2 [default]: 64.1 MiB on slow nodes, but promotion is off for this workload"))
+    }
+}
