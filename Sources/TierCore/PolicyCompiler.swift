@@ -204,8 +204,8 @@ private struct Compiler {
                 throw fail(dram["high"]?.value ?? entry.value, "controller.dram.high",
                            "must be above dram.low (\(percent(settings.dramLowFree))), or demotion would never stop")
             }
-            guard settings.dramHighFree <= 0.9 else {
-                throw fail(dram["high"]?.value ?? entry.value, "controller.dram.high", "must be at most 90%: DRAM is for workloads")
+            guard settings.dramHighFree <= 0.98 else {
+                throw fail(dram["high"]?.value ?? entry.value, "controller.dram.high", "must be at most 98%: the kernel needs some DRAM free")
             }
         }
         if let entry = map["rate_limit"] {

@@ -108,6 +108,9 @@ public enum KernelPaths {
     public static let numaBalancing = "/proc/sys/kernel/numa_balancing"
     public static let defaultCgroupMount = "/sys/fs/cgroup"
 
+    public static let dropCaches = "/proc/sys/vm/drop_caches"
+    public static let transparentHugepages = "/sys/kernel/mm/transparent_hugepage/enabled"
+
     public static func node(_ id: Int) -> String { "\(nodeRoot)/node\(id)" }
     public static func process(_ pid: Int32) -> String { "/proc/\(pid)" }
 }

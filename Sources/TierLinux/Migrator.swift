@@ -116,6 +116,8 @@ public struct ActionOutcome: Sendable, Equatable {
     public var tasks: [(pid: Int32, result: TaskResult)]
     /// Set when the action was dropped as a whole (its cgroup vanished, its cpuset changed).
     public var dropped: String?
+    /// Wall time the action took, system calls included.
+    public var duration: Duration = .zero
 
     public var movedBytes: UInt64 { tasks.reduce(0) { $0 + $1.result.movedBytes } }
 
@@ -149,6 +151,14 @@ public struct TaskMigrator: PageMigrator {
     var files: any HostFiles { collector.files }
 
     public func execute(_ action: MigrationAction) -> ActionOutcome {
+        let clock = ContinuousClock()
+        let started = clock.now
+        var outcome = perform(action)
+        outcome.duration = clock.now - started
+        return outcome
+    }
+
+    func perform(_ action: MigrationAction) -> ActionOutcome {
         var outcome = ActionOutcome(action: action, tasks: [])
         let cpuset: NodeSet
         do {
@@ -227,7 +237,8 @@ public struct TaskMigrator: PageMigrator {
         }
     }
 
-    /// Moves up to `budget` bytes of the task's pages on the source nodes, mapping by mapping.
+    /// Moves up to `budget` bytes of the task's pages on the source nodes, mapping by mapping:
+    /// one move_pages(2) query per chunk finds the pages on the source nodes, one more moves them.
     func movePart(_ pid: Int32, _ action: MigrationAction, targets: [Int], budget: UInt64) -> TaskResult {
         let ranges: [Range<UInt64>]
         do {
@@ -238,35 +249,45 @@ public struct TaskMigrator: PageMigrator {
         let pageSize: UInt64 = 4096
         var moved: UInt64 = 0, stayed = 0
         let orderedTargets = action.to.filter { targets.contains($0) }
-        outer: for range in ranges {
+        let sourceNodes = action.from
+        var pages = [UInt64](), candidates = [UInt64]()
+        pages.reserveCapacity(chunkPages)
+        candidates.reserveCapacity(chunkPages)
+        for range in ranges {
             var address = range.lowerBound
-            while address < range.upperBound {
-                guard moved < budget else { break outer }
+            while address < range.upperBound && moved < budget {
                 let count = min(UInt64(chunkPages), (range.upperBound - address) / pageSize)
-                let pages = (0..<count).map { address + $0 * pageSize }
+                pages.removeAll(keepingCapacity: true)
+                for index in 0..<count { pages.append(address + index * pageSize) }
                 address += count * pageSize
-                guard case .success(let where_) = syscalls.movePages(pid: pid, addresses: pages, to: nil) else {
-                    if moved == 0 { return .exited }
-                    break outer
+                guard case .success(let location) = syscalls.movePages(pid: pid, addresses: pages, to: nil) else {
+                    return moved == 0 ? .exited : .partial(movedBytes: moved, notMovedPages: stayed)
                 }
-                let wantedBudget = Int((budget - moved) / pageSize)
-                var candidates = zip(pages, where_).filter { $0.1 >= 0 && action.from.contains(Int($0.1)) }.map(\.0)
-                if candidates.count > wantedBudget { candidates = Array(candidates.prefix(max(wantedBudget, 1))) }
+                let wanted = max(Int((budget - moved) / pageSize), 1)
+                candidates.removeAll(keepingCapacity: true)
+                for index in 0..<pages.count where candidates.count < wanted {
+                    let node = location[index]
+                    if node >= 0 && sourceNodes.contains(Int(node)) { candidates.append(pages[index]) }
+                }
                 for target in orderedTargets where !candidates.isEmpty {
                     switch syscalls.movePages(pid: pid, addresses: candidates, to: target) {
                     case .success(let status):
-                        let done = status.filter { $0 == Int32(target) }.count
-                        moved += UInt64(done) * pageSize
-                        // Pages the target had no room for (ENOMEM) try the next target.
-                        candidates = zip(candidates, status).filter { $0.1 == -ENOMEM }.map(\.0)
-                        stayed += status.filter { $0 < 0 && $0 != -ENOMEM && $0 != -ENOENT }.count
+                        var retry = [UInt64]()
+                        for (index, code) in status.enumerated() {
+                            if code == Int32(target) { moved += pageSize }
+                            // The target had no room: the next target may.
+                            else if code == -ENOMEM { retry.append(candidates[index]) }
+                            else if code < 0 && code != -ENOENT { stayed += 1 }
+                        }
+                        candidates = retry
                     case .failure(let error):
-                        if error.code == ESRCH { return moved == 0 ? .exited : .partial(movedBytes: moved, notMovedPages: stayed) }
-                        return moved == 0 ? failure(error) : .partial(movedBytes: moved, notMovedPages: stayed)
+                        if moved > 0 { return .partial(movedBytes: moved, notMovedPages: stayed) }
+                        return failure(error)
                     }
                 }
                 stayed += candidates.count
             }
+            if moved >= budget { break }
         }
         if moved == 0 && stayed == 0 { return .nothingToMove }
         return stayed == 0 ? .moved(bytes: moved) : .partial(movedBytes: moved, notMovedPages: stayed)

@@ -93,12 +93,14 @@ public final class TierController {
         let s = plan.summary
         let line: Logger.Message = "tick dram_free=\(formatBytes(s.dramFree)) low=\(formatBytes(s.lowWatermark)) high=\(formatBytes(s.highWatermark)) reclaiming=\(s.reclaiming) promote_need=\(formatBytes(s.promotionNeed)) demand=\(formatBytes(s.demotionDemand)) actions=\(plan.actions.count) skips=\(plan.skips.count) groups=\(snapshot.groups.count) vanished=\(snapshot.vanishedWhileReading)"
         if outcomes.isEmpty { logger.debug(line) } else { logger.info(line) }
-        journal.write([
+        // A quiet tick (nothing needed, nothing done) is not journaled: the file stays readable.
+        let quiet = outcomes.isEmpty && s.demotionDemand == 0 && s.promotionNeed == 0 && !s.reclaiming
+        if !quiet { journal.write([
             "event": "tick", "t": .double(elapsed), "dram_free": .bytes(s.dramFree), "dram_total": .bytes(s.dramTotal),
             "reclaiming": .bool(s.reclaiming), "promotion_need": .bytes(s.promotionNeed),
             "demand": .bytes(s.demotionDemand), "deferred": .bytes(s.deferredBytes),
             "groups": .int(Int64(snapshot.groups.count)), "vanished": .int(Int64(snapshot.vanishedWhileReading)),
-        ])
+        ]) }
         for outcome in outcomes {
             let a = outcome.action
             let tasks = outcome.tasks.map { "\($0.pid): \($0.result)" }.joined(separator: "; ")
@@ -107,6 +109,7 @@ public final class TierController {
                 "event": "action", "t": .double(elapsed), "group": .string(a.group.description), "workload": .string(a.workload),
                 "direction": .string(a.direction.rawValue), "planned": .bytes(a.bytes), "moved": .bytes(outcome.movedBytes),
                 "from": .string(a.from.description), "to": .string(NodeSet(a.to).description), "reason": .string(a.reason),
+                "seconds": .double(outcome.duration.seconds),
                 "dropped": .string(outcome.dropped ?? ""),
                 "tasks": .array(outcome.tasks.map { .object(["pid": .int(Int64($0.pid)), "result": .string($0.result.code),
                                                             "detail": .string($0.result.description)]) }),

@@ -59,9 +59,12 @@ public struct TierdService: Service {
                     watched = Set(groups.keys)
                     for (group, why) in failed { logger.debug("no PSI trigger on \(group): \(why)") }
                 }
-                // Work the rate limit deferred comes back soon; otherwise wait for the timer or an event.
-                let pause = report.plan.summary.deferredBytes > 0
-                    ? min(controller.policy.controller.interval, .milliseconds(250)) : controller.policy.controller.interval
+                // A tick that moved memory, or whose work the rate limit deferred, is followed soon by
+                // another: moves take seconds, and the host has changed meanwhile. Otherwise wait for
+                // the timer or an event.
+                let moved = report.outcomes.contains { $0.movedBytes > 0 }
+                let pause = moved || report.plan.summary.deferredBytes > 0
+                    ? min(controller.policy.controller.interval, .milliseconds(100)) : controller.policy.controller.interval
                 let timer = Task { try await Task.sleep(for: pause); wake.yield(.timer) }
                 let next = await iterator.next()
                 timer.cancel()

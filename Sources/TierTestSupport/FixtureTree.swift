@@ -151,3 +151,27 @@ public final class RecordingSyscalls: PageMoveSyscalls, @unchecked Sendable {
         return .success(addresses.map { _ in Int32(node) })
     }
 }
+
+/// Counts the reads that go through it, by file name, so a benchmark can show which files a
+/// cycle touched (no `numa_maps` of a task that is not about to move).
+public final class CountingHostFiles: HostFiles, @unchecked Sendable {
+    let inner: any HostFiles
+    private let lock = NSLock()
+    private var counts: [String: Int] = [:]
+
+    public init(_ inner: any HostFiles) { self.inner = inner }
+    public var root: String { inner.root }
+
+    public func reads(named name: String) -> Int { lock.lock(); defer { lock.unlock() }; return counts[name] ?? 0 }
+    public var totalReads: Int { lock.lock(); defer { lock.unlock() }; return counts.values.reduce(0, +) }
+    public func reset() { lock.lock(); counts = [:]; lock.unlock() }
+
+    public func read(_ path: String) throws(HostFileError) -> String {
+        let name = String(path.split(separator: "/").last ?? "")
+        lock.lock(); counts[name, default: 0] += 1; lock.unlock()
+        return try inner.read(path)
+    }
+    public func write(_ path: String, _ text: String) throws(HostFileError) { try inner.write(path, text) }
+    public func subdirectories(_ path: String) throws(HostFileError) -> [String] { try inner.subdirectories(path) }
+    public func exists(_ path: String) -> Bool { inner.exists(path) }
+}

@@ -1,0 +1,89 @@
+import ArgumentParser
+import Logging
+import TierCore
+import TierLinux
+import TierService
+
+/// tierctl: the operator's view of tierd's decisions, computed the same way the daemon does.
+@main
+struct Tierctl: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "tierctl",
+        abstract: "Validate tierd policies and see what tierd would do, and why.",
+        subcommands: [Validate.self, Plan.self, Explain.self])
+}
+
+/// Options shared by the commands that read the host.
+struct HostOptions: ParsableArguments {
+    @Option(help: "Policy file.") var config: String = "/etc/tierd/tierd.yaml"
+    @Option(help: "Read /proc and /sys under this directory (a fixture tree).") var root: String = "/"
+
+    func load() throws -> (Policy, SnapshotCollector) {
+        let policy: Policy
+        do { policy = try PolicyFileLoader.load(path: config) } catch {
+            print("tierctl: \(error)")
+            throw ExitCode(2)
+        }
+        do { return (policy, try SnapshotCollector(files: RootedHostFiles(root: root))) } catch {
+            print("tierctl: \(error)")
+            throw ExitCode(1)
+        }
+    }
+
+    /// One dry-run tick: exactly what tierd would plan now, moving nothing.
+    func dryRunTick() async throws -> (Policy, TierController, TickReport) {
+        let (policy, collector) = try load()
+        var logger = Logger(label: "tierctl")
+        logger.logLevel = .critical
+        let migrator = TaskMigrator(collector: collector, syscalls: LibnumaSyscalls(), dryRun: true)
+        let controller = TierController(policy: policy, collector: collector, migrator: migrator, logger: logger, journal: try Journal(path: nil))
+        return (policy, controller, await controller.tick(now: Instant(.zero)))
+    }
+}
+
+struct Validate: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Check policy files; exit 2 if any is invalid.")
+    @Argument(help: "Policy files.") var files: [String]
+
+    func run() throws {
+        var bad = false
+        for file in files {
+            do {
+                let policy = try PolicyFileLoader.load(path: file)
+                let optedIn = policy.workloads.filter { $0.rule.demote == .allowed }.count
+                print("\(file): ok (\(policy.workloads.count) workloads, \(optedIn) opted in to demotion)")
+            } catch {
+                print("\(error)")
+                bad = true
+            }
+        }
+        if bad { throw ExitCode(2) }
+    }
+}
+
+struct Plan: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Print what tierd would do now, with a reason per action and skip (moves nothing).")
+    @OptionGroup var host: HostOptions
+
+    func run() async throws {
+        let (_, _, report) = try await host.dryRunTick()
+        print(PlanText.render(report, dryRun: true))
+    }
+}
+
+struct Explain: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Explain tierd's view of one cgroup: its workload, memory, targets and decision.")
+    @OptionGroup var host: HostOptions
+    @Argument(help: "Cgroup path relative to the cgroup root, such as batch.slice/job1.") var group: String
+
+    func run() async throws {
+        let (policy, _, report) = try await host.dryRunTick()
+        guard let snapshot = report.snapshot else { print("tierctl: cannot read the host"); throw ExitCode(1) }
+        let path = CgroupPath(group)
+        guard let cgroup = snapshot.groups.first(where: { $0.path == path }) else {
+            print("tierctl: no cgroup \(path) under the cgroup root")
+            throw ExitCode(1)
+        }
+        print(Explanation.render(path: path, cgroup: cgroup, snapshot: snapshot, policy: policy, plan: report.plan))
+    }
+}

@@ -1,0 +1,295 @@
+import Foundation
+import TierCore
+import TierLinux
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// One placement report line of tierload.
+struct LoadSample {
+    var t: Double
+    var hot: [Int: Int]
+    var cold: [Int: Int]
+    func share(_ pages: [Int: Int], node: Int = 0) -> Double {
+        let total = pages.values.reduce(0, +)
+        return total == 0 ? 0 : Double(pages[node] ?? 0) / Double(total)
+    }
+    var hotShare: Double { share(hot) }
+    var allShare: Double { share(hot.merging(cold, uniquingKeysWith: +)) }
+}
+
+/// A running tierload: its process and its report file.
+struct Load {
+    let process: Process
+    let report: String
+    var pid: Int32 { process.processIdentifier }
+
+    func samples() -> [LoadSample] {
+        guard let text = try? String(contentsOfFile: report, encoding: .utf8) else { return [] }
+        return text.split(separator: "\n").compactMap { line in
+            guard let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
+                  object["event"] as? String == "placement", let t = object["t"] as? Double else { return nil }
+            func counts(_ key: String) -> [Int: Int] {
+                ((object[key] as? [String: Any]) ?? [:]).reduce(into: [:]) { out, kv in
+                    if let node = Int(kv.key), let n = kv.value as? Int { out[node] = n }
+                }
+            }
+            return LoadSample(t: t, hot: counts("hot"), cold: counts("cold"))
+        }
+    }
+
+    /// CLOCK_MONOTONIC time the allocation finished, once it has.
+    func allocatedAt() -> Double? {
+        guard let text = try? String(contentsOfFile: report, encoding: .utf8) else { return nil }
+        for line in text.split(separator: "\n") where line.contains("\"allocated\"") {
+            if let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any] { return object["t"] as? Double }
+        }
+        return nil
+    }
+}
+
+/// A tierd started by a scenario, with its journal.
+struct TierdRun {
+    let process: Process
+    let journal: String
+    let policyPath: String
+
+    func events(_ kind: String) -> [[String: Any]] {
+        guard let text = try? String(contentsOfFile: journal, encoding: .utf8) else { return [] }
+        return text.split(separator: "\n").compactMap {
+            guard let object = try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any],
+                  object["event"] as? String == kind else { return nil }
+            return object
+        }
+    }
+
+    func movedBytes(group: String, direction: String) -> UInt64 {
+        events("action").filter { $0["group"] as? String == "/" + group && $0["direction"] as? String == direction }
+            .reduce(0) { $0 + UInt64(($1["moved"] as? Int) ?? 0) }
+    }
+
+    /// The last journal lines, for a failure report.
+    func tail(_ count: Int = 25) -> String {
+        let text = (try? String(contentsOfFile: journal, encoding: .utf8)) ?? ""
+        return text.split(separator: "\n").suffix(count).joined(separator: "\n")
+    }
+}
+
+/// The guest side of the lab: cgroups, workloads, tierd and sysctls, through TierLinux's kernel paths.
+final class GuestLab {
+    let out: String
+    let bin: String
+    let files = RootedHostFiles()
+    let collector: SnapshotCollector
+    var processes: [Process] = []
+    var migratepagesMiBPerSecond: Double?
+    let labSlice = "lab.slice"
+
+    init(out: String, bin: String) throws {
+        self.out = out
+        self.bin = bin
+        collector = try SnapshotCollector(files: files)
+        try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
+    }
+
+    func log(_ message: String) {
+        let line = String(format: "[%8.1f] ", monotonic()) + message + "\n"
+        if let handle = FileHandle(forWritingAtPath: out + "/guest.log") {
+            handle.seekToEndOfFile(); handle.write(Data(line.utf8)); handle.closeFile()
+        } else {
+            _ = FileManager.default.createFile(atPath: out + "/guest.log", contents: Data(line.utf8))
+        }
+    }
+
+    func runAll(_ names: [String]) {
+        log("guest up: scenarios \(names.joined(separator: ", "))")
+        if let problem = verifyTiers() {
+            for name in names { record(ScenarioResult(scenario: name, checks: [Check(name: "slow nodes in a lower memory tier", ok: false, detail: problem)])) }
+            return
+        }
+        do { try files.write(collector.cgroupMount + "/cgroup.subtree_control", "+memory +cpuset") } catch { log("subtree_control: \(error)") }
+        for name in names {
+            log("scenario \(name): start")
+            let result = Scenarios.run(name, in: self)
+            cleanUp()
+            record(result)
+            log("scenario \(name): \(result.passed ? "passed" : "FAILED")")
+        }
+    }
+
+    /// The lab is only meaningful if the kernel put the CPU-less nodes in a lower memory tier.
+    func verifyTiers() -> String? {
+        guard let topology = try? collector.topology(selection: .auto) else { return "cannot read the topology" }
+        guard topology.source == .memoryTiers, !topology.slow.isEmpty else {
+            return "the kernel did not put the slow nodes in a lower memory tier (split from \(topology.source.rawValue): fast \(topology.fast), slow \(topology.slow)); check the HMAT options"
+        }
+        log("tiers: fast \(topology.fast) slow \(topology.slow)")
+        return nil
+    }
+
+    func record(_ result: ScenarioResult) {
+        guard let data = try? JSONEncoder().encode(result) else { return }
+        let path = out + "/results.jsonl"
+        if !FileManager.default.fileExists(atPath: path) { _ = FileManager.default.createFile(atPath: path, contents: nil) }
+        if let handle = FileHandle(forWritingAtPath: path) {
+            handle.seekToEndOfFile(); handle.write(data + Data("\n".utf8)); handle.closeFile()
+        }
+    }
+
+    // MARK: cgroups
+
+    func cgroupDir(_ group: String) -> String { collector.cgroupMount + "/" + group }
+
+    func makeGroup(_ group: String, mems: String? = nil, memoryHigh: String? = nil) {
+        let parts = group.split(separator: "/").map(String.init)
+        var path = ""
+        for (index, part) in parts.enumerated() {
+            path = path.isEmpty ? part : path + "/" + part
+            mkdir(cgroupDir(path), 0o755)
+            if index < parts.count - 1 { try? files.write(cgroupDir(path) + "/cgroup.subtree_control", "+memory +cpuset") }
+        }
+        if let mems { setFile(cgroupDir(group) + "/cpuset.mems", mems) }
+        if let memoryHigh { setFile(cgroupDir(group) + "/memory.high", memoryHigh) }
+    }
+
+    func setFile(_ path: String, _ value: String) {
+        do { try files.write(path, value) } catch { log("write \(value) to \(path): \(error)") }
+    }
+
+    func numaStat(_ group: String) -> NumaStat {
+        (try? files.read(cgroupDir(group) + "/memory.numa_stat")).map(KernelText.numaStat) ?? NumaStat()
+    }
+
+    func kernelMovedPages(_ group: String) -> (demoted: UInt64, promoted: UInt64) {
+        let stat = (try? files.read(cgroupDir(group) + "/memory.stat")).map(KernelText.memoryStat) ?? MemoryStat()
+        return (stat.pagesDemotedByKernel, stat.pagesPromotedByKernel)
+    }
+
+    func dramFreeBytes() -> UInt64 {
+        (try? files.read(KernelPaths.node(0) + "/meminfo")).flatMap(KernelText.nodeMeminfo)?.free ?? 0
+    }
+
+    func sysctl(_ path: String, _ value: String) { setFile(path, value) }
+
+    /// Kernel-only behaviour for the demo's baselines; everything off for tierd's own runs.
+    func kernelTiering(demotion: Bool, numaBalancing: Int) {
+        sysctl(KernelPaths.demotionEnabled, demotion ? "true" : "false")
+        sysctl(KernelPaths.numaBalancing, String(numaBalancing))
+    }
+
+    // MARK: processes
+
+    func spawn(group: String?, _ argv: [String], output: String) -> Process {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/bin/sh")
+        let join = group.map { "echo $$ > \(cgroupDir($0))/cgroup.procs && " } ?? ""
+        process.arguments = ["-c", join + "exec \"$@\"", "sh"] + argv
+        _ = FileManager.default.createFile(atPath: output, contents: nil)
+        let handle = FileHandle(forWritingAtPath: output)
+        process.standardOutput = handle
+        process.standardError = handle
+        process.standardInput = FileHandle.nullDevice
+        do { try process.run() } catch { log("spawn \(argv): \(error)") }
+        processes.append(process)
+        return process
+    }
+
+    func load(_ name: String, group: String, mib: Int, hotMiB: Int, prefix: [String] = [], interval: Double = 1) -> Load {
+        let report = out + "/\(name).jsonl"
+        try? FileManager.default.removeItem(atPath: report)
+        let argv = prefix + [bin + "/tierload", "--mib", String(mib), "--hot-mib", String(hotMiB), "--report", report,
+                             "--interval", String(interval)]
+        return Load(process: spawn(group: group, argv, output: out + "/\(name).out"), report: report)
+    }
+
+    /// Fills DRAM with an unmanaged job until its free memory is about `leaveMiB`.
+    func fillDram(leaveMiB: Int, name: String = "filler") -> Load? {
+        let freeMiB = Int(dramFreeBytes() >> 20)
+        guard freeMiB > leaveMiB + 8 else { return nil }
+        makeGroup("\(labSlice)/\(name)")
+        let filler = load(name, group: "\(labSlice)/\(name)", mib: freeMiB - leaveMiB, hotMiB: 0, interval: 5)
+        _ = waitFor(seconds: 120) { filler.allocatedAt() != nil }
+        return filler
+    }
+
+    func startTierd(_ name: String, policy: String) -> TierdRun {
+        let policyPath = out + "/\(name).yaml"
+        let journal = out + "/\(name).journal.jsonl"
+        try? policy.write(toFile: policyPath, atomically: true, encoding: .utf8)
+        try? FileManager.default.removeItem(atPath: journal)
+        let process = spawn(group: nil, [bin + "/tierd", "--config", policyPath, "--journal", journal], output: out + "/\(name).log")
+        _ = waitFor(seconds: 30) { FileManager.default.fileExists(atPath: journal) && !(try! String(contentsOfFile: journal, encoding: .utf8)).isEmpty }
+        return TierdRun(process: process, journal: journal, policyPath: policyPath)
+    }
+
+    func stop(_ process: Process, signal: Int32 = SIGTERM) {
+        guard process.isRunning else { return }
+        kill(process.processIdentifier, signal)
+        _ = waitFor(seconds: 15) { !process.isRunning }
+        if process.isRunning { kill(process.processIdentifier, SIGKILL); process.waitUntilExit() }
+    }
+
+    /// Stops every process a scenario started, removes its cgroups and restores kernel defaults.
+    func cleanUp() {
+        for process in processes.reversed() { stop(process, signal: SIGKILL) }
+        processes = []
+        removeGroups(labSlice)
+        kernelTiering(demotion: false, numaBalancing: 0)
+        sysctl(KernelPaths.dropCaches, "3")
+        sleep(1)
+    }
+
+    func removeGroups(_ group: String) {
+        let dir = cgroupDir(group)
+        for child in (try? files.subdirectories(dir)) ?? [] { removeGroups(group + "/" + child) }
+        if let pids = try? files.read(dir + "/cgroup.procs") {
+            for pid in KernelText.pids(pids) { kill(pid, SIGKILL) }
+        }
+        for _ in 0..<50 where rmdir(dir) != 0 && errno == EBUSY { usleep(100_000) }
+    }
+
+    func waitFor(seconds: Double, every: Double = 0.25, _ condition: () -> Bool) -> Bool {
+        let deadline = monotonic() + seconds
+        while monotonic() < deadline {
+            if condition() { return true }
+            usleep(UInt32(every * 1e6))
+        }
+        return condition()
+    }
+
+    /// Throughput of migratepages(8) on this guest, measured once per boot: the floor scenarios compare against.
+    func calibrateMigratepages(mib: Int = 512) -> (mibPerSecond: Double, movedBytes: UInt64, seconds: Double)? {
+        let group = "\(labSlice)/calibrate"
+        makeGroup(group)
+        let task = load("calibrate", group: group, mib: mib, hotMiB: 0, interval: 30)
+        guard waitFor(seconds: 120, { task.allocatedAt() != nil }) else { return nil }
+        let before = numaStat(group).bytes(on: 0)
+        let started = monotonic()
+        let migrate = spawn(group: nil, ["migratepages", String(task.pid), "0", "1"], output: out + "/migratepages.out")
+        migrate.waitUntilExit()
+        let seconds = monotonic() - started
+        let moved = before - min(before, numaStat(group).bytes(on: 0))
+        stop(task.process, signal: SIGKILL)
+        removeGroups(group)
+        guard moved > 0, seconds > 0 else { return nil }
+        let rate = Double(moved) / 1048576 / seconds
+        migratepagesMiBPerSecond = rate
+        log(String(format: "migratepages: %.1f MiB in %.2f s = %.1f MiB/s", Double(moved) / 1048576, seconds, rate))
+        return (rate, moved, seconds)
+    }
+
+    func describe(_ groups: [String]) -> String {
+        groups.map { group in
+            let stat = numaStat(group)
+            let nodes = stat.nodes.sorted.map { "N\($0)=\(stat.bytes(on: $0) >> 20)MiB" }.joined(separator: " ")
+            return "\(group): \(nodes)"
+        }.joined(separator: "\n") + String(format: "\nDRAM free %.0f MiB", Double(dramFreeBytes()) / 1048576)
+    }
+}
+
+func monotonic() -> Double {
+    var ts = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
+}

@@ -1,0 +1,116 @@
+import Foundation
+
+/// One claim a scenario checked, with what it saw.
+struct Check: Codable, Sendable {
+    var name: String
+    var ok: Bool
+    var detail: String
+}
+
+/// What a scenario found: its checks, its figures, its time series (for plots), and on failure
+/// enough of what it saw (per-node bytes, tierd's last decisions) to diagnose from a CI log.
+struct ScenarioResult: Codable, Sendable {
+    var scenario: String
+    var checks: [Check]
+    var figures: [String: Double] = [:]
+    /// Named series of (seconds since the protected job finished allocating, value).
+    var series: [String: [[Double]]] = [:]
+    var diagnostics: String = ""
+
+    var passed: Bool { !checks.isEmpty && checks.allSatisfy(\.ok) }
+
+    static func load(_ path: String) -> [ScenarioResult] {
+        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { return [] }
+        return text.split(separator: "\n").compactMap { try? JSONDecoder().decode(ScenarioResult.self, from: Data($0.utf8)) }
+    }
+}
+
+/// The printed summary, the demo's comparison table and its plot.
+struct Report {
+    let results: [ScenarioResult]
+
+    func text(suite: String) -> String {
+        var lines: [String] = []
+        for result in results {
+            lines.append("\(result.passed ? "PASS" : "FAIL") \(result.scenario)")
+            for check in result.checks { lines.append("  [\(check.ok ? "ok" : "FAILED")] \(check.name): \(check.detail)") }
+            for key in result.figures.keys.sorted() { lines.append("  \(key) = \(format(result.figures[key]!))") }
+            if !result.passed && !result.diagnostics.isEmpty {
+                lines.append("  what it saw:")
+                lines += result.diagnostics.split(separator: "\n").map { "    " + $0 }
+            }
+        }
+        if suite == "demo" { lines.append(""); lines.append(demoTable()) }
+        let passed = results.filter(\.passed).count
+        lines.append("")
+        lines.append("lab: \(passed) passed, \(results.count - passed) failed")
+        return lines.joined(separator: "\n")
+    }
+
+    func format(_ value: Double) -> String {
+        value == value.rounded() && abs(value) < 1e15 ? String(Int64(value)) : String(format: "%.3f", value)
+    }
+
+    static let modes: [(scenario: String, label: String)] = [
+        ("demo-kernel", "kernel demotion only"), ("demo-numa-balancing", "kernel, numa_balancing=2"), ("late-protected", "tierd"),
+    ]
+
+    func demoTable() -> String {
+        func share(_ r: ScenarioResult, _ key: String) -> String {
+            r.figures[key].map { String(format: "%5.1f%%", $0 * 100) } ?? "    –"
+        }
+        var rows = ["Late protected job (400 MiB, all hot) after a batch job filled DRAM (900 MiB, 50 MiB hot); DRAM share of the protected job:",
+                    "| mode | +5 s | +15 s | +30 s | +60 s | end | time to ≥99 % | batch hot in DRAM | demoted from batch | demoted from protected | pages moved |",
+                    "|---|---|---|---|---|---|---|---|---|---|---|"]
+        for (scenario, label) in Self.modes {
+            guard let r = results.first(where: { $0.scenario == scenario }) else { continue }
+            let reach = r.figures["seconds_to_99"].map { String(format: "%.1f s", $0) } ?? "never (\(Int(r.figures["observed_seconds"] ?? 0)) s)"
+            rows.append("| \(label) | \(share(r, "share_at_5s")) | \(share(r, "share_at_15s")) | \(share(r, "share_at_30s")) | \(share(r, "share_at_60s")) | \(share(r, "share_final")) | \(reach) | \(share(r, "batch_hot_share_final")) | \(mib(r.figures["batch_demoted_bytes"])) | \(mib(r.figures["protected_demoted_bytes"])) | \(Int(r.figures["pages_moved"] ?? 0)) |")
+        }
+        if let tierd = results.first(where: { $0.scenario == "late-protected" }), let floor = tierd.figures["floor_seconds"] {
+            rows.append("")
+            rows.append(String(format: "tierd: %.1f s to ≥99 %% against a floor of %.1f s (migratepages moving the %.0f MiB that had to move at its rate in the same guest under the same load, %.0f MiB/s): ratio %.2f (goal ≤ 2). Idle-guest floor: %.1f s (%.0f MiB/s).",
+                               tierd.figures["seconds_to_99"] ?? .nan, floor, (tierd.figures["bytes_that_had_to_move"] ?? 0) / 1048576,
+                               tierd.figures["migratepages_loaded_mib_per_s"] ?? .nan, tierd.figures["ratio_to_floor"] ?? .nan,
+                               tierd.figures["floor_idle_seconds"] ?? .nan, tierd.figures["migratepages_idle_mib_per_s"] ?? .nan))
+        }
+        if let tp = results.first(where: { $0.scenario == "throughput" }) {
+            rows.append(String(format: "migration throughput: tierd %.1f MiB/s, migratepages %.1f MiB/s on identical 512 MiB tasks: ratio %.2f (goal ≥ 0.95)",
+                               tp.figures["tierd_mib_per_s"] ?? .nan, tp.figures["migratepages_mib_per_s"] ?? .nan, tp.figures["throughput_ratio"] ?? .nan))
+        }
+        return rows.joined(separator: "\n")
+    }
+
+    func mib(_ bytes: Double?) -> String { bytes.map { String(format: "%.0f MiB", $0 / 1048576) } ?? "–" }
+
+    /// Writes the table as Markdown and a PNG of DRAM share against time for the three modes (gnuplot).
+    func writeDemoArtifacts(directory: String) throws {
+        try (demoTable() + "\n").write(toFile: directory + "/demo-table.md", atomically: true, encoding: .utf8)
+        var plots: [String] = []
+        for (scenario, label) in Self.modes {
+            guard let points = results.first(where: { $0.scenario == scenario })?.series["protected_share"], !points.isEmpty else { continue }
+            let file = directory + "/\(scenario).dat"
+            try points.map { "\($0[0]) \($0[1] * 100)" }.joined(separator: "\n").write(toFile: file, atomically: true, encoding: .utf8)
+            plots.append("'\(file)' using 1:2 with linespoints title '\(label)'")
+        }
+        guard !plots.isEmpty else { return }
+        let script = """
+        set terminal png size 900,500
+        set output '\(directory)/demo-dram-share.png'
+        set title 'Late protected job: share of its memory in DRAM'
+        set xlabel 'seconds after its allocation finished'
+        set ylabel '% in DRAM'
+        set yrange [0:105]
+        set key bottom right
+        set grid
+        plot \(plots.joined(separator: ", "))
+        """
+        try script.write(toFile: directory + "/plot.gp", atomically: true, encoding: .utf8)
+        let gnuplot = Process()
+        gnuplot.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        gnuplot.arguments = ["gnuplot", directory + "/plot.gp"]
+        try? gnuplot.run()
+        gnuplot.waitUntilExit()
+        if gnuplot.terminationStatus == 0 { print("plot: \(directory)/demo-dram-share.png") }
+    }
+}

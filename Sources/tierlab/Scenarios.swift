@@ -1,0 +1,443 @@
+import Foundation
+import TierCore
+import TierLinux
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The lab's end-to-end scenarios. Each sets up cgroups and workloads in the guest, runs tierd
+/// (or the kernel alone) and checks placement where the kernel reports it.
+enum Scenarios {
+    static func run(_ name: String, in lab: GuestLab) -> ScenarioResult {
+        switch name {
+        case "throughput": return throughput(lab)
+        case "late-protected": return lateProtected(lab, mode: .tierd)
+        case "demo-kernel": return lateProtected(lab, mode: .kernelDemotion)
+        case "demo-numa-balancing": return lateProtected(lab, mode: .numaBalancing)
+        case "opt-out-holds": return optOutHolds(lab)
+        case "mempolicy": return mempolicy(lab)
+        case "pressure-guard": return pressureGuard(lab)
+        case "cpuset": return cpuset(lab)
+        case "probe-moves": return probeMoves(lab)
+        default: return ScenarioResult(scenario: name, checks: [Check(name: "known scenario", ok: false, detail: "no scenario named \(name)")])
+        }
+    }
+
+    static let mib: Double = 1048576
+
+    // MARK: migration throughput
+
+    /// tierd demoting a 512 MiB task against migratepages(8) on an identical one, same guest.
+    static func throughput(_ lab: GuestLab) -> ScenarioResult {
+        var result = ScenarioResult(scenario: "throughput", checks: [])
+        guard let floor = lab.calibrateMigratepages(mib: 512) else {
+            result.checks.append(Check(name: "migratepages calibration", ok: false, detail: "the 512 MiB task did not allocate or move"))
+            return result
+        }
+        lab.kernelTiering(demotion: false, numaBalancing: 0)
+        let group = "\(lab.labSlice)/tp"
+        lab.makeGroup(group)
+        let task = lab.load("tp", group: group, mib: 512, hotMiB: 0, interval: 30)
+        guard lab.waitFor(seconds: 120, { task.allocatedAt() != nil }) else {
+            result.checks.append(Check(name: "task allocated", ok: false, detail: lab.describe([group])))
+            return result
+        }
+        let inDram = lab.numaStat(group).bytes(on: 0)
+        // A high watermark at 98 % asks for more than the task holds, so tierd moves it whole.
+        let tierd = lab.startTierd("tierd-throughput", policy: """
+            controller: {interval: 1s, dram: {low: 97%, high: 98%}, rate_limit: 8GiB/s}
+            workloads:
+              - {name: tp, match: ["\(group)"], demote: allowed}
+            """)
+        _ = lab.waitFor(seconds: 60) { !tierd.events("action").isEmpty }
+        let action = tierd.events("action").first
+        let moved = Double((action?["moved"] as? Int) ?? 0)
+        let seconds = (action?["seconds"] as? Double) ?? .nan
+        let rate = moved / mib / seconds
+        result.figures = ["tierd_mib_per_s": rate, "migratepages_mib_per_s": floor.mibPerSecond,
+                          "throughput_ratio": rate / floor.mibPerSecond, "tierd_moved_bytes": moved, "tierd_seconds": seconds,
+                          "migratepages_moved_bytes": Double(floor.movedBytes), "migratepages_seconds": floor.seconds]
+        result.checks.append(Check(name: "tierd moved the whole task in one action",
+                                   ok: moved >= Double(inDram) * 0.98,
+                                   detail: String(format: "moved %.0f MiB of %.0f MiB in DRAM", moved / mib, Double(inDram) / mib)))
+        result.checks.append(Check(name: "tierd's throughput is migratepages' (goal ≥ 0.95)", ok: rate / floor.mibPerSecond >= 0.95,
+                                   detail: String(format: "%.1f vs %.1f MiB/s: ratio %.2f", rate, floor.mibPerSecond, rate / floor.mibPerSecond)))
+        if !result.passed { result.diagnostics = lab.describe([group]) + "\ntierd journal:\n" + tierd.tail() }
+        lab.stop(tierd.process)
+        lab.stop(task.process, signal: SIGKILL)
+        lab.removeGroups(group)
+        probeMovePaths(lab, into: &result)
+        return result
+    }
+
+    /// Figures for the two ways tierd moves pages, beside migratepages on the same guest:
+    /// move_pages(2) in chunks (a partial move) on an idle task, and migratepages on a task that
+    /// keeps writing every page (what moving a hot job costs).
+    static func probeMovePaths(_ lab: GuestLab, into result: inout ScenarioResult) {
+        let group = "\(lab.labSlice)/probe"
+        lab.makeGroup(group)
+        let idle = lab.load("probe-idle", group: group, mib: 256, hotMiB: 0, interval: 30)
+        if lab.waitFor(seconds: 60, { idle.allocatedAt() != nil }) {
+            let before = lab.numaStat(group).bytes(on: 0)
+            let migrator = TaskMigrator(collector: lab.collector, syscalls: LibnumaSyscalls(), dryRun: false, selfPid: getpid())
+            let action = MigrationAction(group: CgroupPath(group), workload: "probe", direction: .demote, pids: [idle.pid],
+                                         from: NodeSet([0]), to: [1], bytes: before / 10 * 9, mempolicy: .respect, reason: "probe")
+            let outcome = migrator.execute(action)
+            result.figures["chunked_move_pages_mib_per_s"] = Double(outcome.movedBytes) / mib / outcome.duration.seconds
+        }
+        lab.stop(idle.process, signal: SIGKILL)
+        let hot = lab.load("probe-hot", group: group, mib: 256, hotMiB: 256, interval: 30)
+        if lab.waitFor(seconds: 60, { hot.allocatedAt() != nil }) {
+            sleep(1)
+            let before = lab.numaStat(group).bytes(on: 0)
+            let started = monotonic()
+            lab.spawn(group: nil, ["migratepages", String(hot.pid), "0", "1"], output: lab.out + "/probe-migratepages.out").waitUntilExit()
+            let seconds = monotonic() - started
+            let moved = before - min(before, lab.numaStat(group).bytes(on: 0))
+            result.figures["migratepages_hot_task_mib_per_s"] = Double(moved) / mib / seconds
+        }
+        lab.stop(hot.process, signal: SIGKILL)
+        lab.removeGroups(group)
+    }
+
+    /// Not in a suite: compares ways of moving part of a task (run with --only probe-moves).
+    static func probeMoves(_ lab: GuestLab) -> ScenarioResult {
+        var result = ScenarioResult(scenario: "probe-moves", checks: [Check(name: "probe ran", ok: true, detail: "figures only")])
+        let group = "\(lab.labSlice)/probe"
+        lab.makeGroup(group)
+        func measure(_ label: String, _ body: (Load) -> Void) {
+            let task = lab.load("probe-\(label)", group: group, mib: 256, hotMiB: 0, interval: 60)
+            guard lab.waitFor(seconds: 60, { task.allocatedAt() != nil }) else { return }
+            let before = lab.numaStat(group).bytes(on: 0)
+            let started = monotonic()
+            body(task)
+            let seconds = monotonic() - started
+            let moved = before - min(before, lab.numaStat(group).bytes(on: 0))
+            result.figures["\(label)_mib_per_s"] = Double(moved) / mib / seconds
+            lab.log(String(format: "probe %@: %.1f MiB in %.2f s", label, Double(moved) / mib, seconds))
+            lab.stop(task.process, signal: SIGKILL)
+            sleep(1)
+        }
+        func chunked(_ chunk: Int) -> (Load) -> Void {
+            { task in
+                var migrator = TaskMigrator(collector: lab.collector, syscalls: LibnumaSyscalls(), dryRun: false, selfPid: getpid())
+                migrator.chunkPages = chunk
+                _ = migrator.execute(MigrationAction(group: CgroupPath(group), workload: "probe", direction: .demote, pids: [task.pid],
+                                                     from: NodeSet([0]), to: [1], bytes: 230 << 20, mempolicy: .respect, reason: "probe"))
+            }
+        }
+        let migratepages: (Load) -> Void = { task in
+            lab.spawn(group: nil, ["migratepages", String(task.pid), "0", "1"], output: lab.out + "/probe.out").waitUntilExit()
+        }
+        let direct: (Load) -> Void = { task in
+            let ranges = KernelText.mapRanges((try? lab.files.read(KernelPaths.process(task.pid) + "/maps")) ?? "")
+            let syscalls = LibnumaSyscalls()
+            for range in ranges where range.count >= 64 << 20 {
+                var address = range.lowerBound
+                while address < range.upperBound {
+                    let count = min(UInt64(65536), (range.upperBound - address) / 4096)
+                    _ = syscalls.movePages(pid: task.pid, addresses: (0..<count).map { address + $0 * 4096 }, to: 1)
+                    address += count * 4096
+                }
+            }
+        }
+        for thp in ["always", "never"] {
+            lab.setFile(KernelPaths.transparentHugepages, thp)
+            measure("migratepages_thp_\(thp)", migratepages)
+            measure("chunk8k_thp_\(thp)", chunked(8192))
+            measure("chunk64k_thp_\(thp)", chunked(65536))
+            measure("direct64k_thp_\(thp)", direct)
+        }
+        lab.setFile(KernelPaths.transparentHugepages, "always")
+        return result
+    }
+
+    // MARK: the headline
+
+    enum Mode { case tierd, kernelDemotion, numaBalancing }
+
+    /// A batch job fills DRAM (900 MiB, 50 MiB hot); then a protected job (400 MiB, all hot)
+    /// starts. With tierd it must reach ≥ 99 % in DRAM, and none of its pages may go to slow
+    /// memory; the kernel-only modes are measured the same way for the demo's table.
+    static func lateProtected(_ lab: GuestLab, mode: Mode) -> ScenarioResult {
+        let name = mode == .tierd ? "late-protected" : mode == .kernelDemotion ? "demo-kernel" : "demo-numa-balancing"
+        var result = ScenarioResult(scenario: name, checks: [])
+        let batchGroup = "\(lab.labSlice)/batch", protectedGroup = "\(lab.labSlice)/protected"
+        lab.makeGroup(batchGroup)
+        lab.makeGroup(protectedGroup)
+        var tierd: TierdRun?
+        switch mode {
+        case .tierd:
+            lab.kernelTiering(demotion: false, numaBalancing: 0)
+            tierd = lab.startTierd("tierd-late", policy: """
+                controller: {interval: 1s, dram: {low: 10%, high: 20%}, rate_limit: 2GiB/s}
+                workloads:
+                  - {name: protected, match: ["\(protectedGroup)"], demote: never}
+                  - {name: batch, match: ["\(batchGroup)"], demote: allowed, priority: 10}
+                """)
+        case .kernelDemotion: lab.kernelTiering(demotion: true, numaBalancing: 0)
+        case .numaBalancing: lab.kernelTiering(demotion: true, numaBalancing: 2)
+        }
+        let batch = lab.load("\(name)-batch", group: batchGroup, mib: 900, hotMiB: 50)
+        guard lab.waitFor(seconds: 180, { batch.allocatedAt() != nil }) else {
+            result.checks.append(Check(name: "batch job allocated", ok: false, detail: lab.describe([batchGroup])))
+            return result
+        }
+        sleep(5)
+        let protected = lab.load("\(name)-protected", group: protectedGroup, mib: 400, hotMiB: 400)
+        guard lab.waitFor(seconds: 180, { protected.allocatedAt() != nil }), let t0 = protected.allocatedAt() else {
+            result.checks.append(Check(name: "protected job allocated", ok: false, detail: lab.describe([batchGroup, protectedGroup])))
+            return result
+        }
+        let slowAtStart = lab.numaStat(protectedGroup).bytes(on: 1)
+        let dramFreeAtStart = lab.dramFreeBytes()
+        var slowSamples: [UInt64] = []
+        let observe: Double = mode == .tierd ? 90 : 75
+        var reachedAt: Double?
+        while monotonic() - t0 < observe {
+            slowSamples.append(lab.numaStat(protectedGroup).bytes(on: 1))
+            if reachedAt == nil, let hit = protected.samples().first(where: { $0.t >= t0 && $0.allShare >= 0.99 }) { reachedAt = hit.t - t0 }
+            if mode == .tierd, let reached = reachedAt, monotonic() - t0 > reached + 5 { break }
+            usleep(500_000)
+        }
+        let samples = protected.samples().filter { $0.t >= t0 }
+        result.series["protected_share"] = samples.map { [$0.t - t0, $0.allShare] }
+        func share(at seconds: Double) -> Double? {
+            samples.last(where: { $0.t - t0 <= seconds }).map(\.allShare)
+        }
+        for mark in [5.0, 15, 30, 60] { if let s = share(at: mark), (samples.last?.t ?? 0) - t0 >= mark - 1 { result.figures["share_at_\(Int(mark))s"] = s } }
+        if let last = samples.last { result.figures["share_final"] = last.allShare }
+        result.figures["observed_seconds"] = (samples.last?.t ?? t0) - t0
+        if let reachedAt { result.figures["seconds_to_99"] = reachedAt }
+        if let batchLast = batch.samples().last { result.figures["batch_hot_share_final"] = batchLast.hotShare }
+        result.figures["protected_slow_bytes_at_start"] = Double(slowAtStart)
+        let kernelBatch = lab.kernelMovedPages(batchGroup), kernelProtected = lab.kernelMovedPages(protectedGroup)
+        if let tierd {
+            let demotedBatch = tierd.movedBytes(group: batchGroup, direction: "demote")
+            let demotedProtected = tierd.movedBytes(group: protectedGroup, direction: "demote")
+            let promoted = tierd.movedBytes(group: protectedGroup, direction: "promote")
+            result.figures["batch_demoted_bytes"] = Double(demotedBatch)
+            result.figures["protected_demoted_bytes"] = Double(demotedProtected)
+            result.figures["protected_promoted_bytes"] = Double(promoted)
+            result.figures["pages_moved"] = Double((demotedBatch + demotedProtected + promoted) / 4096)
+        } else {
+            result.figures["batch_demoted_bytes"] = Double(kernelBatch.demoted * 4096)
+            result.figures["protected_demoted_bytes"] = Double(kernelProtected.demoted * 4096)
+            result.figures["pages_moved"] = Double(kernelBatch.demoted + kernelBatch.promoted + kernelProtected.demoted + kernelProtected.promoted)
+        }
+        guard let tierd else {
+            result.checks.append(Check(name: "placement measured", ok: !samples.isEmpty, detail: "\(samples.count) reports"))
+            return result
+        }
+        // The floor: migratepages moving what had to move — the protected job's slow bytes back,
+        // and as much of the batch job out as DRAM lacked room for them — at the rate migratepages
+        // achieves in this guest under the same load (both jobs still running, the protected job
+        // writing every page): it moves the protected job out and back. The idle rate is reported too.
+        let mustDemote = slowAtStart > dramFreeAtStart ? slowAtStart - dramFreeAtStart : 0
+        let mustMove = Double(slowAtStart + mustDemote)
+        result.figures["bytes_that_had_to_move"] = mustMove
+        if let loaded = migratepagesUnderLoad(lab, protected, group: protectedGroup) {
+            result.figures["migratepages_loaded_mib_per_s"] = loaded
+            let floor = mustMove / mib / loaded
+            result.figures["floor_seconds"] = floor
+            if let reachedAt { result.figures["ratio_to_floor"] = reachedAt / max(floor, 0.001) }
+        }
+        if let idle = lab.migratepagesMiBPerSecond ?? lab.calibrateMigratepages(mib: 256)?.mibPerSecond {
+            result.figures["migratepages_idle_mib_per_s"] = idle
+            result.figures["floor_idle_seconds"] = mustMove / mib / idle
+        }
+        let increases = zip(slowSamples, slowSamples.dropFirst()).filter { $1 > $0 + (1 << 20) }.count
+        result.checks.append(Check(name: "protected job reaches ≥ 99 % in DRAM", ok: reachedAt != nil,
+            detail: reachedAt.map { String(format: "after %.1f s (%.0f MiB were on the slow node when it finished allocating)", $0, Double(slowAtStart) / mib) }
+                ?? String(format: "final share %.1f%%", (samples.last?.allShare ?? 0) * 100)))
+        result.checks.append(Check(name: "tierd never demotes the protected job", ok: tierd.movedBytes(group: protectedGroup, direction: "demote") == 0
+                                   && !tierd.events("action").contains { $0["group"] as? String == "/" + protectedGroup && $0["direction"] as? String == "demote" },
+                                   detail: "demote actions on \(protectedGroup): \(tierd.events("action").filter { $0["group"] as? String == "/" + protectedGroup && $0["direction"] as? String == "demote" }.count)"))
+        result.checks.append(Check(name: "the protected job's bytes on the slow node never grow after it started", ok: increases == 0,
+                                   detail: "\(slowSamples.count) samples of memory.numa_stat, \(increases) increases"))
+        if let ratio = result.figures["ratio_to_floor"] {
+            result.checks.append(Check(name: "time to 99 % within 2× the migratepages floor", ok: ratio <= 2,
+                                       detail: String(format: "%.1f s vs floor %.1f s: ratio %.2f", result.figures["seconds_to_99"]!, result.figures["floor_seconds"]!, ratio)))
+        }
+        if !result.passed {
+            result.diagnostics = lab.describe([batchGroup, protectedGroup])
+                + "\nprotected job's slow-node MiB every 0.5 s: " + slowSamples.map { String($0 >> 20) }.joined(separator: " ")
+                + "\ntierd journal:\n" + tierd.tail()
+        }
+        return result
+    }
+
+    /// migratepages' rate on the running protected job: out to the slow node and back, timed.
+    static func migratepagesUnderLoad(_ lab: GuestLab, _ job: Load, group: String) -> Double? {
+        var moved: UInt64 = 0, seconds = 0.0
+        for (from, to) in [("0", "1"), ("1", "0")] {
+            let node = Int(from)!
+            let before = lab.numaStat(group).bytes(on: node)
+            let started = monotonic()
+            lab.spawn(group: nil, ["migratepages", String(job.pid), from, to], output: lab.out + "/migratepages-loaded.out").waitUntilExit()
+            seconds += monotonic() - started
+            moved += before - min(before, lab.numaStat(group).bytes(on: node))
+        }
+        guard moved > 0, seconds > 0 else { return nil }
+        lab.log(String(format: "migratepages under load: %.1f MiB in %.2f s", Double(moved) / mib, seconds))
+        return Double(moved) / mib / seconds
+    }
+
+    // MARK: opt-out
+
+    /// Sustained DRAM pressure: tierd demotes the opted-in job and never the opt-out one.
+    static func optOutHolds(_ lab: GuestLab) -> ScenarioResult {
+        var result = ScenarioResult(scenario: "opt-out-holds", checks: [])
+        let keep = "\(lab.labSlice)/keep", batch = "\(lab.labSlice)/batch"
+        lab.makeGroup(keep); lab.makeGroup(batch)
+        let tierd = lab.startTierd("tierd-optout", policy: """
+            controller: {interval: 1s}
+            workloads:
+              - {name: keep, match: ["\(keep)"], demote: never}
+              - {name: batch, match: ["\(batch)"], demote: allowed}
+            """)
+        let kept = lab.load("optout-keep", group: keep, mib: 300, hotMiB: 300)
+        let demotable = lab.load("optout-batch", group: batch, mib: 150, hotMiB: 10)
+        _ = lab.waitFor(seconds: 120) { kept.allocatedAt() != nil && demotable.allocatedAt() != nil }
+        let slowBefore = lab.numaStat(keep).bytes(on: 1)
+        _ = lab.fillDram(leaveMiB: 20)
+        var maxSlow = slowBefore
+        let until = monotonic() + 25
+        while monotonic() < until { maxSlow = max(maxSlow, lab.numaStat(keep).bytes(on: 1)); usleep(500_000) }
+        let demotedBatch = tierd.movedBytes(group: batch, direction: "demote")
+        result.figures = ["keep_slow_bytes_before": Double(slowBefore), "keep_slow_bytes_max": Double(maxSlow),
+                          "batch_demoted_bytes": Double(demotedBatch)]
+        result.checks.append(Check(name: "DRAM pressure made tierd demote the opted-in job", ok: demotedBatch > 0,
+                                   detail: String(format: "%.0f MiB demoted from batch", Double(demotedBatch) / mib)))
+        result.checks.append(Check(name: "not a page of the opt-out job moved to slow memory", ok: maxSlow <= slowBefore + (1 << 20)
+                                   && tierd.movedBytes(group: keep, direction: "demote") == 0,
+                                   detail: String(format: "slow-node bytes %.1f MiB before, at most %.1f MiB during 25 s of pressure", Double(slowBefore) / mib, Double(maxSlow) / mib)))
+        if !result.passed { result.diagnostics = lab.describe([keep, batch]) + "\ntierd journal:\n" + tierd.tail() }
+        return result
+    }
+
+    // MARK: mempolicy
+
+    /// A `numactl --membind=0` task in an opted-in group stays put under `mempolicy: respect`
+    /// while its unbound sibling is demoted; after a SIGHUP reload with `override`, it moves too.
+    static func mempolicy(_ lab: GuestLab) -> ScenarioResult {
+        var result = ScenarioResult(scenario: "mempolicy", checks: [])
+        let group = "\(lab.labSlice)/batch"
+        lab.makeGroup(group)
+        func policy(_ mode: String) -> String {
+            """
+            controller: {interval: 1s}
+            workloads:
+              - {name: batch, match: ["\(group)"], demote: allowed, mempolicy: \(mode)}
+            """
+        }
+        let bound = lab.load("mempolicy-bound", group: group, mib: 100, hotMiB: 0, prefix: ["numactl", "--membind=0"])
+        let free = lab.load("mempolicy-free", group: group, mib: 100, hotMiB: 0)
+        _ = lab.waitFor(seconds: 120) { bound.allocatedAt() != nil && free.allocatedAt() != nil }
+        let tierd = lab.startTierd("tierd-mempolicy", policy: policy("respect"))
+        _ = lab.fillDram(leaveMiB: 20)
+        func slowShare(_ load: Load) -> Double { 1 - (load.samples().last?.allShare ?? 1) }
+        _ = lab.waitFor(seconds: 45) { slowShare(free) > 0.9 }
+        sleep(3)
+        let boundUnderRespect = slowShare(bound), freeUnderRespect = slowShare(free)
+        let skipped = tierd.events("action").flatMap { ($0["tasks"] as? [[String: Any]]) ?? [] }
+            .filter { ($0["pid"] as? Int).map(Int32.init) == bound.pid && $0["result"] as? String == "mempolicy" }.count
+        result.checks.append(Check(name: "respect: the unbound task is demoted", ok: freeUnderRespect > 0.9,
+                                   detail: String(format: "%.0f%% on the slow node", freeUnderRespect * 100)))
+        result.checks.append(Check(name: "respect: the membind=0 task is left in DRAM", ok: boundUnderRespect < 0.01 && skipped > 0,
+                                   detail: String(format: "%.1f%% on the slow node; %d journal entries skipping it for its mempolicy", boundUnderRespect * 100, skipped)))
+        try? policy("override").write(toFile: tierd.policyPath, atomically: true, encoding: .utf8)
+        kill(tierd.process.processIdentifier, SIGHUP)
+        _ = lab.waitFor(seconds: 45) { slowShare(bound) > 0.5 }
+        sleep(2)
+        let boundUnderOverride = slowShare(bound)
+        let reloaded = tierd.events("reload").contains { $0["ok"] as? Bool == true }
+        // tierd moves only what the watermark asks for, so "demoted" means most of it, not all.
+        result.checks.append(Check(name: "override (after SIGHUP reload): the membind=0 task is demoted", ok: reloaded && boundUnderOverride > 0.5,
+                                   detail: String(format: "reload ok: %@; %.0f%% on the slow node", reloaded ? "yes" : "no", boundUnderOverride * 100)))
+        result.figures = ["bound_slow_share_respect": boundUnderRespect, "free_slow_share_respect": freeUnderRespect,
+                          "bound_slow_share_override": boundUnderOverride]
+        if !result.passed { result.diagnostics = lab.describe([group]) + "\ntierd journal:\n" + tierd.tail() }
+        return result
+    }
+
+    // MARK: pressure guard
+
+    /// An opted-in job stalling on its own memory.high is not demoted while its PSI is over the
+    /// guard; once the stall ends, it is.
+    static func pressureGuard(_ lab: GuestLab) -> ScenarioResult {
+        var result = ScenarioResult(scenario: "pressure-guard", checks: [])
+        let group = "\(lab.labSlice)/guarded"
+        lab.makeGroup(group, memoryHigh: "48M")
+        let tierd = lab.startTierd("tierd-guard", policy: """
+            controller: {interval: 1s}
+            workloads:
+              - {name: guarded, match: ["\(group)"], demote: allowed, pressure_guard: {some_avg10: 10%}}
+            """)
+        let job = lab.load("guard-job", group: group, mib: 96, hotMiB: 96)
+        // It cannot finish allocating under memory.high without swap: it stalls, which is the point.
+        _ = lab.waitFor(seconds: 20) { lab.numaStat(group).bytes(on: 0) > 40 << 20 }
+        sleep(5)
+        _ = lab.fillDram(leaveMiB: 20)
+        let guardWindowEnd = monotonic() + 15
+        var slowDuringGuard: UInt64 = 0
+        while monotonic() < guardWindowEnd { slowDuringGuard = max(slowDuringGuard, lab.numaStat(group).bytes(on: 1)); usleep(500_000) }
+        let guardSkips = tierd.events("skip").filter { $0["group"] as? String == "/" + group && $0["reason"] as? String == "pressure_guard" }
+        let pressure = (try? lab.files.read(lab.cgroupDir(group) + "/memory.pressure")).flatMap(KernelText.pressure)
+        result.figures["some_avg10_during_guard"] = pressure?.some.avg10 ?? .nan
+        result.checks.append(Check(name: "while stalling over its guard it is not demoted", ok: !guardSkips.isEmpty && slowDuringGuard < 2 << 20
+                                   && tierd.movedBytes(group: group, direction: "demote") == 0,
+                                   detail: String(format: "some avg10 %.1f%%; %d pressure_guard skips; %.1f MiB on the slow node", (pressure?.some.avg10 ?? 0) * 100, guardSkips.count, Double(slowDuringGuard) / mib)))
+        lab.setFile(lab.cgroupDir(group) + "/memory.high", "max")
+        _ = lab.waitFor(seconds: 60) { tierd.movedBytes(group: group, direction: "demote") > 0 }
+        let demotedAfter = tierd.movedBytes(group: group, direction: "demote")
+        result.figures["demoted_after_release_bytes"] = Double(demotedAfter)
+        result.checks.append(Check(name: "once the stall ends it is demoted", ok: demotedAfter > 0,
+                                   detail: String(format: "%.1f MiB demoted after memory.high was lifted", Double(demotedAfter) / mib)))
+        _ = job
+        if !result.passed { result.diagnostics = lab.describe([group]) + "\ntierd journal:\n" + tierd.tail() }
+        return result
+    }
+
+    // MARK: cpusets (three-node guest)
+
+    /// An opted-in group allowed DRAM and node 2 is demoted to node 2 only; a protected group
+    /// confined to node 1 is never promoted into DRAM.
+    static func cpuset(_ lab: GuestLab) -> ScenarioResult {
+        var result = ScenarioResult(scenario: "cpuset", checks: [])
+        let partial = "\(lab.labSlice)/partial", confined = "\(lab.labSlice)/confined"
+        lab.makeGroup(partial, mems: "0,2")
+        lab.makeGroup(confined, mems: "1")
+        let tierd = lab.startTierd("tierd-cpuset", policy: """
+            controller: {interval: 1s}
+            workloads:
+              - {name: partial, match: ["\(partial)"], demote: allowed}
+              - {name: confined, match: ["\(confined)"], demote: never, promote: true}
+            """)
+        let a = lab.load("cpuset-partial", group: partial, mib: 200, hotMiB: 0)
+        let c = lab.load("cpuset-confined", group: confined, mib: 100, hotMiB: 0)
+        _ = lab.waitFor(seconds: 120) { a.allocatedAt() != nil && c.allocatedAt() != nil }
+        _ = lab.fillDram(leaveMiB: 20)
+        var partialOnNode1: UInt64 = 0, confinedInDram: UInt64 = 0
+        _ = lab.waitFor(seconds: 40) {
+            partialOnNode1 = max(partialOnNode1, lab.numaStat(partial).bytes(on: 1))
+            confinedInDram = max(confinedInDram, lab.numaStat(confined).bytes(on: 0))
+            return lab.numaStat(partial).bytes(on: 2) > 100 << 20
+        }
+        for _ in 0..<10 {
+            partialOnNode1 = max(partialOnNode1, lab.numaStat(partial).bytes(on: 1))
+            confinedInDram = max(confinedInDram, lab.numaStat(confined).bytes(on: 0))
+            usleep(500_000)
+        }
+        let onNode2 = lab.numaStat(partial).bytes(on: 2)
+        let confinedSkips = tierd.events("skip").filter { $0["group"] as? String == "/" + confined && $0["reason"] as? String == "confined_to_slow_nodes" }
+        result.checks.append(Check(name: "demoted only to the slow node in its cpuset (node 2)", ok: onNode2 > 100 << 20 && partialOnNode1 < 1 << 20,
+                                   detail: String(format: "node 2: %.0f MiB; node 1 at most %.1f MiB", Double(onNode2) / mib, Double(partialOnNode1) / mib)))
+        result.checks.append(Check(name: "a group confined to slow node 1 is never promoted", ok: confinedInDram < 1 << 20 && !confinedSkips.isEmpty
+                                   && tierd.movedBytes(group: confined, direction: "promote") == 0,
+                                   detail: String(format: "DRAM bytes at most %.1f MiB; %d confined_to_slow_nodes skips", Double(confinedInDram) / mib, confinedSkips.count)))
+        if !result.passed { result.diagnostics = lab.describe([partial, confined]) + "\ntierd journal:\n" + tierd.tail() }
+        return result
+    }
+}

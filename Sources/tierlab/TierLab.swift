@@ -1,0 +1,57 @@
+import ArgumentParser
+
+/// The two-tier lab: boots QEMU guests whose kernel puts a CPU-less node in a lower memory tier,
+/// and runs tierd's end-to-end scenarios in them. `run` is the host side; `guest` runs inside.
+@main
+struct TierLab: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "tierlab",
+        abstract: "Boot two-tier guests and prove tierd's claims on a real kernel.",
+        subcommands: [Run.self, Guest.self, Capture.self])
+}
+
+/// Host side: boot guests for a suite, print what they found, exit non-zero on any failed check.
+struct Run: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Run a suite: `tests` (every scenario) or `demo` (kernel vs tierd).")
+
+    @Argument(help: "tests or demo") var suite: String
+    @Option(help: "Results directory (default .lab-out/<suite>).") var out: String?
+    @Option(help: "Only these scenarios (comma-separated), for a quicker look.") var only: String?
+
+    func run() throws {
+        guard let plan = Suites.boots(suite, only: only?.split(separator: ",").map(String.init)) else {
+            throw ValidationError("unknown suite '\(suite)': use tests or demo")
+        }
+        let lab = try HostLab(outDirectory: out ?? ".lab-out/\(suite)")
+        var results: [ScenarioResult] = []
+        for boot in plan { results += try lab.boot(boot) }
+        let report = Report(results: results)
+        print(report.text(suite: suite))
+        if suite == "demo" { try report.writeDemoArtifacts(directory: lab.out) }
+        if results.isEmpty || results.contains(where: { !$0.passed }) { throw ExitCode(1) }
+    }
+}
+
+/// Guest side: run scenarios in order in this boot, writing results to `--out`.
+struct Guest: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Inside the lab guest: run scenarios (used by `run`).")
+    @Option var out: String
+    @Option var scenarios: String
+    @Option(help: "Directory holding tierd and tierload.") var bin: String
+
+    func run() throws {
+        let lab = try GuestLab(out: out, bin: bin)
+        lab.runAll(scenarios.split(separator: ",").map(String.init))
+    }
+}
+
+/// Capture kernel text for unit-test fixtures from a three-node guest.
+struct Capture: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Capture fixture trees from the 3-node guest into Tests/Fixtures.")
+    @Option var out: String = "Tests/Fixtures/guest-3node"
+
+    func run() throws {
+        let lab = try HostLab(outDirectory: ".lab-out/capture")
+        try lab.capture(into: out)
+    }
+}

@@ -1,0 +1,80 @@
+import ArgumentParser
+import TierCore
+import TierLinux
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The lab's workload: allocates memory, keeps touching a hot part of it, and reports where its
+/// hot and cold pages are (move_pages(2) with no target nodes) as JSON lines, so a scenario can
+/// judge placement by where pages are, not by speed (under emulation both tiers are equally fast).
+@main
+struct TierLoad: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "tierload", abstract: "Allocate memory with a hot subset and report its NUMA placement.")
+
+    @Option(help: "MiB to allocate.") var mib: Int
+    @Option(help: "MiB of it kept hot (touched continuously), from the start of the buffer.") var hotMib: Int = 0
+    @Option(help: "Append JSON-line reports here (default: standard output).") var report: String?
+    @Option(help: "Seconds between placement reports.") var interval: Double = 1
+    @Option(help: "Exit after this many seconds (0: run until killed).") var duration: Double = 0
+
+    func validate() throws {
+        guard mib > 0, hotMib >= 0, hotMib <= mib else { throw ValidationError("need 0 <= --hot-mib <= --mib and --mib > 0") }
+        guard interval > 0 else { throw ValidationError("--interval must be positive") }
+    }
+
+    func run() throws {
+        let pageSize = 4096
+        let bytes = mib << 20
+        guard let base = mmap(nil, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0), base != MAP_FAILED else {
+            throw ValidationError("mmap of \(mib) MiB failed: \(String(cString: strerror(errno)))")
+        }
+        let out = report.map { open($0, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o644) } ?? 1
+        guard out >= 0 else { throw ValidationError("cannot open \(report!): \(String(cString: strerror(errno)))") }
+        func emit(_ line: String) { (line + "\n").withCString { _ = write(out, $0, strlen($0)) } }
+        let pid = getpid()
+        let pages = bytes / pageSize, hotPages = (hotMib << 20) / pageSize
+        let start = now()
+        emit("{\"event\":\"start\",\"pid\":\(pid),\"t\":\(start),\"mib\":\(mib),\"hot_mib\":\(hotMib)}")
+        // Everything the report loop needs is allocated before the buffer is touched, so that once
+        // "allocated" is reported this process allocates nothing more: a scenario can then attribute
+        // any later change of its placement to page moves alone.
+        let addresses = (0..<pages).map { UInt64(UInt(bitPattern: base) + UInt($0 * pageSize)) }
+        let chunks = stride(from: 0, to: pages, by: 16384).map { Array(addresses[$0..<min($0 + 16384, pages)]) }
+        let syscalls = LibnumaSyscalls()
+        _ = syscalls.movePages(pid: 0, addresses: chunks.first ?? [], to: nil)
+        for page in 0..<pages { base.storeBytes(of: UInt8(truncatingIfNeeded: page | 1), toByteOffset: page * pageSize, as: UInt8.self) }
+        emit("{\"event\":\"allocated\",\"pid\":\(pid),\"t\":\(now()),\"seconds\":\(now() - start)}")
+        var nextReport = now()
+        var sweep: UInt8 = 0
+        while duration == 0 || now() - start < duration {
+            sweep &+= 1
+            for page in 0..<hotPages { base.storeBytes(of: sweep, toByteOffset: page * pageSize, as: UInt8.self) }
+            if hotPages == 0 { usleep(50_000) }
+            guard now() >= nextReport else { continue }
+            nextReport = now() + interval
+            var hot: [Int32: Int] = [:], cold: [Int32: Int] = [:]
+            for (index, chunk) in chunks.enumerated() {
+                let first = index * 16384
+                if case .success(let status) = syscalls.movePages(pid: 0, addresses: chunk, to: nil) {
+                    for (offset, node) in status.enumerated() {
+                        if first + offset < hotPages { hot[node, default: 0] += 1 } else { cold[node, default: 0] += 1 }
+                    }
+                }
+            }
+            func json(_ counts: [Int32: Int]) -> String {
+                "{" + counts.keys.sorted().map { "\"\($0)\":\(counts[$0]!)" }.joined(separator: ",") + "}"
+            }
+            emit("{\"event\":\"placement\",\"pid\":\(pid),\"t\":\(now()),\"hot\":\(json(hot)),\"cold\":\(json(cold))}")
+        }
+    }
+}
+
+/// CLOCK_MONOTONIC in seconds: comparable across the lab's processes in one guest.
+func now() -> Double {
+    var ts = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
+}

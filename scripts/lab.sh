@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Runs a lab suite in two-tier QEMU guests: `scripts/lab.sh demo` (kernel alone vs tierd, with a
+# table and a plot) or `scripts/lab.sh tests` (every end-to-end scenario; fails if any claim fails).
+# Provisions what it needs first (idempotent), then builds the lab binaries in release mode into
+# .build-lab, the way tierd is deployed. Results land in .lab-out/<suite>/.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+suite="${1:-demo}"
+shift || true
+bash scripts/provision.sh
+for product in tierd tierload tierlab; do
+  swift build -c release --scratch-path .build-lab --product "$product" 2>&1 | grep -E 'error|warning:|Compiling|Build' | grep -v '^\[' || true
+done
+exec .build-lab/release/tierlab run "$suite" "$@"
