@@ -8,7 +8,11 @@ cd "$(dirname "$0")/.."
 suite="${1:-demo}"
 shift || true
 bash scripts/provision.sh
+log=$(mktemp)
 for product in tierd tierload tierlab; do
-  swift build -c release --scratch-path .build-lab --product "$product" 2>&1 | grep -E 'error|warning:|Compiling|Build' | grep -v '^\[' || true
+  if ! swift build -c release --scratch-path .build-lab --product "$product" >"$log" 2>&1; then
+    echo "lab.sh: building $product failed:"; tail -n 40 "$log"; exit 1
+  fi
 done
+rm -f "$log"
 exec .build-lab/release/tierlab run "$suite" "$@"

@@ -118,6 +118,8 @@ public struct ActionOutcome: Sendable, Equatable {
     public var dropped: String?
     /// Wall time the action took, system calls included.
     public var duration: Duration = .zero
+    /// Of which inside migrate_pages(2)/move_pages(2): the rest is tierd's own checks.
+    public var syscallDuration: Duration = .zero
 
     public var movedBytes: UInt64 { tasks.reduce(0) { $0 + $1.result.movedBytes } }
 
@@ -175,7 +177,8 @@ public struct TaskMigrator: PageMigrator {
         var remaining = action.bytes
         for pid in action.pids {
             guard remaining > 0 else { break }
-            let result = moveTask(pid, action, targets: NodeSet(targets), first: target, budget: remaining)
+            let result = moveTask(pid, action, targets: NodeSet(targets), first: target, budget: remaining,
+                                  syscallTime: &outcome.syscallDuration)
             remaining -= min(remaining, result.movedBytes)
             if case .wouldMove(let bytes) = result { remaining -= min(remaining, bytes) }
             outcome.tasks.append((pid, result))
@@ -200,7 +203,8 @@ public struct TaskMigrator: PageMigrator {
         return now == group ? nil : .leftGroup(now: now)
     }
 
-    func moveTask(_ pid: Int32, _ action: MigrationAction, targets: NodeSet, first: Int, budget: UInt64) -> TaskResult {
+    func moveTask(_ pid: Int32, _ action: MigrationAction, targets: NodeSet, first: Int, budget: UInt64,
+                  syscallTime: inout Duration) -> TaskResult {
         if pid == selfPid { return .isTierd }
         if let gone = stillInGroup(pid, action.group) { return gone }
         let entries: [NumaMapsEntry]
@@ -217,6 +221,9 @@ public struct TaskMigrator: PageMigrator {
         if dryRun { return .wouldMove(bytes: min(sourceBytes, budget)) }
         // Re-checked last thing before the call: a pid reused since the snapshot is never moved.
         if let gone = stillInGroup(pid, action.group) { return gone }
+        let clock = ContinuousClock()
+        let started = clock.now
+        defer { syscallTime += clock.now - started }
         if sourceBytes <= budget {
             switch syscalls.migratePages(pid: pid, from: action.from, to: NodeSet([first])) {
             case .success(0): return .moved(bytes: sourceBytes)

@@ -109,7 +109,7 @@ public final class TierController {
                 "event": "action", "t": .double(elapsed), "group": .string(a.group.description), "workload": .string(a.workload),
                 "direction": .string(a.direction.rawValue), "planned": .bytes(a.bytes), "moved": .bytes(outcome.movedBytes),
                 "from": .string(a.from.description), "to": .string(NodeSet(a.to).description), "reason": .string(a.reason),
-                "seconds": .double(outcome.duration.seconds),
+                "seconds": .double(outcome.duration.seconds), "syscall_seconds": .double(outcome.syscallDuration.seconds),
                 "dropped": .string(outcome.dropped ?? ""),
                 "tasks": .array(outcome.tasks.map { .object(["pid": .int(Int64($0.pid)), "result": .string($0.result.code),
                                                             "detail": .string($0.result.description)]) }),

@@ -71,7 +71,9 @@ public struct TierdService: Service {
                 switch next {
                 case .stop, nil: return
                 case .reload: controller.reload(path: options.configPath)
-                case .pressure(let group): logger.debug("woken by a PSI trigger on \(group)")
+                case .pressure(let group):
+                    logger.debug("woken by a PSI trigger on \(group)")
+                    journal.write(["event": "wake", "cause": "psi", "group": .string(group.description)])
                 case .timer: break
                 }
             }
