@@ -223,6 +223,17 @@ final class GuestLab {
         return TierdRun(process: process, journal: journal, policyPath: policyPath)
     }
 
+    /// One real tick of tierd (`--once`, not a dry run), waited for without polling.
+    func runTierdOnce(_ name: String, policy: String) -> TierdRun {
+        let policyPath = out + "/\(name).yaml"
+        let journal = out + "/\(name).journal.jsonl"
+        try? policy.write(toFile: policyPath, atomically: true, encoding: .utf8)
+        try? FileManager.default.removeItem(atPath: journal)
+        let process = spawn(group: nil, [bin + "/tierd", "--once", "--config", policyPath, "--journal", journal], output: out + "/\(name).log")
+        process.waitUntilExit()
+        return TierdRun(process: process, journal: journal, policyPath: policyPath)
+    }
+
     func stop(_ process: Process, signal: Int32 = SIGTERM) {
         guard process.isRunning else { return }
         kill(process.processIdentifier, signal)
