@@ -6,26 +6,25 @@ public enum KernelText {
     /// some avg10=4.64 avg60=4.50 avg300=1.22 total=3883755
     /// full avg10=4.64 avg60=4.50 avg300=1.22 total=3882047
     /// ```
-    public static func pressure(_ text: String) -> Pressure? {
+    public static func pressure(_ text: String) -> Pressure? { ByteScanner.withBytes(text, pressure(bytes:)) }
+
+    public static func pressure(bytes: UnsafeBufferPointer<UInt8>) -> Pressure? {
         var some: Pressure.Line?
         var full: Pressure.Line?
-        for line in text.split(separator: "\n") {
-            let fields = line.split(separator: " ")
-            guard let kind = fields.first else { continue }
+        ByteScanner.forEachLine(bytes) { line in
+            guard let space = line.firstIndex(of: ByteScanner.space) else { return }
+            let kind = UnsafeBufferPointer(rebasing: line[..<space])
             var avg10: Double?, avg60: Double?, total: UInt64?
-            for field in fields.dropFirst() {
-                guard let eq = field.firstIndex(of: "=") else { continue }
-                let key = field[..<eq], value = field[field.index(after: eq)...]
-                switch key {
-                case "avg10": avg10 = Double(value)
-                case "avg60": avg60 = Double(value)
-                case "total": total = UInt64(value)
-                default: break
-                }
+            ByteScanner.forEachField(UnsafeBufferPointer(rebasing: line[(space + 1)...])) { field in
+                guard let eq = field.firstIndex(of: ByteScanner.equals) else { return }
+                let key = UnsafeBufferPointer(rebasing: field[..<eq]), value = UnsafeBufferPointer(rebasing: field[(eq + 1)...])
+                if ByteScanner.equals(key, "avg10") { avg10 = ByteScanner.decimal(value) }
+                else if ByteScanner.equals(key, "avg60") { avg60 = ByteScanner.decimal(value) }
+                else if ByteScanner.equals(key, "total") { total = ByteScanner.uint64(value) }
             }
-            guard let avg10, let avg60, let total else { continue }
+            guard let avg10, let avg60, let total else { return }
             let parsed = Pressure.Line(avg10: avg10 / 100, avg60: avg60 / 100, totalMicroseconds: total)
-            if kind == "some" { some = parsed } else if kind == "full" { full = parsed }
+            if ByteScanner.equals(kind, "some") { some = parsed } else if ByteScanner.equals(kind, "full") { full = parsed }
         }
         guard let some else { return nil }
         return Pressure(some: some, full: full ?? Pressure.Line(avg10: 0, avg60: 0, totalMicroseconds: 0))
@@ -37,20 +36,20 @@ public enum KernelText {
     /// file N0=1081344 N1=0 N2=0
     /// ```
     /// Only the items tierd moves (anon, file) are kept.
-    public static func numaStat(_ text: String) -> NumaStat {
+    public static func numaStat(_ text: String) -> NumaStat { ByteScanner.withBytes(text, numaStat(bytes:)) }
+
+    public static func numaStat(bytes: UnsafeBufferPointer<UInt8>) -> NumaStat {
         var stat = NumaStat()
-        for line in text.split(separator: "\n") {
-            guard let space = line.firstIndex(of: " ") else { continue }
-            let item = line[..<space]
-            guard item == "anon" || item == "file" else { continue }
-            var perNode: [Int: UInt64] = [:]
-            for field in line[line.index(after: space)...].split(separator: " ") {
-                guard field.first == "N", let eq = field.firstIndex(of: "="),
-                      let node = Int(field[field.index(after: field.startIndex)..<eq]),
-                      let bytes = UInt64(field[field.index(after: eq)...]) else { continue }
-                perNode[node] = bytes
+        ByteScanner.forEachLine(bytes) { line in
+            // Only two of the ~35 items matter: look at the item name before splitting the line.
+            guard line.count > 5, line[4] == ByteScanner.space else { return }
+            let item = UnsafeBufferPointer(rebasing: line[0..<4])
+            let isAnon = ByteScanner.equals(item, "anon")
+            guard isAnon || ByteScanner.equals(item, "file") else { return }
+            ByteScanner.forEachField(UnsafeBufferPointer(rebasing: line[5...])) { field in
+                guard let (node, bytes) = ByteScanner.nodeValue(field), node <= NodeSet.maxNodeID else { return }
+                if isAnon { stat.set(anon: bytes, node: node) } else { stat.set(file: bytes, node: node) }
             }
-            if item == "anon" { stat.anon = perNode } else { stat.file = perNode }
         }
         return stat
     }
@@ -63,19 +62,21 @@ public enum KernelText {
     /// ```
     public static func memoryStat(_ text: String) -> MemoryStat {
         var stat = MemoryStat()
-        for line in text.split(separator: "\n") {
-            guard let space = line.firstIndex(of: " "),
-                  let value = UInt64(line[line.index(after: space)...]) else { continue }
-            switch line[..<space] {
-            case "anon": stat.anonBytes = value
-            case "file": stat.fileBytes = value
-            case "pgdemote_kswapd", "pgdemote_direct", "pgdemote_khugepaged": stat.pagesDemotedByKernel += value
-            case "pgpromote_success": stat.pagesPromotedByKernel = value
-            case "workingset_refault_anon": stat.refaultsAnon = value
-            case "workingset_refault_file": stat.refaultsFile = value
-            default: break
-            }
-        }
+        ByteScanner.withBytes(text) { bytes in ByteScanner.forEachLine(bytes) { line in
+            guard let space = line.firstIndex(of: ByteScanner.space) else { return }
+            let key = UnsafeBufferPointer(rebasing: line[..<space])
+            // The counters tierd keeps all start with a, f, p or w: skip the rest unparsed.
+            guard let first = key.first, first == UInt8(ascii: "a") || first == UInt8(ascii: "f")
+                    || first == UInt8(ascii: "p") || first == UInt8(ascii: "w"),
+                  let value = ByteScanner.uint64(UnsafeBufferPointer(rebasing: line[(space + 1)...])) else { return }
+            if ByteScanner.equals(key, "anon") { stat.anonBytes = value }
+            else if ByteScanner.equals(key, "file") { stat.fileBytes = value }
+            else if ByteScanner.equals(key, "pgdemote_kswapd") || ByteScanner.equals(key, "pgdemote_direct")
+                        || ByteScanner.equals(key, "pgdemote_khugepaged") { stat.pagesDemotedByKernel += value }
+            else if ByteScanner.equals(key, "pgpromote_success") { stat.pagesPromotedByKernel = value }
+            else if ByteScanner.equals(key, "workingset_refault_anon") { stat.refaultsAnon = value }
+            else if ByteScanner.equals(key, "workingset_refault_file") { stat.refaultsFile = value }
+        } }
         return stat
     }
 
@@ -155,8 +156,14 @@ public enum KernelText {
     }
 
     /// `cgroup.procs`: one pid per line.
-    public static func pids(_ text: String) -> [Int32] {
-        text.split(separator: "\n").compactMap { Int32($0) }
+    public static func pids(_ text: String) -> [Int32] { ByteScanner.withBytes(text, pids(bytes:)) }
+
+    public static func pids(bytes: UnsafeBufferPointer<UInt8>) -> [Int32] {
+        var pids: [Int32] = []
+        ByteScanner.forEachLine(bytes) { line in
+            if let value = ByteScanner.uint64(line), value <= UInt64(Int32.max) { pids.append(Int32(value)) }
+        }
+        return pids
     }
 
     /// Every line of `/proc/PID/numa_maps`:
@@ -241,31 +248,67 @@ public struct Pressure: Sendable, Equatable {
 }
 
 /// Per-node bytes of a cgroup (hierarchical: includes its descendants), from `memory.numa_stat`.
+/// Stored densely by node id: hosts have a handful of nodes, and the planner reads these for
+/// every group on every tick.
 public struct NumaStat: Sendable, Equatable {
-    public var anon: [Int: UInt64] = [:]
-    public var file: [Int: UInt64] = [:]
-    public init(anon: [Int: UInt64] = [:], file: [Int: UInt64] = [:]) { self.anon = anon; self.file = file }
+    /// Anonymous bytes, indexed by node id.
+    public private(set) var anon: [UInt64] = []
+    /// File-backed bytes, indexed by node id.
+    public private(set) var file: [UInt64] = []
+
+    public init() {}
+
+    public init(anon: [Int: UInt64], file: [Int: UInt64] = [:]) {
+        for (node, bytes) in anon { set(anon: bytes, node: node) }
+        for (node, bytes) in file { set(file: bytes, node: node) }
+    }
+
+    public mutating func set(anon bytes: UInt64, node: Int) { grow(node); anon[node] = bytes }
+    public mutating func set(file bytes: UInt64, node: Int) { grow(node); file[node] = bytes }
+
+    private mutating func grow(_ node: Int) {
+        precondition(node >= 0 && node <= NodeSet.maxNodeID, "node id out of range")
+        while anon.count <= node { anon.append(0); file.append(0) }
+    }
 
     /// Anonymous plus file-backed bytes on `node`: the memory a migration can move.
-    public func bytes(on node: Int) -> UInt64 { (anon[node] ?? 0) + (file[node] ?? 0) }
-    public func bytes(on nodes: NodeSet) -> UInt64 { nodes.reduce(0) { $0 + bytes(on: $1) } }
-    public var nodes: NodeSet { NodeSet(Set(anon.keys).union(file.keys)) }
+    public func bytes(on node: Int) -> UInt64 { node >= 0 && node < anon.count ? anon[node] + file[node] : 0 }
+
+    public func bytes(on nodes: NodeSet) -> UInt64 {
+        var total: UInt64 = 0
+        for node in 0..<anon.count where nodes.contains(node) { total += anon[node] + file[node] }
+        return total
+    }
+
+    /// Nodes this group has any bytes on.
+    public var nodes: NodeSet { NodeSet((0..<anon.count).filter { anon[$0] + file[$0] > 0 }) }
 
     /// This group's bytes less its children's, floored at zero per node and item.
     public func subtracting(_ other: NumaStat) -> NumaStat {
-        func minus(_ a: [Int: UInt64], _ b: [Int: UInt64]) -> [Int: UInt64] {
-            a.mapValues { $0 }.reduce(into: [:]) { out, kv in
-                let (node, value) = kv
-                let sub = b[node] ?? 0
-                out[node] = value > sub ? value - sub : 0
-            }
+        var result = self
+        for node in 0..<min(anon.count, other.anon.count) {
+            result.anon[node] = anon[node] > other.anon[node] ? anon[node] - other.anon[node] : 0
+            result.file[node] = file[node] > other.file[node] ? file[node] - other.file[node] : 0
         }
-        return NumaStat(anon: minus(anon, other.anon), file: minus(file, other.file))
+        return result
     }
 
     public func adding(_ other: NumaStat) -> NumaStat {
-        NumaStat(anon: anon.merging(other.anon, uniquingKeysWith: +),
-                 file: file.merging(other.file, uniquingKeysWith: +))
+        var result = self
+        if other.anon.count > 0 { result.grow(other.anon.count - 1) }
+        for node in 0..<other.anon.count {
+            result.anon[node] += other.anon[node]
+            result.file[node] += other.file[node]
+        }
+        return result
+    }
+
+    public static func == (a: NumaStat, b: NumaStat) -> Bool {
+        func value(_ values: [UInt64], _ node: Int) -> UInt64 { node < values.count ? values[node] : 0 }
+        for node in 0..<max(a.anon.count, b.anon.count) {
+            if value(a.anon, node) != value(b.anon, node) || value(a.file, node) != value(b.file, node) { return false }
+        }
+        return true
     }
 }
 

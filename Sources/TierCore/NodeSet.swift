@@ -60,15 +60,27 @@ public struct NodeSet: Hashable, Sendable, Sequence, CustomStringConvertible {
     public var first: Int? { sorted.first }
 
     /// Node ids in ascending order.
-    public var sorted: [Int] {
-        var ids: [Int] = []
-        for (w, word) in words.enumerated() where word != 0 {
-            for bit in 0..<64 where word & (1 << UInt64(bit)) != 0 { ids.append(w * 64 + bit) }
+    public var sorted: [Int] { Array(self) }
+
+    /// Iterates set bits in ascending order without building an array.
+    public struct Iterator: IteratorProtocol {
+        let words: [UInt64]
+        var wordIndex = 0
+        var current: UInt64
+        init(_ words: [UInt64]) { self.words = words; current = words.first ?? 0 }
+        public mutating func next() -> Int? {
+            while current == 0 {
+                wordIndex += 1
+                guard wordIndex < words.count else { return nil }
+                current = words[wordIndex]
+            }
+            let bit = current.trailingZeroBitCount
+            current &= current - 1
+            return wordIndex * 64 + bit
         }
-        return ids
     }
 
-    public func makeIterator() -> IndexingIterator<[Int]> { sorted.makeIterator() }
+    public func makeIterator() -> Iterator { Iterator(words) }
 
     /// The kernel's list form: "0-2,4"; empty for the empty set.
     public var description: String {
@@ -100,17 +112,38 @@ public struct NodeSet: Hashable, Sendable, Sequence, CustomStringConvertible {
 
     /// Parses the kernel's list form ("0-2,4", "" or a lone newline for none).
     /// - Returns: nil when the text is not a node list.
-    public static func parseList<S: StringProtocol>(_ text: S) -> NodeSet? {
+    public static func parseList<S: StringProtocol>(_ text: S) -> NodeSet? { parseList(utf8: text.utf8) }
+
+    /// The same, from the file's bytes.
+    public static func parseList<B: Sequence>(utf8 text: B) -> NodeSet? where B.Element == UInt8 {
         var set = NodeSet()
-        let trimmed = text.trimmingWhitespace
-        if trimmed.isEmpty { return set }
-        for part in trimmed.split(separator: ",") {
-            let bounds = part.split(separator: "-", omittingEmptySubsequences: false)
-            guard bounds.count == 1 || bounds.count == 2,
-                  let lo = Int(bounds[0]), let hi = Int(bounds[bounds.count - 1]),
-                  lo >= 0, lo <= hi, hi <= maxNodeID else { return nil }
-            for id in lo...hi { set.insert(id) }
+        var low: Int?, current: Int?
+        func close() -> Bool {
+            guard let value = current else { return low == nil }
+            let start = low ?? value
+            guard start <= value, value <= maxNodeID else { return false }
+            for id in start...value { set.insert(id) }
+            low = nil; current = nil
+            return true
         }
+        for byte in text {
+            switch byte {
+            case UInt8(ascii: "0")...UInt8(ascii: "9"):
+                current = (current ?? 0) * 10 + Int(byte - 48)
+                if current! > maxNodeID { return nil }
+            case UInt8(ascii: "-"):
+                guard low == nil, let value = current else { return nil }
+                low = value; current = nil
+            case UInt8(ascii: ","):
+                guard current != nil, close() else { return nil }
+            case UInt8(ascii: " "), UInt8(ascii: "\n"), UInt8(ascii: "\t"), UInt8(ascii: "\r"):
+                continue
+            default:
+                return nil
+            }
+        }
+        if low != nil && current == nil { return nil }
+        guard close() else { return nil }
         return set
     }
 }

@@ -107,9 +107,11 @@ public struct Policy: Sendable, Equatable {
     /// opt-in parent stays opted out. At equal depth the entry first in the file wins.
     public func resolve(_ paths: [CgroupPath]) -> [CgroupPath: ResolvedWorkload] {
         var resolved: [CgroupPath: ResolvedWorkload] = [:]
+        resolved.reserveCapacity(paths.count)
         let fallback = ResolvedWorkload(name: Policy.defaultWorkloadName, rule: defaultRule, matchedAt: nil)
-        for path in paths.sorted(by: { $0.depth < $1.depth }) {
-            if let hit = workloads.first(where: { $0.matches.contains { $0.matches(path) } }) {
+        let prepared = paths.map { ($0, $0.componentBytes) }.sorted { $0.1.count < $1.1.count }
+        for (path, components) in prepared {
+            if let hit = workloads.first(where: { $0.matches.contains { $0.matches(components: components) } }) {
                 resolved[path] = ResolvedWorkload(name: hit.name, rule: hit.rule, matchedAt: path)
             } else {
                 resolved[path] = path.parent.flatMap { resolved[$0] } ?? fallback
@@ -130,22 +132,25 @@ public struct ResolvedWorkload: Sendable, Equatable {
 /// `*` and `?` stay within one path component, `**` spans any number of components.
 public struct CgroupGlob: Sendable, Equatable, CustomStringConvertible {
     public let pattern: String
-    private let parts: [Substring]
+    private let parts: [[UInt8]]
 
     public init(_ pattern: String) {
         self.pattern = pattern
-        parts = pattern.split(separator: "/")
+        parts = pattern.split(separator: "/").map { Array($0.utf8) }
     }
 
     public var description: String { pattern }
 
-    public func matches(_ path: CgroupPath) -> Bool {
-        CgroupGlob.match(parts[...], path.components[...])
+    public func matches(_ path: CgroupPath) -> Bool { matches(components: path.componentBytes) }
+
+    /// Matches pre-split path components (UTF-8), as `Policy.resolve` passes them.
+    public func matches(components: [ArraySlice<UInt8>]) -> Bool {
+        CgroupGlob.match(parts[...], components[...])
     }
 
-    private static func match(_ pattern: ArraySlice<Substring>, _ path: ArraySlice<Substring>) -> Bool {
+    private static func match(_ pattern: ArraySlice<[UInt8]>, _ path: ArraySlice<ArraySlice<UInt8>>) -> Bool {
         guard let head = pattern.first else { return path.isEmpty }
-        if head == "**" {
+        if head.count == 2 && head[0] == UInt8(ascii: "*") && head[1] == UInt8(ascii: "*") {
             let rest = pattern.dropFirst()
             var tail = path
             while true {
@@ -154,9 +159,7 @@ public struct CgroupGlob: Sendable, Equatable, CustomStringConvertible {
                 tail = tail.dropFirst()
             }
         }
-        guard let component = path.first, matchComponent(Array(head.utf8)[...], Array(component.utf8)[...]) else {
-            return false
-        }
+        guard let component = path.first, matchComponent(head[...], component) else { return false }
         return match(pattern.dropFirst(), path.dropFirst())
     }
 

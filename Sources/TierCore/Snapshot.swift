@@ -10,17 +10,25 @@ public struct CgroupPath: Hashable, Sendable, Comparable, CustomStringConvertibl
     public static let root = CgroupPath("")
     public var isRoot: Bool { relative.isEmpty }
     public var components: [Substring] { relative.split(separator: "/") }
-    public var depth: Int { isRoot ? 0 : components.count }
+    public var depth: Int { isRoot ? 0 : relative.utf8.reduce(1) { $1 == UInt8(ascii: "/") ? $0 + 1 : $0 } }
+
+    /// The components as UTF-8 bytes, for glob matching without Character processing.
+    public var componentBytes: [ArraySlice<UInt8>] {
+        isRoot ? [] : Array(relative.utf8).split(separator: UInt8(ascii: "/"))
+    }
 
     public var parent: CgroupPath? {
         guard !isRoot else { return nil }
-        guard let slash = relative.lastIndex(of: "/") else { return .root }
-        return CgroupPath(String(relative[..<slash]))
+        guard let slash = relative.utf8.lastIndex(of: UInt8(ascii: "/")) else { return .root }
+        return CgroupPath(normalized: String(relative[..<slash]))
     }
 
+    /// `child` is one directory name, as readdir returns it.
     public func appending(_ child: String) -> CgroupPath {
-        CgroupPath(isRoot ? child : relative + "/" + child)
+        CgroupPath(normalized: isRoot ? child : relative + "/" + child)
     }
+
+    private init(normalized: String) { relative = normalized }
 
     public var description: String { "/" + relative }
     public static func < (a: CgroupPath, b: CgroupPath) -> Bool { a.relative < b.relative }
@@ -104,14 +112,16 @@ public struct CgroupSnapshot: Sendable, Equatable {
     public var pids: [Int32]
     /// Bytes per node for this group and its descendants.
     public var numaStat: NumaStat
-    public var memoryStat: MemoryStat
-    public var memoryCurrent: UInt64
+    /// `memory.stat` and `memory.current`: read only for a detailed snapshot (`tierctl explain`);
+    /// the planner needs neither, so the daemon's tick does not pay for them.
+    public var memoryStat: MemoryStat?
+    public var memoryCurrent: UInt64?
     public var pressure: Pressure
     /// `cpuset.mems.effective`: the only nodes this group's memory may be on.
     public var cpusetMems: NodeSet
 
-    public init(path: CgroupPath, pids: [Int32], numaStat: NumaStat, memoryStat: MemoryStat = MemoryStat(),
-                memoryCurrent: UInt64 = 0, pressure: Pressure = .zero, cpusetMems: NodeSet) {
+    public init(path: CgroupPath, pids: [Int32], numaStat: NumaStat, memoryStat: MemoryStat? = nil,
+                memoryCurrent: UInt64? = nil, pressure: Pressure = .zero, cpusetMems: NodeSet) {
         self.path = path; self.pids = pids; self.numaStat = numaStat; self.memoryStat = memoryStat
         self.memoryCurrent = memoryCurrent; self.pressure = pressure; self.cpusetMems = cpusetMems
     }
@@ -134,15 +144,17 @@ public struct HostSnapshot: Sendable, Equatable {
 
     /// Each group's own bytes per node: its numa_stat less its direct children's.
     public func ownNumaStats() -> [CgroupPath: NumaStat] {
-        var childSums: [CgroupPath: NumaStat] = [:]
+        var index: [CgroupPath: Int] = [:]
+        index.reserveCapacity(groups.count)
+        for (position, group) in groups.enumerated() { index[group.path] = position }
+        var own = groups.map(\.numaStat)
         for group in groups {
-            guard let parent = group.path.parent else { continue }
-            childSums[parent] = (childSums[parent] ?? NumaStat()).adding(group.numaStat)
+            guard let parent = group.path.parent, let position = index[parent] else { continue }
+            own[position] = own[position].subtracting(group.numaStat)
         }
-        var own: [CgroupPath: NumaStat] = [:]
-        for group in groups {
-            own[group.path] = childSums[group.path].map { group.numaStat.subtracting($0) } ?? group.numaStat
-        }
-        return own
+        var result: [CgroupPath: NumaStat] = [:]
+        result.reserveCapacity(groups.count)
+        for (position, group) in groups.enumerated() { result[group.path] = own[position] }
+        return result
     }
 }

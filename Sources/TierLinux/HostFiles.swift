@@ -27,6 +27,40 @@ public protocol HostFiles: Sendable {
     /// Names of the subdirectories of `path`.
     func subdirectories(_ path: String) throws(HostFileError) -> [String]
     func exists(_ path: String) -> Bool
+    /// Reads `names` in directory `path` (nil for each that does not exist) and, if asked, lists its
+    /// subdirectories: what the collector needs of one cgroup, through one directory handle.
+    /// Throws `.vanished` only when the directory itself is gone.
+    func readDirectory(_ path: String, names: [String], listSubdirectories: Bool) throws(HostFileError) -> DirectoryContents
+    /// The same, handing each file's bytes to `visit` (by its index in `names`; nil when absent)
+    /// without making Strings: the collector's hot path. Returns the subdirectories.
+    func visitDirectory(_ path: String, names: [String], listSubdirectories: Bool,
+                        _ visit: (Int, UnsafeBufferPointer<UInt8>?) -> Void) throws(HostFileError) -> [String]
+}
+
+/// Files and subdirectories of one directory, as `HostFiles.readDirectory` returns them.
+public struct DirectoryContents: Sendable {
+    /// Contents in the order the names were asked for; nil where a file does not exist.
+    public var files: [String?]
+    public var subdirectories: [String]
+}
+
+extension HostFiles {
+    /// Path by path, for test doubles; `RootedHostFiles` uses one directory descriptor instead.
+    public func readDirectory(_ path: String, names: [String], listSubdirectories: Bool) throws(HostFileError) -> DirectoryContents {
+        guard exists(path) else { throw .vanished(path) }
+        let files = names.map { try? read(path + "/" + $0) }
+        let subdirectories = listSubdirectories ? try self.subdirectories(path) : []
+        return DirectoryContents(files: files, subdirectories: subdirectories)
+    }
+
+    public func visitDirectory(_ path: String, names: [String], listSubdirectories: Bool,
+                               _ visit: (Int, UnsafeBufferPointer<UInt8>?) -> Void) throws(HostFileError) -> [String] {
+        let contents = try readDirectory(path, names: names, listSubdirectories: listSubdirectories)
+        for (index, text) in contents.files.enumerated() {
+            if var text { text.withUTF8 { visit(index, $0) } } else { visit(index, nil) }
+        }
+        return contents.subdirectories
+    }
 }
 
 /// `HostFiles` over the real file system under `root`, with plain open/read/close: cgroupfs and
@@ -48,24 +82,97 @@ public struct RootedHostFiles: HostFiles {
         let fd = open(resolve(path), O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { throw Self.classify(path, errno) }
         defer { close(fd) }
-        var bytes: [UInt8] = []
-        let chunk = 16384
-        while true {
-            let start = bytes.count
-            bytes.reserveCapacity(start + chunk)
-            var readCount = 0
-            let code: Int32 = withUnsafeTemporaryAllocation(of: UInt8.self, capacity: chunk) { buffer in
-                let n = Glibc.read(fd, buffer.baseAddress, chunk)
-                if n < 0 { return errno }
-                readCount = n
-                bytes.append(contentsOf: buffer[0..<n])
-                return 0
+        return try Self.readAll(fd, path)
+    }
+
+    public func readDirectory(_ path: String, names: [String], listSubdirectories: Bool) throws(HostFileError) -> DirectoryContents {
+        var files = [String?](repeating: nil, count: names.count)
+        let subdirectories = try visitDirectory(path, names: names, listSubdirectories: listSubdirectories) { index, bytes in
+            files[index] = bytes.map { String(decoding: $0, as: UTF8.self) }
+        }
+        return DirectoryContents(files: files, subdirectories: subdirectories)
+    }
+
+    /// Opens the directory once and reads each file relative to it (openat), so the kernel walks
+    /// the path once per cgroup instead of once per file; each file is read into one reused buffer
+    /// and handed over as bytes; subdirectories are listed from the same handle.
+    public func visitDirectory(_ path: String, names: [String], listSubdirectories: Bool,
+                               _ visit: (Int, UnsafeBufferPointer<UInt8>?) -> Void) throws(HostFileError) -> [String] {
+        let dirfd = open(resolve(path), O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        guard dirfd >= 0 else { throw Self.classify(path, errno) }
+        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 16384) { buffer in
+            for (index, name) in names.enumerated() {
+                let fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC)
+                guard fd >= 0 else { visit(index, nil); continue }
+                defer { close(fd) }
+                var filled = 0
+                var complete = false
+                while filled < buffer.count {
+                    let n = Glibc.read(fd, buffer.baseAddress! + filled, buffer.count - filled)
+                    if n < 0 { if errno == EINTR { continue }; break }
+                    if n == 0 { complete = true; break }
+                    filled += n
+                }
+                if complete {
+                    visit(index, UnsafeBufferPointer(rebasing: buffer[0..<filled]))
+                } else if filled == buffer.count, var text = try? Self.readAll(fd, name, prefix: Array(buffer)) {
+                    text.withUTF8 { visit(index, $0) }
+                } else {
+                    visit(index, nil)
+                }
             }
-            if code == EINTR { continue }
-            if code != 0 { throw Self.classify(path, code) }
-            if readCount == 0 { break }
+        }
+        var subdirectories: [String] = []
+        if listSubdirectories, let dir = fdopendir(dirfd) {
+            defer { closedir(dir) }
+            while let entry = readdir(dir) {
+                guard entry.pointee.d_type == UInt8(DT_DIR) else { continue }
+                let name = withUnsafePointer(to: entry.pointee.d_name) {
+                    $0.withMemoryRebound(to: CChar.self, capacity: 256) { String(cString: $0) }
+                }
+                if name != "." && name != ".." { subdirectories.append(name) }
+            }
+        } else {
+            close(dirfd)
+        }
+        return subdirectories
+    }
+
+    static func readAll(_ fd: Int32, _ path: String, prefix: [UInt8]) throws(HostFileError) -> String {
+        var bytes = prefix
+        var chunk = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let n = Glibc.read(fd, &chunk, chunk.count)
+            if n < 0 { if errno == EINTR { continue }; throw classify(path, errno) }
+            if n == 0 { break }
+            bytes.append(contentsOf: chunk[0..<n])
         }
         return String(decoding: bytes, as: UTF8.self)
+    }
+
+    static func readAll(_ fd: Int32, _ path: String) throws(HostFileError) -> String {
+        // Most kernel files fit one small read: read into the stack and make the String from it;
+        // larger ones (numa_maps, maps) continue into a growing array.
+        let small = 8192
+        let result: Result<String, HostFileError> = withUnsafeTemporaryAllocation(of: UInt8.self, capacity: small) { buffer in
+            var filled = 0
+            while filled < small {
+                let n = Glibc.read(fd, buffer.baseAddress! + filled, small - filled)
+                if n < 0 { if errno == EINTR { continue }; return .failure(Self.classify(path, errno)) }
+                if n == 0 { return .success(String(decoding: UnsafeBufferPointer(rebasing: buffer[0..<filled]), as: UTF8.self)) }
+                filled += n
+            }
+            var bytes = Array(buffer)
+            var chunk = [UInt8](repeating: 0, count: 65536)
+            while true {
+                let n = Glibc.read(fd, &chunk, chunk.count)
+                if n < 0 { if errno == EINTR { continue }; return .failure(Self.classify(path, errno)) }
+                if n == 0 { break }
+                bytes.append(contentsOf: chunk[0..<n])
+            }
+            return .success(String(decoding: bytes, as: UTF8.self))
+        }
+        return try result.get()
     }
 
     public func write(_ path: String, _ text: String) throws(HostFileError) {

@@ -65,8 +65,16 @@ public struct SnapshotCollector: Sendable {
         (try? files.read(KernelPaths.selfStatus)).flatMap { KernelText.memsAllowed(status: $0) }
     }
 
+    /// How much to read per group.
+    public enum Depth: Sendable {
+        /// What the planner uses: numa_stat, pressure, cpuset, procs (four files per group).
+        case planning
+        /// Also memory.stat and memory.current, for an operator's explanation.
+        case detailed
+    }
+
     /// Reads the whole host. The root cgroup itself is not listed: tierd never acts on it.
-    public func collect(selection: TierSelection) throws(HostFileError) -> HostSnapshot {
+    public func collect(selection: TierSelection, depth: Depth = .planning) throws(HostFileError) -> HostSnapshot {
         let topology = try topology(selection: selection)
         let allNodes = NodeSet(topology.nodes.map(\.id))
         var groups: [CgroupSnapshot] = []
@@ -76,41 +84,60 @@ public struct SnapshotCollector: Sendable {
         if let children = try? files.subdirectories(cgroupMount) {
             stack = children.sorted(by: >).map { (CgroupPath.root.appending($0), rootCpuset) }
         }
+        let names = depth == .detailed ? Self.detailedFiles : Self.planningFiles
         while let (path, inherited) = stack.popLast() {
-            let dir = directory(of: path)
+            var numaStat = NumaStat(), pressure = Pressure.zero, cpuset = inherited
+            var pids: [Int32]?, memoryStat: MemoryStat?, current: UInt64?
+            let children: [String]
             do {
-                let group = try readGroup(path, dir, inherited)
-                groups.append(group)
-                let children = try files.subdirectories(dir)
-                stack.append(contentsOf: children.sorted(by: >).map { (path.appending($0), group.cpusetMems) })
+                children = try files.visitDirectory(directory(of: path), names: names, listSubdirectories: true) { index, bytes in
+                    guard let bytes else { return }
+                    switch index {
+                    case 0: numaStat = KernelText.numaStat(bytes: bytes)
+                    case 1: pressure = KernelText.pressure(bytes: bytes) ?? .zero
+                    // Without the cpuset controller the group's nodes are its parent's.
+                    case 2: cpuset = NodeSet.parseList(utf8: bytes) ?? inherited
+                    case 3: pids = KernelText.pids(bytes: bytes)
+                    case 4: memoryStat = KernelText.memoryStat(String(decoding: bytes, as: UTF8.self))
+                    default: current = ByteTrim.uint64(String(decoding: bytes, as: UTF8.self))
+                    }
+                }
             } catch {
                 vanished += 1
+                continue
             }
+            // Every cgroup has cgroup.procs: without it, the group was removed mid-read.
+            guard let pids else { vanished += 1; continue }
+            groups.append(CgroupSnapshot(path: path, pids: pids, numaStat: numaStat, memoryStat: memoryStat,
+                                         memoryCurrent: current, pressure: pressure, cpusetMems: cpuset))
+            for child in children { stack.append((path.appending(child), cpuset)) }
         }
         return HostSnapshot(topology: topology, groups: groups,
                             tierdAllowedNodes: tierdAllowedNodes() ?? allNodes, vanishedWhileReading: vanished)
     }
 
-    private func readGroup(_ path: CgroupPath, _ dir: String, _ inheritedCpuset: NodeSet) throws(HostFileError) -> CgroupSnapshot {
-        let pids = KernelText.pids(try files.read(dir + "/cgroup.procs"))
-        // Without the memory or cpuset controller a group has no such files: its memory is
-        // charged to an ancestor and its cpuset is its parent's.
-        let numaStat = optional(dir + "/memory.numa_stat").map(KernelText.numaStat) ?? NumaStat()
-        let memoryStat = optional(dir + "/memory.stat").map(KernelText.memoryStat) ?? MemoryStat()
-        let current = optional(dir + "/memory.current").flatMap { UInt64($0.trimmingCharacters()) } ?? 0
-        let pressure = optional(dir + "/memory.pressure").flatMap(KernelText.pressure) ?? .zero
-        let cpuset = optional(dir + "/cpuset.mems.effective").flatMap { NodeSet.parseList($0) } ?? inheritedCpuset
-        // A group removed after cgroup.procs was read leaves empty reads behind: check it still is.
-        guard files.exists(dir + "/cgroup.procs") else { throw .vanished(dir) }
-        return CgroupSnapshot(path: path, pids: pids, numaStat: numaStat, memoryStat: memoryStat,
-                              memoryCurrent: current, pressure: pressure, cpusetMems: cpuset)
-    }
+    /// The files a planning tick reads per group; without the memory controller the memory files
+    /// are absent (the group's memory is charged to an ancestor).
+    static let planningFiles = ["memory.numa_stat", "memory.pressure", "cpuset.mems.effective", "cgroup.procs"]
+    static let detailedFiles = planningFiles + ["memory.stat", "memory.current"]
 
-    private func optional(_ path: String) -> String? { try? files.read(path) }
 }
 
-extension String {
-    func trimmingCharacters() -> String {
-        String(self.filter { !$0.isWhitespace })
+/// A single number file such as `memory.current` ("123456\n").
+enum ByteTrim {
+    static func uint64(_ text: String) -> UInt64? {
+        var value: UInt64 = 0
+        var digits = 0
+        for byte in text.utf8 {
+            if byte >= 48 && byte <= 57 {
+                let (times10, o1) = value.multipliedReportingOverflow(by: 10)
+                let (sum, o2) = times10.addingReportingOverflow(UInt64(byte - 48))
+                if o1 || o2 { return nil }
+                value = sum; digits += 1
+            } else if byte != UInt8(ascii: "\n") && byte != UInt8(ascii: " ") {
+                return nil
+            }
+        }
+        return digits > 0 ? value : nil
     }
 }

@@ -24,6 +24,10 @@ public enum Explanation {
         }
         lines.append("own memory: " + own.nodes.sorted.map { "node \($0) \(formatBytes(own.bytes(on: $0)))" }.joined(separator: ", "))
         lines.append("pressure: some avg10 \(percent(cgroup.pressure.some.avg10)), full avg10 \(percent(cgroup.pressure.full.avg10))")
+        if let current = cgroup.memoryCurrent { lines.append("memory.current: \(formatBytes(current)) (this group and its children)") }
+        if let stat = cgroup.memoryStat {
+            lines.append("kernel's own moves (memory.stat): \(stat.pagesDemotedByKernel) pages demoted, \(stat.pagesPromotedByKernel) promoted; refaults anon \(stat.refaultsAnon), file \(stat.refaultsFile)")
+        }
         let slowTargets = topology.slow.intersection(cgroup.cpusetMems).intersection(snapshot.tierdAllowedNodes)
         let fastTargets = topology.fast.intersection(cgroup.cpusetMems).intersection(snapshot.tierdAllowedNodes)
         lines.append("demotion targets: slow \(topology.slow) ∩ cpuset \(cgroup.cpusetMems) ∩ tierd \(snapshot.tierdAllowedNodes) = \(slowTargets.isEmpty ? "none" : slowTargets.description)")

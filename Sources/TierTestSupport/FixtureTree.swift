@@ -167,7 +167,7 @@ public final class CountingHostFiles: HostFiles, @unchecked Sendable {
     public func reset() { lock.lock(); counts = [:]; lock.unlock() }
 
     public func read(_ path: String) throws(HostFileError) -> String {
-        let name = String(path.split(separator: "/").last ?? "")
+        let name = path.utf8.lastIndex(of: UInt8(ascii: "/")).map { String(path[path.utf8.index(after: $0)...]) } ?? path
         lock.lock(); counts[name, default: 0] += 1; lock.unlock()
         return try inner.read(path)
     }

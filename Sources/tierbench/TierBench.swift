@@ -20,10 +20,11 @@ struct TierBench: ParsableCommand {
     @Option(help: "Directory for the fixture trees (a tmpfs).") var directory: String = "/dev/shm"
     @Option(help: "Timed repetitions per size (the median is reported).") var repetitions: Int = 15
 
-    static let perGroupFiles = ["cgroup.procs", "memory.numa_stat", "memory.stat", "memory.current", "memory.pressure", "cpuset.mems.effective"]
+    /// What a planning tick reads per group (SnapshotCollector.Depth.planning).
+    static let perGroupFiles = ["memory.numa_stat", "memory.pressure", "cpuset.mems.effective", "cgroup.procs"]
 
     func run() throws {
-        print("| groups | files read | floor (plain open+read) | collect+plan | ratio | per group | numa_maps reads |")
+        print("| groups | files read | floor (plain open+read) | collect+plan (collect, plan) | ratio | per group | numa_maps reads |")
         print("|---:|---:|---:|---:|---:|---:|---:|")
         var previous: (groups: Int, cycle: Double)?
         for count in groups.split(separator: ",").compactMap({ Int($0) }) {
@@ -36,24 +37,29 @@ struct TierBench: ParsableCommand {
                   - {name: batch, match: ["bench.slice"], demote: allowed, priority: 10}
                 """, file: "bench.yaml")
             let paths = (0..<count).flatMap { g in Self.perGroupFiles.map { tree.root + "/sys/fs/cgroup/bench.slice/g\(g)/" + $0 } }
+            let collector = try SnapshotCollector(files: RootedHostFiles(root: tree.root))
             let counting = CountingHostFiles(RootedHostFiles(root: tree.root))
-            let collector = try SnapshotCollector(files: counting)
+            let countingCollector = try SnapshotCollector(files: counting)
             let reps = count >= 10000 ? max(3, repetitions / 3) : repetitions
-            let floor = median(reps) { plainRead(paths) }
             var state = ControllerState()
             var step = 0
-            let cycle = median(reps) {
+            // Floor and cycle alternate, one sample each per round, so that a noisy spell on the
+            // machine affects both alike; medians are compared.
+            let (floor, cycle) = alternatingMedians(reps, { plainRead(paths) }) {
                 step += 1
                 let snapshot = try! collector.collect(selection: policy.tiers)
                 let (plan, next) = Planner.plan(snapshot: snapshot, policy: policy, state: state, now: Instant(.seconds(step)))
                 state = next
                 precondition(!plan.actions.isEmpty, "the benchmark policy must make the planner work")
             }
+            var snapshotForPlan: HostSnapshot?
+            let collectOnly = median(reps) { snapshotForPlan = try! collector.collect(selection: policy.tiers) }
+            let planOnly = median(reps) { _ = Planner.plan(snapshot: snapshotForPlan!, policy: policy, state: state, now: Instant(.seconds(step))) }
             counting.reset()
-            _ = Planner.plan(snapshot: try collector.collect(selection: policy.tiers), policy: policy, state: state, now: Instant(.seconds(step + 1)))
+            _ = Planner.plan(snapshot: try countingCollector.collect(selection: policy.tiers), policy: policy, state: state, now: Instant(.seconds(step + 1)))
             let numaMapsReads = counting.reads(named: "numa_maps")
-            print(String(format: "| %d | %d | %.2f ms | %.2f ms | %.2f× | %.1f µs | %d |", count, paths.count, floor * 1e3, cycle * 1e3,
-                         cycle / floor, cycle / Double(count) * 1e6, numaMapsReads))
+            print(String(format: "| %d | %d | %.2f ms | %.2f ms (collect %.2f, plan %.2f) | %.2f× | %.1f µs | %d |", count, paths.count, floor * 1e3, cycle * 1e3,
+                         collectOnly * 1e3, planOnly * 1e3, cycle / floor, cycle / Double(count) * 1e6, numaMapsReads))
             if let previous {
                 let growth = (cycle / previous.cycle) / (Double(count) / Double(previous.groups))
                 print(String(format: "|  | cost growth from %d to %d groups, relative to linear: %.2f |  |  |  |  |  |", previous.groups, count, growth))
@@ -83,6 +89,21 @@ struct TierBench: ParsableCommand {
             while read(fd, &buffer, buffer.count) > 0 {}
             close(fd)
         }
+    }
+
+    func alternatingMedians(_ repetitions: Int, _ first: () -> Void, _ second: () -> Void) -> (Double, Double) {
+        first(); second()
+        var a: [Double] = [], b: [Double] = []
+        let clock = ContinuousClock()
+        for _ in 0..<repetitions {
+            var start = clock.now
+            first()
+            a.append((clock.now - start).seconds)
+            start = clock.now
+            second()
+            b.append((clock.now - start).seconds)
+        }
+        return (a.sorted()[a.count / 2], b.sorted()[b.count / 2])
     }
 
     func median(_ repetitions: Int, _ body: () -> Void) -> Double {

@@ -77,8 +77,10 @@ struct Explain: AsyncParsableCommand {
     @Argument(help: "Cgroup path relative to the cgroup root, such as batch.slice/job1.") var group: String
 
     func run() async throws {
-        let (policy, _, report) = try await host.dryRunTick()
-        guard let snapshot = report.snapshot else { print("tierctl: cannot read the host"); throw ExitCode(1) }
+        let (policy, controller, report) = try await host.dryRunTick()
+        guard var snapshot = report.snapshot else { print("tierctl: cannot read the host"); throw ExitCode(1) }
+        // The plan came from a planning snapshot; the explanation also shows memory.stat and memory.current.
+        if let detailed = try? controller.collector.collect(selection: policy.tiers, depth: .detailed) { snapshot.groups = detailed.groups }
         let path = CgroupPath(group)
         guard let cgroup = snapshot.groups.first(where: { $0.path == path }) else {
             print("tierctl: no cgroup \(path) under the cgroup root")

@@ -95,7 +95,7 @@ struct Report {
         }
         guard !plots.isEmpty else { return }
         let script = """
-        set terminal png size 900,500
+        set terminal png size 900,500 noenhanced
         set output '\(directory)/demo-dram-share.png'
         set title 'Late protected job: share of its memory in DRAM'
         set xlabel 'seconds after its allocation finished'
