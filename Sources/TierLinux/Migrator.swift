@@ -135,9 +135,10 @@ public protocol PageMigrator: Sendable {
 }
 
 /// The migrator: for each task, right before its move, checks that it is still in the group and
-/// that its mempolicy allows the move, then calls migrate_pages(2) when the task's pages on the
-/// source nodes fit the action's byte budget whole, or move_pages(2) in chunks when only part
-/// of them may move. Targets are re-checked against the group's cpuset at execution time.
+/// that its mempolicy allows the move. A promotion whose pages fit the byte budget whole uses
+/// migrate_pages(2); every demotion, and any partial move, uses move_pages(2) in chunks, which
+/// moves only pages the task maps alone (never a page it shares with another workload).
+/// Targets are re-checked against the group's cpuset at execution time.
 public struct TaskMigrator: PageMigrator {
     public let collector: SnapshotCollector
     public let syscalls: any PageMoveSyscalls
@@ -224,7 +225,12 @@ public struct TaskMigrator: PageMigrator {
         let clock = ContinuousClock()
         let started = clock.now
         defer { syscallTime += clock.now - started }
-        if sourceBytes <= budget {
+        // Promotion of a task that fits its budget uses migrate_pages(2), which as root moves every
+        // page the task maps, shared ones included: bringing shared pages back to DRAM harms no one.
+        // Demotion never does: a page shared with another process (a library, shared memory) may be
+        // a protected workload's too, so it goes through move_pages(2) without MPOL_MF_MOVE_ALL,
+        // which moves only the pages this task maps alone.
+        if action.direction == .promote && sourceBytes <= budget {
             switch syscalls.migratePages(pid: pid, from: action.from, to: NodeSet([first])) {
             case .success(0): return .moved(bytes: sourceBytes)
             case .success(let notMoved):
