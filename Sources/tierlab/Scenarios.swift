@@ -421,9 +421,11 @@ enum Scenarios {
         let guardSkips = tierd.events("skip").filter { $0["group"] as? String == "/" + group && $0["reason"] as? String == "pressure_guard" }
         let pressure = (try? lab.files.read(lab.cgroupDir(group) + "/memory.pressure")).flatMap(KernelText.pressure)
         result.figures["some_avg10_during_guard"] = pressure?.some.avg10 ?? .nan
-        result.checks.append(Check(name: "while stalling over its guard it is not demoted", ok: !guardSkips.isEmpty && slowDuringGuard < 2 << 20
+        // The job keeps allocating slowly under memory.high, and with DRAM full the kernel gives it
+        // a little slow memory itself: what matters is that tierd moved none of it.
+        result.checks.append(Check(name: "while stalling over its guard it is not demoted", ok: !guardSkips.isEmpty
                                    && tierd.movedBytes(group: group, direction: "demote") == 0,
-                                   detail: String(format: "some avg10 %.1f%%; %d pressure_guard skips; %.1f MiB on the slow node", (pressure?.some.avg10 ?? 0) * 100, guardSkips.count, Double(slowDuringGuard) / mib)))
+                                   detail: String(format: "some avg10 %.1f%%; %d pressure_guard skips; tierd moved 0 bytes; %.1f MiB on the slow node (kernel fallback)", (pressure?.some.avg10 ?? 0) * 100, guardSkips.count, Double(slowDuringGuard) / mib)))
         let psiWakes = tierd.events("wake").filter { $0["cause"] as? String == "psi" && $0["group"] as? String == "/" + group }.count
         result.figures["psi_wakes"] = Double(psiWakes)
         result.checks.append(Check(name: "the group's PSI trigger woke tierd", ok: psiWakes > 0,
