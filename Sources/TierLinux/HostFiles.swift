@@ -122,20 +122,9 @@ public struct RootedHostFiles: HostFiles {
                 }
             }
         }
-        var subdirectories: [String] = []
-        if listSubdirectories, let dir = fdopendir(dirfd) {
-            defer { closedir(dir) }
-            while let entry = readdir(dir) {
-                guard entry.pointee.d_type == UInt8(DT_DIR) else { continue }
-                let name = withUnsafePointer(to: entry.pointee.d_name) {
-                    $0.withMemoryRebound(to: CChar.self, capacity: 256) { String(cString: $0) }
-                }
-                if name != "." && name != ".." { subdirectories.append(name) }
-            }
-        } else {
-            close(dirfd)
-        }
-        return subdirectories
+        guard listSubdirectories, let dir = fdopendir(dirfd) else { close(dirfd); return [] }
+        defer { closedir(dir) }
+        return Self.subdirectoryNames(dir)
     }
 
     static func readAll(_ fd: Int32, _ path: String, prefix: [UInt8]) throws(HostFileError) -> String {
@@ -188,6 +177,10 @@ public struct RootedHostFiles: HostFiles {
     public func subdirectories(_ path: String) throws(HostFileError) -> [String] {
         guard let dir = opendir(resolve(path)) else { throw Self.classify(path, errno) }
         defer { closedir(dir) }
+        return Self.subdirectoryNames(dir)
+    }
+
+    static func subdirectoryNames(_ dir: OpaquePointer) -> [String] {
         var names: [String] = []
         while let entry = readdir(dir) {
             guard entry.pointee.d_type == UInt8(DT_DIR) else { continue }
@@ -213,7 +206,6 @@ public enum KernelPaths {
     public static let memoryTiering = "/sys/devices/virtual/memory_tiering"
     public static let demotionEnabled = "/sys/kernel/mm/numa/demotion_enabled"
     public static let numaBalancing = "/proc/sys/kernel/numa_balancing"
-    public static let defaultCgroupMount = "/sys/fs/cgroup"
 
     public static let dropCaches = "/proc/sys/vm/drop_caches"
     public static let transparentHugepages = "/sys/kernel/mm/transparent_hugepage/enabled"

@@ -100,6 +100,7 @@ public final class TierController {
             "reclaiming": .bool(s.reclaiming), "promotion_need": .bytes(s.promotionNeed),
             "demand": .bytes(s.demotionDemand), "deferred": .bytes(s.deferredBytes),
             "groups": .int(Int64(snapshot.groups.count)), "vanished": .int(Int64(snapshot.vanishedWhileReading)),
+            "cpu_user_s": .double(ProcessCPU.now().user), "cpu_system_s": .double(ProcessCPU.now().system),
         ]) }
         for outcome in outcomes {
             let a = outcome.action
