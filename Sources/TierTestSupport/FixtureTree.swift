@@ -8,7 +8,8 @@ import TierLinux
 /// formats the real kernel used. Tests point `RootedHostFiles` at `root`.
 public final class FixtureTree: @unchecked Sendable {
     public let root: String
-    public static let cgroupMount = "/sys/fs/cgroup"
+    /// Where the captured kernel mounted cgroup v2, from the tree's own mountinfo.
+    public let cgroupMount: String
 
     /// The captured 6.12 guest: node0 DRAM with the CPUs, nodes 1 and 2 in a lower memory tier.
     public static var capturedGuest: String {
@@ -20,6 +21,8 @@ public final class FixtureTree: @unchecked Sendable {
     public init(copying captured: String = FixtureTree.capturedGuest, parent: String = NSTemporaryDirectory()) throws {
         root = parent + "/tierd-fixture-" + UUID().uuidString
         try FileManager.default.copyItem(atPath: captured, toPath: root)
+        let mountinfo = try String(contentsOfFile: root + KernelPaths.mountinfo, encoding: .utf8)
+        cgroupMount = KernelText.cgroup2MountPoint(mountinfo: mountinfo) ?? ""
     }
 
     deinit { try? FileManager.default.removeItem(atPath: root) }
@@ -36,7 +39,7 @@ public final class FixtureTree: @unchecked Sendable {
 
     /// Rewrites MemTotal/MemFree of a node's meminfo, keeping every other captured line.
     public func setNode(_ id: Int, freeBytes: UInt64, totalBytes: UInt64? = nil) {
-        let path = "/sys/devices/system/node/node\(id)/meminfo"
+        let path = KernelPaths.node(id) + "/meminfo"
         let lines = (read(path) ?? "").split(separator: "\n").map { line -> String in
             let fields = line.split(separator: " ")
             guard fields.count >= 4 else { return String(line) }
@@ -56,11 +59,11 @@ public final class FixtureTree: @unchecked Sendable {
     /// Byte counts are per node; `cpuset` in list form ("0-1"); `someAvg10` as a fraction.
     public func addGroup(_ group: String, pids: [Int32] = [], anon: [Int: UInt64] = [:], file: [Int: UInt64] = [:],
                          cpuset: String = "0-2", someAvg10: Double = 0, someTotal: UInt64 = 0, nodes: [Int] = [0, 1, 2]) {
-        let dir = Self.cgroupMount + "/" + group
+        let dir = cgroupMount + "/" + group
         // Every cgroup directory the kernel shows has cgroup.procs: give new ancestors one too.
         var ancestor = CgroupPath(group).parent
         while let path = ancestor, !path.isRoot {
-            let procs = Self.cgroupMount + "/" + path.relative + "/cgroup.procs"
+            let procs = cgroupMount + "/" + path.relative + "/cgroup.procs"
             if read(procs) == nil { write(procs, "") }
             ancestor = path.parent
         }
@@ -87,7 +90,8 @@ public final class FixtureTree: @unchecked Sendable {
     /// A process: its /proc/PID/cgroup, a numa_maps with one anonymous mapping per node that
     /// holds pages (and the given policy), and the matching /proc/PID/maps ranges.
     public func addTask(_ pid: Int32, group: String, pagesPerNode: [Int: UInt64], policy: String = "default") {
-        write("/proc/\(pid)/cgroup", "0::/\(group)\n")
+        let process = KernelPaths.process(pid)
+        write(process + "/cgroup", "0::/\(group)\n")
         var maps: [String] = [], numa: [String] = []
         var address: UInt64 = 0x7f00_0000_0000
         for node in pagesPerNode.keys.sorted() {
@@ -98,12 +102,12 @@ public final class FixtureTree: @unchecked Sendable {
             numa.append("\(start) \(policy) anon=\(pages) dirty=\(pages) active=0 N\(node)=\(pages) kernelpagesize_kB=4")
             address += (max(pages, 1) + 256) * 4096
         }
-        write("/proc/\(pid)/maps", maps.joined(separator: "\n") + "\n")
-        write("/proc/\(pid)/numa_maps", numa.joined(separator: "\n") + "\n")
+        write(process + "/maps", maps.joined(separator: "\n") + "\n")
+        write(process + "/numa_maps", numa.joined(separator: "\n") + "\n")
     }
 
-    public func removeTask(_ pid: Int32) { remove("/proc/\(pid)") }
-    public func removeGroup(_ group: String) { remove(Self.cgroupMount + "/" + group) }
+    public func removeTask(_ pid: Int32) { remove(KernelPaths.process(pid)) }
+    public func removeGroup(_ group: String) { remove(cgroupMount + "/" + group) }
 }
 
 /// Records the page-moving calls a migrator makes instead of making them. Real calls are made

@@ -36,7 +36,7 @@ struct TierBench: ParsableCommand {
                   - {name: protected, match: ["bench.slice/g*5"], demote: never}
                   - {name: batch, match: ["bench.slice"], demote: allowed, priority: 10}
                 """, file: "bench.yaml")
-            let paths = (0..<count).flatMap { g in Self.perGroupFiles.map { tree.root + "/sys/fs/cgroup/bench.slice/g\(g)/" + $0 } }
+            let paths = (0..<count).flatMap { g in Self.perGroupFiles.map { tree.root + tree.cgroupMount + "/bench.slice/g\(g)/" + $0 } }
             let collector = try SnapshotCollector(files: RootedHostFiles(root: tree.root))
             let counting = CountingHostFiles(RootedHostFiles(root: tree.root))
             let countingCollector = try SnapshotCollector(files: counting)
