@@ -64,11 +64,35 @@ public enum Planner {
         // 2. How much DRAM to free.
         if dramFree < low { state.reclaiming = true } else if dramFree >= high { state.reclaiming = false }
         let watermarkDemand = state.reclaiming ? high - min(high, dramFree) : 0
-        let roomAboveLow = dramFree > low ? dramFree - low : 0
-        let promotionShortfall = promotionNeed > roomAboveLow ? promotionNeed - roomAboveLow : 0
+        // A protected workload's pages may use DRAM down to half the low watermark: the band
+        // between them is demotion's hysteresis, and protected memory outranks it.
+        let promotionReserve = low / 2
+        var roomNow = dramFree > promotionReserve ? dramFree - promotionReserve : 0
+        let promotionShortfall = promotionNeed > roomNow ? promotionNeed - roomNow : 0
         let demand = max(watermarkDemand, promotionShortfall)
         plan.summary.reclaiming = state.reclaiming
         plan.summary.demotionDemand = demand
+
+        // 4a. Promote what fits now, first: a protected job never waits behind a long demotion.
+        var remaining = promotions.map(\.bytes)
+        var rateLimited = Set<Int>()
+        func promote(into room: inout UInt64) -> [MigrationAction] {
+            var actions: [MigrationAction] = []
+            for (index, promotion) in promotions.enumerated() where remaining[index] > 0 && room > 0 {
+                let budget = allowance(state, promotion.workload.name)
+                guard budget > 0 else { rateLimited.insert(index); continue }
+                let take = min(remaining[index], room, budget)
+                spend(&state, promotion.workload.name, take)
+                remaining[index] -= take
+                room -= take
+                actions.append(MigrationAction(
+                    group: promotion.group.path, workload: promotion.workload.name, direction: .promote, pids: promotion.group.pids,
+                    from: promotion.from, to: promotion.to, bytes: take, mempolicy: promotion.workload.rule.mempolicy,
+                    reason: "protected workload has \(formatBytes(promotion.bytes)) on slow nodes"))
+            }
+            return actions
+        }
+        let early = promote(into: &roomNow)
 
         // 3. Demote opted-in groups to cover the demand.
         var demoted: UInt64 = 0
@@ -125,21 +149,16 @@ public enum Planner {
             }
         }
 
-        // 4. Promote into the room there is (or is being made).
-        var room = roomAboveLow + demoted
-        for (group, workload, from, to, bytes) in promotions {
-            func skip(_ reason: SkipReason) { plan.skips.append(PlanSkip(group: group.path, workload: workload.name, reason: reason)) }
-            guard room > 0 else { skip(.noRoomInDram(neededBytes: bytes)); continue }
-            let budget = allowance(state, workload.name)
-            guard budget > 0 else { skip(.rateLimited(scope: budgetScope(state, workload.name))); plan.summary.deferredBytes += bytes; continue }
-            let take = min(bytes, room, budget)
-            plan.summary.deferredBytes += min(bytes, room) - take
-            spend(&state, workload.name, take)
-            room -= take
-            plan.actions.append(MigrationAction(
-                group: group.path, workload: workload.name, direction: .promote, pids: group.pids,
-                from: from, to: to, bytes: take, mempolicy: workload.rule.mempolicy,
-                reason: "protected workload has \(formatBytes(bytes)) on slow nodes"))
+        // 4b. Promote the rest into the room the demotions make.
+        var roomMade = demoted
+        let late = promote(into: &roomMade)
+        plan.actions = early + plan.actions + late
+        for (index, promotion) in promotions.enumerated() where remaining[index] > 0 {
+            let reason: SkipReason = rateLimited.contains(index)
+                ? .rateLimited(scope: budgetScope(state, promotion.workload.name))
+                : .noRoomInDram(neededBytes: remaining[index])
+            if rateLimited.contains(index) { plan.summary.deferredBytes += remaining[index] }
+            plan.skips.append(PlanSkip(group: promotion.group.path, workload: promotion.workload.name, reason: reason))
         }
         return (plan, state)
     }

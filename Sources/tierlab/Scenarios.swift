@@ -291,9 +291,13 @@ enum Scenarios {
                                    detail: "demote actions on \(protectedGroup): \(tierd.events("action").filter { $0["group"] as? String == "/" + protectedGroup && $0["direction"] as? String == "demote" }.count)"))
         result.checks.append(Check(name: "the protected job's bytes on the slow node never grow after it started", ok: increases == 0,
                                    detail: "\(slowSamples.count) samples of memory.numa_stat, \(increases) increases"))
-        if let ratio = result.figures["ratio_to_floor"] {
-            result.checks.append(Check(name: timingCheck, ok: ratio <= 2,
-                                       detail: String(format: "%.1f s vs floor %.1f s: ratio %.2f", result.figures["seconds_to_99"]!, result.figures["floor_seconds"]!, ratio)))
+        if let ratio = result.figures["ratio_to_floor"], let floor = result.figures["floor_seconds"], let reached = result.figures["seconds_to_99"] {
+            // When tierd kept up during the allocation, little is left to move and the floor nears
+            // zero; a controller still needs a tick to see it, so two ticks (1 s each) are allowed on top.
+            let ticks = 2.0
+            result.checks.append(Check(name: timingCheck, ok: ratio <= 2 || reached <= 2 * floor + ticks,
+                                       detail: String(format: "%.1f s vs floor %.1f s: ratio %.2f%@", reached, floor, ratio,
+                                                      ratio <= 2 ? "" : String(format: " (within 2× floor + %.0f ticks)", ticks))))
         }
         if !result.passed {
             result.diagnostics = lab.describe([batchGroup, protectedGroup])
