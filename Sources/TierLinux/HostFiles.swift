@@ -27,39 +27,22 @@ public protocol HostFiles: Sendable {
     /// Names of the subdirectories of `path`.
     func subdirectories(_ path: String) throws(HostFileError) -> [String]
     func exists(_ path: String) -> Bool
-    /// Reads `names` in directory `path` (nil for each that does not exist) and, if asked, lists its
-    /// subdirectories: what the collector needs of one cgroup, through one directory handle.
-    /// Throws `.vanished` only when the directory itself is gone.
-    func readDirectory(_ path: String, names: [String], listSubdirectories: Bool) throws(HostFileError) -> DirectoryContents
-    /// The same, handing each file's bytes to `visit` (by its index in `names`; nil when absent)
-    /// without making Strings: the collector's hot path. Returns the subdirectories.
+    /// Reads the files `names` of directory `path`, handing each one's bytes to `visit` (by its index
+    /// in `names`; nil when absent) without making Strings, and returns the subdirectories: what the
+    /// collector needs of one cgroup. Throws `.vanished` only when the directory itself is gone.
     func visitDirectory(_ path: String, names: [String], listSubdirectories: Bool,
                         _ visit: (Int, UnsafeBufferPointer<UInt8>?) -> Void) throws(HostFileError) -> [String]
 }
 
-/// Files and subdirectories of one directory, as `HostFiles.readDirectory` returns them.
-public struct DirectoryContents: Sendable {
-    /// Contents in the order the names were asked for; nil where a file does not exist.
-    public var files: [String?]
-    public var subdirectories: [String]
-}
-
 extension HostFiles {
-    /// Path by path, for test doubles; `RootedHostFiles` uses one directory descriptor instead.
-    public func readDirectory(_ path: String, names: [String], listSubdirectories: Bool) throws(HostFileError) -> DirectoryContents {
-        guard exists(path) else { throw .vanished(path) }
-        let files = names.map { try? read(path + "/" + $0) }
-        let subdirectories = listSubdirectories ? try self.subdirectories(path) : []
-        return DirectoryContents(files: files, subdirectories: subdirectories)
-    }
-
+    /// Path by path, for test doubles; `RootedHostFiles` reads through one directory descriptor.
     public func visitDirectory(_ path: String, names: [String], listSubdirectories: Bool,
                                _ visit: (Int, UnsafeBufferPointer<UInt8>?) -> Void) throws(HostFileError) -> [String] {
-        let contents = try readDirectory(path, names: names, listSubdirectories: listSubdirectories)
-        for (index, text) in contents.files.enumerated() {
-            if var text { text.withUTF8 { visit(index, $0) } } else { visit(index, nil) }
+        guard exists(path) else { throw .vanished(path) }
+        for (index, name) in names.enumerated() {
+            if var text = try? read(path + "/" + name) { text.withUTF8 { visit(index, $0) } } else { visit(index, nil) }
         }
-        return contents.subdirectories
+        return listSubdirectories ? try subdirectories(path) : []
     }
 }
 
@@ -83,14 +66,6 @@ public struct RootedHostFiles: HostFiles {
         guard fd >= 0 else { throw Self.classify(path, errno) }
         defer { close(fd) }
         return try Self.readAll(fd, path)
-    }
-
-    public func readDirectory(_ path: String, names: [String], listSubdirectories: Bool) throws(HostFileError) -> DirectoryContents {
-        var files = [String?](repeating: nil, count: names.count)
-        let subdirectories = try visitDirectory(path, names: names, listSubdirectories: listSubdirectories) { index, bytes in
-            files[index] = bytes.map { String(decoding: $0, as: UTF8.self) }
-        }
-        return DirectoryContents(files: files, subdirectories: subdirectories)
     }
 
     /// Opens the directory once and reads each file relative to it (openat), so the kernel walks

@@ -167,7 +167,6 @@ public final class CountingHostFiles: HostFiles, @unchecked Sendable {
     public var root: String { inner.root }
 
     public func reads(named name: String) -> Int { lock.lock(); defer { lock.unlock() }; return counts[name] ?? 0 }
-    public var totalReads: Int { lock.lock(); defer { lock.unlock() }; return counts.values.reduce(0, +) }
     public func reset() { lock.lock(); counts = [:]; lock.unlock() }
 
     public func read(_ path: String) throws(HostFileError) -> String {
