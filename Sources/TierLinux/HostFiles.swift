@@ -126,15 +126,7 @@ public struct RootedHostFiles: HostFiles {
                 if n == 0 { return .success(String(decoding: UnsafeBufferPointer(rebasing: buffer[0..<filled]), as: UTF8.self)) }
                 filled += n
             }
-            var bytes = Array(buffer)
-            var chunk = [UInt8](repeating: 0, count: 65536)
-            while true {
-                let n = Glibc.read(fd, &chunk, chunk.count)
-                if n < 0 { if errno == EINTR { continue }; return .failure(Self.classify(path, errno)) }
-                if n == 0 { break }
-                bytes.append(contentsOf: chunk[0..<n])
-            }
-            return .success(String(decoding: bytes, as: UTF8.self))
+            do throws(HostFileError) { return .success(try Self.readAll(fd, path, prefix: Array(buffer))) } catch { return .failure(error) }
         }
         return try result.get()
     }

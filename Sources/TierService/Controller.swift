@@ -95,12 +95,13 @@ public final class TierController {
         if outcomes.isEmpty { logger.debug(line) } else { logger.info(line) }
         // A quiet tick (nothing needed, nothing done) is not journaled: the file stays readable.
         let quiet = outcomes.isEmpty && s.demotionDemand == 0 && s.promotionNeed == 0 && !s.reclaiming
+        let cpu = ProcessCPU.now()
         if !quiet { journal.write([
             "event": "tick", "t": .double(elapsed), "dram_free": .bytes(s.dramFree), "dram_total": .bytes(s.dramTotal),
             "reclaiming": .bool(s.reclaiming), "promotion_need": .bytes(s.promotionNeed),
             "demand": .bytes(s.demotionDemand), "deferred": .bytes(s.deferredBytes),
             "groups": .int(Int64(snapshot.groups.count)), "vanished": .int(Int64(snapshot.vanishedWhileReading)),
-            "cpu_user_s": .double(ProcessCPU.now().user), "cpu_system_s": .double(ProcessCPU.now().system),
+            "cpu_user_s": .double(cpu.user), "cpu_system_s": .double(cpu.system),
         ]) }
         for outcome in outcomes {
             let a = outcome.action

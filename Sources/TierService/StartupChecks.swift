@@ -35,7 +35,7 @@ public enum StartupChecks {
             findings.append(.init(level: .info, message:
                 "fast nodes \(topology.fast), slow nodes \(topology.slow), from \(topology.source.rawValue)"))
         }
-        if let allowed = collector.tierdAllowedNodes(), !topology.slow.isSubset(of: allowed.union(topology.fast)) || !topology.slow.isSubset(of: allowed) {
+        if let allowed = collector.tierdAllowedNodes(), !topology.slow.isSubset(of: allowed) {
             findings.append(.init(level: .warning, message:
                 "tierd's own cpuset allows nodes \(allowed) but the slow tier is \(topology.slow): migrate_pages(2) cannot target \(topology.slow.subtracting(allowed)); run tierd in a cgroup whose cpuset.mems includes them"))
         }
