@@ -176,6 +176,8 @@ public enum KernelPaths {
 
     public static let dropCaches = "/proc/sys/vm/drop_caches"
     public static let transparentHugepages = "/sys/kernel/mm/transparent_hugepage/enabled"
+    public static let vmstat = "/proc/vmstat"
+    public static let compactMemory = "/proc/sys/vm/compact_memory"
 
     public static func node(_ id: Int) -> String { "\(nodeRoot)/node\(id)" }
     public static func process(_ pid: Int32) -> String { "/proc/\(pid)" }

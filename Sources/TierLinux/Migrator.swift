@@ -11,11 +11,23 @@ public struct SyscallError: Error, Equatable, Sendable, CustomStringConvertible 
     public var description: String { String(cString: strerror(code)) }
 }
 
+/// Whether a whole-task move takes the pages the task shares with other processes along.
+///
+/// migrate_pages(2) moves shared pages only when the caller has CAP_SYS_NICE in effect
+/// (MPOL_MF_MOVE_ALL); without it, it moves only the pages the task maps alone.
+public enum SharedPages: Sendable, Equatable {
+    /// Move them too: right for promotion, where bringing a shared page to DRAM harms no one.
+    case include
+    /// Leave them where they are: a shared page may belong to a protected workload as well.
+    case leave
+}
+
 /// The two kernel calls that move pages. Production uses libnuma; the lab guest exercises
 /// them for real, and unit tests on the host record them.
 public protocol PageMoveSyscalls: Sendable {
-    /// migrate_pages(2): every page of `pid` on `from` to `to`. Returns the pages not moved.
-    func migratePages(pid: Int32, from: NodeSet, to: NodeSet) -> Result<Int, SyscallError>
+    /// migrate_pages(2): every page of `pid` on `from` to `to`, including or leaving the pages
+    /// it shares with other processes. Returns the pages that failed to move.
+    func migratePages(pid: Int32, from: NodeSet, to: NodeSet, sharedPages: SharedPages) -> Result<Int, SyscallError>
     /// move_pages(2): with `node` nil, only where each page is; otherwise move each page there.
     /// Returns one status per address: a node id, or a negative errno.
     func movePages(pid: Int32, addresses: [UInt64], to node: Int?) -> Result<[Int32], SyscallError>
@@ -28,8 +40,19 @@ public struct LibnumaSyscalls: PageMoveSyscalls {
 
     public init() {}
 
-    public func migratePages(pid: Int32, from: NodeSet, to: NodeSet) -> Result<Int, SyscallError> {
+    /// With `.leave`, CAP_SYS_NICE is lowered in this thread's effective set for the one call
+    /// and raised again after it: the kernel then moves only pages the task maps alone, in the
+    /// same page-table walk migratepages(8) uses, and refuses targets outside the task's cpuset.
+    public func migratePages(pid: Int32, from: NodeSet, to: NodeSet, sharedPages: SharedPages) -> Result<Int, SyscallError> {
         guard Self.isAvailable else { return .failure(SyscallError(ENOSYS)) }
+        var wasRaised: Int32 = 0
+        if sharedPages == .leave {
+            guard tierd_set_thread_capability(CAP_SYS_NICE, 0, &wasRaised) == 0 else { return .failure(SyscallError(errno)) }
+        }
+        defer {
+            var ignored: Int32 = 0
+            if wasRaised != 0 { _ = tierd_set_thread_capability(CAP_SYS_NICE, 1, &ignored) }
+        }
         let fromMask = mask(from), toMask = mask(to)
         defer { numa_bitmask_free(fromMask); numa_bitmask_free(toMask) }
         let result = numa_migrate_pages(pid, fromMask, toMask)
@@ -135,10 +158,12 @@ public protocol PageMigrator: Sendable {
 }
 
 /// The migrator: for each task, right before its move, checks that it is still in the group and
-/// that its mempolicy allows the move. A promotion whose pages fit the byte budget whole uses
-/// migrate_pages(2); every demotion, and any partial move, uses move_pages(2) in chunks, which
-/// moves only pages the task maps alone (never a page it shares with another workload).
-/// Targets are re-checked against the group's cpuset at execution time.
+/// that its mempolicy allows the move. A task whose pages on the source nodes fit the byte budget
+/// moves whole with migrate_pages(2) — a promotion with its shared pages, a demotion without them
+/// (never a page it shares with another workload); a partial move uses move_pages(2) in chunks,
+/// which likewise moves only pages the task maps alone. Moved bytes are what left the source
+/// nodes, read back from numa_maps. Targets are re-checked against the group's cpuset at
+/// execution time.
 public struct TaskMigrator: PageMigrator {
     public let collector: SnapshotCollector
     public let syscalls: any PageMoveSyscalls
@@ -225,21 +250,47 @@ public struct TaskMigrator: PageMigrator {
         let clock = ContinuousClock()
         let started = clock.now
         defer { syscallTime += clock.now - started }
-        // Promotion of a task that fits its budget uses migrate_pages(2), which as root moves every
-        // page the task maps, shared ones included: bringing shared pages back to DRAM harms no one.
-        // Demotion never does: a page shared with another process (a library, shared memory) may be
-        // a protected workload's too, so it goes through move_pages(2) without MPOL_MF_MOVE_ALL,
-        // which moves only the pages this task maps alone.
-        if action.direction == .promote && sourceBytes <= budget {
-            switch syscalls.migratePages(pid: pid, from: action.from, to: NodeSet([first])) {
-            case .success(0): return .moved(bytes: sourceBytes)
-            case .success(let notMoved):
-                let stayed = UInt64(notMoved) * 4096
-                return .partial(movedBytes: sourceBytes - min(sourceBytes, stayed), notMovedPages: notMoved)
-            case .failure(let error): return failure(error)
+        guard sourceBytes <= budget else { return movePart(pid, action, targets: targets.sorted, budget: budget) }
+        // A page shared with another process (a library, shared memory) may be a protected
+        // workload's too: demotion leaves it; promotion brings it along, which harms no one.
+        let shared: SharedPages = action.direction == .promote ? .include : .leave
+        switch syscalls.migratePages(pid: pid, from: action.from, to: NodeSet([first]), sharedPages: shared) {
+        case .success(let notMoved):
+            let moved = bytesLeft(pid, action.from, before: sourceBytes, notMovedPages: notMoved)
+            // The nearest target may have run out of room: the next ones get the rest page by page.
+            if notMoved > 0, targets.count > 1, budget > moved {
+                let rest = movePart(pid, action, targets: targets.sorted, budget: budget - moved)
+                return combine(moved: moved, notMovedPages: notMoved, with: rest)
             }
+            return notMoved == 0 ? .moved(bytes: moved) : .partial(movedBytes: moved, notMovedPages: notMoved)
+        case .failure(let error) where error.code == ESRCH:
+            return .exited
+        case .failure(let error) where action.direction == .demote:
+            // Lowering CAP_SYS_NICE can fail, or the kernel refuse a whole move (EPERM for a target
+            // outside the task's own cpuset): page by page gives the same guarantee.
+            _ = error
+            return movePart(pid, action, targets: targets.sorted, budget: budget)
+        case .failure(let error):
+            return failure(error)
         }
-        return movePart(pid, action, targets: targets.sorted, budget: budget)
+    }
+
+    /// What left the source nodes in a whole move, read back from the task's numa_maps; if the task
+    /// is gone by then, what the kernel did not report as failed.
+    func bytesLeft(_ pid: Int32, _ source: NodeSet, before: UInt64, notMovedPages: Int) -> UInt64 {
+        guard let text = try? files.read(KernelPaths.process(pid) + "/numa_maps") else {
+            return before - min(before, UInt64(notMovedPages) * 4096)
+        }
+        let after = KernelText.numaMaps(text).reduce(0) { $0 + $1.bytes(on: source) }
+        return before - min(before, after)
+    }
+
+    func combine(moved: UInt64, notMovedPages: Int, with rest: TaskResult) -> TaskResult {
+        switch rest {
+        case .moved(let bytes): .moved(bytes: moved + bytes)
+        case .partial(let bytes, let stayed): .partial(movedBytes: moved + bytes, notMovedPages: stayed)
+        default: .partial(movedBytes: moved, notMovedPages: notMovedPages)
+        }
     }
 
     func failure(_ error: SyscallError) -> TaskResult {

@@ -106,6 +106,25 @@ public final class FixtureTree: @unchecked Sendable {
         write(process + "/numa_maps", numa.joined(separator: "\n") + "\n")
     }
 
+    /// Plays the kernel's part in a whole-task move: rewrites the task's numa_maps (and maps)
+    /// with its pages on `from` now on `to`, except `leaving` pages that stayed behind.
+    public func relocate(_ pid: Int32, from: NodeSet, to: Int, leaving: Int = 0) {
+        let process = KernelPaths.process(pid)
+        guard let text = read(process + "/numa_maps"), let cgroup = read(process + "/cgroup") else { return }
+        var pages: [Int: UInt64] = [:]
+        for entry in KernelText.numaMaps(text) { for (node, count) in entry.pagesPerNode { pages[node, default: 0] += count } }
+        var stay = UInt64(leaving)
+        for node in from.sorted where node != to {
+            let kept = min(stay, pages[node] ?? 0)
+            stay -= kept
+            pages[to, default: 0] += (pages[node] ?? 0) - kept
+            pages[node] = kept
+        }
+        let policy = text.split(separator: "\n").first?.split(separator: " ").dropFirst().first.map(String.init) ?? "default"
+        let group = cgroup.split(separator: "/", maxSplits: 1).last.map { $0.trimmingCharacters(in: .whitespacesAndNewlines) } ?? ""
+        addTask(pid, group: group, pagesPerNode: pages.filter { $0.value > 0 }, policy: policy)
+    }
+
     public func removeTask(_ pid: Int32) { remove(KernelPaths.process(pid)) }
     public func removeGroup(_ group: String) { remove(cgroupMount + "/" + group) }
 }
@@ -116,7 +135,7 @@ public final class FixtureTree: @unchecked Sendable {
 public final class RecordingSyscalls: PageMoveSyscalls, @unchecked Sendable {
     /// One recorded call.
     public enum Call: Equatable, Sendable {
-        case migrate(pid: Int32, from: NodeSet, to: NodeSet)
+        case migrate(pid: Int32, from: NodeSet, to: NodeSet, sharedPages: SharedPages)
         case query(pid: Int32, pages: Int)
         case move(pid: Int32, pages: Int, to: Int)
     }
@@ -124,12 +143,17 @@ public final class RecordingSyscalls: PageMoveSyscalls, @unchecked Sendable {
     private var recorded: [Call] = []
     /// Scripted errno per pid (e.g. ESRCH: the task exits mid-move).
     public var failures: [Int32: Int32] = [:]
+    /// Scripted errno for migrate_pages(2) alone, per pid (move_pages still succeeds).
+    public var migrateFailures: [Int32: Int32] = [:]
     /// Pages migrate_pages reports as not moved, per pid.
     public var notMoved: [Int32: Int] = [:]
     /// Where move_pages queries say pages are: the fixture's node for each address.
     public var pageNode: (Int32, UInt64) -> Int32 = { _, _ in 0 }
     /// Hook run before each call, to simulate a race (a task leaving its group, say).
     public var beforeCall: ((Int32) -> Void)?
+    /// Hook run after a successful migrate_pages, to play the kernel's part (rewrite the task's
+    /// numa_maps with where its pages went).
+    public var afterMigrate: ((_ pid: Int32, _ from: NodeSet, _ to: NodeSet) -> Void)?
 
     public init() {}
 
@@ -137,10 +161,11 @@ public final class RecordingSyscalls: PageMoveSyscalls, @unchecked Sendable {
 
     private func record(_ call: Call) { lock.lock(); recorded.append(call); lock.unlock() }
 
-    public func migratePages(pid: Int32, from: NodeSet, to: NodeSet) -> Result<Int, SyscallError> {
+    public func migratePages(pid: Int32, from: NodeSet, to: NodeSet, sharedPages: SharedPages) -> Result<Int, SyscallError> {
         beforeCall?(pid)
-        record(.migrate(pid: pid, from: from, to: to))
-        if let code = failures[pid] { return .failure(SyscallError(code)) }
+        record(.migrate(pid: pid, from: from, to: to, sharedPages: sharedPages))
+        if let code = failures[pid] ?? migrateFailures[pid] { return .failure(SyscallError(code)) }
+        afterMigrate?(pid, from, to)
         return .success(notMoved[pid] ?? 0)
     }
 

@@ -195,11 +195,12 @@ final class GuestLab {
         return process
     }
 
-    func load(_ name: String, group: String, mib: Int, hotMiB: Int, prefix: [String] = [], interval: Double = 1) -> Load {
+    func load(_ name: String, group: String, mib: Int, hotMiB: Int, prefix: [String] = [], interval: Double = 1,
+              shared: (file: String, mib: Int)? = nil) -> Load {
         let report = out + "/\(name).jsonl"
         try? FileManager.default.removeItem(atPath: report)
         let argv = prefix + [bin + "/tierload", "--mib", String(mib), "--hot-mib", String(hotMiB), "--report", report,
-                             "--interval", String(interval)]
+                             "--interval", String(interval)] + (shared.map { ["--shared-file", $0.file, "--shared-mib", String($0.mib)] } ?? [])
         return Load(process: spawn(group: group, argv, output: out + "/\(name).out"), report: report)
     }
 
@@ -288,6 +289,14 @@ final class GuestLab {
         migratepagesMiBPerSecond = rate
         log(String(format: "migratepages: %.1f MiB in %.2f s = %.1f MiB/s", Double(moved) / 1048576, seconds, rate))
         return (rate, moved, seconds)
+    }
+
+    /// Bytes per node of the pages `pid` maps from `file`, from its numa_maps.
+    func mappedBytes(_ pid: Int32, file: String) -> [Int: UInt64] {
+        let entries = KernelText.numaMaps((try? files.read(KernelPaths.process(pid) + "/numa_maps")) ?? "")
+        return entries.filter { $0.file == file }.reduce(into: [:]) { out, entry in
+            for (node, pages) in entry.pagesPerNode { out[node, default: 0] += pages * entry.pageSize }
+        }
     }
 
     func describe(_ groups: [String]) -> String {

@@ -28,6 +28,7 @@ enum Scenarios {
         case "pressure-guard": return pressureGuard(lab)
         case "cpuset": return cpuset(lab)
         case "probe-moves": return probeMoves(lab)
+        case "probe-thp": return probeHugePages(lab)
         default: return ScenarioResult(scenario: name, checks: [Check(name: "known scenario", ok: false, detail: "no scenario named \(name)")])
         }
     }
@@ -124,6 +125,75 @@ enum Scenarios {
         lab.removeGroups(group)
     }
 
+    /// Not in a suite: whether a 512 MiB move's speed follows the task's huge-page backing rather
+    /// than who makes the call. Each move records the task's AnonHugePages and the kernel's
+    /// migration counters (run with `scripts/lab.sh probe --only probe-thp`).
+    static func probeHugePages(_ lab: GuestLab) -> ScenarioResult {
+        var result = ScenarioResult(scenario: "probe-thp", checks: [Check(name: "probe ran", ok: true, detail: "figures only")])
+        let group = "\(lab.labSlice)/thp"
+        lab.makeGroup(group)
+        let counters = ["pgmigrate_success", "pgmigrate_fail", "thp_migration_success", "thp_migration_fail", "thp_migration_split",
+                        "thp_split_page", "compact_stall", "thp_fault_alloc", "thp_fault_fallback"]
+        func vmstat() -> [String: Int] {
+            var values: [String: Int] = [:]
+            for line in ((try? lab.files.read(KernelPaths.vmstat)) ?? "").split(separator: "\n") {
+                let parts = line.split(separator: " ")
+                if parts.count == 2, counters.contains(String(parts[0])) { values[String(parts[0])] = Int(parts[1]) }
+            }
+            return values
+        }
+        func hugeKiB(_ pid: Int32) -> Int {
+            let text = (try? lab.files.read(KernelPaths.process(pid) + "/smaps_rollup")) ?? ""
+            for line in text.split(separator: "\n") where line.hasPrefix("AnonHugePages:") {
+                return Int(line.split(separator: " ")[1]) ?? -1
+            }
+            return -1
+        }
+        var index = 0
+        func move(_ label: String, thp: String, compact: Bool, by mover: String) {
+            index += 1
+            lab.sysctl(KernelPaths.transparentHugepages, thp)
+            if compact { lab.sysctl(KernelPaths.compactMemory, "1") }
+            let allocated = vmstat()
+            let task = lab.load("thp-\(index)", group: group, mib: 512, hotMiB: 0, interval: 60)
+            guard lab.waitFor(seconds: 120, { task.allocatedAt() != nil }) else { return }
+            let huge = hugeKiB(task.pid)
+            let before = vmstat(), inDram = lab.numaStat(group).bytes(on: 0)
+            let started = monotonic()
+            if mover == "tierd" {
+                _ = lab.runTierdOnce("tierd-thp-\(index)", policy: """
+                    controller: {interval: 1s, dram: {low: 97%, high: 98%}, rate_limit: 8GiB/s}
+                    workloads:
+                      - {name: thp, match: ["\(group)"], demote: allowed}
+                    """)
+            } else {
+                lab.spawn(group: nil, ["migratepages", String(task.pid), "0", "1"], output: lab.out + "/thp-\(index).migratepages.out").waitUntilExit()
+            }
+            let seconds = monotonic() - started
+            let moved = inDram - min(inDram, lab.numaStat(group).bytes(on: 0))
+            let after = vmstat()
+            let delta = counters.map { "\($0)=\((after[$0] ?? 0) - (before[$0] ?? 0))" }.joined(separator: " ")
+            let faults = ["thp_fault_alloc", "thp_fault_fallback"].map { "\($0)=\((before[$0] ?? 0) - (allocated[$0] ?? 0))" }.joined(separator: " ")
+            let key = "\(label)_\(mover)_\(index)"
+            result.figures[key + "_mib_per_s"] = Double(moved) / mib / seconds
+            result.figures[key + "_huge_mib"] = Double(huge) / 1024
+            lab.log(String(format: "%@: %@ moved %.1f MiB in %.2f s (%.1f MiB/s); task AnonHugePages %d KiB; allocation: %@; move: %@",
+                           key, mover, Double(moved) / mib, seconds, Double(moved) / mib / seconds, huge, faults, delta))
+            lab.stop(task.process, signal: SIGKILL)
+            _ = lab.waitFor(seconds: 10) { lab.numaStat(group).bytes(on: 1) < 8 << 20 }
+        }
+        for _ in 1...2 {
+            move("thp", thp: "always", compact: true, by: "migratepages")
+            move("thp", thp: "always", compact: true, by: "tierd")
+            move("base", thp: "never", compact: false, by: "tierd")
+            move("base", thp: "never", compact: false, by: "migratepages")
+            move("plain", thp: "always", compact: false, by: "tierd")
+            move("plain", thp: "always", compact: false, by: "migratepages")
+        }
+        lab.sysctl(KernelPaths.transparentHugepages, "always")
+        return result
+    }
+
     /// Not in a suite: compares ways of moving part of a task (run with --only probe-moves).
     static func probeMoves(_ lab: GuestLab) -> ScenarioResult {
         var result = ScenarioResult(scenario: "probe-moves", checks: [Check(name: "probe ran", ok: true, detail: "figures only")])
@@ -175,7 +245,7 @@ enum Scenarios {
         }
         // migrate_pages(2) through libnuma from this (Swift) process, as migratepages(8) calls it.
         let swiftMigratePages: (Load) -> Void = { task in
-            _ = LibnumaSyscalls().migratePages(pid: task.pid, from: NodeSet([0]), to: NodeSet([1]))
+            _ = LibnumaSyscalls().migratePages(pid: task.pid, from: NodeSet([0]), to: NodeSet([1]), sharedPages: .include)
         }
         for round in 1...2 {
             measure("r\(round)_migratepages", migratepages)
@@ -336,8 +406,13 @@ enum Scenarios {
               - {name: keep, match: ["\(keep)"], demote: never}
               - {name: batch, match: ["\(batch)"], demote: allowed}
             """)
-        let kept = lab.load("optout-keep", group: keep, mib: 300, hotMiB: 300)
-        let demotable = lab.load("optout-batch", group: batch, mib: 150, hotMiB: 10)
+        // Both jobs also map 32 MiB of one shm file, first touched (and charged to) the batch job:
+        // demoting the batch job must leave those pages, which the opt-out job uses too.
+        let sharedFile = "/dev/shm/tierlab-optout-shared"
+        unlink(sharedFile)
+        let demotable = lab.load("optout-batch", group: batch, mib: 150, hotMiB: 10, shared: (sharedFile, 32))
+        _ = lab.waitFor(seconds: 60) { demotable.allocatedAt() != nil }
+        let kept = lab.load("optout-keep", group: keep, mib: 300, hotMiB: 300, shared: (sharedFile, 32))
         _ = lab.waitFor(seconds: 120) { kept.allocatedAt() != nil && demotable.allocatedAt() != nil }
         let slowBefore = lab.numaStat(keep).bytes(on: 1)
         _ = lab.fillDram(leaveMiB: 20)
@@ -345,8 +420,14 @@ enum Scenarios {
         let until = monotonic() + 25
         while monotonic() < until { maxSlow = max(maxSlow, lab.numaStat(keep).bytes(on: 1)); usleep(500_000) }
         let demotedBatch = tierd.movedBytes(group: batch, direction: "demote")
+        let shared = lab.mappedBytes(kept.pid, file: sharedFile), batchPrivateSlow = lab.numaStat(batch).bytes(on: 1)
+        let sharedTotal = shared.values.reduce(0, +)
+        unlink(sharedFile)
         result.figures = ["keep_slow_bytes_before": Double(slowBefore), "keep_slow_bytes_max": Double(maxSlow),
-                          "batch_demoted_bytes": Double(demotedBatch)]
+                          "batch_demoted_bytes": Double(demotedBatch), "shared_slow_bytes": Double(shared[1] ?? 0)]
+        result.checks.append(Check(name: "pages the batch job shares with the opt-out job stay in DRAM", ok: sharedTotal >= 30 << 20 && (shared[1] ?? 0) == 0 && batchPrivateSlow > 0,
+                                   detail: String(format: "shared file: %.1f MiB on node 0, %.1f MiB on node 1; batch job's slow-node bytes %.0f MiB",
+                                                  Double(shared[0] ?? 0) / mib, Double(shared[1] ?? 0) / mib, Double(batchPrivateSlow) / mib)))
         result.checks.append(Check(name: "DRAM pressure made tierd demote the opted-in job", ok: demotedBatch > 0,
                                    detail: String(format: "%.0f MiB demoted from batch", Double(demotedBatch) / mib)))
         result.checks.append(Check(name: "not a page of the opt-out job moved to slow memory", ok: maxSlow <= slowBefore + (1 << 20)

@@ -19,10 +19,31 @@ struct TierLoad: ParsableCommand {
     @Option(help: "Append JSON-line reports here (default: standard output).") var report: String?
     @Option(help: "Seconds between placement reports.") var interval: Double = 1
     @Option(help: "Exit after this many seconds (0: run until killed).") var duration: Double = 0
+    @Option(help: "Also map this file shared (created on a tmpfs such as /dev/shm if missing) and write every page of it once.")
+    var sharedFile: String?
+    @Option(help: "MiB of --shared-file to map.") var sharedMib: Int = 0
 
     func validate() throws {
         guard mib > 0, hotMib >= 0, hotMib <= mib else { throw ValidationError("need 0 <= --hot-mib <= --mib and --mib > 0") }
         guard interval > 0 else { throw ValidationError("--interval must be positive") }
+        guard (sharedFile == nil) == (sharedMib == 0), sharedMib >= 0 else {
+            throw ValidationError("--shared-file and --shared-mib go together")
+        }
+    }
+
+    /// Maps `sharedFile` MAP_SHARED and writes each page, so that every process mapping it maps
+    /// the same page-cache pages (a page shared between workloads, as a library or shm would be).
+    func mapShared() throws {
+        guard let sharedFile else { return }
+        let bytes = sharedMib << 20
+        let fd = open(sharedFile, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw ValidationError("cannot open \(sharedFile): \(String(cString: strerror(errno)))") }
+        defer { close(fd) }
+        guard ftruncate(fd, off_t(bytes)) == 0,
+              let base = mmap(nil, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0), base != MAP_FAILED else {
+            throw ValidationError("cannot map \(sharedMib) MiB of \(sharedFile): \(String(cString: strerror(errno)))")
+        }
+        for page in stride(from: 0, to: bytes, by: 4096) { base.storeBytes(of: 1, toByteOffset: page, as: UInt8.self) }
     }
 
     func run() throws {
@@ -31,6 +52,7 @@ struct TierLoad: ParsableCommand {
         guard let base = mmap(nil, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0), base != MAP_FAILED else {
             throw ValidationError("mmap of \(mib) MiB failed: \(String(cString: strerror(errno)))")
         }
+        try mapShared()
         let out = report.map { open($0, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o644) } ?? 1
         guard out >= 0 else { throw ValidationError("cannot open \(report!): \(String(cString: strerror(errno)))") }
         func emit(_ line: String) { (line + "\n").withCString { _ = write(out, $0, strlen($0)) } }

@@ -17,6 +17,8 @@ struct MigratorTests {
         tree = try FixtureTree()
         tree.addGroup("test.slice/batch", pids: [700, 701], anon: [0: 64 << 20])
         collector = try SnapshotCollector(files: RootedHostFiles(root: tree.root))
+        let (tree, syscalls) = (tree, syscalls)
+        syscalls.afterMigrate = { pid, from, to in tree.relocate(pid, from: from, to: to.first!, leaving: syscalls.notMoved[pid] ?? 0) }
     }
 
     func migrator(dryRun: Bool = false, selfPid: Int32 = 1) -> TaskMigrator {
@@ -36,7 +38,7 @@ struct MigratorTests {
     @Test func aPromotionThatFitsTheBudgetMovesWholeWithMigratePages() {
         tree.addTask(700, group: "test.slice/batch", pagesPerNode: [1: 100, 0: 5])
         let outcome = migrator().execute(promote([700]))
-        #expect(syscalls.calls == [.migrate(pid: 700, from: NodeSet([1]), to: NodeSet([0]))])
+        #expect(syscalls.calls == [.migrate(pid: 700, from: NodeSet([1]), to: NodeSet([0]), sharedPages: .include)])
         #expect(outcome.tasks.map(\.result) == [.moved(bytes: 100 * 4096)])
         #expect(outcome.movedBytes == 100 * 4096)
     }
@@ -48,12 +50,37 @@ struct MigratorTests {
         #expect(outcome.tasks.map(\.result) == [.partial(movedBytes: 70 * 4096, notMovedPages: 30)])
     }
 
-    @Test func demotionNeverUsesMigratePagesSoSharedPagesStay() {
+    @Test func aWholeDemotionLeavesSharedPagesBehind() {
         tree.addTask(700, group: "test.slice/batch", pagesPerNode: [0: 100])
         let outcome = migrator().execute(demote([700]))
         #expect(outcome.movedBytes == 100 * 4096)
-        #expect(!syscalls.calls.contains { if case .migrate = $0 { true } else { false } })
+        #expect(syscalls.calls == [.migrate(pid: 700, from: NodeSet([0]), to: NodeSet([1]), sharedPages: .leave)])
+    }
+
+    @Test func movedBytesAreWhatLeftTheSourceNodesNotWhatWasAsked() {
+        // Shared pages are not failures to the kernel: only numa_maps read back shows they stayed.
+        tree.addTask(700, group: "test.slice/batch", pagesPerNode: [0: 100])
+        syscalls.afterMigrate = { [tree] pid, _, _ in tree.addTask(pid, group: "test.slice/batch", pagesPerNode: [0: 10, 1: 90]) }
+        let outcome = migrator().execute(demote([700], to: [1]))
+        #expect(outcome.tasks.map(\.result) == [.moved(bytes: 90 * 4096)])
+    }
+
+    @Test func aWholeDemotionTheKernelRefusesGoesPageByPage() {
+        tree.addTask(700, group: "test.slice/batch", pagesPerNode: [0: 100])
+        syscalls.migrateFailures[700] = EPERM
+        let outcome = migrator().execute(demote([700]))
+        #expect(outcome.tasks.map(\.result) == [.moved(bytes: 100 * 4096)])
         #expect(syscalls.calls.contains(.move(pid: 700, pages: 100, to: 1)))
+    }
+
+    @Test func pagesTheNearestTargetHadNoRoomForGoToTheNext() {
+        tree.addTask(700, group: "test.slice/batch", pagesPerNode: [0: 100])
+        syscalls.notMoved[700] = 30
+        syscalls.pageNode = { _, address in address < 0x7f00_0000_0000 + 30 * 4096 ? 0 : 1 }
+        let outcome = migrator().execute(demote([700], to: [1, 2]))
+        #expect(outcome.tasks.map(\.result) == [.moved(bytes: 100 * 4096)])
+        #expect(syscalls.calls.first == .migrate(pid: 700, from: NodeSet([0]), to: NodeSet([1]), sharedPages: .leave))
+        #expect(syscalls.calls.contains(.move(pid: 700, pages: 30, to: 1)))
     }
 
     @Test func aTaskLargerThanTheBudgetMovesInChunksWithMovePages() {
@@ -122,8 +149,8 @@ struct MigratorTests {
         tree.addTask(700, group: "test.slice/batch", pagesPerNode: [0: 100])
         tree.write("/sys/fs/cgroup/test.slice/batch/cpuset.mems.effective", "0,2\n")
         var outcome = migrator().execute(demote([700]))
-        #expect(syscalls.calls.contains(.move(pid: 700, pages: 100, to: 2)))
-        #expect(!syscalls.calls.contains { call in if case .move(_, _, 1) = call { true } else { false } })
+        #expect(syscalls.calls == [.migrate(pid: 700, from: NodeSet([0]), to: NodeSet([2]), sharedPages: .leave)])
+        #expect(outcome.movedBytes == 100 * 4096)
         let callsBefore = syscalls.calls.count
         tree.write("/sys/fs/cgroup/test.slice/batch/cpuset.mems.effective", "0\n")
         outcome = migrator().execute(demote([700]))
