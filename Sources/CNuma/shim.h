@@ -22,4 +22,7 @@ static inline int tierd_set_thread_capability(int capability, int raised, int *w
     if (((data[word].effective & bit) != 0) == (*was_raised != 0)) return 0;
     return syscall(SYS_capset, &header, data) == 0 ? 0 : -1;
 }
+
+/* The calling thread's id, for per-thread setpriority(2). */
+static inline int tierd_gettid(void) { return (int)syscall(SYS_gettid); }
 #endif

@@ -8,6 +8,8 @@
 ///    never below their floor, never while their pressure guard is tripped, only to slow nodes
 ///    inside both their cpuset and tierd's own.
 /// 4. Promotions follow, limited to the room there is; rate limits cap every action.
+/// Order of actions: promotions into DRAM free now, demotions that make room for the rest of
+/// them, those promotions, then any demotion the watermark asks for beyond that.
 public enum Planner {
     public static func plan(snapshot: HostSnapshot, policy: Policy, state previous: ControllerState,
                             now: Instant) -> (MigrationPlan, ControllerState) {
@@ -94,8 +96,10 @@ public enum Planner {
         }
         let early = promote(into: &roomNow)
 
-        // 3. Demote opted-in groups to cover the demand.
+        // 3. Demote opted-in groups to cover the demand. The part that makes room for the
+        // protected pages runs before their promotion; the watermark's extra waits behind it.
         var demoted: UInt64 = 0
+        var roomMaking: [MigrationAction] = [], afterPromotion: [MigrationAction] = []
         if demand > 0 {
             var candidates: [(group: CgroupSnapshot, workload: ResolvedWorkload, fastBytes: UInt64)] = []
             for group in snapshot.groups {
@@ -139,20 +143,25 @@ public enum Planner {
                 spend(&state, workload.name, bytes)
                 demoted += bytes
                 let stat = own[group.path] ?? NumaStat()
-                let reason = promotionShortfall >= watermarkDemand
-                    ? "making room for \(formatBytes(promotionNeed)) of protected memory on slow nodes"
-                    : "DRAM free \(formatBytes(dramFree)) below target \(formatBytes(high))"
-                plan.actions.append(MigrationAction(
-                    group: group.path, workload: workload.name, direction: .demote, pids: group.pids,
-                    from: NodeSet(fast.filter { stat.bytes(on: $0) > 0 }), to: topology.orderedByDistance(targets),
-                    bytes: bytes, mempolicy: rule.mempolicy, reason: reason))
+                let forRoom = min(bytes, promotionShortfall - min(promotionShortfall, demoted - bytes))
+                func demotion(_ bytes: UInt64, _ reason: String) -> MigrationAction {
+                    MigrationAction(group: group.path, workload: workload.name, direction: .demote, pids: group.pids,
+                                    from: NodeSet(fast.filter { stat.bytes(on: $0) > 0 }), to: topology.orderedByDistance(targets),
+                                    bytes: bytes, mempolicy: rule.mempolicy, reason: reason)
+                }
+                if forRoom > 0 {
+                    roomMaking.append(demotion(forRoom, "making room for \(formatBytes(promotionNeed)) of protected memory on slow nodes"))
+                }
+                if bytes > forRoom {
+                    afterPromotion.append(demotion(bytes - forRoom, "DRAM free \(formatBytes(dramFree)) below target \(formatBytes(high))"))
+                }
             }
         }
 
         // 4b. Promote the rest into the room the demotions make.
-        var roomMade = demoted
+        var roomMade = roomMaking.reduce(0) { $0 + $1.bytes }
         let late = promote(into: &roomMade)
-        plan.actions = early + plan.actions + late
+        plan.actions = early + roomMaking + late + afterPromotion
         for (index, promotion) in promotions.enumerated() where remaining[index] > 0 {
             let reason: SkipReason = rateLimited.contains(index)
                 ? .rateLimited(scope: budgetScope(state, promotion.workload.name))

@@ -79,12 +79,20 @@ public struct ControllerSettings: Sendable, Equatable {
     /// The PSI trigger armed on each managed group: stall time within a window.
     public var psiStall: Duration
     public var psiWindow: Duration
+    /// The nice value of the thread that moves pages while it moves them. Moving is CPU work
+    /// done for the workloads that wait on it, and on a saturated host it competes with them.
+    public var moverNice: Int32
 
     public init(interval: Duration = .seconds(2), dramLowFree: Double = 0.10, dramHighFree: Double = 0.20,
-                rateLimit: UInt64 = 512 << 20, psiStall: Duration = .milliseconds(150), psiWindow: Duration = .seconds(1)) {
+                rateLimit: UInt64 = 512 << 20, psiStall: Duration = .milliseconds(150), psiWindow: Duration = .seconds(1),
+                moverNice: Int32 = ControllerSettings.defaultMoverNice) {
         self.interval = interval; self.dramLowFree = dramLowFree; self.dramHighFree = dramHighFree
-        self.rateLimit = rateLimit; self.psiStall = psiStall; self.psiWindow = psiWindow
+        self.rateLimit = rateLimit; self.psiStall = psiStall; self.psiWindow = psiWindow; self.moverNice = moverNice
     }
+
+    /// Above the workloads (nice 0) so moves keep their pace on a busy host; the rate limit
+    /// bounds what that costs them.
+    public static let defaultMoverNice: Int32 = -10
 }
 
 /// The whole compiled policy: what the planner reads. Built only by `PolicyCompiler`.

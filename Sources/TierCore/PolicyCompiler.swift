@@ -187,7 +187,7 @@ private struct Compiler {
     }
 
     func controllerSettings(_ node: Node) throws -> ControllerSettings {
-        let map = try mapping(node, "controller", allowed: ["interval", "dram", "rate_limit", "psi_trigger"])
+        let map = try mapping(node, "controller", allowed: ["interval", "dram", "rate_limit", "psi_trigger", "mover_nice"])
         var settings = ControllerSettings()
         if let entry = map["interval"] {
             let interval = try parsed(entry.value, "controller.interval", Quantity.parseDuration)
@@ -213,6 +213,12 @@ private struct Compiler {
             guard settings.rateLimit >= 1 << 20 else {
                 throw fail(entry.value, "controller.rate_limit", "must be at least 1MiB/s")
             }
+        }
+        if let entry = map["mover_nice"] {
+            guard let nice = entry.value.int, (-20...19).contains(nice) else {
+                throw fail(entry.value, "controller.mover_nice", "expected a nice value, a whole number from -20 to 19")
+            }
+            settings.moverNice = Int32(nice)
         }
         if let entry = map["psi_trigger"] {
             let psi = try mapping(entry.value, "controller.psi_trigger", allowed: ["stall", "window"])

@@ -177,6 +177,7 @@ public enum KernelPaths {
     public static let dropCaches = "/proc/sys/vm/drop_caches"
     public static let transparentHugepages = "/sys/kernel/mm/transparent_hugepage/enabled"
     public static let vmstat = "/proc/vmstat"
+    public static let interrupts = "/proc/interrupts"
     public static let compactMemory = "/proc/sys/vm/compact_memory"
 
     public static func node(_ id: Int) -> String { "\(nodeRoot)/node\(id)" }

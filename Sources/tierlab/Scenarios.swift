@@ -21,6 +21,7 @@ enum Scenarios {
             second.figures["first_run_ratio_to_floor"] = first.figures["ratio_to_floor"] ?? .nan
             second.checks.append(Check(name: "(first run missed the timing goal)", ok: true, detail: first.checks.first { !$0.ok }?.detail ?? ""))
             return second
+        case "late-protected-nice0": return lateProtected(lab, mode: .tierd, moverNice: 0)
         case "demo-kernel": return lateProtected(lab, mode: .kernelDemotion)
         case "demo-numa-balancing": return lateProtected(lab, mode: .numaBalancing)
         case "opt-out-holds": return optOutHolds(lab)
@@ -29,6 +30,7 @@ enum Scenarios {
         case "cpuset": return cpuset(lab)
         case "probe-moves": return probeMoves(lab)
         case "probe-thp": return probeHugePages(lab)
+        case "probe-stacks": return probeStacks(lab)
         default: return ScenarioResult(scenario: name, checks: [Check(name: "known scenario", ok: false, detail: "no scenario named \(name)")])
         }
     }
@@ -194,6 +196,58 @@ enum Scenarios {
         return result
     }
 
+    /// Not in a suite: whole-task moves by migratepages, by tierd, and by migratepages right after
+    /// a dry-run tierd (tierd's effect on the guest without its move), with IPI counters around each.
+    static func probeStacks(_ lab: GuestLab, rounds: Int = 4) -> ScenarioResult {
+        var result = ScenarioResult(scenario: "probe-stacks", checks: [Check(name: "probe ran", ok: true, detail: "figures only")])
+        let group = "\(lab.labSlice)/stacks"
+        lab.makeGroup(group)
+        func interrupts() -> [String: Int] {
+            var values: [String: Int] = [:]
+            for line in ((try? lab.files.read(KernelPaths.interrupts)) ?? "").split(separator: "\n") {
+                let fields = line.split(separator: " ")
+                guard let name = fields.first, ["CAL:", "TLB:", "RES:", "LOC:"].contains(String(name)) else { continue }
+                values[String(name.dropLast())] = fields.dropFirst().prefix(2).compactMap { Int($0) }.reduce(0, +)
+            }
+            return values
+        }
+        for round in 1...rounds {
+            for mover in ["migratepages", "tierd", "migratepages-after-tierd"] {
+                let task = lab.load("stacks-\(round)-\(mover)", group: group, mib: 512, hotMiB: 0, interval: 60)
+                guard lab.waitFor(seconds: 120, { task.allocatedAt() != nil }) else { continue }
+                let inDram = lab.numaStat(group).bytes(on: 0)
+                let policy = lab.out + "/stacks.yaml"
+                try? """
+                controller: {interval: 1s, dram: {low: 97%, high: 98%}, rate_limit: 8GiB/s}
+                workloads:
+                  - {name: stacks, match: ["\(group)"], demote: allowed}
+                """.write(toFile: policy, atomically: true, encoding: .utf8)
+                if mover == "migratepages-after-tierd" {
+                    // Everything a tierd run does to the guest except the move itself.
+                    lab.spawn(group: nil, [lab.bin + "/tierd", "--once", "--dry-run", "--config", policy], output: lab.out + "/stacks-dry.log").waitUntilExit()
+                }
+                let before = interrupts(), started = monotonic()
+                let process: Process
+                if mover == "tierd" {
+                    process = lab.spawn(group: nil, [lab.bin + "/tierd", "--once", "--config", policy], output: lab.out + "/stacks-tierd.log")
+                } else {
+                    process = lab.spawn(group: nil, ["migratepages", String(task.pid), "0", "1"], output: lab.out + "/stacks-mp.out")
+                }
+                process.waitUntilExit()
+                let seconds = monotonic() - started
+                let after = interrupts()
+                let moved = inDram - min(inDram, lab.numaStat(group).bytes(on: 0))
+                let ipis = ["CAL", "TLB", "RES", "LOC"].map { "\($0)=\((after[$0] ?? 0) - (before[$0] ?? 0))" }.joined(separator: " ")
+                lab.log(String(format: "%@ round %d: %.1f MiB in %.2f s (%.1f MiB/s); %@", mover, round,
+                               Double(moved) / mib, seconds, Double(moved) / mib / seconds, ipis))
+                result.figures["\(mover)_round\(round)_mib_per_s"] = Double(moved) / mib / seconds
+                lab.stop(task.process, signal: SIGKILL)
+                _ = lab.waitFor(seconds: 10) { lab.numaStat(group).bytes(on: 1) < 8 << 20 }
+            }
+        }
+        return result
+    }
+
     /// Not in a suite: compares ways of moving part of a task (run with --only probe-moves).
     static func probeMoves(_ lab: GuestLab) -> ScenarioResult {
         var result = ScenarioResult(scenario: "probe-moves", checks: [Check(name: "probe ran", ok: true, detail: "figures only")])
@@ -264,8 +318,9 @@ enum Scenarios {
     /// A batch job fills DRAM (900 MiB, 50 MiB hot); then a protected job (400 MiB, all hot)
     /// starts. With tierd it must reach ≥ 99 % in DRAM, and none of its pages may go to slow
     /// memory; the kernel-only modes are measured the same way for the demo's table.
-    static func lateProtected(_ lab: GuestLab, mode: Mode) -> ScenarioResult {
-        let name = mode == .tierd ? "late-protected" : mode == .kernelDemotion ? "demo-kernel" : "demo-numa-balancing"
+    static func lateProtected(_ lab: GuestLab, mode: Mode, moverNice: Int32? = nil) -> ScenarioResult {
+        let name = mode == .tierd ? "late-protected" + (moverNice.map { "-nice\($0)" } ?? "")
+            : mode == .kernelDemotion ? "demo-kernel" : "demo-numa-balancing"
         var result = ScenarioResult(scenario: name, checks: [])
         let batchGroup = "\(lab.labSlice)/batch", protectedGroup = "\(lab.labSlice)/protected"
         lab.makeGroup(batchGroup)
@@ -274,8 +329,8 @@ enum Scenarios {
         switch mode {
         case .tierd:
             lab.kernelTiering(demotion: false, numaBalancing: 0)
-            tierd = lab.startTierd("tierd-late", policy: """
-                controller: {interval: 1s, dram: {low: 10%, high: 20%}, rate_limit: 2GiB/s}
+            tierd = lab.startTierd("tierd-\(name)", policy: """
+                controller: {interval: 1s, dram: {low: 10%, high: 20%}, rate_limit: 2GiB/s\(moverNice.map { ", mover_nice: \($0)" } ?? "")}
                 workloads:
                   - {name: protected, match: ["\(protectedGroup)"], demote: never}
                   - {name: batch, match: ["\(batchGroup)"], demote: allowed, priority: 10}

@@ -158,6 +158,20 @@ struct PlannerTests {
         #expect(plan.actions.reduce(0) { $0 + ($1.direction == .promote ? $1.bytes : 0) } == 300 * Self.mib)
     }
 
+    @Test func theWatermarksExtraDemotionWaitsBehindThePromotion() throws {
+        // 20 MiB free, below the low watermark: the watermark asks for more than the protected
+        // job needs, and only the room-making part runs before its promotion.
+        dram(free: 20)
+        tree.addGroup("test.slice/db", pids: [600], anon: [1: 50 * Self.mib])
+        tree.addGroup("test.slice/batch", pids: [500], anon: [0: 700 * Self.mib])
+        let (plan, _) = try plan()
+        #expect(plan.actions.map(\.direction) == [.demote, .promote, .demote])
+        #expect(plan.actions[0].bytes == 50 * Self.mib)
+        #expect(plan.actions[1].bytes == 50 * Self.mib)
+        #expect(plan.actions[0].bytes + plan.actions[2].bytes == plan.summary.demotionDemand)
+        #expect(plan.actions[2].reason.hasPrefix("DRAM free"))
+    }
+
     @Test func aGroupConfinedToSlowNodesIsNeverPromoted() throws {
         dram(free: 600)
         tree.addGroup("test.slice/db", pids: [600], anon: [1: 300 * Self.mib], cpuset: "1")

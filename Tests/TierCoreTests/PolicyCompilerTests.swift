@@ -9,6 +9,7 @@ struct PolicyCompilerTests {
       dram: {low: 10%, high: 20%}
       rate_limit: 512MiB/s
       psi_trigger: {stall: 150ms, window: 1s}
+      mover_nice: -5
     workloads:
       - name: latency-critical
         match: ["kubepods.slice/kubepods-pod*.slice/**", "system.slice/postgresql.service"]
@@ -28,6 +29,7 @@ struct PolicyCompilerTests {
         let policy = try PolicyCompiler.compile(yaml: Self.full, file: "t.yaml")
         #expect(policy.controller.interval == .seconds(2))
         #expect(policy.controller.rateLimit == 512 << 20)
+        #expect(policy.controller.moverNice == -5)
         #expect(policy.workloads.count == 2)
         let batch = policy.workloads[1].rule
         #expect(batch == WorkloadRule(demote: .allowed, priority: 10, dramFloor: 256 << 20,
@@ -49,6 +51,7 @@ struct PolicyCompilerTests {
         ("controller:\n  dram: {low: 30%, high: 20%}\n", "t.yaml:2:26: controller.dram.high: must be above dram.low (30.0%), or demotion would never stop"),
         ("controller:\n  dram: {low: 10}\n", "t.yaml:2:15: controller.dram.low: '10' is not a percentage: write it with a % sign, such as 10%"),
         ("controller:\n  rate_limit: 512MB/s\n", "t.yaml:2:15: controller.rate_limit: '512MB' is not a size: use a byte count or a number with KiB, MiB, GiB or TiB"),
+        ("controller:\n  mover_nice: -30\n", "t.yaml:2:15: controller.mover_nice: expected a nice value, a whole number from -20 to 19"),
         ("controller:\n  rate_limit: 512MiB\n", "t.yaml:2:15: controller.rate_limit: '512MiB' is not a rate: expected a size per second, such as 256MiB/s"),
         ("controller:\n  psi_trigger: {stall: 150ms, window: 20s}\n", "t.yaml:2:39: controller.psi_trigger.window: the kernel accepts windows from 500ms to 10s"),
         ("workloads:\n  - name: a\n    match: [x]\n    demote: maybe\n", "t.yaml:4:13: workloads[0].demote: 'maybe' is not `allowed` or `never`"),
