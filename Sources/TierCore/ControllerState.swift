@@ -47,12 +47,23 @@ public struct ControllerState: Sendable, Equatable {
     /// Cumulative PSI totals (µs) seen at `lastTick`, for stall shares between ticks.
     public var pressureTotals: [CgroupPath: (some: UInt64, full: UInt64)] = [:]
     public var lastTick: Instant?
+    /// Groups whose last promotion moved nothing although DRAM had room (pages pinned, shared
+    /// in a way the kernel will not move, or otherwise stuck), with their slow-node bytes then.
+    /// They are not tried again until that figure changes: a retry every tick would rescan the
+    /// whole task to move nothing.
+    public var stuckOnSlowNodes: [CgroupPath: UInt64] = [:]
 
     public init() {}
 
+    /// What the executed plan taught: a promotion that moved nothing, with room to spare, marks
+    /// its group stuck at `slowBytes` (its own bytes on slow nodes in the snapshot planned on).
+    public mutating func notePromotion(of group: CgroupPath, slowBytes: UInt64, movedBytes: UInt64, targetsFull: Bool) {
+        if movedBytes == 0 && !targetsFull { stuckOnSlowNodes[group] = slowBytes } else { stuckOnSlowNodes[group] = nil }
+    }
+
     public static func == (a: ControllerState, b: ControllerState) -> Bool {
         a.reclaiming == b.reclaiming && a.globalBucket == b.globalBucket && a.workloadBuckets == b.workloadBuckets
-            && a.lastTick == b.lastTick && a.pressureTotals.count == b.pressureTotals.count
+            && a.lastTick == b.lastTick && a.stuckOnSlowNodes == b.stuckOnSlowNodes && a.pressureTotals.count == b.pressureTotals.count
             && a.pressureTotals.allSatisfy { k, v in b.pressureTotals[k].map { $0 == v } ?? false }
     }
 }

@@ -39,6 +39,8 @@ public enum SkipReason: Sendable, Equatable, CustomStringConvertible {
     case atDramFloor(fastBytes: UInt64, floor: UInt64)
     case rateLimited(scope: String)
     case noRoomInDram(neededBytes: UInt64)
+    /// The last promotion of these bytes moved nothing; retried once they change.
+    case stuckOnSlowNodes(bytes: UInt64)
 
     /// A short stable name, used as a metrics label.
     public var code: String {
@@ -52,6 +54,7 @@ public enum SkipReason: Sendable, Equatable, CustomStringConvertible {
         case .atDramFloor: "at_dram_floor"
         case .rateLimited: "rate_limited"
         case .noRoomInDram: "no_room_in_dram"
+        case .stuckOnSlowNodes: "stuck_on_slow_nodes"
         }
     }
 
@@ -67,6 +70,7 @@ public enum SkipReason: Sendable, Equatable, CustomStringConvertible {
         case .atDramFloor(let f, let floor): return "at its DRAM floor (\(formatBytes(f)) in DRAM, floor \(formatBytes(floor)))"
         case .rateLimited(let scope): return "rate limit reached (\(scope))"
         case .noRoomInDram(let n): return "needs \(formatBytes(n)) of DRAM and none can be made"
+        case .stuckOnSlowNodes(let b): return "the last try to promote its \(formatBytes(b)) on slow nodes moved nothing: retried when that changes"
         }
     }
 }

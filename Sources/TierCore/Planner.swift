@@ -52,6 +52,7 @@ public enum Planner {
             guard workload.rule.promote else { skip(.promotionDisabled(slowBytes: slowBytes)); continue }
             guard !group.pids.isEmpty else { skip(.noTasks(bytes: slowBytes)); continue }
             guard !group.cpusetMems.isDisjoint(with: fast) else { skip(.confinedToSlowNodes(cpuset: group.cpusetMems)); continue }
+            guard state.stuckOnSlowNodes[group.path] != slowBytes else { skip(.stuckOnSlowNodes(bytes: slowBytes)); continue }
             let targets = fast.intersection(group.cpusetMems).intersection(allowed)
             guard !targets.isEmpty else {
                 skip(.noTargetNodes(detail: "DRAM nodes \(fast) ∩ cpuset \(group.cpusetMems) ∩ tierd's own nodes \(allowed) is empty"))

@@ -87,6 +87,8 @@ public enum TaskResult: Sendable, Equatable, CustomStringConvertible {
     case wouldMove(bytes: UInt64)
     /// Some pages stayed: migrate_pages reported them, or move_pages statuses said so.
     case partial(movedBytes: UInt64, notMovedPages: Int)
+    /// The target nodes ran out of room part-way: the move stopped there.
+    case targetsFull(movedBytes: UInt64)
     case nothingToMove
     /// ESRCH or its /proc entry vanished: the task exited before or during the move.
     case exited
@@ -102,6 +104,7 @@ public enum TaskResult: Sendable, Equatable, CustomStringConvertible {
         case .moved: "moved"
         case .wouldMove: "would_move"
         case .partial: "partial"
+        case .targetsFull: "targets_full"
         case .nothingToMove: "nothing_to_move"
         case .exited: "exited"
         case .leftGroup: "left_group"
@@ -113,7 +116,7 @@ public enum TaskResult: Sendable, Equatable, CustomStringConvertible {
 
     public var movedBytes: UInt64 {
         switch self {
-        case .moved(let b), .partial(let b, _): b
+        case .moved(let b), .partial(let b, _), .targetsFull(let b): b
         default: 0
         }
     }
@@ -123,6 +126,7 @@ public enum TaskResult: Sendable, Equatable, CustomStringConvertible {
         case .moved(let b): "moved \(formatBytes(b))"
         case .wouldMove(let b): "would move \(formatBytes(b)) (dry run)"
         case .partial(let b, let n): "moved \(formatBytes(b)), \(n) pages stayed"
+        case .targetsFull(let b): "moved \(formatBytes(b)), then the target nodes had no room left"
         case .nothingToMove: "nothing on the source nodes"
         case .exited: "exited before the move"
         case .leftGroup(let now): "no longer in the group (now \(now.map { "\($0)" } ?? "unknown")): skipped"
@@ -208,6 +212,7 @@ public struct TaskMigrator: PageMigrator {
             remaining -= min(remaining, result.movedBytes)
             if case .wouldMove(let bytes) = result { remaining -= min(remaining, bytes) }
             outcome.tasks.append((pid, result))
+            if case .targetsFull = result { break }
         }
         return outcome
     }
@@ -289,6 +294,7 @@ public struct TaskMigrator: PageMigrator {
         switch rest {
         case .moved(let bytes): .moved(bytes: moved + bytes)
         case .partial(let bytes, let stayed): .partial(movedBytes: moved + bytes, notMovedPages: stayed)
+        case .targetsFull(let bytes): .targetsFull(movedBytes: moved + bytes)
         default: .partial(movedBytes: moved, notMovedPages: notMovedPages)
         }
     }
@@ -349,7 +355,8 @@ public struct TaskMigrator: PageMigrator {
                         return failure(error)
                     }
                 }
-                stayed += candidates.count
+                // Every target refused these pages for want of room: later chunks would fare no better.
+                if !candidates.isEmpty { return .targetsFull(movedBytes: moved) }
             }
             if moved >= budget { break }
         }

@@ -149,6 +149,8 @@ public final class RecordingSyscalls: PageMoveSyscalls, @unchecked Sendable {
     public var notMoved: [Int32: Int] = [:]
     /// Where move_pages queries say pages are: the fixture's node for each address.
     public var pageNode: (Int32, UInt64) -> Int32 = { _, _ in 0 }
+    /// Nodes with no room: move_pages reports -ENOMEM for every page sent there.
+    public var fullNodes: Set<Int> = []
     /// Hook run before each call, to simulate a race (a task leaving its group, say).
     public var beforeCall: ((Int32) -> Void)?
     /// Hook run after a successful migrate_pages, to play the kernel's part (rewrite the task's
@@ -177,7 +179,7 @@ public final class RecordingSyscalls: PageMoveSyscalls, @unchecked Sendable {
             return .success(addresses.map { pageNode(pid, $0) })
         }
         record(.move(pid: pid, pages: addresses.count, to: node))
-        return .success(addresses.map { _ in Int32(node) })
+        return .success(addresses.map { _ in fullNodes.contains(node) ? -ENOMEM : Int32(node) })
     }
 }
 

@@ -172,6 +172,23 @@ struct PlannerTests {
         #expect(plan.actions[2].reason.hasPrefix("DRAM free"))
     }
 
+    @Test func aPromotionThatMovedNothingWaitsUntilTheSlowBytesChange() throws {
+        dram(free: 600)
+        tree.addGroup("test.slice/db", pids: [600], anon: [1: 50 * Self.mib])
+        var state = ControllerState()
+        state.notePromotion(of: CgroupPath("test.slice/db"), slowBytes: 50 * Self.mib, movedBytes: 0, targetsFull: false)
+        var (plan, _) = try self.plan(state: state)
+        #expect(plan.actions.isEmpty)
+        #expect(plan.skips.contains { $0.reason == .stuckOnSlowNodes(bytes: 50 * Self.mib) })
+        tree.addGroup("test.slice/db", pids: [600], anon: [1: 51 * Self.mib])
+        (plan, _) = try self.plan(state: state)
+        #expect(plan.actions.map(\.direction) == [.promote])
+        // Out of room is not stuck: room may come.
+        state.notePromotion(of: CgroupPath("test.slice/db"), slowBytes: 51 * Self.mib, movedBytes: 0, targetsFull: true)
+        (plan, _) = try self.plan(state: state)
+        #expect(plan.actions.map(\.direction) == [.promote])
+    }
+
     @Test func aGroupConfinedToSlowNodesIsNeverPromoted() throws {
         dram(free: 600)
         tree.addGroup("test.slice/db", pids: [600], anon: [1: 300 * Self.mib], cpuset: "1")

@@ -100,6 +100,16 @@ struct MigratorTests {
         #expect(!syscalls.calls.contains { call in if case .move(701, _, _) = call { true } else { false } })
     }
 
+    @Test func aMoveStopsWhenEveryTargetIsOutOfRoom() {
+        tree.addTask(700, group: "test.slice/batch", pagesPerNode: [0: 20_000])
+        tree.addTask(701, group: "test.slice/batch", pagesPerNode: [0: 100])
+        syscalls.fullNodes = [1, 2]
+        let outcome = migrator().execute(demote([700, 701], bytes: 15_000 * 4096))
+        #expect(outcome.tasks.map(\.result) == [.targetsFull(movedBytes: 0)])
+        // One chunk tried on each target, then no more chunks and no more tasks.
+        #expect(syscalls.calls == [.query(pid: 700, pages: 8192), .move(pid: 700, pages: 8192, to: 1), .move(pid: 700, pages: 8192, to: 2)])
+    }
+
     @Test func aTaskThatExitedBeforeItsMoveIsSkipped() {
         let outcome = migrator().execute(demote([700]))
         #expect(outcome.tasks.map(\.result) == [.exited])

@@ -69,6 +69,20 @@ struct ControllerTests {
         #expect(journal.contains("\"direction\":\"promote\""))
     }
 
+    @Test func aPromotionThatMovesNothingIsNotRetriedEveryTick() async throws {
+        tree.setNode(0, freeBytes: 600 * Self.mib)
+        tree.addGroup("test.slice/db", pids: [900], anon: [1: 40 * Self.mib])
+        tree.addTask(900, group: "test.slice/db", pagesPerNode: [1: 10_240])
+        syscalls.failures[900] = EBUSY
+        let (controller, _) = try controller()
+        let first = await controller.tick(now: Instant(.seconds(1)))
+        #expect(first.plan.actions.map(\.direction) == [.promote])
+        #expect(first.outcomes.first?.movedBytes == 0)
+        let second = await controller.tick(now: Instant(.seconds(2)))
+        #expect(second.plan.actions.isEmpty)
+        #expect(second.plan.skips.contains { $0.group == CgroupPath("test.slice/db") && $0.reason.code == "stuck_on_slow_nodes" })
+    }
+
     @Test func aBadReloadKeepsTheRunningPolicy() throws {
         let (controller, path) = try controller()
         let before = controller.policy
