@@ -3,7 +3,8 @@
 /// Pure: no I/O, no clock. Rules, in order:
 /// 1. Opt-out workloads with `promote` whose own pages sit on slow nodes need DRAM back.
 /// 2. Demotion demand is the larger of: the watermark gap (DRAM free below `low` starts
-///    reclaiming until free reaches `high`), and the room promotion needs above `low`.
+///    reclaiming until free reaches `high`), and the room promotion needs above `low`; at most
+///    `demotion_per_tick` of it in one tick.
 /// 3. Opted-in groups cover the demand in priority order (lower first, then the most DRAM),
 ///    never below their floor, never while their pressure guard is tripped, only to slow nodes
 ///    inside both their cpuset and tierd's own.
@@ -72,7 +73,9 @@ public enum Planner {
         let promotionReserve = low / 2
         var roomNow = dramFree > promotionReserve ? dramFree - promotionReserve : 0
         let promotionShortfall = promotionNeed > roomNow ? promotionNeed - roomNow : 0
-        let demand = max(watermarkDemand, promotionShortfall)
+        // One tick demotes at most `demotionPerTick`: the loop re-plans right after a busy tick,
+        // so a protected job that appears mid-reclaim waits for one batch, not the whole reclaim.
+        let demand = min(max(watermarkDemand, promotionShortfall), settings.demotionPerTick)
         plan.summary.reclaiming = state.reclaiming
         plan.summary.demotionDemand = demand
 

@@ -82,12 +82,15 @@ public struct ControllerSettings: Sendable, Equatable {
     /// The nice value of the thread that moves pages while it moves them. Moving is CPU work
     /// done for the workloads that wait on it, and on a saturated host it competes with them.
     public var moverNice: Int32
+    /// The most one tick demotes; the rest follows in the next ticks, re-planned on fresh state.
+    public var demotionPerTick: UInt64
 
     public init(interval: Duration = .seconds(2), dramLowFree: Double = 0.10, dramHighFree: Double = 0.20,
                 rateLimit: UInt64 = 512 << 20, psiStall: Duration = .milliseconds(150), psiWindow: Duration = .seconds(1),
-                moverNice: Int32 = ControllerSettings.defaultMoverNice) {
+                moverNice: Int32 = ControllerSettings.defaultMoverNice, demotionPerTick: UInt64 = 128 << 20) {
         self.interval = interval; self.dramLowFree = dramLowFree; self.dramHighFree = dramHighFree
         self.rateLimit = rateLimit; self.psiStall = psiStall; self.psiWindow = psiWindow; self.moverNice = moverNice
+        self.demotionPerTick = demotionPerTick
     }
 
     /// Above the workloads (nice 0) so moves keep their pace on a busy host; the rate limit

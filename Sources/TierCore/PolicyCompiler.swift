@@ -187,7 +187,7 @@ private struct Compiler {
     }
 
     func controllerSettings(_ node: Node) throws -> ControllerSettings {
-        let map = try mapping(node, "controller", allowed: ["interval", "dram", "rate_limit", "psi_trigger", "mover_nice"])
+        let map = try mapping(node, "controller", allowed: ["interval", "dram", "rate_limit", "psi_trigger", "mover_nice", "demotion_per_tick"])
         var settings = ControllerSettings()
         if let entry = map["interval"] {
             let interval = try parsed(entry.value, "controller.interval", Quantity.parseDuration)
@@ -212,6 +212,12 @@ private struct Compiler {
             settings.rateLimit = try parsed(entry.value, "controller.rate_limit", Quantity.parseRate)
             guard settings.rateLimit >= 1 << 20 else {
                 throw fail(entry.value, "controller.rate_limit", "must be at least 1MiB/s")
+            }
+        }
+        if let entry = map["demotion_per_tick"] {
+            settings.demotionPerTick = try parsed(entry.value, "controller.demotion_per_tick", Quantity.parseSize)
+            guard settings.demotionPerTick >= 1 << 20 else {
+                throw fail(entry.value, "controller.demotion_per_tick", "must be at least 1MiB")
             }
         }
         if let entry = map["mover_nice"] {

@@ -277,6 +277,7 @@ final class GuestLab {
         let task = load("calibrate", group: group, mib: mib, hotMiB: 0, interval: 30)
         guard waitFor(seconds: 120, { task.allocatedAt() != nil }) else { return nil }
         let before = numaStat(group).bytes(on: 0)
+        let dramFree = dramFreeBytes(), reclaimBefore = vmstat(Self.reclaimCounters)
         let started = monotonic()
         let migrate = spawn(group: nil, ["migratepages", String(task.pid), "0", "1"], output: out + "/migratepages.out")
         migrate.waitUntilExit()
@@ -287,7 +288,8 @@ final class GuestLab {
         guard moved > 0, seconds > 0 else { return nil }
         let rate = Double(moved) / 1048576 / seconds
         migratepagesMiBPerSecond = rate
-        log(String(format: "migratepages: %.1f MiB in %.2f s = %.1f MiB/s", Double(moved) / 1048576, seconds, rate))
+        log(String(format: "migratepages: %.1f MiB in %.2f s = %.1f MiB/s; DRAM free before %.0f MiB; reclaim %@",
+                   Double(moved) / 1048576, seconds, rate, Double(dramFree) / 1048576, vmstatDelta(Self.reclaimCounters, since: reclaimBefore)))
         return (rate, moved, seconds)
     }
 
@@ -297,6 +299,23 @@ final class GuestLab {
         return entries.filter { $0.file == file }.reduce(into: [:]) { out, entry in
             for (node, pages) in entry.pagesPerNode { out[node, default: 0] += pages * entry.pageSize }
         }
+    }
+
+    static let reclaimCounters = ["pgscan_kswapd", "pgscan_direct", "pgsteal_kswapd", "allocstall_movable", "compact_stall", "thp_migration_split"]
+
+    /// The named /proc/vmstat counters.
+    func vmstat(_ names: [String]) -> [String: Int] {
+        var values: [String: Int] = [:]
+        for line in ((try? files.read(KernelPaths.vmstat)) ?? "").split(separator: "\n") {
+            let parts = line.split(separator: " ")
+            if parts.count == 2, names.contains(String(parts[0])) { values[String(parts[0])] = Int(parts[1]) }
+        }
+        return values
+    }
+
+    func vmstatDelta(_ names: [String], since before: [String: Int]) -> String {
+        let now = vmstat(names)
+        return names.map { "\($0)=\((now[$0] ?? 0) - (before[$0] ?? 0))" }.joined(separator: " ")
     }
 
     func describe(_ groups: [String]) -> String {

@@ -13,6 +13,7 @@ struct PlannerTests {
       interval: 1s
       dram: {low: 10%, high: 20%}
       rate_limit: 4GiB/s
+      demotion_per_tick: 1GiB
     workloads:
       - name: protected
         match: ["test.slice/db", "test.slice/batch/keep"]
@@ -187,6 +188,18 @@ struct PlannerTests {
         state.notePromotion(of: CgroupPath("test.slice/db"), slowBytes: 51 * Self.mib, movedBytes: 0, targetsFull: true)
         (plan, _) = try self.plan(state: state)
         #expect(plan.actions.map(\.direction) == [.promote])
+    }
+
+    @Test func oneTickDemotesAtMostItsBatchAndTheNextTickGoesOn() throws {
+        dram(free: 20)
+        tree.addGroup("test.slice/batch", pids: [500], anon: [0: 700 * Self.mib])
+        let capped = PlannerTests.yaml.replacingOccurrences(of: "demotion_per_tick: 1GiB", with: "demotion_per_tick: 64MiB")
+        let (first, state) = try plan(capped)
+        #expect(first.actions.map(\.bytes) == [64 * Self.mib])
+        #expect(first.summary.demotionDemand == 64 * Self.mib)
+        dram(free: 84)
+        let (second, _) = try plan(capped, state: state, now: .seconds(11))
+        #expect(second.actions.map(\.bytes) == [64 * Self.mib])
     }
 
     @Test func aGroupConfinedToSlowNodesIsNeverPromoted() throws {
