@@ -224,13 +224,15 @@ final class GuestLab {
         return TierdRun(process: process, journal: journal, policyPath: policyPath)
     }
 
-    /// One real tick of tierd (`--once`, not a dry run), waited for without polling.
-    func runTierdOnce(_ name: String, policy: String) -> TierdRun {
+    /// One real tick of tierd (`--once`, not a dry run), waited for without polling; with `cpu`,
+    /// pinned to that vCPU.
+    func runTierdOnce(_ name: String, policy: String, cpu: Int? = nil) -> TierdRun {
         let policyPath = out + "/\(name).yaml"
         let journal = out + "/\(name).journal.jsonl"
         try? policy.write(toFile: policyPath, atomically: true, encoding: .utf8)
         try? FileManager.default.removeItem(atPath: journal)
-        let process = spawn(group: nil, [bin + "/tierd", "--once", "--config", policyPath, "--journal", journal], output: out + "/\(name).log")
+        let pin = cpu.map { ["taskset", "-c", String($0)] } ?? []
+        let process = spawn(group: nil, pin + [bin + "/tierd", "--once", "--config", policyPath, "--journal", journal], output: out + "/\(name).log")
         process.waitUntilExit()
         return TierdRun(process: process, journal: journal, policyPath: policyPath)
     }
@@ -270,16 +272,23 @@ final class GuestLab {
         return condition()
     }
 
-    /// Throughput of migratepages(8) on this guest, measured once per boot: the floor scenarios compare against.
+    /// The vCPU an idle task and whatever moves it share in throughput measurements. Under TCG, a
+    /// move made from the other vCPU than the one the task runs on is slowed up to sevenfold by
+    /// spells of the emulator's cross-vCPU cost, whoever moves (docs/BENCHMARKS.md).
+    static let measuringCPU = 0
+    static var pinned: [String] { ["taskset", "-c", String(measuringCPU)] }
+
+    /// Throughput of migratepages(8) on an idle task in this guest, task and mover on one vCPU:
+    /// the floor scenarios compare against.
     func calibrateMigratepages(mib: Int = 512) -> (mibPerSecond: Double, movedBytes: UInt64, seconds: Double)? {
         let group = "\(labSlice)/calibrate"
         makeGroup(group)
-        let task = load("calibrate", group: group, mib: mib, hotMiB: 0, interval: 30)
+        let task = load("calibrate", group: group, mib: mib, hotMiB: 0, prefix: Self.pinned, interval: 30)
         guard waitFor(seconds: 120, { task.allocatedAt() != nil }) else { return nil }
         let before = numaStat(group).bytes(on: 0)
         let dramFree = dramFreeBytes(), reclaimBefore = vmstat(Self.reclaimCounters)
         let started = monotonic()
-        let migrate = spawn(group: nil, ["migratepages", String(task.pid), "0", "1"], output: out + "/migratepages.out")
+        let migrate = spawn(group: nil, Self.pinned + ["migratepages", String(task.pid), "0", "1"], output: out + "/migratepages.out")
         migrate.waitUntilExit()
         let seconds = monotonic() - started
         let moved = before - min(before, numaStat(group).bytes(on: 0))

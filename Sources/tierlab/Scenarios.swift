@@ -31,6 +31,7 @@ enum Scenarios {
         case "probe-moves": return probeMoves(lab)
         case "probe-thp": return probeHugePages(lab)
         case "probe-stacks": return probeStacks(lab)
+        case "probe-cpus": return probeCpus(lab)
         default: return ScenarioResult(scenario: name, checks: [Check(name: "known scenario", ok: false, detail: "no scenario named \(name)")])
         }
     }
@@ -43,8 +44,8 @@ enum Scenarios {
     // MARK: migration throughput
 
     /// tierd demoting a 512 MiB task against migratepages(8) on an identical one, same guest.
-    /// Emulated guests have slow spells lasting tens of seconds, so the two alternate over seven
-    /// rounds; each tool's best round and the medians are compared.
+    /// Task and mover share one vCPU (see `GuestLab.measuringCPU`), and the two tools alternate
+    /// over seven rounds; each tool's best round and the medians are compared.
     static func throughput(_ lab: GuestLab, rounds: Int = 7) -> ScenarioResult {
         var result = ScenarioResult(scenario: "throughput", checks: [])
         lab.kernelTiering(demotion: false, numaBalancing: 0)
@@ -56,7 +57,7 @@ enum Scenarios {
         var journals: [String] = []
         for round in 1...rounds {
             if let reference = lab.calibrateMigratepages(mib: 512) { migratepagesRates.append(reference.mibPerSecond) }
-            let task = lab.load("tp-\(round)", group: group, mib: 512, hotMiB: 0, interval: 60)
+            let task = lab.load("tp-\(round)", group: group, mib: 512, hotMiB: 0, prefix: GuestLab.pinned, interval: 60)
             guard lab.waitFor(seconds: 120, { task.allocatedAt() != nil }) else { continue }
             let inDram = lab.numaStat(group).bytes(on: 0)
             let dramFree = lab.dramFreeBytes(), reclaimBefore = lab.vmstat(GuestLab.reclaimCounters)
@@ -65,7 +66,7 @@ enum Scenarios {
                 controller: {interval: 1s, dram: {low: 97%, high: 98%}, rate_limit: 8GiB/s, demotion_per_tick: 4GiB}
                 workloads:
                   - {name: tp, match: ["\(group)"], demote: allowed}
-                """)
+                """, cpu: GuestLab.measuringCPU)
             if let action = tierd.events("action").first,
                let moved = action["moved"] as? Int, let seconds = action["seconds"] as? Double, seconds > 0 {
                 tierdRates.append(Double(moved) / mib / seconds)
@@ -90,10 +91,9 @@ enum Scenarios {
         for (index, value) in migratepagesRates.enumerated() { result.figures["migratepages_round\(index + 1)_mib_per_s"] = value }
         result.checks.append(Check(name: "tierd moved each 512 MiB task whole, in one action", ok: wholeMoves == rounds,
                                    detail: "\(wholeMoves) of \(rounds) rounds"))
-        // The ratio is printed against its goal but not asserted: under emulation the guest has slow
-        // spells in which one 512 MiB move takes 25–40 s instead of 4–8 s, whoever makes it, with the
-        // same kernel counters (docs/BENCHMARKS.md). Each tool's best round is the code path without
-        // a spell; the medians show how often spells hit. The check is that tierd used one whole move.
+        // The ratio is printed against its goal but not asserted: a timed ratio under emulation is a
+        // benchmark figure (docs/BENCHMARKS.md), not a test. The check is that tierd moved each
+        // task whole, in one action.
         result.checks.append(Check(name: "throughput measured in alternating rounds", ok: tierdRates.count == rounds && migratepagesRates.count == rounds,
                                    detail: String(format: "best of %d rounds: tierd %.1f vs migratepages %.1f MiB/s, ratio %.2f (goal ≥ 0.95: %@); medians %.1f vs %.1f, ratio %.2f",
                                                   rounds, best, bestReference, best / bestReference, best / bestReference >= 0.95 ? "met" : "not met",
@@ -241,6 +241,38 @@ enum Scenarios {
                 lab.log(String(format: "%@ round %d: %.1f MiB in %.2f s (%.1f MiB/s); %@", mover, round,
                                Double(moved) / mib, seconds, Double(moved) / mib / seconds, ipis))
                 result.figures["\(mover)_round\(round)_mib_per_s"] = Double(moved) / mib / seconds
+                lab.stop(task.process, signal: SIGKILL)
+                _ = lab.waitFor(seconds: 10) { lab.numaStat(group).bytes(on: 1) < 8 << 20 }
+            }
+        }
+        return result
+    }
+
+    /// Not in a suite: whether a whole-task move's speed follows the vCPU it runs on relative to
+    /// the one that allocated the task (the task is pinned to CPU 0; the mover to CPU 0 or 1).
+    static func probeCpus(_ lab: GuestLab, rounds: Int = 3) -> ScenarioResult {
+        var result = ScenarioResult(scenario: "probe-cpus", checks: [Check(name: "probe ran", ok: true, detail: "figures only")])
+        let group = "\(lab.labSlice)/cpus"
+        lab.makeGroup(group)
+        let policy = lab.out + "/cpus.yaml"
+        try? """
+        controller: {interval: 1s, dram: {low: 97%, high: 98%}, rate_limit: 8GiB/s, demotion_per_tick: 4GiB}
+        workloads:
+          - {name: cpus, match: ["\(group)"], demote: allowed}
+        """.write(toFile: policy, atomically: true, encoding: .utf8)
+        for round in 1...rounds {
+            for (mover, cpu) in [("migratepages", "0"), ("tierd", "0"), ("migratepages", "1"), ("tierd", "1")] {
+                let task = lab.load("cpus-\(round)", group: group, mib: 512, hotMiB: 0, prefix: ["taskset", "-c", "0"], interval: 60)
+                guard lab.waitFor(seconds: 120, { task.allocatedAt() != nil }) else { continue }
+                let inDram = lab.numaStat(group).bytes(on: 0)
+                let started = monotonic()
+                let argv = mover == "tierd" ? [lab.bin + "/tierd", "--once", "--config", policy] : ["migratepages", String(task.pid), "0", "1"]
+                lab.spawn(group: nil, ["taskset", "-c", cpu] + argv, output: lab.out + "/cpus-\(mover).out").waitUntilExit()
+                let seconds = monotonic() - started
+                let moved = inDram - min(inDram, lab.numaStat(group).bytes(on: 0))
+                lab.log(String(format: "round %d: %@ on CPU %@ (task allocated on CPU 0): %.1f MiB in %.2f s (%.1f MiB/s)",
+                               round, mover, cpu, Double(moved) / mib, seconds, Double(moved) / mib / seconds))
+                result.figures["\(mover)_cpu\(cpu)_round\(round)_mib_per_s"] = Double(moved) / mib / seconds
                 lab.stop(task.process, signal: SIGKILL)
                 _ = lab.waitFor(seconds: 10) { lab.numaStat(group).bytes(on: 1) < 8 << 20 }
             }
