@@ -87,7 +87,7 @@ public struct ControllerSettings: Sendable, Equatable {
 
     public init(interval: Duration = .seconds(2), dramLowFree: Double = 0.10, dramHighFree: Double = 0.20,
                 rateLimit: UInt64 = 512 << 20, psiStall: Duration = .milliseconds(150), psiWindow: Duration = .seconds(1),
-                moverNice: Int32 = ControllerSettings.defaultMoverNice, demotionPerTick: UInt64 = 128 << 20) {
+                moverNice: Int32 = ControllerSettings.defaultMoverNice, demotionPerTick: UInt64 = 64 << 20) {
         self.interval = interval; self.dramLowFree = dramLowFree; self.dramHighFree = dramHighFree
         self.rateLimit = rateLimit; self.psiStall = psiStall; self.psiWindow = psiWindow; self.moverNice = moverNice
         self.demotionPerTick = demotionPerTick

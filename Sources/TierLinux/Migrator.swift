@@ -302,6 +302,8 @@ public struct TaskMigrator: PageMigrator {
     func failure(_ error: SyscallError) -> TaskResult {
         switch error.code {
         case ESRCH: .exited
+        // migrate_pages(2) fails whole with ENOMEM when the target nodes have no room.
+        case ENOMEM: .targetsFull(movedBytes: 0)
         case EPERM: .failed("EPERM: no permission to move this task's pages (tierd needs CAP_SYS_NICE and ptrace access)")
         default: .failed("\(error) (errno \(error.code))")
         }

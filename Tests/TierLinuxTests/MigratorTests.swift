@@ -110,6 +110,14 @@ struct MigratorTests {
         #expect(syscalls.calls == [.query(pid: 700, pages: 8192), .move(pid: 700, pages: 8192, to: 1), .move(pid: 700, pages: 8192, to: 2)])
     }
 
+    @Test func aWholePromotionWithoutRoomIsTargetsFullNotAFailure() {
+        tree.addTask(700, group: "test.slice/batch", pagesPerNode: [1: 100])
+        tree.addTask(701, group: "test.slice/batch", pagesPerNode: [1: 100])
+        syscalls.migrateFailures[700] = ENOMEM
+        let outcome = migrator().execute(promote([700, 701]))
+        #expect(outcome.tasks.map(\.result) == [.targetsFull(movedBytes: 0)])
+    }
+
     @Test func aTaskThatExitedBeforeItsMoveIsSkipped() {
         let outcome = migrator().execute(demote([700]))
         #expect(outcome.tasks.map(\.result) == [.exited])
