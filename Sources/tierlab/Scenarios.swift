@@ -321,7 +321,7 @@ enum Scenarios {
                 }
             }
         }
-        // tierd's demotion path: TaskMigrator, which demotes through move_pages(2) in chunks.
+        // tierd's whole-task demotion: TaskMigrator, through migrate_pages(2) with CAP_SYS_NICE lowered.
         let viaMigrator: (Load) -> Void = { task in
             let migrator = TaskMigrator(collector: lab.collector, syscalls: LibnumaSyscalls(), dryRun: false, selfPid: getpid())
             let source = lab.numaStat(group).bytes(on: 0)
