@@ -270,10 +270,9 @@ public struct TaskMigrator: PageMigrator {
             return notMoved == 0 ? .moved(bytes: moved) : .partial(movedBytes: moved, notMovedPages: notMoved)
         case .failure(let error) where error.code == ESRCH:
             return .exited
-        case .failure(let error) where action.direction == .demote:
+        case .failure where action.direction == .demote:
             // Lowering CAP_SYS_NICE can fail, or the kernel refuse a whole move (EPERM for a target
             // outside the task's own cpuset): page by page gives the same guarantee.
-            _ = error
             return movePart(pid, action, targets: targets.sorted, budget: budget)
         case .failure(let error):
             return failure(error)

@@ -90,8 +90,9 @@ public final class TierController {
             warnedAboutNice = true
             logger.warning("cannot move pages at nice \(nice) (CAP_SYS_NICE missing?): moving at the thread's own priority")
         }
-        let own = snapshot.ownNumaStats(), slow = snapshot.topology.slow
-        for outcome in outcomes where outcome.action.direction == .promote && outcome.dropped == nil {
+        let promotions = outcomes.filter { $0.action.direction == .promote && $0.dropped == nil }
+        let own = promotions.isEmpty ? [:] : snapshot.ownNumaStats(), slow = snapshot.topology.slow
+        for outcome in promotions {
             let full = outcome.tasks.contains { if case .targetsFull = $0.result { true } else { false } }
             state.notePromotion(of: outcome.action.group, slowBytes: own[outcome.action.group]?.bytes(on: slow) ?? 0,
                                 movedBytes: outcome.movedBytes, targetsFull: full)
