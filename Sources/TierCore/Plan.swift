@@ -108,6 +108,9 @@ public struct MigrationPlan: Sendable, Equatable {
     public var actions: [MigrationAction]
     public var skips: [PlanSkip]
     public var summary: PlanSummary
+    /// For each group with a promotion planned, its own bytes on slow nodes in the snapshot:
+    /// what the controller notes if the promotion moves nothing.
+    public var slowBytesToPromote: [CgroupPath: UInt64] = [:]
     public init(actions: [MigrationAction] = [], skips: [PlanSkip] = [], summary: PlanSummary = PlanSummary()) {
         self.actions = actions; self.skips = skips; self.summary = summary
     }

@@ -166,6 +166,7 @@ public enum Planner {
         var roomMade = roomMaking.reduce(0) { $0 + $1.bytes }
         let late = promote(into: &roomMade)
         plan.actions = early + roomMaking + late + afterPromotion
+        for promotion in promotions { plan.slowBytesToPromote[promotion.group.path] = promotion.bytes }
         for (index, promotion) in promotions.enumerated() where remaining[index] > 0 {
             let reason: SkipReason = rateLimited.contains(index)
                 ? .rateLimited(scope: budgetScope(state, promotion.workload.name))

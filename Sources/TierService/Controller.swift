@@ -90,12 +90,16 @@ public final class TierController {
             warnedAboutNice = true
             logger.warning("cannot move pages at nice \(nice) (CAP_SYS_NICE missing?): moving at the thread's own priority")
         }
-        let promotions = outcomes.filter { $0.action.direction == .promote && $0.dropped == nil }
-        let own = promotions.isEmpty ? [:] : snapshot.ownNumaStats(), slow = snapshot.topology.slow
-        for outcome in promotions {
+        // A group may have two promotions in a tick (into free DRAM, then into the room made): judged together.
+        var promoted: [CgroupPath: (moved: UInt64, targetsFull: Bool)] = [:]
+        for outcome in outcomes where outcome.action.direction == .promote && outcome.dropped == nil {
             let full = outcome.tasks.contains { if case .targetsFull = $0.result { true } else { false } }
-            state.notePromotion(of: outcome.action.group, slowBytes: own[outcome.action.group]?.bytes(on: slow) ?? 0,
-                                movedBytes: outcome.movedBytes, targetsFull: full)
+            let sofar = promoted[outcome.action.group] ?? (0, false)
+            promoted[outcome.action.group] = (sofar.moved + outcome.movedBytes, sofar.targetsFull || full)
+        }
+        for (group, result) in promoted {
+            state.notePromotion(of: group, slowBytes: plan.slowBytesToPromote[group] ?? 0,
+                                movedBytes: result.moved, targetsFull: result.targetsFull)
         }
         ledger.record(plan, outcomes, vanished: snapshot.vanishedWhileReading)
         report(plan, outcomes, snapshot, elapsed)

@@ -39,6 +39,23 @@ enum Scenarios {
     static let mib: Double = 1048576
 
     static func median(_ values: [Double]) -> Double { values.isEmpty ? .nan : values.sorted()[values.count / 2] }
+
+    /// A policy under which one tick of tierd demotes `group`'s tasks whole: the high watermark at
+    /// 98 % asks for more than they hold, and neither the rate limit nor the per-tick batch caps it.
+    static func wholeMovePolicy(_ name: String, group: String) -> String {
+        """
+        controller: {interval: 1s, dram: {low: 97%, high: 98%}, rate_limit: 8GiB/s, demotion_per_tick: 4GiB}
+        workloads:
+          - {name: \(name), match: ["\(group)"], demote: allowed}
+        """
+    }
+
+    /// Kills a measured task and waits until its pages on the slow node are freed.
+    static func discard(_ task: Load, group: String, _ lab: GuestLab) {
+        lab.stop(task.process, signal: SIGKILL)
+        _ = lab.waitFor(seconds: 10) { lab.numaStat(group).bytes(on: 1) < 8 << 20 }
+    }
+
     static let timingCheck = "time to 99 % within 2× the migratepages floor"
 
     // MARK: migration throughput
@@ -62,11 +79,7 @@ enum Scenarios {
             let inDram = lab.numaStat(group).bytes(on: 0)
             let dramFree = lab.dramFreeBytes(), reclaimBefore = lab.vmstat(GuestLab.reclaimCounters)
             // One real tick, waited for like migratepages is: nothing polls the guest meanwhile.
-            let tierd = lab.runTierdOnce("tierd-throughput-\(round)", policy: """
-                controller: {interval: 1s, dram: {low: 97%, high: 98%}, rate_limit: 8GiB/s, demotion_per_tick: 4GiB}
-                workloads:
-                  - {name: tp, match: ["\(group)"], demote: allowed}
-                """, cpu: GuestLab.measuringCPU)
+            let tierd = lab.runTierdOnce("tierd-throughput-\(round)", policy: wholeMovePolicy("tp", group: group), cpu: GuestLab.measuringCPU)
             if let action = tierd.events("action").first,
                let moved = action["moved"] as? Int, let seconds = action["seconds"] as? Double, seconds > 0 {
                 tierdRates.append(Double(moved) / mib / seconds)
@@ -79,8 +92,7 @@ enum Scenarios {
                                Double(dramFree) / mib, lab.vmstatDelta(GuestLab.reclaimCounters, since: reclaimBefore)))
             }
             journals.append(tierd.tail(6))
-            lab.stop(task.process, signal: SIGKILL)
-            _ = lab.waitFor(seconds: 10) { lab.numaStat(group).bytes(on: 1) < 8 << 20 }
+            discard(task, group: group, lab)
         }
         let rate = median(tierdRates), reference = median(migratepagesRates)
         let best = tierdRates.max() ?? .nan, bestReference = migratepagesRates.max() ?? .nan
@@ -163,11 +175,7 @@ enum Scenarios {
             let before = vmstat(), inDram = lab.numaStat(group).bytes(on: 0)
             let started = monotonic()
             if mover == "tierd" {
-                _ = lab.runTierdOnce("tierd-thp-\(index)", policy: """
-                    controller: {interval: 1s, dram: {low: 97%, high: 98%}, rate_limit: 8GiB/s, demotion_per_tick: 4GiB}
-                    workloads:
-                      - {name: thp, match: ["\(group)"], demote: allowed}
-                    """)
+                _ = lab.runTierdOnce("tierd-thp-\(index)", policy: wholeMovePolicy("thp", group: group))
             } else {
                 lab.spawn(group: nil, ["migratepages", String(task.pid), "0", "1"], output: lab.out + "/thp-\(index).migratepages.out").waitUntilExit()
             }
@@ -181,8 +189,7 @@ enum Scenarios {
             result.figures[key + "_huge_mib"] = Double(huge) / 1024
             lab.log(String(format: "%@: %@ moved %.1f MiB in %.2f s (%.1f MiB/s); task AnonHugePages %d KiB; allocation: %@; move: %@",
                            key, mover, Double(moved) / mib, seconds, Double(moved) / mib / seconds, huge, faults, delta))
-            lab.stop(task.process, signal: SIGKILL)
-            _ = lab.waitFor(seconds: 10) { lab.numaStat(group).bytes(on: 1) < 8 << 20 }
+            discard(task, group: group, lab)
         }
         for _ in 1...2 {
             move("thp", thp: "always", compact: true, by: "migratepages")
@@ -217,11 +224,7 @@ enum Scenarios {
                 guard lab.waitFor(seconds: 120, { task.allocatedAt() != nil }) else { continue }
                 let inDram = lab.numaStat(group).bytes(on: 0)
                 let policy = lab.out + "/stacks.yaml"
-                try? """
-                controller: {interval: 1s, dram: {low: 97%, high: 98%}, rate_limit: 8GiB/s, demotion_per_tick: 4GiB}
-                workloads:
-                  - {name: stacks, match: ["\(group)"], demote: allowed}
-                """.write(toFile: policy, atomically: true, encoding: .utf8)
+                try? wholeMovePolicy("stacks", group: group).write(toFile: policy, atomically: true, encoding: .utf8)
                 if mover == "migratepages-after-tierd" {
                     // Everything a tierd run does to the guest except the move itself.
                     lab.spawn(group: nil, [lab.bin + "/tierd", "--once", "--dry-run", "--config", policy], output: lab.out + "/stacks-dry.log").waitUntilExit()
@@ -241,8 +244,7 @@ enum Scenarios {
                 lab.log(String(format: "%@ round %d: %.1f MiB in %.2f s (%.1f MiB/s); %@", mover, round,
                                Double(moved) / mib, seconds, Double(moved) / mib / seconds, ipis))
                 result.figures["\(mover)_round\(round)_mib_per_s"] = Double(moved) / mib / seconds
-                lab.stop(task.process, signal: SIGKILL)
-                _ = lab.waitFor(seconds: 10) { lab.numaStat(group).bytes(on: 1) < 8 << 20 }
+                discard(task, group: group, lab)
             }
         }
         return result
@@ -255,11 +257,7 @@ enum Scenarios {
         let group = "\(lab.labSlice)/cpus"
         lab.makeGroup(group)
         let policy = lab.out + "/cpus.yaml"
-        try? """
-        controller: {interval: 1s, dram: {low: 97%, high: 98%}, rate_limit: 8GiB/s, demotion_per_tick: 4GiB}
-        workloads:
-          - {name: cpus, match: ["\(group)"], demote: allowed}
-        """.write(toFile: policy, atomically: true, encoding: .utf8)
+        try? wholeMovePolicy("cpus", group: group).write(toFile: policy, atomically: true, encoding: .utf8)
         for round in 1...rounds {
             for (mover, cpu) in [("migratepages", "0"), ("tierd", "0"), ("migratepages", "1"), ("tierd", "1")] {
                 let task = lab.load("cpus-\(round)", group: group, mib: 512, hotMiB: 0, prefix: ["taskset", "-c", "0"], interval: 60)
@@ -273,8 +271,7 @@ enum Scenarios {
                 lab.log(String(format: "round %d: %@ on CPU %@ (task allocated on CPU 0): %.1f MiB in %.2f s (%.1f MiB/s)",
                                round, mover, cpu, Double(moved) / mib, seconds, Double(moved) / mib / seconds))
                 result.figures["\(mover)_cpu\(cpu)_round\(round)_mib_per_s"] = Double(moved) / mib / seconds
-                lab.stop(task.process, signal: SIGKILL)
-                _ = lab.waitFor(seconds: 10) { lab.numaStat(group).bytes(on: 1) < 8 << 20 }
+                discard(task, group: group, lab)
             }
         }
         return result
