@@ -15,7 +15,9 @@ public enum ThreadPriority {
         let which = __priority_which_t(PRIO_PROCESS.rawValue)
         errno = 0
         let previous = getpriority(which, thread)
-        guard errno == 0, previous != nice else { return (body(), errno == 0) }
+        // getpriority returns -1 both as a nice value and on error: errno tells them apart.
+        let readable = errno == 0
+        guard readable, previous != nice else { return (body(), readable) }
         guard setpriority(which, thread, nice) == 0 else { return (body(), false) }
         defer { _ = setpriority(which, thread, previous) }
         return (body(), true)
