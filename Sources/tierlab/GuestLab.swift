@@ -285,13 +285,8 @@ final class GuestLab {
         makeGroup(group)
         let task = load("calibrate", group: group, mib: mib, hotMiB: 0, prefix: Self.pinned, interval: 30)
         guard waitFor(seconds: 120, { task.allocatedAt() != nil }) else { return nil }
-        let before = numaStat(group).bytes(on: 0)
         let dramFree = dramFreeBytes(), reclaimBefore = vmstat(Self.reclaimCounters)
-        let started = monotonic()
-        let migrate = spawn(group: nil, Self.pinned + ["migratepages", String(task.pid), "0", "1"], output: out + "/migratepages.out")
-        migrate.waitUntilExit()
-        let seconds = monotonic() - started
-        let moved = before - min(before, numaStat(group).bytes(on: 0))
+        let (moved, seconds) = migratepages(task.pid, from: 0, to: 1, group: group, pinned: true) ?? (0, 0)
         stop(task.process, signal: SIGKILL)
         removeGroups(group)
         guard moved > 0, seconds > 0 else { return nil }
@@ -300,6 +295,19 @@ final class GuestLab {
         log(String(format: "migratepages: %.1f MiB in %.2f s = %.1f MiB/s; DRAM free before %.0f MiB; reclaim %@",
                    Double(moved) / 1048576, seconds, rate, Double(dramFree) / 1048576, vmstatDelta(Self.reclaimCounters, since: reclaimBefore)))
         return (rate, moved, seconds)
+    }
+
+    /// Runs `migratepages PID from to` (pinned to `measuringCPU` if asked) and times the command;
+    /// moved bytes are what left `from` in the group's memory.numa_stat.
+    func migratepages(_ pid: Int32, from: Int, to: Int, group: String, pinned: Bool) -> (movedBytes: UInt64, seconds: Double)? {
+        let before = numaStat(group).bytes(on: from)
+        let started = monotonic()
+        let process = spawn(group: nil, (pinned ? Self.pinned : []) + ["migratepages", String(pid), String(from), String(to)],
+                            output: out + "/migratepages.out")
+        process.waitUntilExit()
+        let seconds = monotonic() - started
+        guard process.terminationStatus == 0 else { return nil }
+        return (before - min(before, numaStat(group).bytes(on: from)), seconds)
     }
 
     /// Bytes per node of the pages `pid` maps from `file`, from its numa_maps.
