@@ -23,6 +23,40 @@ static inline int tierd_set_thread_capability(int capability, int raised, int *w
     return syscall(SYS_capset, &header, data) == 0 ? 0 : -1;
 }
 
+/* A CPU affinity mask for the raw sched_{get,set}affinity system calls (1,024 CPUs), which act
+   on the calling thread alone when given pid 0. */
+typedef struct { unsigned long bits[1024 / (8 * sizeof(unsigned long))]; } tierd_cpu_mask;
+
+/* Confines the calling thread to one CPU, saving its previous affinity in *saved; returns 0, or
+   -1 with errno set (EINVAL: the CPU is outside the thread's cpuset or offline). */
+static inline int tierd_pin_thread(int cpu, tierd_cpu_mask *saved) {
+    tierd_cpu_mask one = {{0}};
+    const int per_word = 8 * (int)sizeof(unsigned long);
+    if (cpu < 0 || cpu >= 1024) { errno = EINVAL; return -1; }
+    *saved = one;
+    if (syscall(SYS_sched_getaffinity, 0, sizeof(tierd_cpu_mask), saved->bits) < 0) return -1;
+    one.bits[cpu / per_word] = 1UL << (cpu % per_word);
+    return syscall(SYS_sched_setaffinity, 0, sizeof(tierd_cpu_mask), one.bits) == 0 ? 0 : -1;
+}
+
+/* Reads the calling thread's affinity. */
+static inline int tierd_read_affinity(tierd_cpu_mask *mask) {
+    tierd_cpu_mask empty = {{0}};
+    *mask = empty;
+    return syscall(SYS_sched_getaffinity, 0, sizeof(tierd_cpu_mask), mask->bits) < 0 ? -1 : 0;
+}
+
+/* Restores an affinity saved by tierd_pin_thread. */
+static inline int tierd_restore_thread(const tierd_cpu_mask *saved) {
+    return syscall(SYS_sched_setaffinity, 0, sizeof(tierd_cpu_mask), saved->bits) == 0 ? 0 : -1;
+}
+
+/* The CPU the calling thread runs on now, or -1. */
+static inline int tierd_current_cpu(void) {
+    unsigned cpu = 0;
+    return syscall(SYS_getcpu, &cpu, NULL, NULL) == 0 ? (int)cpu : -1;
+}
+
 /* The calling thread's id, for per-thread setpriority(2). */
 static inline int tierd_gettid(void) { return (int)syscall(SYS_gettid); }
 #endif

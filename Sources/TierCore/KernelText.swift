@@ -146,6 +146,16 @@ public enum KernelText {
         return nil
     }
 
+    /// `/proc/PID/stat`: the CPU the task last ran on (field 39, "processor"). The command name
+    /// in parentheses may hold spaces and parentheses itself: fields are counted after its last ')'.
+    public static func lastCPU(stat text: String) -> Int? {
+        guard let close = text.lastIndex(of: ")") else { return nil }
+        let fields = text[text.index(after: close)...].split(separator: " ", omittingEmptySubsequences: true)
+        // fields[0] is field 3 (state): field 39 is fields[36].
+        guard fields.count > 36, let cpu = Int(fields[36]), cpu >= 0 else { return nil }
+        return cpu
+    }
+
     /// `/proc/PID/cgroup` on a cgroup v2 host: "0::/system.slice/db.service".
     /// - Returns: the path relative to the cgroup root, without the leading slash.
     public static func cgroupOfProcess(_ text: String) -> CgroupPath? {

@@ -15,6 +15,13 @@ public struct MigrationAction: Sendable, Equatable, CustomStringConvertible {
     public var bytes: UInt64
     public var mempolicy: MempolicyMode
     public var reason: String
+    /// Bytes a promotion must leave free on its target nodes. Free memory is re-read right before
+    /// the move and the promotion shrinks to fit: the room planned may be gone by then (the job
+    /// being promoted may still be allocating into it), and a move into a full node costs the
+    /// kernel's reclaim attempts before it fails. Zero: no re-check (demotions).
+    public var keepFreeOnTargets: UInt64 = 0
+    /// Move each task's pages from the CPU it last ran on (controller.move_on_task_cpu).
+    public var onTaskCPU = false
 
     public init(group: CgroupPath, workload: String, direction: Direction, pids: [Int32], from: NodeSet,
                 to: [Int], bytes: UInt64, mempolicy: MempolicyMode, reason: String) {

@@ -91,10 +91,13 @@ public enum Planner {
                 spend(&state, promotion.workload.name, take)
                 remaining[index] -= take
                 room -= take
-                actions.append(MigrationAction(
+                var action = MigrationAction(
                     group: promotion.group.path, workload: promotion.workload.name, direction: .promote, pids: promotion.group.pids,
                     from: promotion.from, to: promotion.to, bytes: take, mempolicy: promotion.workload.rule.mempolicy,
-                    reason: "protected workload has \(formatBytes(promotion.bytes)) on slow nodes"))
+                    reason: "protected workload has \(formatBytes(promotion.bytes)) on slow nodes")
+                action.keepFreeOnTargets = promotionReserve
+                action.onTaskCPU = settings.moveOnTaskCPU
+                actions.append(action)
             }
             return actions
         }
@@ -149,9 +152,11 @@ public enum Planner {
                 let stat = own[group.path] ?? NumaStat()
                 let forRoom = min(bytes, promotionShortfall - min(promotionShortfall, demoted - bytes))
                 func demotion(_ bytes: UInt64, _ reason: String) -> MigrationAction {
-                    MigrationAction(group: group.path, workload: workload.name, direction: .demote, pids: group.pids,
-                                    from: NodeSet(fast.filter { stat.bytes(on: $0) > 0 }), to: topology.orderedByDistance(targets),
-                                    bytes: bytes, mempolicy: rule.mempolicy, reason: reason)
+                    var action = MigrationAction(group: group.path, workload: workload.name, direction: .demote, pids: group.pids,
+                                                 from: NodeSet(fast.filter { stat.bytes(on: $0) > 0 }), to: topology.orderedByDistance(targets),
+                                                 bytes: bytes, mempolicy: rule.mempolicy, reason: reason)
+                    action.onTaskCPU = settings.moveOnTaskCPU
+                    return action
                 }
                 if forRoom > 0 {
                     roomMaking.append(demotion(forRoom, "making room for \(formatBytes(promotionNeed)) of protected memory on slow nodes"))

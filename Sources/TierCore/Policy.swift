@@ -84,6 +84,10 @@ public struct ControllerSettings: Sendable, Equatable {
     public var moverNice: Int32
     /// The most one tick demotes; the rest follows in the next ticks, re-planned on fresh state.
     public var demotionPerTick: UInt64
+    /// Move a task's pages from the CPU it last ran on: a migration's TLB shootdowns then stay
+    /// on that CPU instead of interrupting it, at the price of the task waiting for the move
+    /// rather than running beside it.
+    public var moveOnTaskCPU = true
 
     public init(interval: Duration = .seconds(2), dramLowFree: Double = 0.10, dramHighFree: Double = 0.20,
                 rateLimit: UInt64 = 512 << 20, psiStall: Duration = .milliseconds(150), psiWindow: Duration = .seconds(1),

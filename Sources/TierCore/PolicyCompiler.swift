@@ -187,7 +187,7 @@ private struct Compiler {
     }
 
     func controllerSettings(_ node: Node) throws -> ControllerSettings {
-        let map = try mapping(node, "controller", allowed: ["interval", "dram", "rate_limit", "psi_trigger", "mover_nice", "demotion_per_tick"])
+        let map = try mapping(node, "controller", allowed: ["interval", "dram", "rate_limit", "psi_trigger", "mover_nice", "demotion_per_tick", "move_on_task_cpu"])
         var settings = ControllerSettings()
         if let entry = map["interval"] {
             let interval = try parsed(entry.value, "controller.interval", Quantity.parseDuration)
@@ -225,6 +225,10 @@ private struct Compiler {
                 throw fail(entry.value, "controller.mover_nice", "expected a nice value, a whole number from -20 to 19")
             }
             settings.moverNice = Int32(nice)
+        }
+        if let entry = map["move_on_task_cpu"] {
+            guard let value = entry.value.bool else { throw fail(entry.value, "controller.move_on_task_cpu", "expected true or false") }
+            settings.moveOnTaskCPU = value
         }
         if let entry = map["psi_trigger"] {
             let psi = try mapping(entry.value, "controller.psi_trigger", allowed: ["stall", "window"])

@@ -147,6 +147,8 @@ public struct ActionOutcome: Sendable, Equatable {
     public var duration: Duration = .zero
     /// Of which inside migrate_pages(2)/move_pages(2): the rest is tierd's own checks.
     public var syscallDuration: Duration = .zero
+    /// Tasks whose pages were moved from the CPU they last ran on (`onTaskCPU`).
+    public var movedOnTaskCPU = 0
 
     public var movedBytes: UInt64 { tasks.reduce(0) { $0 + $1.result.movedBytes } }
 
@@ -167,7 +169,7 @@ public protocol PageMigrator: Sendable {
 /// (never a page it shares with another workload); a partial move uses move_pages(2) in chunks,
 /// which likewise moves only pages the task maps alone. Moved bytes are what left the source
 /// nodes, read back from numa_maps. Targets are re-checked against the group's cpuset at
-/// execution time.
+/// execution time, and a promotion shrinks to the room its targets still have.
 public struct TaskMigrator: PageMigrator {
     public let collector: SnapshotCollector
     public let syscalls: any PageMoveSyscalls
@@ -205,10 +207,17 @@ public struct TaskMigrator: PageMigrator {
             return outcome
         }
         var remaining = action.bytes
+        if action.keepFreeOnTargets > 0, let free = collector.freeBytes(on: targets) {
+            let room = free > action.keepFreeOnTargets ? free - action.keepFreeOnTargets : 0
+            guard room > 0 else {
+                outcome.dropped = "the target nodes have \(formatBytes(free)) free, within the \(formatBytes(action.keepFreeOnTargets)) to keep free: the room planned was taken"
+                return outcome
+            }
+            remaining = min(remaining, room)
+        }
         for pid in action.pids {
             guard remaining > 0 else { break }
-            let result = moveTask(pid, action, targets: NodeSet(targets), first: target, budget: remaining,
-                                  syscallTime: &outcome.syscallDuration)
+            let result = moveTask(pid, action, targets: NodeSet(targets), first: target, budget: remaining, outcome: &outcome)
             remaining -= min(remaining, result.movedBytes)
             if case .wouldMove(let bytes) = result { remaining -= min(remaining, bytes) }
             outcome.tasks.append((pid, result))
@@ -235,7 +244,7 @@ public struct TaskMigrator: PageMigrator {
     }
 
     func moveTask(_ pid: Int32, _ action: MigrationAction, targets: NodeSet, first: Int, budget: UInt64,
-                  syscallTime: inout Duration) -> TaskResult {
+                  outcome: inout ActionOutcome) -> TaskResult {
         if pid == selfPid { return .isTierd }
         if let gone = stillInGroup(pid, action.group) { return gone }
         let entries: [NumaMapsEntry]
@@ -254,7 +263,20 @@ public struct TaskMigrator: PageMigrator {
         if let gone = stillInGroup(pid, action.group) { return gone }
         let clock = ContinuousClock()
         let started = clock.now
-        defer { syscallTime += clock.now - started }
+        defer { outcome.syscallDuration += clock.now - started }
+        guard action.onTaskCPU, let text = try? files.read(KernelPaths.process(pid) + "/stat"),
+              let cpu = KernelText.lastCPU(stat: text) else {
+            return move(pid, action, targets: targets, first: first, budget: budget, sourceBytes: sourceBytes)
+        }
+        let (result, applied) = ThreadPlacement.onCPU(cpu) {
+            move(pid, action, targets: targets, first: first, budget: budget, sourceBytes: sourceBytes)
+        }
+        if applied { outcome.movedOnTaskCPU += 1 }
+        return result
+    }
+
+    /// The move itself: whole with migrate_pages(2) when the budget allows, else in chunks.
+    func move(_ pid: Int32, _ action: MigrationAction, targets: NodeSet, first: Int, budget: UInt64, sourceBytes: UInt64) -> TaskResult {
         guard sourceBytes <= budget else { return movePart(pid, action, targets: targets.sorted, budget: budget) }
         // A page shared with another process (a library, shared memory) may be a protected
         // workload's too: demotion leaves it; promotion brings it along, which harms no one.

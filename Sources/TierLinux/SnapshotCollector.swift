@@ -60,6 +60,17 @@ public struct SnapshotCollector: Sendable {
         return Topology.classify(nodes, selection: selection)
     }
 
+    /// Free bytes on `nodes` now, from their meminfo; nil if one cannot be read.
+    public func freeBytes(on nodes: some Sequence<Int>) -> UInt64? {
+        var free: UInt64 = 0
+        for id in nodes {
+            guard let text = try? files.read(KernelPaths.node(id) + "/meminfo"),
+                  let memory = KernelText.nodeMeminfo(text) else { return nil }
+            free += memory.free
+        }
+        return free
+    }
+
     /// The nodes tierd's own cpuset lets it use: migrate_pages(2) silently ANDs targets with it.
     public func tierdAllowedNodes() -> NodeSet? {
         (try? files.read(KernelPaths.selfStatus)).flatMap { KernelText.memsAllowed(status: $0) }

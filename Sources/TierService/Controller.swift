@@ -131,6 +131,7 @@ public final class TierController {
                 "direction": .string(a.direction.rawValue), "planned": .bytes(a.bytes), "moved": .bytes(outcome.movedBytes),
                 "from": .string(a.from.description), "to": .string(NodeSet(a.to).description), "reason": .string(a.reason),
                 "seconds": .double(outcome.duration.seconds), "syscall_seconds": .double(outcome.syscallDuration.seconds),
+                "on_task_cpu": .int(Int64(outcome.movedOnTaskCPU)),
                 "dropped": .string(outcome.dropped ?? ""),
                 "tasks": .array(outcome.tasks.map { .object(["pid": .int(Int64($0.pid)), "result": .string($0.result.code),
                                                             "detail": .string($0.result.description)]) }),

@@ -11,11 +11,14 @@ public final class FixtureTree: @unchecked Sendable {
     /// Where the captured kernel mounted cgroup v2, from the tree's own mountinfo.
     public let cgroupMount: String
 
-    /// The captured 6.12 guest: node0 DRAM with the CPUs, nodes 1 and 2 in a lower memory tier.
-    public static var capturedGuest: String {
+    /// Tests/Fixtures: captured kernel text.
+    public static var fixtures: String {
         URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-            .deletingLastPathComponent().appendingPathComponent("Tests/Fixtures/guest-3node").path
+            .deletingLastPathComponent().appendingPathComponent("Tests/Fixtures").path
     }
+
+    /// The captured 6.12 guest: node0 DRAM with the CPUs, nodes 1 and 2 in a lower memory tier.
+    public static var capturedGuest: String { fixtures + "/guest-3node" }
 
     /// Copies `captured` into a fresh directory under `parent` (a tmpfs for benchmarks).
     public init(copying captured: String = FixtureTree.capturedGuest, parent: String = NSTemporaryDirectory()) throws {
@@ -125,6 +128,15 @@ public final class FixtureTree: @unchecked Sendable {
         addTask(pid, group: group, pagesPerNode: pages.filter { $0.value > 0 }, policy: policy)
     }
 
+    /// Writes the task's /proc/PID/stat from a captured one, with `cpu` as the CPU it last ran on.
+    public func setLastCPU(_ pid: Int32, _ cpu: Int) throws {
+        let captured = try String(contentsOfFile: Self.fixtures + "/proc-stat-cpu1.txt", encoding: .utf8)
+        let close = captured.lastIndex(of: ")")!
+        var fields = captured[captured.index(after: close)...].split(separator: " ").map(String.init)
+        fields[36] = String(cpu)
+        write(KernelPaths.process(pid) + "/stat", "\(pid) (tierload) " + fields.joined(separator: " "))
+    }
+
     public func removeTask(_ pid: Int32) { remove(KernelPaths.process(pid)) }
     public func removeGroup(_ group: String) { remove(cgroupMount + "/" + group) }
 }
@@ -141,6 +153,7 @@ public final class RecordingSyscalls: PageMoveSyscalls, @unchecked Sendable {
     }
     private let lock = NSLock()
     private var recorded: [Call] = []
+    private var recordedCPUs: [Int32] = []
     /// Scripted errno per pid (e.g. ESRCH: the task exits mid-move).
     public var failures: [Int32: Int32] = [:]
     /// Scripted errno for migrate_pages(2) alone, per pid (move_pages still succeeds).
@@ -160,8 +173,13 @@ public final class RecordingSyscalls: PageMoveSyscalls, @unchecked Sendable {
     public init() {}
 
     public var calls: [Call] { lock.lock(); defer { lock.unlock() }; return recorded }
+    /// The CPU the calling thread was on at each call.
+    public var callCPUs: [Int32] { lock.lock(); defer { lock.unlock() }; return recordedCPUs }
 
-    private func record(_ call: Call) { lock.lock(); recorded.append(call); lock.unlock() }
+    private func record(_ call: Call) {
+        let cpu = Int32(ThreadPlacement.currentCPU ?? -1)
+        lock.lock(); recorded.append(call); recordedCPUs.append(cpu); lock.unlock()
+    }
 
     public func migratePages(pid: Int32, from: NodeSet, to: NodeSet, sharedPages: SharedPages) -> Result<Int, SyscallError> {
         beforeCall?(pid)

@@ -56,6 +56,14 @@ struct KernelTextTests {
         #expect(KernelText.cgroup2MountPoint(mountinfo: escaped) == "/mnt/cg v2")
     }
 
+    /// Captured from a host task named "sl) (x y", pinned to CPU 1 with taskset.
+    @Test func lastCPUCountsFieldsAfterTheCommandName() throws {
+        let stat = try String(contentsOfFile: FixtureTree.fixtures + "/proc-stat-cpu1.txt", encoding: .utf8)
+        #expect(KernelText.lastCPU(stat: stat) == 1)
+        #expect(KernelText.lastCPU(stat: "1810 (sl) S 1 2 3\n") == nil)
+        #expect(KernelText.lastCPU(stat: "") == nil)
+    }
+
     @Test func memsAllowedAndProcessCgroup() throws {
         #expect(KernelText.memsAllowed(status: try captured("/proc/self/status")) == NodeSet([0, 1, 2]))
         let pid = try captured("/BOUND_PID").trimmingCharacters(in: .whitespacesAndNewlines)

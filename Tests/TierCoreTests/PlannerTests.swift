@@ -157,6 +157,9 @@ struct PlannerTests {
         #expect(plan.actions[1].bytes == 300 * Self.mib - fitsNow)
         #expect(plan.actions[2].bytes == 300 * Self.mib - fitsNow)
         #expect(plan.actions.reduce(0) { $0 + ($1.direction == .promote ? $1.bytes : 0) } == 300 * Self.mib)
+        // Promotions carry the reserve they must leave free, for the migrator's re-check; demotions none.
+        #expect(plan.actions.map(\.keepFreeOnTargets) == [reserve, 0, reserve])
+        #expect(plan.actions.allSatisfy { $0.onTaskCPU })
     }
 
     @Test func theWatermarksExtraDemotionWaitsBehindThePromotion() throws {

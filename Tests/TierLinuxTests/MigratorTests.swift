@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import Foundation
 import Testing
 import TierCore
 import TierLinux
@@ -116,6 +117,65 @@ struct MigratorTests {
         syscalls.migrateFailures[700] = ENOMEM
         let outcome = migrator().execute(promote([700, 701]))
         #expect(outcome.tasks.map(\.result) == [.targetsFull(movedBytes: 0)])
+    }
+
+    @Test func aPromotionWhoseRoomWasTakenIsDroppedWithoutASystemCall() {
+        tree.addTask(700, group: "test.slice/batch", pagesPerNode: [1: 100])
+        tree.setNode(0, freeBytes: 30 << 20)
+        var action = promote([700])
+        action.keepFreeOnTargets = 32 << 20
+        let outcome = migrator().execute(action)
+        #expect(outcome.dropped?.contains("the room planned was taken") == true)
+        #expect(outcome.tasks.isEmpty)
+        #expect(syscalls.calls.isEmpty)
+    }
+
+    @Test func aPromotionShrinksToTheRoomItsTargetsStillHave() {
+        tree.addTask(700, group: "test.slice/batch", pagesPerNode: [1: 100])
+        tree.setNode(0, freeBytes: (32 << 20) + 40 * 4096)
+        syscalls.pageNode = { _, _ in 1 }
+        var action = promote([700])
+        action.keepFreeOnTargets = 32 << 20
+        let outcome = migrator().execute(action)
+        // 40 pages fit: not a whole move of 100, a partial one of 40.
+        #expect(outcome.movedBytes == 40 * 4096)
+        #expect(syscalls.calls.contains(.move(pid: 700, pages: 40, to: 0)))
+        #expect(!syscalls.calls.contains { if case .migrate = $0 { true } else { false } })
+    }
+
+    @Test func aPromotionWithRoomToSpareIsNotShrunk() {
+        tree.addTask(700, group: "test.slice/batch", pagesPerNode: [1: 100])
+        tree.setNode(0, freeBytes: 512 << 20)
+        var action = promote([700])
+        action.keepFreeOnTargets = 32 << 20
+        #expect(migrator().execute(action).tasks.map(\.result) == [.moved(bytes: 100 * 4096)])
+        #expect(syscalls.calls == [.migrate(pid: 700, from: NodeSet([1]), to: NodeSet([0]), sharedPages: .include)])
+    }
+
+    /// Real sched_setaffinity on the test's thread: each move runs on the CPU its task last ran
+    /// on, and the thread's affinity is restored after.
+    @Test func eachTaskIsMovedFromTheCPUItLastRanOn() throws {
+        try #require(ProcessInfo.processInfo.activeProcessorCount >= 2, "needs two CPUs")
+        tree.addTask(700, group: "test.slice/batch", pagesPerNode: [0: 100])
+        tree.addTask(701, group: "test.slice/batch", pagesPerNode: [0: 100])
+        try tree.setLastCPU(700, 1)
+        try tree.setLastCPU(701, 0)
+        let affinityBefore = try #require(ThreadPlacement.affinity)
+        var action = demote([700, 701])
+        action.onTaskCPU = true
+        let outcome = migrator().execute(action)
+        #expect(syscalls.callCPUs == [1, 0])
+        #expect(outcome.movedOnTaskCPU == 2)
+        #expect(ThreadPlacement.affinity == affinityBefore)
+    }
+
+    @Test func aTaskWhoseCPUCannotBeReadIsMovedWhereTierdRuns() {
+        tree.addTask(700, group: "test.slice/batch", pagesPerNode: [0: 100])
+        var action = demote([700])
+        action.onTaskCPU = true
+        let outcome = migrator().execute(action)
+        #expect(outcome.movedBytes == 100 * 4096)
+        #expect(outcome.movedOnTaskCPU == 0)
     }
 
     @Test func aTaskThatExitedBeforeItsMoveIsSkipped() {

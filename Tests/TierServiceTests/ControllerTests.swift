@@ -50,6 +50,9 @@ struct ControllerTests {
         tree.addTask(900, group: "test.slice/db", pagesPerNode: [1: 10_240])      // 40 MiB
         syscalls.failures[800] = ESRCH  // exits mid-move
         syscalls.pageNode = { pid, _ in pid == 900 ? 1 : 0 }
+        // The kernel's part: DRAM free grows as the batch job leaves it (the late promotion
+        // re-reads it before moving).
+        syscalls.beforeCall = { [tree] pid in if pid == 801 { tree.setNode(0, freeBytes: 100 * Self.mib) } }
         let (controller, _) = try controller()
         let report = await controller.tick(now: Instant(.seconds(1)))
         // 60 MiB free is 9.7 MiB above the promotion reserve: that much is promoted first, then the
