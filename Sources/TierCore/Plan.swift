@@ -22,6 +22,10 @@ public struct MigrationAction: Sendable, Equatable, CustomStringConvertible {
     public var keepFreeOnTargets: UInt64 = 0
     /// Move each task's pages from the CPU it last ran on (controller.move_on_task_cpu).
     public var onTaskCPU = false
+    /// A demotion that makes room for this tick's promotions (they may run beside it, paced by it).
+    public var makesRoom = false
+    /// A promotion into the room this tick's demotions make, not into DRAM already free.
+    public var usesRoomMade = false
 
     public init(group: CgroupPath, workload: String, direction: Direction, pids: [Int32], from: NodeSet,
                 to: [Int], bytes: UInt64, mempolicy: MempolicyMode, reason: String) {

@@ -10,7 +10,9 @@
 ///    inside both their cpuset and tierd's own.
 /// 4. Promotions follow, limited to the room there is; rate limits cap every action.
 /// Order of actions: promotions into DRAM free now, demotions that make room for the rest of
-/// them, those promotions, then any demotion the watermark asks for beyond that.
+/// them, those promotions, then any demotion the watermark asks for beyond that. Promotions and
+/// demotions are two sequences the service may run side by side: a promotion marked
+/// `usesRoomMade` is paced by the demotions marked `makesRoom`.
 public enum Planner {
     public static func plan(snapshot: HostSnapshot, policy: Policy, state previous: ControllerState,
                             now: Instant) -> (MigrationPlan, ControllerState) {
@@ -159,7 +161,9 @@ public enum Planner {
                     return action
                 }
                 if forRoom > 0 {
-                    roomMaking.append(demotion(forRoom, "making room for \(formatBytes(promotionNeed)) of protected memory on slow nodes"))
+                    var action = demotion(forRoom, "making room for \(formatBytes(promotionNeed)) of protected memory on slow nodes")
+                    action.makesRoom = true
+                    roomMaking.append(action)
                 }
                 if bytes > forRoom {
                     afterPromotion.append(demotion(bytes - forRoom, "DRAM free \(formatBytes(dramFree)) below target \(formatBytes(high))"))
@@ -169,7 +173,11 @@ public enum Planner {
 
         // 4b. Promote the rest into the room the demotions make.
         var roomMade = roomMaking.reduce(0) { $0 + $1.bytes }
-        let late = promote(into: &roomMade)
+        let late = promote(into: &roomMade).map { action in
+            var action = action
+            action.usesRoomMade = true
+            return action
+        }
         plan.actions = early + roomMaking + late + afterPromotion
         for promotion in promotions { plan.slowBytesToPromote[promotion.group.path] = promotion.bytes }
         for (index, promotion) in promotions.enumerated() where remaining[index] > 0 {

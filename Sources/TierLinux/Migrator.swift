@@ -152,6 +152,10 @@ public struct ActionOutcome: Sendable, Equatable {
 
     public var movedBytes: UInt64 { tasks.reduce(0) { $0 + $1.result.movedBytes } }
 
+    public init(action: MigrationAction, tasks: [(pid: Int32, result: TaskResult)], dropped: String? = nil) {
+        self.action = action; self.tasks = tasks; self.dropped = dropped
+    }
+
     public static func == (a: ActionOutcome, b: ActionOutcome) -> Bool {
         a.action == b.action && a.dropped == b.dropped && a.tasks.count == b.tasks.count
             && zip(a.tasks, b.tasks).allSatisfy { $0.pid == $1.pid && $0.result == $1.result }
@@ -160,7 +164,13 @@ public struct ActionOutcome: Sendable, Equatable {
 
 /// Carries out planned actions, one task at a time.
 public protocol PageMigrator: Sendable {
-    func execute(_ action: MigrationAction) -> ActionOutcome
+    /// With a pacer, a room-making demotion reports each batch it moves to it, and a promotion
+    /// into the room made moves a batch only once the pacer grants it.
+    func execute(_ action: MigrationAction, pacer: RoomPacer?) -> ActionOutcome
+}
+
+extension PageMigrator {
+    public func execute(_ action: MigrationAction) -> ActionOutcome { execute(action, pacer: nil) }
 }
 
 /// The migrator: for each task, right before its move, checks that it is still in the group and
@@ -177,6 +187,8 @@ public struct TaskMigrator: PageMigrator {
     public let selfPid: Int32
     /// Pages per move_pages(2) call: bounds the arrays and lets a large move stop at its budget.
     public var chunkPages = 8192
+    /// Pages per call in a paced move: the promotion beside a demotion follows it batch by batch.
+    public var pacedChunkPages = 2048
 
     public init(collector: SnapshotCollector, syscalls: any PageMoveSyscalls, dryRun: Bool, selfPid: Int32 = getpid()) {
         self.collector = collector; self.syscalls = syscalls; self.dryRun = dryRun; self.selfPid = selfPid
@@ -184,15 +196,15 @@ public struct TaskMigrator: PageMigrator {
 
     var files: any HostFiles { collector.files }
 
-    public func execute(_ action: MigrationAction) -> ActionOutcome {
+    public func execute(_ action: MigrationAction, pacer: RoomPacer?) -> ActionOutcome {
         let clock = ContinuousClock()
         let started = clock.now
-        var outcome = perform(action)
+        var outcome = perform(action, pacer: pacer)
         outcome.duration = clock.now - started
         return outcome
     }
 
-    func perform(_ action: MigrationAction) -> ActionOutcome {
+    func perform(_ action: MigrationAction, pacer: RoomPacer?) -> ActionOutcome {
         var outcome = ActionOutcome(action: action, tasks: [])
         let cpuset: NodeSet
         do {
@@ -207,7 +219,8 @@ public struct TaskMigrator: PageMigrator {
             return outcome
         }
         var remaining = action.bytes
-        if action.keepFreeOnTargets > 0, let free = collector.freeBytes(on: targets) {
+        // A paced promotion's room is still being made: the pacer hands it out.
+        if action.keepFreeOnTargets > 0, pacer == nil, let free = collector.freeBytes(on: targets) {
             let room = free > action.keepFreeOnTargets ? free - action.keepFreeOnTargets : 0
             guard room > 0 else {
                 outcome.dropped = "the target nodes have \(formatBytes(free)) free, within the \(formatBytes(action.keepFreeOnTargets)) to keep free: the room planned was taken"
@@ -217,7 +230,7 @@ public struct TaskMigrator: PageMigrator {
         }
         for pid in action.pids {
             guard remaining > 0 else { break }
-            let result = moveTask(pid, action, targets: NodeSet(targets), first: target, budget: remaining, outcome: &outcome)
+            let result = moveTask(pid, action, targets: NodeSet(targets), first: target, budget: remaining, pacer: pacer, outcome: &outcome)
             remaining -= min(remaining, result.movedBytes)
             if case .wouldMove(let bytes) = result { remaining -= min(remaining, bytes) }
             outcome.tasks.append((pid, result))
@@ -244,7 +257,7 @@ public struct TaskMigrator: PageMigrator {
     }
 
     func moveTask(_ pid: Int32, _ action: MigrationAction, targets: NodeSet, first: Int, budget: UInt64,
-                  outcome: inout ActionOutcome) -> TaskResult {
+                  pacer: RoomPacer?, outcome: inout ActionOutcome) -> TaskResult {
         if pid == selfPid { return .isTierd }
         if let gone = stillInGroup(pid, action.group) { return gone }
         let entries: [NumaMapsEntry]
@@ -266,17 +279,20 @@ public struct TaskMigrator: PageMigrator {
         defer { outcome.syscallDuration += clock.now - started }
         guard action.onTaskCPU, let text = try? files.read(KernelPaths.process(pid) + "/stat"),
               let cpu = KernelText.lastCPU(stat: text) else {
-            return move(pid, action, targets: targets, first: first, budget: budget, sourceBytes: sourceBytes)
+            return move(pid, action, targets: targets, first: first, budget: budget, sourceBytes: sourceBytes, pacer: pacer)
         }
         let (result, applied) = ThreadPlacement.onCPU(cpu) {
-            move(pid, action, targets: targets, first: first, budget: budget, sourceBytes: sourceBytes)
+            move(pid, action, targets: targets, first: first, budget: budget, sourceBytes: sourceBytes, pacer: pacer)
         }
         if applied { outcome.movedOnTaskCPU += 1 }
         return result
     }
 
-    /// The move itself: whole with migrate_pages(2) when the budget allows, else in chunks.
-    func move(_ pid: Int32, _ action: MigrationAction, targets: NodeSet, first: Int, budget: UInt64, sourceBytes: UInt64) -> TaskResult {
+    /// The move itself: whole with migrate_pages(2) when the budget allows, else in chunks; a
+    /// paced move always in chunks, so that room is made and taken batch by batch.
+    func move(_ pid: Int32, _ action: MigrationAction, targets: NodeSet, first: Int, budget: UInt64, sourceBytes: UInt64,
+              pacer: RoomPacer?) -> TaskResult {
+        if let pacer { return movePart(pid, action, targets: targets.sorted, budget: budget, pacer: pacer) }
         guard sourceBytes <= budget else { return movePart(pid, action, targets: targets.sorted, budget: budget) }
         // A page shared with another process (a library, shared memory) may be a protected
         // workload's too: demotion leaves it; promotion brings it along, which harms no one.
@@ -332,7 +348,8 @@ public struct TaskMigrator: PageMigrator {
 
     /// Moves up to `budget` bytes of the task's pages on the source nodes, mapping by mapping:
     /// one move_pages(2) query per chunk finds the pages on the source nodes, one more moves them.
-    func movePart(_ pid: Int32, _ action: MigrationAction, targets: [Int], budget: UInt64) -> TaskResult {
+    /// Paced, a demotion reports each batch it moved, and a promotion waits for room for each.
+    func movePart(_ pid: Int32, _ action: MigrationAction, targets: [Int], budget: UInt64, pacer: RoomPacer? = nil) -> TaskResult {
         let ranges: [Range<UInt64>]
         do {
             ranges = KernelText.mapRanges(try files.read(KernelPaths.process(pid) + "/maps"))
@@ -343,6 +360,8 @@ public struct TaskMigrator: PageMigrator {
         var moved: UInt64 = 0, stayed = 0
         let orderedTargets = action.to.filter { targets.contains($0) }
         let sourceNodes = action.from
+        let chunkPages = pacer == nil ? self.chunkPages : pacedChunkPages
+        let takesRoom = pacer != nil && action.direction == .promote
         var pages = [UInt64](), candidates = [UInt64]()
         pages.reserveCapacity(chunkPages)
         candidates.reserveCapacity(chunkPages)
@@ -362,6 +381,16 @@ public struct TaskMigrator: PageMigrator {
                     let node = location[index]
                     if node >= 0 && sourceNodes.contains(Int(node)) { candidates.append(pages[index]) }
                 }
+                if takesRoom, let pacer, !candidates.isEmpty {
+                    // Only as many pages as the demotion beside it has made room for so far.
+                    let granted = Int(pacer.take(upTo: UInt64(candidates.count) * pageSize) / pageSize)
+                    if granted == 0 { return .targetsFull(movedBytes: moved) }
+                    if granted < candidates.count {
+                        candidates.removeLast(candidates.count - granted)
+                        address = candidates.last! + pageSize
+                    }
+                }
+                let movedBefore = moved
                 for target in orderedTargets where !candidates.isEmpty {
                     switch syscalls.movePages(pid: pid, addresses: candidates, to: target) {
                     case .success(let status):
@@ -378,6 +407,7 @@ public struct TaskMigrator: PageMigrator {
                         return failure(error)
                     }
                 }
+                if !takesRoom { pacer?.roomMade(moved - movedBefore) }
                 // Every target refused these pages for want of room: later chunks would fare no better.
                 if !candidates.isEmpty { return .targetsFull(movedBytes: moved) }
             }

@@ -26,7 +26,6 @@ public final class TierController {
     var startedAt: Instant?
     /// The last skip reason logged per group, so a steady skip is logged once, not every tick.
     var loggedSkips: [CgroupPath: String] = [:]
-    private let queue = DispatchQueue(label: "tierd.migrator")
     private var warnedAboutNice = false
 
     public init(policy: Policy, collector: SnapshotCollector, migrator: any PageMigrator, logger: Logger, journal: Journal) {
@@ -79,13 +78,8 @@ public final class TierController {
         let (plan, next) = Planner.plan(snapshot: snapshot, policy: policy, state: state, now: now)
         state = next
         let migrator = self.migrator, nice = policy.controller.moverNice
-        let (outcomes, niceApplied): ([ActionOutcome], Bool) = plan.actions.isEmpty ? ([], true) : await withCheckedContinuation { done in
-            // migrate_pages(2) blocks for seconds on large tasks: keep it off the cooperative pool.
-            queue.async {
-                let (outcomes, applied) = ThreadPriority.withNice(nice) { plan.actions.map { migrator.execute($0) } }
-                done.resume(returning: (outcomes, applied))
-            }
-        }
+        // migrate_pages(2) blocks for seconds on large tasks: the lanes keep it off the cooperative pool.
+        let (outcomes, niceApplied) = await MoveLanes.run(plan.actions, migrator: migrator, nice: nice)
         if !niceApplied && !warnedAboutNice {
             warnedAboutNice = true
             logger.warning("cannot move pages at nice \(nice) (CAP_SYS_NICE missing?): moving at the thread's own priority")

@@ -178,6 +178,32 @@ struct MigratorTests {
         #expect(outcome.movedOnTaskCPU == 0)
     }
 
+    @Test func aPacedPromotionMovesOnlyTheRoomGrantedThenStops() {
+        tree.addTask(700, group: "test.slice/batch", pagesPerNode: [1: 100])
+        syscalls.pageNode = { _, _ in 1 }
+        let pacer = RoomPacer()
+        pacer.roomMade(40 * 4096)
+        pacer.finish()
+        var action = promote([700], bytes: 100 * 4096)
+        action.usesRoomMade = true
+        let outcome = migrator().execute(action, pacer: pacer)
+        #expect(outcome.tasks.map(\.result) == [.targetsFull(movedBytes: 40 * 4096)])
+        #expect(syscalls.calls.filter { if case .move = $0 { true } else { false } } == [.move(pid: 700, pages: 40, to: 0)])
+    }
+
+    @Test func aPacedDemotionReportsTheRoomItMakesBatchByBatch() {
+        tree.addTask(700, group: "test.slice/batch", pagesPerNode: [0: 5000])
+        let pacer = RoomPacer()
+        var action = demote([700], to: [1])
+        action.makesRoom = true
+        let outcome = migrator().execute(action, pacer: pacer)
+        // Whole-task size, but paced: in batches of 2,048 pages, not one migrate_pages call.
+        #expect(outcome.movedBytes == 5000 * 4096)
+        #expect(pacer.state.made == 5000 * 4096)
+        #expect(syscalls.calls.filter { if case .move = $0 { true } else { false } }
+                == [.move(pid: 700, pages: 2048, to: 1), .move(pid: 700, pages: 2048, to: 1), .move(pid: 700, pages: 904, to: 1)])
+    }
+
     @Test func aTaskThatExitedBeforeItsMoveIsSkipped() {
         let outcome = migrator().execute(demote([700]))
         #expect(outcome.tasks.map(\.result) == [.exited])

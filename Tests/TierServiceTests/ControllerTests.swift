@@ -72,6 +72,30 @@ struct ControllerTests {
         #expect(journal.contains("\"direction\":\"promote\""))
     }
 
+    /// The room-making demotion and the promotion into it run in two lanes; whatever the threads'
+    /// interleaving, no promotion batch is sent before the demotion has freed that much.
+    @Test func aPromotionRunsBesideTheDemotionMakingItsRoomAndNeverAheadOfIt() async throws {
+        tree.setNode(0, freeBytes: 20 * Self.mib)
+        tree.addGroup("test.slice/batch", pids: [800], anon: [0: 600 * Self.mib])
+        tree.addGroup("test.slice/db", pids: [900], anon: [1: 40 * Self.mib])
+        tree.addTask(800, group: "test.slice/batch", pagesPerNode: [0: 153_600])
+        tree.addTask(900, group: "test.slice/db", pagesPerNode: [1: 10_240])
+        syscalls.pageNode = { pid, _ in pid == 900 ? 1 : 0 }
+        let (controller, _) = try controller()
+        let report = await controller.tick(now: Instant(.seconds(1)))
+        #expect(report.plan.actions.map(\.direction) == [.demote, .promote, .demote])
+        #expect(report.plan.actions[0].makesRoom && report.plan.actions[1].usesRoomMade && !report.plan.actions[2].makesRoom)
+        #expect(report.outcomes.map(\.action) == report.plan.actions)
+        #expect(report.outcomes[1].movedBytes == 40 * Self.mib)
+        var demoted = 0, promoted = 0
+        for call in syscalls.calls {
+            guard case .move(let pid, let pages, _) = call else { continue }
+            if pid == 800 { demoted += pages } else { promoted += pages }
+            #expect(promoted <= demoted)
+        }
+        #expect(promoted == 10_240)
+    }
+
     @Test func aPromotionThatMovesNothingIsNotRetriedEveryTick() async throws {
         tree.setNode(0, freeBytes: 600 * Self.mib)
         tree.addGroup("test.slice/db", pids: [900], anon: [1: 40 * Self.mib])
