@@ -74,7 +74,9 @@ public enum Planner {
         // between them is demotion's hysteresis, and protected memory outranks it.
         let promotionReserve = low / 2
         var roomNow = dramFree > promotionReserve ? dramFree - promotionReserve : 0
-        let promotionShortfall = promotionNeed > roomNow ? promotionNeed - roomNow : 0
+        // With DRAM free below the reserve, demotion first has to bring it back up to the reserve.
+        let reserveDeficit = promotionReserve > dramFree ? promotionReserve - dramFree : 0
+        let promotionShortfall = promotionNeed > roomNow ? promotionNeed - roomNow + reserveDeficit : 0
         // One tick demotes at most `demotionPerTick`: the loop re-plans right after a busy tick,
         // so a protected job that appears mid-reclaim waits for one batch, not the whole reclaim.
         let demand = min(max(watermarkDemand, promotionShortfall), settings.demotionPerTick)
@@ -171,8 +173,9 @@ public enum Planner {
             }
         }
 
-        // 4b. Promote the rest into the room the demotions make.
-        var roomMade = roomMaking.reduce(0) { $0 + $1.bytes }
+        // 4b. Promote the rest into the room the demotions make above the reserve.
+        let roomMakingBytes = roomMaking.reduce(0) { $0 + $1.bytes }
+        var roomMade = roomMakingBytes > reserveDeficit ? roomMakingBytes - reserveDeficit : 0
         let late = promote(into: &roomMade).map { action in
             var action = action
             action.usesRoomMade = true

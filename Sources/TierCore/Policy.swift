@@ -88,6 +88,9 @@ public struct ControllerSettings: Sendable, Equatable {
     /// on that CPU instead of interrupting it, at the price of the task waiting for the move
     /// rather than running beside it.
     public var moveOnTaskCPU = true
+    /// Run a tick's promotions and demotions side by side on two threads (see `MoveLanes`);
+    /// off, one thread runs them in plan order and at most one CPU moves at a time.
+    public var parallelMoves = true
 
     public init(interval: Duration = .seconds(2), dramLowFree: Double = 0.10, dramHighFree: Double = 0.20,
                 rateLimit: UInt64 = 512 << 20, psiStall: Duration = .milliseconds(150), psiWindow: Duration = .seconds(1),

@@ -187,7 +187,7 @@ private struct Compiler {
     }
 
     func controllerSettings(_ node: Node) throws -> ControllerSettings {
-        let map = try mapping(node, "controller", allowed: ["interval", "dram", "rate_limit", "psi_trigger", "mover_nice", "demotion_per_tick", "move_on_task_cpu"])
+        let map = try mapping(node, "controller", allowed: ["interval", "dram", "rate_limit", "psi_trigger", "mover_nice", "demotion_per_tick", "move_on_task_cpu", "parallel_moves"])
         var settings = ControllerSettings()
         if let entry = map["interval"] {
             let interval = try parsed(entry.value, "controller.interval", Quantity.parseDuration)
@@ -229,6 +229,10 @@ private struct Compiler {
         if let entry = map["move_on_task_cpu"] {
             guard let value = entry.value.bool else { throw fail(entry.value, "controller.move_on_task_cpu", "expected true or false") }
             settings.moveOnTaskCPU = value
+        }
+        if let entry = map["parallel_moves"] {
+            guard let value = entry.value.bool else { throw fail(entry.value, "controller.parallel_moves", "expected true or false") }
+            settings.parallelMoves = value
         }
         if let entry = map["psi_trigger"] {
             let psi = try mapping(entry.value, "controller.psi_trigger", allowed: ["stall", "window"])

@@ -346,6 +346,19 @@ public struct TaskMigrator: PageMigrator {
         }
     }
 
+    /// Free bytes on `targets` above `keeping`, waiting for the pacer's demotion to free some while
+    /// there are none; zero once it is done and none are left.
+    func waitForRoom(targets: [Int], keeping: UInt64, pacer: RoomPacer) -> UInt64 {
+        var seen = pacer.state.made
+        while true {
+            guard let free = collector.freeBytes(on: targets) else { return 0 }
+            if free > keeping + 4096 { return free - keeping }
+            let progress = pacer.waitForProgress(after: seen)
+            if progress.finished && progress.made == seen { return 0 }
+            seen = progress.made
+        }
+    }
+
     /// Moves up to `budget` bytes of the task's pages on the source nodes, mapping by mapping:
     /// one move_pages(2) query per chunk finds the pages on the source nodes, one more moves them.
     /// Paced, a demotion reports each batch it moved, and a promotion waits for room for each.
@@ -382,11 +395,13 @@ public struct TaskMigrator: PageMigrator {
                     if node >= 0 && sourceNodes.contains(Int(node)) { candidates.append(pages[index]) }
                 }
                 if takesRoom, let pacer, !candidates.isEmpty {
-                    // Only as many pages as the demotion beside it has made room for so far.
-                    let granted = Int(pacer.take(upTo: UInt64(candidates.count) * pageSize) / pageSize)
-                    if granted == 0 { return .targetsFull(movedBytes: moved) }
-                    if granted < candidates.count {
-                        candidates.removeLast(candidates.count - granted)
+                    // Only as many pages as the targets have room for above the reserve; none yet:
+                    // wait for the demotion beside this move to free more.
+                    let room = waitForRoom(targets: orderedTargets, keeping: action.keepFreeOnTargets, pacer: pacer)
+                    let fits = Int(room / pageSize)
+                    if fits == 0 { return .targetsFull(movedBytes: moved) }
+                    if fits < candidates.count {
+                        candidates.removeLast(candidates.count - fits)
                         address = candidates.last! + pageSize
                     }
                 }

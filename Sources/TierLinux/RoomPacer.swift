@@ -1,15 +1,16 @@
 import Foundation
 
-/// Hands the DRAM a demotion frees to the promotion waiting for it, as it is freed.
+/// Tells the promotion waiting for DRAM that the demotion beside it has freed some.
 ///
 /// Within a tick, the demotion that makes room for protected pages and their promotion run on
-/// two threads side by side: the demotion reports each batch it moved, the promotion moves a
-/// batch only once that much room has been made. The promotion so starts after the first batch
-/// instead of after the whole demotion, and never runs ahead into DRAM that is not free yet.
+/// two threads side by side. The demotion reports each batch it moved; the promotion moves a
+/// batch whenever its target nodes have room above the reserve it must leave (read from the
+/// kernel, which also counts what other allocations took meanwhile), and otherwise waits here
+/// for the next batch. It so starts after the first batch instead of after the whole demotion,
+/// and never runs ahead into DRAM that is not free yet.
 public final class RoomPacer: @unchecked Sendable {
     private let condition = NSCondition()
     private var made: UInt64 = 0
-    private var granted: UInt64 = 0
     private var finished = false
 
     public init() {}
@@ -31,21 +32,19 @@ public final class RoomPacer: @unchecked Sendable {
         condition.unlock()
     }
 
-    /// The promotion side: waits until room not yet handed out exists, and takes up to `bytes`
-    /// of it. Zero once the demotions are done and their room is all taken.
-    public func take(upTo bytes: UInt64) -> UInt64 {
+    /// The promotion side: waits until more than `seen` bytes have been made, or the demotions
+    /// are done; returns the bytes made so far and whether they are done.
+    public func waitForProgress(after seen: UInt64) -> (made: UInt64, finished: Bool) {
         condition.lock()
         defer { condition.unlock() }
-        while made <= granted && !finished { condition.wait() }
-        let grant = min(bytes, made - min(made, granted))
-        granted += grant
-        return grant
+        while made <= seen && !finished { condition.wait() }
+        return (made, finished)
     }
 
     /// Bytes made so far, and whether the demotions are done.
-    public var state: (made: UInt64, granted: UInt64, finished: Bool) {
+    public var state: (made: UInt64, finished: Bool) {
         condition.lock()
         defer { condition.unlock() }
-        return (made, granted, finished)
+        return (made, finished)
     }
 }

@@ -79,7 +79,8 @@ public final class TierController {
         state = next
         let migrator = self.migrator, nice = policy.controller.moverNice
         // migrate_pages(2) blocks for seconds on large tasks: the lanes keep it off the cooperative pool.
-        let (outcomes, niceApplied) = await MoveLanes.run(plan.actions, migrator: migrator, nice: nice)
+        let (outcomes, niceApplied) = await MoveLanes.run(plan.actions, migrator: migrator, nice: nice,
+                                                          parallel: policy.controller.parallelMoves)
         if !niceApplied && !warnedAboutNice {
             warnedAboutNice = true
             logger.warning("cannot move pages at nice \(nice) (CAP_SYS_NICE missing?): moving at the thread's own priority")

@@ -14,9 +14,19 @@ enum MoveLanes {
     static let promotionQueue = DispatchQueue(label: "tierd.promotions")
     static let demotionQueue = DispatchQueue(label: "tierd.demotions")
 
-    /// Outcomes in plan order, and whether the mover's nice was in effect on both lanes.
-    static func run(_ actions: [MigrationAction], migrator: any PageMigrator, nice: Int32) async -> (outcomes: [ActionOutcome], niceApplied: Bool) {
+    /// Outcomes in plan order, and whether the mover's nice was in effect on both lanes. Not
+    /// `parallel`, one thread runs every action in plan order, unpaced.
+    static func run(_ actions: [MigrationAction], migrator: any PageMigrator, nice: Int32,
+                    parallel: Bool) async -> (outcomes: [ActionOutcome], niceApplied: Bool) {
         guard !actions.isEmpty else { return ([], true) }
+        guard parallel else {
+            return await withCheckedContinuation { done in
+                demotionQueue.async {
+                    let (outcomes, applied) = ThreadPriority.withNice(nice) { actions.map { migrator.execute($0, pacer: nil) } }
+                    done.resume(returning: (outcomes, applied))
+                }
+            }
+        }
         let promotions = actions.indices.filter { actions[$0].direction == .promote }
         let demotions = actions.indices.filter { actions[$0].direction == .demote }
         let roomMaking = demotions.filter { actions[$0].makesRoom }

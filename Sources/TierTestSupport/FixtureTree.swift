@@ -137,6 +137,18 @@ public final class FixtureTree: @unchecked Sendable {
         write(KernelPaths.process(pid) + "/stat", "\(pid) (tierload) " + fields.joined(separator: " "))
     }
 
+    private let freeMemoryLock = NSLock()
+
+    /// Plays the kernel's part in a move of `bytes` between two nodes: the source node's free
+    /// memory grows by them, the target's shrinks. Safe from several threads.
+    public func accountMove(bytes: UInt64, from: Int, to: Int) {
+        freeMemoryLock.lock()
+        defer { freeMemoryLock.unlock() }
+        func free(_ node: Int) -> UInt64 { read(KernelPaths.node(node) + "/meminfo").flatMap(KernelText.nodeMeminfo)?.free ?? 0 }
+        setNode(from, freeBytes: free(from) + bytes)
+        setNode(to, freeBytes: free(to) - min(free(to), bytes))
+    }
+
     public func removeTask(_ pid: Int32) { remove(KernelPaths.process(pid)) }
     public func removeGroup(_ group: String) { remove(cgroupMount + "/" + group) }
 }
@@ -169,6 +181,8 @@ public final class RecordingSyscalls: PageMoveSyscalls, @unchecked Sendable {
     /// Hook run after a successful migrate_pages, to play the kernel's part (rewrite the task's
     /// numa_maps with where its pages went).
     public var afterMigrate: ((_ pid: Int32, _ from: NodeSet, _ to: NodeSet) -> Void)?
+    /// Hook run after a move_pages call that moved pages, with how many went to `node`.
+    public var afterMove: ((_ pid: Int32, _ pages: Int, _ node: Int) -> Void)?
 
     public init() {}
 
@@ -197,6 +211,7 @@ public final class RecordingSyscalls: PageMoveSyscalls, @unchecked Sendable {
             return .success(addresses.map { pageNode(pid, $0) })
         }
         record(.move(pid: pid, pages: addresses.count, to: node))
+        if !fullNodes.contains(node) { afterMove?(pid, addresses.count, node) }
         return .success(addresses.map { _ in fullNodes.contains(node) ? -ENOMEM : Int32(node) })
     }
 }

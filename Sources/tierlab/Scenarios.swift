@@ -24,8 +24,9 @@ enum Scenarios {
             second.figures["first_run_ratio_to_floor"] = first.figures["ratio_to_floor"] ?? .nan
             second.checks.append(Check(name: "(first run missed the timing goal)", ok: true, detail: first.checks.first { !$0.ok }?.detail ?? ""))
             return second
-        case "late-protected-nice0": return lateProtected(lab, mode: .tierd, moverNice: 0)
-        case "late-protected-anycpu": return lateProtected(lab, mode: .tierd, onTaskCPU: false)
+        case "late-protected-nice0": return lateProtected(lab, mode: .tierd, variant: ("nice0", ", mover_nice: 0"))
+        case "late-protected-anycpu": return lateProtected(lab, mode: .tierd, variant: ("anycpu", ", move_on_task_cpu: false"))
+        case "late-protected-serial": return lateProtected(lab, mode: .tierd, variant: ("serial", ", parallel_moves: false"))
         case "demo-kernel": return lateProtected(lab, mode: .kernelDemotion)
         case "demo-numa-balancing": return lateProtected(lab, mode: .numaBalancing)
         case "opt-out-holds": return optOutHolds(lab)
@@ -440,8 +441,9 @@ enum Scenarios {
     /// A batch job fills DRAM (900 MiB, 50 MiB hot); then a protected job (400 MiB, all hot)
     /// starts. With tierd it must reach ≥ 99 % in DRAM, and none of its pages may go to slow
     /// memory; the kernel-only modes are measured the same way for the demo's table.
-    static func lateProtected(_ lab: GuestLab, mode: Mode, moverNice: Int32? = nil, onTaskCPU: Bool = true) -> ScenarioResult {
-        let name = mode == .tierd ? "late-protected" + (moverNice.map { "-nice\($0)" } ?? "") + (onTaskCPU ? "" : "-anycpu")
+    /// `variant` names a probe run of tierd with other controller settings (", key: value" text).
+    static func lateProtected(_ lab: GuestLab, mode: Mode, variant: (name: String, settings: String)? = nil) -> ScenarioResult {
+        let name = mode == .tierd ? "late-protected" + (variant.map { "-" + $0.name } ?? "")
             : mode == .kernelDemotion ? "demo-kernel" : "demo-numa-balancing"
         var result = ScenarioResult(scenario: name, checks: [])
         let batchGroup = "\(lab.labSlice)/batch", protectedGroup = "\(lab.labSlice)/protected"
@@ -456,7 +458,7 @@ enum Scenarios {
             lab.kernelTiering(demotion: false, numaBalancing: 0)
             idleRates = (0..<2).compactMap { _ in lab.calibrateMigratepages(mib: 256)?.mibPerSecond }
             tierd = lab.startTierd("tierd-\(name)", policy: """
-                controller: {interval: 1s, dram: {low: 10%, high: 20%}, rate_limit: 2GiB/s\(moverNice.map { ", mover_nice: \($0)" } ?? "")\(onTaskCPU ? "" : ", move_on_task_cpu: false")}
+                controller: {interval: 1s, dram: {low: 10%, high: 20%}, rate_limit: 2GiB/s\(variant?.settings ?? "")}
                 workloads:
                   - {name: protected, match: ["\(protectedGroup)"], demote: never}
                   - {name: batch, match: ["\(batchGroup)"], demote: allowed, priority: 10}

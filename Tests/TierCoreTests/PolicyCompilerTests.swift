@@ -12,6 +12,7 @@ struct PolicyCompilerTests {
       mover_nice: -5
       demotion_per_tick: 256MiB
       move_on_task_cpu: false
+      parallel_moves: false
     workloads:
       - name: latency-critical
         match: ["kubepods.slice/kubepods-pod*.slice/**", "system.slice/postgresql.service"]
@@ -35,6 +36,7 @@ struct PolicyCompilerTests {
         #expect(policy.controller.demotionPerTick == 256 << 20)
         #expect(!policy.controller.moveOnTaskCPU)
         #expect(ControllerSettings().moveOnTaskCPU)
+        #expect(!policy.controller.parallelMoves && ControllerSettings().parallelMoves)
         #expect(policy.workloads.count == 2)
         let batch = policy.workloads[1].rule
         #expect(batch == WorkloadRule(demote: .allowed, priority: 10, dramFloor: 256 << 20,
@@ -58,6 +60,7 @@ struct PolicyCompilerTests {
         ("controller:\n  rate_limit: 512MB/s\n", "t.yaml:2:15: controller.rate_limit: '512MB' is not a size: use a byte count or a number with KiB, MiB, GiB or TiB"),
         ("controller:\n  demotion_per_tick: 512KiB\n", "t.yaml:2:22: controller.demotion_per_tick: must be at least 1MiB"),
         ("controller:\n  move_on_task_cpu: sometimes\n", "t.yaml:2:21: controller.move_on_task_cpu: expected true or false"),
+        ("controller:\n  parallel_moves: 2\n", "t.yaml:2:19: controller.parallel_moves: expected true or false"),
         ("controller:\n  mover_nice: -30\n", "t.yaml:2:15: controller.mover_nice: expected a nice value, a whole number from -20 to 19"),
         ("controller:\n  rate_limit: 512MiB\n", "t.yaml:2:15: controller.rate_limit: '512MiB' is not a rate: expected a size per second, such as 256MiB/s"),
         ("controller:\n  psi_trigger: {stall: 150ms, window: 20s}\n", "t.yaml:2:39: controller.psi_trigger.window: the kernel accepts windows from 500ms to 10s"),

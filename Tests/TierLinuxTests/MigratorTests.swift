@@ -178,17 +178,46 @@ struct MigratorTests {
         #expect(outcome.movedOnTaskCPU == 0)
     }
 
-    @Test func aPacedPromotionMovesOnlyTheRoomGrantedThenStops() {
+    @Test func aPacedPromotionMovesOnlyWhatFitsAboveTheReserveThenStops() {
         tree.addTask(700, group: "test.slice/batch", pagesPerNode: [1: 100])
         syscalls.pageNode = { _, _ in 1 }
+        syscalls.afterMove = { [tree] _, pages, node in tree.accountMove(bytes: UInt64(pages) * 4096, from: 1, to: node) }
+        tree.setNode(0, freeBytes: (32 << 20) + 40 * 4096)
         let pacer = RoomPacer()
-        pacer.roomMade(40 * 4096)
         pacer.finish()
         var action = promote([700], bytes: 100 * 4096)
+        action.keepFreeOnTargets = 32 << 20
         action.usesRoomMade = true
         let outcome = migrator().execute(action, pacer: pacer)
         #expect(outcome.tasks.map(\.result) == [.targetsFull(movedBytes: 40 * 4096)])
         #expect(syscalls.calls.filter { if case .move = $0 { true } else { false } } == [.move(pid: 700, pages: 40, to: 0)])
+    }
+
+    /// Room appears only as the other lane's demotion moves: the promotion waits for it batch by batch.
+    @Test func aPacedPromotionWaitsForTheRoomTheDemotionMakes() async {
+        tree.addTask(700, group: "test.slice/batch", pagesPerNode: [1: 100])
+        syscalls.pageNode = { _, _ in 1 }
+        syscalls.afterMove = { [tree] _, pages, node in tree.accountMove(bytes: UInt64(pages) * 4096, from: 1, to: node) }
+        tree.setNode(0, freeBytes: 32 << 20)
+        let pacer = RoomPacer()
+        var action = promote([700], bytes: 100 * 4096)
+        action.keepFreeOnTargets = 32 << 20
+        action.usesRoomMade = true
+        let (migrator, paced) = (migrator(), action)
+        let outcome = await withCheckedContinuation { (done: CheckedContinuation<ActionOutcome, Never>) in
+            Thread.detachNewThread { done.resume(returning: migrator.execute(paced, pacer: pacer)) }
+            Thread.detachNewThread { [tree] in
+                for _ in 0..<3 {
+                    Thread.sleep(forTimeInterval: 0.02)
+                    tree.accountMove(bytes: 30 * 4096, from: 0, to: 1)
+                    pacer.roomMade(30 * 4096)
+                }
+                pacer.finish()
+            }
+        }
+        // 90 pages of room were made in all: 90 of the 100 came back, in batches no larger than the room.
+        #expect(outcome.movedBytes == 90 * 4096)
+        #expect(syscalls.calls.allSatisfy { if case .move(_, let pages, _) = $0 { pages <= 90 } else { true } })
     }
 
     @Test func aPacedDemotionReportsTheRoomItMakesBatchByBatch() {

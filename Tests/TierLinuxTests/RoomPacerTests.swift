@@ -2,40 +2,38 @@ import Foundation
 import Testing
 import TierLinux
 
-/// The hand-over between a demotion making room and the promotion waiting for it, on real threads.
+/// The signal from a demotion making room to the promotion waiting for it, on real threads.
 struct RoomPacerTests {
-    @Test func aPromotionWaitsForRoomThenTakesNoMoreThanWasMade() async {
+    @Test func aWaitingPromotionWakesWhenTheDemotionMovesABatch() async {
         let pacer = RoomPacer()
-        let taken = await withCheckedContinuation { (done: CheckedContinuation<UInt64, Never>) in
-            Thread.detachNewThread { done.resume(returning: pacer.take(upTo: 100)) }
+        let progress = await withCheckedContinuation { (done: CheckedContinuation<(made: UInt64, finished: Bool), Never>) in
+            Thread.detachNewThread { done.resume(returning: pacer.waitForProgress(after: 0)) }
             Thread.detachNewThread {
                 Thread.sleep(forTimeInterval: 0.05)
                 pacer.roomMade(30)
             }
         }
-        #expect(taken == 30)
-        #expect(pacer.state.granted == 30)
+        #expect(progress.made == 30 && !progress.finished)
     }
 
-    @Test func roomIsHandedOutOnceAndFinishingEndsTheWait() {
+    @Test func progressAlreadyMadeDoesNotWait() {
         let pacer = RoomPacer()
         pacer.roomMade(50)
-        #expect(pacer.take(upTo: 20) == 20)
-        #expect(pacer.take(upTo: 100) == 30)
+        #expect(pacer.waitForProgress(after: 20).made == 50)
         pacer.finish()
-        // Nothing left and nothing more coming: no wait, nothing granted.
-        #expect(pacer.take(upTo: 100) == 0)
+        // Done, and nothing beyond what was seen: no wait.
+        #expect(pacer.waitForProgress(after: 50) == (50, true))
     }
 
     @Test func finishingWakesAWaitingPromotion() async {
         let pacer = RoomPacer()
-        let taken = await withCheckedContinuation { (done: CheckedContinuation<UInt64, Never>) in
-            Thread.detachNewThread { done.resume(returning: pacer.take(upTo: 100)) }
+        let progress = await withCheckedContinuation { (done: CheckedContinuation<(made: UInt64, finished: Bool), Never>) in
+            Thread.detachNewThread { done.resume(returning: pacer.waitForProgress(after: 0)) }
             Thread.detachNewThread {
                 Thread.sleep(forTimeInterval: 0.05)
                 pacer.finish()
             }
         }
-        #expect(taken == 0)
+        #expect(progress.made == 0 && progress.finished)
     }
 }

@@ -52,7 +52,7 @@ struct ControllerTests {
         syscalls.pageNode = { pid, _ in pid == 900 ? 1 : 0 }
         // The kernel's part: DRAM free grows as the batch job leaves it (the late promotion
         // re-reads it before moving).
-        syscalls.beforeCall = { [tree] pid in if pid == 801 { tree.setNode(0, freeBytes: 100 * Self.mib) } }
+        syscalls.afterMove = { [tree] _, pages, node in tree.accountMove(bytes: UInt64(pages) * 4096, from: node == 0 ? 1 : 0, to: node) }
         let (controller, _) = try controller()
         let report = await controller.tick(now: Instant(.seconds(1)))
         // 60 MiB free is 9.7 MiB above the promotion reserve: that much is promoted first, then the
@@ -75,12 +75,15 @@ struct ControllerTests {
     /// The room-making demotion and the promotion into it run in two lanes; whatever the threads'
     /// interleaving, no promotion batch is sent before the demotion has freed that much.
     @Test func aPromotionRunsBesideTheDemotionMakingItsRoomAndNeverAheadOfIt() async throws {
-        tree.setNode(0, freeBytes: 20 * Self.mib)
+        // 40 MiB free, below the promotion reserve (about 50 MiB): the room-making demotion
+        // restores the reserve, then frees 40 MiB more.
+        tree.setNode(0, freeBytes: 40 * Self.mib)
         tree.addGroup("test.slice/batch", pids: [800], anon: [0: 600 * Self.mib])
         tree.addGroup("test.slice/db", pids: [900], anon: [1: 40 * Self.mib])
         tree.addTask(800, group: "test.slice/batch", pagesPerNode: [0: 153_600])
         tree.addTask(900, group: "test.slice/db", pagesPerNode: [1: 10_240])
         syscalls.pageNode = { pid, _ in pid == 900 ? 1 : 0 }
+        syscalls.afterMove = { [tree] _, pages, node in tree.accountMove(bytes: UInt64(pages) * 4096, from: node == 0 ? 1 : 0, to: node) }
         let (controller, _) = try controller()
         let report = await controller.tick(now: Instant(.seconds(1)))
         #expect(report.plan.actions.map(\.direction) == [.demote, .promote, .demote])
@@ -94,6 +97,27 @@ struct ControllerTests {
             #expect(promoted <= demoted)
         }
         #expect(promoted == 10_240)
+    }
+
+    @Test func withoutParallelMovesOneThreadRunsThePlanInOrder() async throws {
+        tree.setNode(0, freeBytes: 40 * Self.mib)
+        tree.addGroup("test.slice/batch", pids: [800], anon: [0: 600 * Self.mib])
+        tree.addGroup("test.slice/db", pids: [900], anon: [1: 40 * Self.mib])
+        tree.addTask(800, group: "test.slice/batch", pagesPerNode: [0: 153_600])
+        tree.addTask(900, group: "test.slice/db", pagesPerNode: [1: 10_240])
+        syscalls.pageNode = { pid, _ in pid == 900 ? 1 : 0 }
+        syscalls.afterMove = { [tree] _, pages, node in tree.accountMove(bytes: UInt64(pages) * 4096, from: node == 0 ? 1 : 0, to: node) }
+        syscalls.afterMigrate = { [tree] pid, from, to in tree.relocate(pid, from: from, to: to.first!) }
+        let (controller, _) = try controller(policyText: Self.policyText.replacingOccurrences(
+            of: "{interval: 1s}", with: "{interval: 1s, parallel_moves: false}"))
+        let report = await controller.tick(now: Instant(.seconds(1)))
+        #expect(report.plan.actions.map(\.direction) == [.demote, .promote, .demote])
+        // Unpaced, the promotion moves whole once the room is made, and the extra demotion waits for it.
+        let calls = syscalls.calls
+        let promotion = try #require(calls.firstIndex(of: .migrate(pid: 900, from: NodeSet([1]), to: NodeSet([0]), sharedPages: .include)))
+        #expect(calls[..<promotion].allSatisfy { if case .move(800, _, _) = $0 { true } else if case .query(800, _) = $0 { true } else { false } })
+        #expect(calls[(promotion + 1)...].contains { if case .move(800, _, _) = $0 { true } else { false } })
+        #expect(report.outcomes[1].movedBytes == 40 * Self.mib)
     }
 
     @Test func aPromotionThatMovesNothingIsNotRetriedEveryTick() async throws {
