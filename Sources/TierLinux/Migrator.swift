@@ -164,8 +164,8 @@ public struct ActionOutcome: Sendable, Equatable {
 
 /// Carries out planned actions, one task at a time.
 public protocol PageMigrator: Sendable {
-    /// With a pacer, a room-making demotion reports each batch it moves to it, and a promotion
-    /// into the room made moves a batch only once the pacer grants it.
+    /// With a pacer, a room-making demotion signals each batch it moves, and a promotion into the
+    /// room made moves a batch whenever its targets have room, waiting for the next signal otherwise.
     func execute(_ action: MigrationAction, pacer: RoomPacer?) -> ActionOutcome
 }
 
@@ -219,9 +219,8 @@ public struct TaskMigrator: PageMigrator {
             return outcome
         }
         var remaining = action.bytes
-        // A paced promotion's room is still being made: the pacer hands it out.
-        if action.keepFreeOnTargets > 0, pacer == nil, let free = collector.freeBytes(on: targets) {
-            let room = free > action.keepFreeOnTargets ? free - action.keepFreeOnTargets : 0
+        // A paced promotion's room is still being made: it looks for room batch by batch.
+        if action.keepFreeOnTargets > 0, pacer == nil, let (free, room) = room(on: targets, keeping: action.keepFreeOnTargets) {
             guard room > 0 else {
                 outcome.dropped = "the target nodes have \(formatBytes(free)) free, within the \(formatBytes(action.keepFreeOnTargets)) to keep free: the room planned was taken"
                 return outcome
@@ -346,13 +345,18 @@ public struct TaskMigrator: PageMigrator {
         }
     }
 
+    /// Free bytes on `targets` now, and how many of them lie above `keeping`.
+    func room(on targets: [Int], keeping: UInt64) -> (free: UInt64, room: UInt64)? {
+        collector.freeBytes(on: targets).map { ($0, $0 > keeping ? $0 - keeping : 0) }
+    }
+
     /// Free bytes on `targets` above `keeping`, waiting for the pacer's demotion to free some while
     /// there are none; zero once it is done and none are left.
     func waitForRoom(targets: [Int], keeping: UInt64, pacer: RoomPacer) -> UInt64 {
         var seen = pacer.state.made
         while true {
-            guard let free = collector.freeBytes(on: targets) else { return 0 }
-            if free > keeping + 4096 { return free - keeping }
+            guard let (_, room) = room(on: targets, keeping: keeping) else { return 0 }
+            if room >= 4096 { return room }
             let progress = pacer.waitForProgress(after: seen)
             if progress.finished && progress.made == seen { return 0 }
             seen = progress.made

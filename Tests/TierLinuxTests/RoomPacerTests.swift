@@ -4,15 +4,20 @@ import TierLinux
 
 /// The signal from a demotion making room to the promotion waiting for it, on real threads.
 struct RoomPacerTests {
-    @Test func aWaitingPromotionWakesWhenTheDemotionMovesABatch() async {
-        let pacer = RoomPacer()
-        let progress = await withCheckedContinuation { (done: CheckedContinuation<(made: UInt64, finished: Bool), Never>) in
+    /// What a promotion waiting from nothing seen sees, once `demotion` has run on another thread.
+    func waitingPromotion(of pacer: RoomPacer, while demotion: @escaping @Sendable () -> Void) async -> (made: UInt64, finished: Bool) {
+        await withCheckedContinuation { done in
             Thread.detachNewThread { done.resume(returning: pacer.waitForProgress(after: 0)) }
             Thread.detachNewThread {
                 Thread.sleep(forTimeInterval: 0.05)
-                pacer.roomMade(30)
+                demotion()
             }
         }
+    }
+
+    @Test func aWaitingPromotionWakesWhenTheDemotionMovesABatch() async {
+        let pacer = RoomPacer()
+        let progress = await waitingPromotion(of: pacer) { pacer.roomMade(30) }
         #expect(progress.made == 30 && !progress.finished)
     }
 
@@ -27,13 +32,7 @@ struct RoomPacerTests {
 
     @Test func finishingWakesAWaitingPromotion() async {
         let pacer = RoomPacer()
-        let progress = await withCheckedContinuation { (done: CheckedContinuation<(made: UInt64, finished: Bool), Never>) in
-            Thread.detachNewThread { done.resume(returning: pacer.waitForProgress(after: 0)) }
-            Thread.detachNewThread {
-                Thread.sleep(forTimeInterval: 0.05)
-                pacer.finish()
-            }
-        }
+        let progress = await waitingPromotion(of: pacer) { pacer.finish() }
         #expect(progress.made == 0 && progress.finished)
     }
 }

@@ -72,11 +72,10 @@ struct ControllerTests {
         #expect(journal.contains("\"direction\":\"promote\""))
     }
 
-    /// The room-making demotion and the promotion into it run in two lanes; whatever the threads'
-    /// interleaving, no promotion batch is sent before the demotion has freed that much.
-    @Test func aPromotionRunsBesideTheDemotionMakingItsRoomAndNeverAheadOfIt() async throws {
-        // 40 MiB free, below the promotion reserve (about 50 MiB): the room-making demotion
-        // restores the reserve, then frees 40 MiB more.
+    /// 40 MiB free, below the promotion reserve (about 50 MiB), and a protected job with 40 MiB on
+    /// the slow node: the tick's room-making demotion restores the reserve, then frees 40 MiB more.
+    /// The fixture plays the kernel's part in each move_pages call (node free memory follows).
+    func roomMakingTick() {
         tree.setNode(0, freeBytes: 40 * Self.mib)
         tree.addGroup("test.slice/batch", pids: [800], anon: [0: 600 * Self.mib])
         tree.addGroup("test.slice/db", pids: [900], anon: [1: 40 * Self.mib])
@@ -84,6 +83,12 @@ struct ControllerTests {
         tree.addTask(900, group: "test.slice/db", pagesPerNode: [1: 10_240])
         syscalls.pageNode = { pid, _ in pid == 900 ? 1 : 0 }
         syscalls.afterMove = { [tree] _, pages, node in tree.accountMove(bytes: UInt64(pages) * 4096, from: node == 0 ? 1 : 0, to: node) }
+    }
+
+    /// The room-making demotion and the promotion into it run in two lanes; whatever the threads'
+    /// interleaving, no promotion batch is sent before the demotion has freed that much.
+    @Test func aPromotionRunsBesideTheDemotionMakingItsRoomAndNeverAheadOfIt() async throws {
+        roomMakingTick()
         let (controller, _) = try controller()
         let report = await controller.tick(now: Instant(.seconds(1)))
         #expect(report.plan.actions.map(\.direction) == [.demote, .promote, .demote])
@@ -100,13 +105,7 @@ struct ControllerTests {
     }
 
     @Test func withoutParallelMovesOneThreadRunsThePlanInOrder() async throws {
-        tree.setNode(0, freeBytes: 40 * Self.mib)
-        tree.addGroup("test.slice/batch", pids: [800], anon: [0: 600 * Self.mib])
-        tree.addGroup("test.slice/db", pids: [900], anon: [1: 40 * Self.mib])
-        tree.addTask(800, group: "test.slice/batch", pagesPerNode: [0: 153_600])
-        tree.addTask(900, group: "test.slice/db", pagesPerNode: [1: 10_240])
-        syscalls.pageNode = { pid, _ in pid == 900 ? 1 : 0 }
-        syscalls.afterMove = { [tree] _, pages, node in tree.accountMove(bytes: UInt64(pages) * 4096, from: node == 0 ? 1 : 0, to: node) }
+        roomMakingTick()
         syscalls.afterMigrate = { [tree] pid, from, to in tree.relocate(pid, from: from, to: to.first!) }
         let (controller, _) = try controller(policyText: Self.policyText.replacingOccurrences(
             of: "{interval: 1s}", with: "{interval: 1s, parallel_moves: false}"))
