@@ -39,6 +39,7 @@ enum Scenarios {
         case "probe-cpus": return probeCpus(lab)
         case "probe-same-cpu": return probeSameCpu(lab)
         case "probe-parallel": return probeParallel(lab)
+        case "probe-promote": return probePromote(lab)
         default: return ScenarioResult(scenario: name, checks: [Check(name: "known scenario", ok: false, detail: "no scenario named \(name)")])
         }
     }
@@ -367,6 +368,46 @@ enum Scenarios {
                                round, way, seconds, Double(stat.bytes(on: 0)) / mib, Double(stat.bytes(on: 1)) / mib))
                 result.figures["\(way)_round\(round)_seconds"] = seconds
             }
+        }
+        return result
+    }
+
+    /// Not in a suite: how fast a task writing every page comes back from the slow node, by
+    /// migratepages and by tierd's paced path (move_pages in 2,048-page batches, as a promotion
+    /// beside a demotion runs), each from the task's vCPU (1) and from the other (0), at nice -10.
+    static func probePromote(_ lab: GuestLab, rounds: Int = 2) -> ScenarioResult {
+        var result = ScenarioResult(scenario: "probe-promote", checks: [Check(name: "probe ran", ok: true, detail: "figures only")])
+        let group = "\(lab.labSlice)/promote"
+        lab.makeGroup(group)
+        let hot = lab.load("promote-hot", group: group, mib: 200, hotMiB: 200, prefix: ["taskset", "-c", "1"], interval: 30)
+        defer { lab.stop(hot.process, signal: SIGKILL); lab.removeGroups(group) }
+        guard lab.waitFor(seconds: 120, { hot.allocatedAt() != nil }) else { return result }
+        let migrator = TaskMigrator(collector: lab.collector, syscalls: LibnumaSyscalls(), dryRun: false, selfPid: getpid())
+        var ways = [("migratepages", 1), ("paced", 1), ("migratepages", 0), ("paced", 0)]
+        for round in 1...rounds {
+            for (way, cpu) in ways {
+                _ = lab.migratepages(hot.pid, from: 0, to: 1, group: group, pinned: false)
+                let before = lab.numaStat(group).bytes(on: 1)
+                let started = monotonic()
+                if way == "migratepages" {
+                    lab.spawn(group: nil, ["taskset", "-c", String(cpu), "nice", "-n", "-10", "migratepages", String(hot.pid), "1", "0"],
+                              output: lab.out + "/promote.out").waitUntilExit()
+                } else {
+                    var action = MigrationAction(group: CgroupPath(group), workload: "probe", direction: .promote, pids: [hot.pid],
+                                                 from: NodeSet([1]), to: [0], bytes: before, mempolicy: .respect, reason: "probe")
+                    action.keepFreeOnTargets = 32 << 20
+                    action.usesRoomMade = true
+                    let pacer = RoomPacer()
+                    pacer.finish()
+                    _ = ThreadPlacement.onCPU(cpu) { ThreadPriority.withNice(-10) { migrator.execute(action, pacer: pacer) } }
+                }
+                let seconds = monotonic() - started
+                let moved = before - min(before, lab.numaStat(group).bytes(on: 1))
+                lab.log(String(format: "round %d: %@ from CPU %d (task on CPU 1, writing every page): %.1f MiB in %.2f s (%.1f MiB/s)",
+                               round, way, cpu, Double(moved) / mib, seconds, Double(moved) / mib / seconds))
+                result.figures["\(way)_cpu\(cpu)_round\(round)_mib_per_s"] = Double(moved) / mib / seconds
+            }
+            ways.reverse()
         }
         return result
     }
