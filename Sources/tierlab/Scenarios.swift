@@ -521,6 +521,8 @@ enum Scenarios {
         }
         let slowAtStart = lab.numaStat(protectedGroup).bytes(on: 1)
         let dramFreeAtStart = lab.dramFreeBytes()
+        let migrationCounters = ["pgmigrate_success", "pgmigrate_fail", "thp_migration_success", "thp_migration_fail", "thp_migration_split", "compact_stall"]
+        let migrationBefore = lab.vmstat(migrationCounters)
         var slowSamples: [UInt64] = []
         let observe: Double = mode == .tierd ? 90 : 75
         var reachedAt: Double?
@@ -531,6 +533,7 @@ enum Scenarios {
             if mode == .tierd, let reached = reachedAt, monotonic() - t0 > max(reached + 5, 35) { break }
             usleep(500_000)
         }
+        lab.log("\(name): kernel migration counters while the protected job came back: " + lab.vmstatDelta(migrationCounters, since: migrationBefore))
         let samples = protected.samples().filter { $0.t >= t0 }
         result.series["protected_share"] = samples.map { [$0.t - t0, $0.allShare] }
         func share(at seconds: Double) -> Double? {
