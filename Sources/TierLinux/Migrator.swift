@@ -410,29 +410,21 @@ public struct TaskMigrator: PageMigrator {
                     }
                 }
                 let movedBefore = moved
-                for attempt in 0..<2 {
-                    for target in orderedTargets where !candidates.isEmpty {
-                        switch syscalls.movePages(pid: pid, addresses: candidates, to: target) {
-                        case .success(let status):
-                            var retry = [UInt64]()
-                            for (index, code) in status.enumerated() {
-                                if code == Int32(target) { moved += pageSize }
-                                // The target had no room: the next target may.
-                                else if code == -ENOMEM { retry.append(candidates[index]) }
-                                else if code < 0 && code != -ENOENT { stayed += 1 }
-                            }
-                            candidates = retry
-                        case .failure(let error):
-                            if moved > 0 { return .partial(movedBytes: moved, notMovedPages: stayed) }
-                            return failure(error)
+                for target in orderedTargets where !candidates.isEmpty {
+                    switch syscalls.movePages(pid: pid, addresses: candidates, to: target) {
+                    case .success(let status):
+                        var retry = [UInt64]()
+                        for (index, code) in status.enumerated() {
+                            if code == Int32(target) { moved += pageSize }
+                            // The target had no room: the next target may.
+                            else if code == -ENOMEM { retry.append(candidates[index]) }
+                            else if code < 0 && code != -ENOENT { stayed += 1 }
                         }
+                        candidates = retry
+                    case .failure(let error):
+                        if moved > 0 { return .partial(movedBytes: moved, notMovedPages: stayed) }
+                        return failure(error)
                     }
-                    // ENOMEM also comes from a huge page finding no free 2 MiB block on a node with
-                    // room to spare; the kernel then splits it and fails the rest of its batch. With
-                    // the room still there, one more try moves them as base pages.
-                    guard attempt == 0, !candidates.isEmpty,
-                          let (_, room) = room(on: orderedTargets, keeping: action.keepFreeOnTargets),
-                          room >= UInt64(candidates.count) * pageSize else { break }
                 }
                 if !takesRoom { pacer?.roomMade(moved - movedBefore) }
                 // Every target refused these pages for want of room: later chunks would fare no better.

@@ -176,9 +176,6 @@ public final class RecordingSyscalls: PageMoveSyscalls, @unchecked Sendable {
     public var pageNode: (Int32, UInt64) -> Int32 = { _, _ in 0 }
     /// Nodes with no room: move_pages reports -ENOMEM for every page sent there.
     public var fullNodes: Set<Int> = []
-    /// Nodes that report -ENOMEM for every page of the first move sent there only (a huge page
-    /// that found no free 2 MiB block, split by the kernel before the next try).
-    public var firstMoveFails: Set<Int> = []
     /// Hook run before each call, to simulate a race (a task leaving its group, say).
     public var beforeCall: ((Int32) -> Void)?
     /// Hook run after a successful migrate_pages, to play the kernel's part (rewrite the task's
@@ -214,11 +211,8 @@ public final class RecordingSyscalls: PageMoveSyscalls, @unchecked Sendable {
             return .success(addresses.map { pageNode(pid, $0) })
         }
         record(.move(pid: pid, pages: addresses.count, to: node))
-        lock.lock()
-        let refused = fullNodes.contains(node) || firstMoveFails.remove(node) != nil
-        lock.unlock()
-        if !refused { afterMove?(pid, addresses.count, node) }
-        return .success(addresses.map { _ in refused ? -ENOMEM : Int32(node) })
+        if !fullNodes.contains(node) { afterMove?(pid, addresses.count, node) }
+        return .success(addresses.map { _ in fullNodes.contains(node) ? -ENOMEM : Int32(node) })
     }
 }
 

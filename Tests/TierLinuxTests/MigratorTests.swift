@@ -105,8 +105,6 @@ struct MigratorTests {
         tree.addTask(700, group: "test.slice/batch", pagesPerNode: [0: 20_000])
         tree.addTask(701, group: "test.slice/batch", pagesPerNode: [0: 100])
         syscalls.fullNodes = [1, 2]
-        tree.setNode(1, freeBytes: 0)
-        tree.setNode(2, freeBytes: 0)
         let outcome = migrator().execute(demote([700, 701], bytes: 15_000 * 4096))
         #expect(outcome.tasks.map(\.result) == [.targetsFull(movedBytes: 0)])
         // One chunk tried on each target, then no more chunks and no more tasks.
@@ -233,27 +231,6 @@ struct MigratorTests {
         #expect(pacer.state.made == 5000 * 4096)
         #expect(syscalls.calls.filter { if case .move = $0 { true } else { false } }
                 == [.move(pid: 700, pages: 2048, to: 1), .move(pid: 700, pages: 2048, to: 1), .move(pid: 700, pages: 904, to: 1)])
-    }
-
-    @Test func enomemWithRoomToSpareIsTriedOnceMore() {
-        tree.addTask(700, group: "test.slice/batch", pagesPerNode: [1: 100])
-        syscalls.pageNode = { _, _ in 1 }
-        syscalls.firstMoveFails = [0]
-        tree.setNode(0, freeBytes: 512 << 20)
-        let outcome = migrator().execute(promote([700], bytes: 100 * 4096 - 1))
-        #expect(outcome.tasks.map(\.result) == [.moved(bytes: 99 * 4096)])
-        #expect(syscalls.calls.filter { if case .move = $0 { true } else { false } }
-                == [.move(pid: 700, pages: 99, to: 0), .move(pid: 700, pages: 99, to: 0)])
-    }
-
-    @Test func enomemWithoutRoomIsNotRetried() {
-        tree.addTask(700, group: "test.slice/batch", pagesPerNode: [1: 100])
-        syscalls.pageNode = { _, _ in 1 }
-        syscalls.firstMoveFails = [0]
-        tree.setNode(0, freeBytes: 50 * 4096)
-        let outcome = migrator().execute(promote([700], bytes: 100 * 4096 - 1))
-        #expect(outcome.tasks.map(\.result) == [.targetsFull(movedBytes: 0)])
-        #expect(syscalls.calls.filter { if case .move = $0 { true } else { false } } == [.move(pid: 700, pages: 99, to: 0)])
     }
 
     @Test func aTaskThatExitedBeforeItsMoveIsSkipped() {
