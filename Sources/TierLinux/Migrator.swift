@@ -350,13 +350,13 @@ public struct TaskMigrator: PageMigrator {
         collector.freeBytes(on: targets).map { ($0, $0 > keeping ? $0 - keeping : 0) }
     }
 
-    /// Free bytes on `targets` above `keeping`, waiting for the pacer's demotion to free some while
-    /// there are none; zero once it is done and none are left.
-    func waitForRoom(targets: [Int], keeping: UInt64, pacer: RoomPacer) -> UInt64 {
+    /// Free bytes on `targets` above `keeping`, waiting for the pacer's demotion to free at least
+    /// `atLeast` of them; zero once it is done and they are not there.
+    func waitForRoom(targets: [Int], keeping: UInt64, atLeast: UInt64, pacer: RoomPacer) -> UInt64 {
         var seen = pacer.state.made
         while true {
             guard let (_, room) = room(on: targets, keeping: keeping) else { return 0 }
-            if room >= 4096 { return room }
+            if room >= max(atLeast, 4096) { return room }
             let progress = pacer.waitForProgress(after: seen)
             if progress.finished && progress.made == seen { return 0 }
             seen = progress.made
@@ -401,7 +401,11 @@ public struct TaskMigrator: PageMigrator {
                 if takesRoom, let pacer, !candidates.isEmpty {
                     // Only as many pages as the targets have room for above the reserve; none yet:
                     // wait for the demotion beside this move to free more.
-                    let room = waitForRoom(targets: orderedTargets, keeping: action.keepFreeOnTargets, pacer: pacer)
+                    // A batch waits for room worth the query that found it (2 MiB, or all it wants):
+                    // moving crumbs of room as they appear costs a 2,048-page query each.
+                    let wanted = UInt64(candidates.count) * pageSize
+                    let room = waitForRoom(targets: orderedTargets, keeping: action.keepFreeOnTargets,
+                                           atLeast: min(wanted, 2 << 20), pacer: pacer)
                     let fits = Int(room / pageSize)
                     if fits == 0 { return .targetsFull(movedBytes: moved) }
                     if fits < candidates.count {

@@ -179,21 +179,36 @@ struct MigratorTests {
     }
 
     @Test func aPacedPromotionMovesOnlyWhatFitsAboveTheReserveThenStops() {
-        tree.addTask(700, group: "test.slice/batch", pagesPerNode: [1: 100])
+        tree.addTask(700, group: "test.slice/batch", pagesPerNode: [1: 1000])
         syscalls.pageNode = { _, _ in 1 }
         syscalls.afterMove = { [tree] _, pages, node in tree.accountMove(bytes: UInt64(pages) * 4096, from: 1, to: node) }
-        tree.setNode(0, freeBytes: (32 << 20) + 40 * 4096)
+        tree.setNode(0, freeBytes: (32 << 20) + 600 * 4096)
         let pacer = RoomPacer()
         pacer.finish()
-        var action = promote([700], bytes: 100 * 4096)
+        var action = promote([700], bytes: 1000 * 4096)
         action.keepFreeOnTargets = 32 << 20
         action.usesRoomMade = true
         let outcome = migrator().execute(action, pacer: pacer)
-        #expect(outcome.tasks.map(\.result) == [.targetsFull(movedBytes: 40 * 4096)])
-        #expect(syscalls.calls.filter { if case .move = $0 { true } else { false } } == [.move(pid: 700, pages: 40, to: 0)])
+        #expect(outcome.tasks.map(\.result) == [.targetsFull(movedBytes: 600 * 4096)])
+        #expect(syscalls.calls.filter { if case .move = $0 { true } else { false } } == [.move(pid: 700, pages: 600, to: 0)])
     }
 
-    /// Room appears only as the other lane's demotion moves: the promotion waits for it batch by batch.
+    @Test func aPacedPromotionDoesNotCrawlThroughCrumbsOfRoom() {
+        tree.addTask(700, group: "test.slice/batch", pagesPerNode: [1: 1000])
+        syscalls.pageNode = { _, _ in 1 }
+        tree.setNode(0, freeBytes: (32 << 20) + 40 * 4096)
+        let pacer = RoomPacer()
+        pacer.finish()
+        var action = promote([700], bytes: 1000 * 4096)
+        action.keepFreeOnTargets = 32 << 20
+        action.usesRoomMade = true
+        let outcome = migrator().execute(action, pacer: pacer)
+        // 40 pages of room, less than a 2 MiB batch, and the demotion is done: the next tick goes on.
+        #expect(outcome.tasks.map(\.result) == [.targetsFull(movedBytes: 0)])
+        #expect(!syscalls.calls.contains { if case .move = $0 { true } else { false } })
+    }
+
+    /// Room appears only as the other lane's demotion moves: the promotion waits for it.
     @Test func aPacedPromotionWaitsForTheRoomTheDemotionMakes() async {
         tree.addTask(700, group: "test.slice/batch", pagesPerNode: [1: 100])
         syscalls.pageNode = { _, _ in 1 }
@@ -209,15 +224,16 @@ struct MigratorTests {
             Thread.detachNewThread { [tree] in
                 for _ in 0..<3 {
                     Thread.sleep(forTimeInterval: 0.02)
-                    tree.accountMove(bytes: 30 * 4096, from: 0, to: 1)
-                    pacer.roomMade(30 * 4096)
+                    tree.accountMove(bytes: 40 * 4096, from: 0, to: 1)
+                    pacer.roomMade(40 * 4096)
                 }
                 pacer.finish()
             }
         }
-        // 90 pages of room were made in all: 90 of the 100 came back, in batches no larger than the room.
-        #expect(outcome.movedBytes == 90 * 4096)
-        #expect(syscalls.calls.allSatisfy { if case .move(_, let pages, _) = $0 { pages <= 90 } else { true } })
+        // The 100 pages wait until room for all of them is there (a batch smaller than 2 MiB goes
+        // whole), then come back in one move.
+        #expect(outcome.movedBytes == 100 * 4096)
+        #expect(syscalls.calls.filter { if case .move = $0 { true } else { false } } == [.move(pid: 700, pages: 100, to: 0)])
     }
 
     @Test func aPacedDemotionReportsTheRoomItMakesBatchByBatch() {
