@@ -92,8 +92,18 @@ struct HostLab {
         let command = "\(bin)/tierlab guest --out \(dir) --bin \(bin) --scenarios \(boot.scenarios.joined(separator: ","))"
         FileHandle.standardError.write(Data("tierlab: booting the \(boot.topology.name) guest for \(boot.scenarios.joined(separator: ", "))\n".utf8))
         let started = Date()
-        let status = try runGuest(topology: boot.topology, rwdir: dir, command: command, log: dir + "/console.log",
+        var status = try runGuest(topology: boot.topology, rwdir: dir, command: command, log: dir + "/console.log",
                                   timeout: boot.timeoutSeconds)
+        // An emulated kernel can panic while it boots (seen once: an int3 oops in early boot under
+        // TCG). A guest that never reached its scenarios is booted once more; its console is kept.
+        let cameUp = { ((try? String(contentsOfFile: dir + "/guest.log", encoding: .utf8)) ?? "").contains("guest up") }
+        if !cameUp() && ScenarioResult.load(dir + "/results.jsonl").isEmpty {
+            try? FileManager.default.removeItem(atPath: dir + "/console-failed-boot.log")
+            try? FileManager.default.moveItem(atPath: dir + "/console.log", toPath: dir + "/console-failed-boot.log")
+            FileHandle.standardError.write(Data("tierlab: the \(boot.topology.name) guest never came up (exit \(status); console in \(dir)/console-failed-boot.log): booting it once more\n".utf8))
+            status = try runGuest(topology: boot.topology, rwdir: dir, command: command, log: dir + "/console.log",
+                                  timeout: boot.timeoutSeconds)
+        }
         let results = ScenarioResult.load(dir + "/results.jsonl")
         FileHandle.standardError.write(Data(String(format: "tierlab: %@ guest done in %.0f s (exit %d)\n",
                                                     boot.topology.name, Date().timeIntervalSince(started), status).utf8))
