@@ -178,31 +178,29 @@ struct MigratorTests {
         #expect(outcome.movedOnTaskCPU == 0)
     }
 
-    @Test func aPacedPromotionMovesOnlyWhatFitsAboveTheReserveThenStops() {
+    /// A 1,000-page promotion paced by a demotion already done, with `pages` of room above a
+    /// 32 MiB reserve on node 0.
+    func pacedPromotionAfterTheDemotion(roomPages pages: UInt64) -> ActionOutcome {
         tree.addTask(700, group: "test.slice/batch", pagesPerNode: [1: 1000])
         syscalls.pageNode = { _, _ in 1 }
         syscalls.afterMove = { [tree] _, pages, node in tree.accountMove(bytes: UInt64(pages) * 4096, from: 1, to: node) }
-        tree.setNode(0, freeBytes: (32 << 20) + 600 * 4096)
+        tree.setNode(0, freeBytes: (32 << 20) + pages * 4096)
         let pacer = RoomPacer()
         pacer.finish()
         var action = promote([700], bytes: 1000 * 4096)
         action.keepFreeOnTargets = 32 << 20
         action.usesRoomMade = true
-        let outcome = migrator().execute(action, pacer: pacer)
+        return migrator().execute(action, pacer: pacer)
+    }
+
+    @Test func aPacedPromotionMovesOnlyWhatFitsAboveTheReserveThenStops() {
+        let outcome = pacedPromotionAfterTheDemotion(roomPages: 600)
         #expect(outcome.tasks.map(\.result) == [.targetsFull(movedBytes: 600 * 4096)])
         #expect(syscalls.calls.filter { if case .move = $0 { true } else { false } } == [.move(pid: 700, pages: 600, to: 0)])
     }
 
     @Test func aPacedPromotionDoesNotCrawlThroughCrumbsOfRoom() {
-        tree.addTask(700, group: "test.slice/batch", pagesPerNode: [1: 1000])
-        syscalls.pageNode = { _, _ in 1 }
-        tree.setNode(0, freeBytes: (32 << 20) + 40 * 4096)
-        let pacer = RoomPacer()
-        pacer.finish()
-        var action = promote([700], bytes: 1000 * 4096)
-        action.keepFreeOnTargets = 32 << 20
-        action.usesRoomMade = true
-        let outcome = migrator().execute(action, pacer: pacer)
+        let outcome = pacedPromotionAfterTheDemotion(roomPages: 40)
         // 40 pages of room, less than a 2 MiB batch, and the demotion is done: the next tick goes on.
         #expect(outcome.tasks.map(\.result) == [.targetsFull(movedBytes: 0)])
         #expect(!syscalls.calls.contains { if case .move = $0 { true } else { false } })
