@@ -26,6 +26,10 @@ public struct MigrationAction: Sendable, Equatable, CustomStringConvertible {
     public var makesRoom = false
     /// A promotion into the room this tick's demotions make, not into DRAM already free.
     public var usesRoomMade = false
+    /// A demotion only the watermark asks for: once the next tick is due it stops between batches,
+    /// so that a long reclaim never keeps the controller from seeing a new need for more than an
+    /// interval and a batch. The rest is planned again on fresh state.
+    public var yieldsToNextTick = false
 
     public init(group: CgroupPath, workload: String, direction: Direction, pids: [Int32], from: NodeSet,
                 to: [Int], bytes: UInt64, mempolicy: MempolicyMode, reason: String) {

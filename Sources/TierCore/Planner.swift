@@ -3,14 +3,15 @@
 /// Pure: no I/O, no clock. Rules, in order:
 /// 1. Opt-out workloads with `promote` whose own pages sit on slow nodes need DRAM back.
 /// 2. Demotion demand is the larger of: the watermark gap (DRAM free below `low` starts
-///    reclaiming until free reaches `high`), and the room promotion needs above `low`; at most
-///    `demotion_per_tick` of it in one tick.
+///    reclaiming until free reaches `high`), at most `demotion_per_tick` of it in one tick, and
+///    the room promotion needs above half of `low`.
 /// 3. Opted-in groups cover the demand in priority order (lower first, then the most DRAM),
 ///    never below their floor, never while their pressure guard is tripped, only to slow nodes
 ///    inside both their cpuset and tierd's own.
 /// 4. Promotions follow, limited to the room there is; rate limits cap every action.
 /// Order of actions: promotions into DRAM free now, demotions that make room for the rest of
-/// them, those promotions, then any demotion the watermark asks for beyond that. Promotions and
+/// them, those promotions, then any demotion the watermark asks for beyond that, which yields to
+/// the next tick when it runs long (`yieldsToNextTick`). Promotions and
 /// demotions are two sequences the service may run side by side: a promotion marked
 /// `usesRoomMade` is paced by the demotions marked `makesRoom`.
 public enum Planner {
@@ -77,9 +78,11 @@ public enum Planner {
         // With DRAM free below the reserve, demotion first has to bring it back up to the reserve.
         let reserveDeficit = promotionReserve > dramFree ? promotionReserve - dramFree : 0
         let promotionShortfall = promotionNeed > roomNow ? promotionNeed - roomNow + reserveDeficit : 0
-        // One tick demotes at most `demotionPerTick`: the loop re-plans right after a busy tick,
-        // so a protected job that appears mid-reclaim waits for one batch, not the whole reclaim.
-        let demand = min(max(watermarkDemand, promotionShortfall), settings.demotionPerTick)
+        // The watermark's demotion takes at most `demotionPerTick` a tick: the loop re-plans right
+        // after a busy tick, so a protected job that appears mid-reclaim waits for one batch, not
+        // the whole reclaim. Room for protected pages is not cut into batches (the rate limits
+        // still apply): its promotion follows the demotion within the tick, not a tick later.
+        let demand = max(min(watermarkDemand, settings.demotionPerTick), promotionShortfall)
         plan.summary.reclaiming = state.reclaiming
         plan.summary.demotionDemand = demand
 
@@ -168,7 +171,9 @@ public enum Planner {
                     roomMaking.append(action)
                 }
                 if bytes > forRoom {
-                    afterPromotion.append(demotion(bytes - forRoom, "DRAM free \(formatBytes(dramFree)) below target \(formatBytes(high))"))
+                    var action = demotion(bytes - forRoom, "DRAM free \(formatBytes(dramFree)) below target \(formatBytes(high))")
+                    action.yieldsToNextTick = true
+                    afterPromotion.append(action)
                 }
             }
         }

@@ -149,6 +149,8 @@ public struct ActionOutcome: Sendable, Equatable {
     public var syscallDuration: Duration = .zero
     /// Tasks whose pages were moved from the CPU they last ran on (`onTaskCPU`).
     public var movedOnTaskCPU = 0
+    /// A demotion that yields to the next tick stopped short of its bytes because that tick was due.
+    public var stoppedForNextTick = false
 
     public var movedBytes: UInt64 { tasks.reduce(0) { $0 + $1.result.movedBytes } }
 
@@ -157,20 +159,23 @@ public struct ActionOutcome: Sendable, Equatable {
     }
 
     public static func == (a: ActionOutcome, b: ActionOutcome) -> Bool {
-        a.action == b.action && a.dropped == b.dropped && a.tasks.count == b.tasks.count
+        a.action == b.action && a.dropped == b.dropped && a.stoppedForNextTick == b.stoppedForNextTick && a.tasks.count == b.tasks.count
             && zip(a.tasks, b.tasks).allSatisfy { $0.pid == $1.pid && $0.result == $1.result }
     }
 }
 
 /// Carries out planned actions, one task at a time.
 public protocol PageMigrator: Sendable {
-    /// With a pacer, a room-making demotion signals each batch it moves, and a promotion into the
-    /// room made moves a batch whenever its targets have room, waiting for the next signal otherwise.
-    func execute(_ action: MigrationAction, pacer: RoomPacer?) -> ActionOutcome
+    /// With a pacer, a demotion signals each batch it moves, and a promotion into the room made
+    /// moves a batch whenever its targets have room, waiting for the next signal otherwise. With
+    /// `nextTickDue`, an action that `yieldsToNextTick` moves in batches and stops between two
+    /// once that time has come.
+    func execute(_ action: MigrationAction, pacer: RoomPacer?, nextTickDue: ContinuousClock.Instant?) -> ActionOutcome
 }
 
 extension PageMigrator {
-    public func execute(_ action: MigrationAction) -> ActionOutcome { execute(action, pacer: nil) }
+    public func execute(_ action: MigrationAction, pacer: RoomPacer?) -> ActionOutcome { execute(action, pacer: pacer, nextTickDue: nil) }
+    public func execute(_ action: MigrationAction) -> ActionOutcome { execute(action, pacer: nil, nextTickDue: nil) }
 }
 
 /// The migrator: for each task, right before its move, checks that it is still in the group and
@@ -189,6 +194,8 @@ public struct TaskMigrator: PageMigrator {
     public var chunkPages = 8192
     /// Pages per call in a paced move: the promotion beside a demotion follows it batch by batch.
     public var pacedChunkPages = 2048
+    /// Where each task's last partial move stopped: the next resumes there.
+    public let cursors = MoveCursors()
 
     public init(collector: SnapshotCollector, syscalls: any PageMoveSyscalls, dryRun: Bool, selfPid: Int32 = getpid()) {
         self.collector = collector; self.syscalls = syscalls; self.dryRun = dryRun; self.selfPid = selfPid
@@ -196,15 +203,17 @@ public struct TaskMigrator: PageMigrator {
 
     var files: any HostFiles { collector.files }
 
-    public func execute(_ action: MigrationAction, pacer: RoomPacer?) -> ActionOutcome {
+    public func execute(_ action: MigrationAction, pacer: RoomPacer?, nextTickDue: ContinuousClock.Instant?) -> ActionOutcome {
         let clock = ContinuousClock()
         let started = clock.now
-        var outcome = perform(action, pacer: pacer)
+        let deadline = action.yieldsToNextTick ? nextTickDue.map { Deadline(at: $0, pacer: pacer) } : nil
+        var outcome = perform(action, pacer: pacer, deadline: deadline)
         outcome.duration = clock.now - started
+        outcome.stoppedForNextTick = deadline?.passed == true && outcome.movedBytes < action.bytes && outcome.dropped == nil
         return outcome
     }
 
-    func perform(_ action: MigrationAction, pacer: RoomPacer?) -> ActionOutcome {
+    func perform(_ action: MigrationAction, pacer: RoomPacer?, deadline: Deadline? = nil) -> ActionOutcome {
         var outcome = ActionOutcome(action: action, tasks: [])
         let cpuset: NodeSet
         do {
@@ -228,8 +237,10 @@ public struct TaskMigrator: PageMigrator {
             remaining = min(remaining, room)
         }
         for pid in action.pids {
-            guard remaining > 0 else { break }
-            let result = moveTask(pid, action, targets: NodeSet(targets), first: target, budget: remaining, pacer: pacer, outcome: &outcome)
+            // Past the next tick's time, a yielding action stops once it moved something.
+            guard remaining > 0, !(deadline?.passed == true && outcome.movedBytes > 0) else { break }
+            let result = moveTask(pid, action, targets: NodeSet(targets), first: target, budget: remaining, pacer: pacer,
+                                  deadline: deadline, outcome: &outcome)
             remaining -= min(remaining, result.movedBytes)
             if case .wouldMove(let bytes) = result { remaining -= min(remaining, bytes) }
             outcome.tasks.append((pid, result))
@@ -256,7 +267,7 @@ public struct TaskMigrator: PageMigrator {
     }
 
     func moveTask(_ pid: Int32, _ action: MigrationAction, targets: NodeSet, first: Int, budget: UInt64,
-                  pacer: RoomPacer?, outcome: inout ActionOutcome) -> TaskResult {
+                  pacer: RoomPacer?, deadline: Deadline?, outcome: inout ActionOutcome) -> TaskResult {
         if pid == selfPid { return .isTierd }
         if let gone = stillInGroup(pid, action.group) { return gone }
         let entries: [NumaMapsEntry]
@@ -278,20 +289,32 @@ public struct TaskMigrator: PageMigrator {
         defer { outcome.syscallDuration += clock.now - started }
         guard action.onTaskCPU, let text = try? files.read(KernelPaths.process(pid) + "/stat"),
               let cpu = KernelText.lastCPU(stat: text) else {
-            return move(pid, action, targets: targets, first: first, budget: budget, sourceBytes: sourceBytes, pacer: pacer)
+            return move(pid, action, targets: targets, first: first, budget: budget, sourceBytes: sourceBytes, pacer: pacer, deadline: deadline)
         }
         let (result, applied) = ThreadPlacement.onCPU(cpu) {
-            move(pid, action, targets: targets, first: first, budget: budget, sourceBytes: sourceBytes, pacer: pacer)
+            move(pid, action, targets: targets, first: first, budget: budget, sourceBytes: sourceBytes, pacer: pacer, deadline: deadline)
         }
         if applied { outcome.movedOnTaskCPU += 1 }
         return result
     }
 
     /// The move itself: whole with migrate_pages(2) when the budget allows, else in chunks; a
-    /// paced move always in chunks, so that room is made and taken batch by batch.
+    /// paced move, or one that may have to stop for the next tick, in batches. A paced promotion
+    /// that may take all the task's pages on the source nodes waits for room for all of them and
+    /// then moves whole: finding them by move_pages(2) queries among pages already in DRAM cost
+    /// more than moving them (the lab's protected job had 35 MiB of 400 on the slow node, and
+    /// its batch-by-batch promotion ran at 8 MiB/s); it moves in batches only if that room does
+    /// not come.
     func move(_ pid: Int32, _ action: MigrationAction, targets: NodeSet, first: Int, budget: UInt64, sourceBytes: UInt64,
-              pacer: RoomPacer?) -> TaskResult {
-        if let pacer { return movePart(pid, action, targets: targets.sorted, budget: budget, pacer: pacer) }
+              pacer: RoomPacer?, deadline: Deadline?) -> TaskResult {
+        let wholeAfterRoom = pacer.map { pacer in
+            action.direction == .promote && sourceBytes <= budget
+                && waitForRoom(targets: action.to.filter(targets.contains), keeping: action.keepFreeOnTargets,
+                               atLeast: sourceBytes, pacer: pacer) >= sourceBytes
+        } ?? false
+        if !wholeAfterRoom && (pacer != nil || deadline != nil) {
+            return movePart(pid, action, targets: targets.sorted, budget: budget, pacer: pacer, deadline: deadline)
+        }
         guard sourceBytes <= budget else { return movePart(pid, action, targets: targets.sorted, budget: budget) }
         // A page shared with another process (a library, shared memory) may be a protected
         // workload's too: demotion leaves it; promotion brings it along, which harms no one.
@@ -365,31 +388,43 @@ public struct TaskMigrator: PageMigrator {
 
     /// Moves up to `budget` bytes of the task's pages on the source nodes, mapping by mapping:
     /// one move_pages(2) query per chunk finds the pages on the source nodes, one more moves them.
-    /// Paced, a demotion reports each batch it moved, and a promotion waits for room for each.
-    func movePart(_ pid: Int32, _ action: MigrationAction, targets: [Int], budget: UInt64, pacer: RoomPacer? = nil) -> TaskResult {
+    /// Paced, a demotion reports each batch it moved, and a promotion waits for room for each. With
+    /// a deadline, the move stops between two batches once it has passed.
+    func movePart(_ pid: Int32, _ action: MigrationAction, targets: [Int], budget: UInt64, pacer: RoomPacer? = nil,
+                  deadline: Deadline? = nil) -> TaskResult {
         let ranges: [Range<UInt64>]
         do {
-            ranges = KernelText.mapRanges(try files.read(KernelPaths.process(pid) + "/maps"))
+            ranges = MoveCursors.scanOrder(KernelText.mapRanges(try files.read(KernelPaths.process(pid) + "/maps")),
+                                           from: cursors.resumeAddress(pid: pid, direction: action.direction))
         } catch {
+            cursors.record(pid: pid, direction: action.direction, stoppedAt: nil)
             return .exited
         }
+        // Where the next move of this task resumes: the first page this one did not look at, or
+        // the start of a chunk whose pages found no room.
+        func resume(at address: UInt64?) { cursors.record(pid: pid, direction: action.direction, stoppedAt: address) }
         let pageSize: UInt64 = 4096
         var moved: UInt64 = 0, stayed = 0
         let orderedTargets = action.to.filter { targets.contains($0) }
         let sourceNodes = action.from
-        let chunkPages = pacer == nil ? self.chunkPages : pacedChunkPages
+        let chunkPages = pacer == nil && deadline == nil ? self.chunkPages : pacedChunkPages
         let takesRoom = pacer != nil && action.direction == .promote
         var pages = [UInt64](), candidates = [UInt64]()
         pages.reserveCapacity(chunkPages)
         candidates.reserveCapacity(chunkPages)
+        var stoppedAt: UInt64?
         for range in ranges {
             var address = range.lowerBound
             while address < range.upperBound && moved < budget {
+                // At least one batch per task, so that every tick makes progress.
+                if moved > 0, deadline?.passed == true { break }
+                let chunkStart = address
                 let count = min(UInt64(chunkPages), (range.upperBound - address) / pageSize)
                 pages.removeAll(keepingCapacity: true)
                 for index in 0..<count { pages.append(address + index * pageSize) }
                 address += count * pageSize
                 guard case .success(let location) = syscalls.movePages(pid: pid, addresses: pages, to: nil) else {
+                    resume(at: nil)
                     return moved == 0 ? .exited : .partial(movedBytes: moved, notMovedPages: stayed)
                 }
                 let wanted = max(Int((budget - moved) / pageSize), 1)
@@ -398,6 +433,8 @@ public struct TaskMigrator: PageMigrator {
                     let node = location[index]
                     if node >= 0 && sourceNodes.contains(Int(node)) { candidates.append(pages[index]) }
                 }
+                // The budget ends inside this chunk: the pages after the last one taken are looked at again next time.
+                if candidates.count == wanted, let last = candidates.last { address = last + pageSize }
                 if takesRoom, let pacer, !candidates.isEmpty {
                     // Only as many pages as the targets have room for above the reserve; none yet:
                     // wait for the demotion beside this move to free more.
@@ -407,7 +444,7 @@ public struct TaskMigrator: PageMigrator {
                     let room = waitForRoom(targets: orderedTargets, keeping: action.keepFreeOnTargets,
                                            atLeast: min(wanted, 2 << 20), pacer: pacer)
                     let fits = Int(room / pageSize)
-                    if fits == 0 { return .targetsFull(movedBytes: moved) }
+                    if fits == 0 { resume(at: chunkStart); return .targetsFull(movedBytes: moved) }
                     if fits < candidates.count {
                         candidates.removeLast(candidates.count - fits)
                         address = candidates.last! + pageSize
@@ -426,17 +463,27 @@ public struct TaskMigrator: PageMigrator {
                         }
                         candidates = retry
                     case .failure(let error):
+                        resume(at: chunkStart)
                         if moved > 0 { return .partial(movedBytes: moved, notMovedPages: stayed) }
                         return failure(error)
                     }
                 }
                 if !takesRoom { pacer?.roomMade(moved - movedBefore) }
                 // Every target refused these pages for want of room: later chunks would fare no better.
-                if !candidates.isEmpty { return .targetsFull(movedBytes: moved) }
+                if !candidates.isEmpty { resume(at: chunkStart); return .targetsFull(movedBytes: moved) }
             }
-            if moved >= budget { break }
+            if moved >= budget || (moved > 0 && deadline?.passed == true) { stoppedAt = address; break }
         }
+        resume(at: stoppedAt)
         if moved == 0 && stayed == 0 { return .nothingToMove }
         return stayed == 0 ? .moved(bytes: moved) : .partial(movedBytes: moved, notMovedPages: stayed)
     }
+}
+
+/// The time a move that yields to the next tick must stop by, checked between batches; not
+/// while a promotion beside it still waits for the room it makes.
+struct Deadline {
+    let at: ContinuousClock.Instant
+    let pacer: RoomPacer?
+    var passed: Bool { ContinuousClock.now >= at && pacer?.promotionsWaiting != true }
 }

@@ -12,6 +12,7 @@ public final class RoomPacer: @unchecked Sendable {
     private let condition = NSCondition()
     private var made: UInt64 = 0
     private var finished = false
+    private var promotionsDone = false
 
     public init() {}
 
@@ -39,6 +40,21 @@ public final class RoomPacer: @unchecked Sendable {
         defer { condition.unlock() }
         while made <= seen && !finished { condition.wait() }
         return (made, finished)
+    }
+
+    /// The promotion side: no promotion waits for room any more this tick.
+    public func promotionsFinished() {
+        condition.lock()
+        promotionsDone = true
+        condition.unlock()
+    }
+
+    /// Whether a promotion may still take room the demotions make: until then, a demotion that
+    /// would yield to the next tick goes on, or the promotion would be left short.
+    public var promotionsWaiting: Bool {
+        condition.lock()
+        defer { condition.unlock() }
+        return !promotionsDone
     }
 
     /// Bytes made so far, and whether the demotions are done.

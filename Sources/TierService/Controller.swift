@@ -62,7 +62,9 @@ public final class TierController {
         return result
     }
 
-    public func tick(now: Instant) async -> TickReport {
+    /// `nextTickDue`: when the loop wants its next tick; watermark demotions still running then
+    /// stop between batches (nil, as in a one-shot run: they run to the end).
+    public func tick(now: Instant, nextTickDue: ContinuousClock.Instant? = nil) async -> TickReport {
         if startedAt == nil { startedAt = now }
         let elapsed = (now - startedAt!).seconds
         let snapshot: HostSnapshot
@@ -80,7 +82,7 @@ public final class TierController {
         let migrator = self.migrator, nice = policy.controller.moverNice
         // migrate_pages(2) blocks for seconds on large tasks: the lanes keep it off the cooperative pool.
         let (outcomes, niceApplied) = await MoveLanes.run(plan.actions, migrator: migrator, nice: nice,
-                                                          parallel: policy.controller.parallelMoves)
+                                                          parallel: policy.controller.parallelMoves, nextTickDue: nextTickDue)
         if !niceApplied && !warnedAboutNice {
             warnedAboutNice = true
             logger.warning("cannot move pages at nice \(nice) (CAP_SYS_NICE missing?): moving at the thread's own priority")
@@ -127,6 +129,7 @@ public final class TierController {
                 "from": .string(a.from.description), "to": .string(NodeSet(a.to).description), "reason": .string(a.reason),
                 "seconds": .double(outcome.duration.seconds), "syscall_seconds": .double(outcome.syscallDuration.seconds),
                 "on_task_cpu": .int(Int64(outcome.movedOnTaskCPU)),
+                "stopped_for_next_tick": .bool(outcome.stoppedForNextTick),
                 "dropped": .string(outcome.dropped ?? ""),
                 "tasks": .array(outcome.tasks.map { .object(["pid": .int(Int64($0.pid)), "result": .string($0.result.code),
                                                             "detail": .string($0.result.description)]) }),

@@ -52,7 +52,9 @@ public struct TierdService: Service {
         await withGracefulShutdownHandler {
             var watched: Set<CgroupPath> = []
             while !Task.isCancelled {
-                let report = await controller.tick(now: Instant(clock.now - origin))
+                let started = clock.now
+                let report = await controller.tick(now: Instant(started - origin),
+                                                   nextTickDue: started + controller.policy.controller.interval)
                 let groups = controller.watchedGroups()
                 if Set(groups.keys) != watched {
                     let failed = psi.watch(groups)

@@ -166,6 +166,8 @@ public final class RecordingSyscalls: PageMoveSyscalls, @unchecked Sendable {
     private let lock = NSLock()
     private var recorded: [Call] = []
     private var recordedCPUs: [Int32] = []
+    private var recordedQueryStarts: [UInt64] = []
+    private var moves: Set<UInt64> = []
     /// Scripted errno per pid (e.g. ESRCH: the task exits mid-move).
     public var failures: [Int32: Int32] = [:]
     /// Scripted errno for migrate_pages(2) alone, per pid (move_pages still succeeds).
@@ -189,6 +191,10 @@ public final class RecordingSyscalls: PageMoveSyscalls, @unchecked Sendable {
     public var calls: [Call] { lock.lock(); defer { lock.unlock() }; return recorded }
     /// The CPU the calling thread was on at each call.
     public var callCPUs: [Int32] { lock.lock(); defer { lock.unlock() }; return recordedCPUs }
+    /// The first address of each move_pages(2) query, in order: where each scan step began.
+    public var queryStarts: [UInt64] { lock.lock(); defer { lock.unlock() }; return recordedQueryStarts }
+    /// Every address a move_pages(2) call moved (for a `pageNode` that follows the moves).
+    public var movedAddresses: Set<UInt64> { lock.lock(); defer { lock.unlock() }; return moves }
 
     private func record(_ call: Call) {
         let cpu = Int32(ThreadPlacement.currentCPU ?? -1)
@@ -208,9 +214,11 @@ public final class RecordingSyscalls: PageMoveSyscalls, @unchecked Sendable {
         if let code = failures[pid] { return .failure(SyscallError(code)) }
         guard let node else {
             record(.query(pid: pid, pages: addresses.count))
+            lock.lock(); recordedQueryStarts.append(addresses.first ?? 0); lock.unlock()
             return .success(addresses.map { pageNode(pid, $0) })
         }
         record(.move(pid: pid, pages: addresses.count, to: node))
+        if !fullNodes.contains(node) { lock.lock(); moves.formUnion(addresses); lock.unlock() }
         if !fullNodes.contains(node) { afterMove?(pid, addresses.count, node) }
         return .success(addresses.map { _ in fullNodes.contains(node) ? -ENOMEM : Int32(node) })
     }

@@ -24,6 +24,9 @@ enum Scenarios {
             second.figures["first_run_ratio_to_floor"] = first.figures["ratio_to_floor"] ?? .nan
             second.checks.append(Check(name: "(first run missed the timing goal)", ok: true, detail: first.checks.first { !$0.ok }?.detail ?? ""))
             return second
+        case let name where name.hasPrefix("late-protected-run"):
+            // Repeated runs in one boot (late-protected-run1,-run2, …): no rerun, each figure kept.
+            return lateProtected(lab, mode: .tierd, variant: (String(name.dropFirst("late-protected-".count)), ""))
         case "late-protected-nice0": return lateProtected(lab, mode: .tierd, variant: ("nice0", ", mover_nice: 0"))
         case "late-protected-anycpu": return lateProtected(lab, mode: .tierd, variant: ("anycpu", ", move_on_task_cpu: false"))
         case "late-protected-serial": return lateProtected(lab, mode: .tierd, variant: ("serial", ", parallel_moves: false"))

@@ -176,6 +176,8 @@ struct PlannerTests {
         #expect(plan.actions[1].bytes == 50 * Self.mib)
         #expect(plan.actions[0].bytes + plan.actions[2].bytes == plan.summary.demotionDemand)
         #expect(plan.actions[2].reason.hasPrefix("DRAM free"))
+        // Only the watermark's part may stop for the next tick: the protected job's room never does.
+        #expect(plan.actions.map(\.yieldsToNextTick) == [false, false, true])
     }
 
     @Test func aPromotionThatMovedNothingWaitsUntilTheSlowBytesChange() throws {

@@ -19,7 +19,7 @@ struct MigratorTests {
         tree.addGroup("test.slice/batch", pids: [700, 701], anon: [0: 64 << 20])
         collector = try SnapshotCollector(files: RootedHostFiles(root: tree.root))
         let (tree, syscalls) = (tree, syscalls)
-        syscalls.afterMigrate = { pid, from, to in tree.relocate(pid, from: from, to: to.first!, leaving: syscalls.notMoved[pid] ?? 0) }
+        syscalls.afterMigrate = { [unowned syscalls] pid, from, to in tree.relocate(pid, from: from, to: to.first!, leaving: syscalls.notMoved[pid] ?? 0) }
     }
 
     func migrator(dryRun: Bool = false, selfPid: Int32 = 1) -> TaskMigrator {
@@ -228,10 +228,11 @@ struct MigratorTests {
                 pacer.finish()
             }
         }
-        // The 100 pages wait until room for all of them is there (a batch smaller than 2 MiB goes
-        // whole), then come back in one move.
+        // The 100 pages, all the task has on the slow node, wait until room for all of them is
+        // there, then come back in one migrate_pages(2) call.
         #expect(outcome.movedBytes == 100 * 4096)
-        #expect(syscalls.calls.filter { if case .move = $0 { true } else { false } } == [.move(pid: 700, pages: 100, to: 0)])
+        #expect(syscalls.calls.filter { if case .query = $0 { false } else { true } }
+                == [.migrate(pid: 700, from: NodeSet([1]), to: NodeSet([0]), sharedPages: .include)])
     }
 
     @Test func aPacedDemotionReportsTheRoomItMakesBatchByBatch() {
@@ -245,6 +246,83 @@ struct MigratorTests {
         #expect(pacer.state.made == 5000 * 4096)
         #expect(syscalls.calls.filter { if case .move = $0 { true } else { false } }
                 == [.move(pid: 700, pages: 2048, to: 1), .move(pid: 700, pages: 2048, to: 1), .move(pid: 700, pages: 904, to: 1)])
+    }
+
+    /// A 5,000-page demotion with the next tick due `dueIn` from now (nil: no next tick, as in a
+    /// one-shot run); `yields` marks it as the watermark's.
+    func demotion(yields: Bool, dueIn: Duration?) -> ActionOutcome {
+        tree.addTask(700, group: "test.slice/batch", pagesPerNode: [0: 5000])
+        var action = demote([700], to: [1])
+        action.yieldsToNextTick = yields
+        return migrator().execute(action, pacer: nil, nextTickDue: dueIn.map { ContinuousClock.now + $0 })
+    }
+
+    var moveCalls: [RecordingSyscalls.Call] { syscalls.calls.filter { if case .move = $0 { true } else { false } } }
+
+    @Test func aWatermarkDemotionStopsAfterABatchOnceTheNextTickIsDue() {
+        let outcome = demotion(yields: true, dueIn: .zero)
+        #expect(outcome.movedBytes == 2048 * 4096)
+        #expect(outcome.stoppedForNextTick)
+        #expect(moveCalls == [.move(pid: 700, pages: 2048, to: 1)])
+    }
+
+    @Test func aWatermarkDemotionWithTimeLeftMovesAllInBatches() {
+        let outcome = demotion(yields: true, dueIn: .seconds(60))
+        #expect(outcome.movedBytes == 5000 * 4096)
+        #expect(!outcome.stoppedForNextTick)
+        #expect(moveCalls == [.move(pid: 700, pages: 2048, to: 1), .move(pid: 700, pages: 2048, to: 1), .move(pid: 700, pages: 904, to: 1)])
+    }
+
+    @Test func withoutANextTickAWatermarkDemotionMovesWhole() {
+        let outcome = demotion(yields: true, dueIn: nil)
+        #expect(outcome.movedBytes == 5000 * 4096)
+        #expect(syscalls.calls.contains(.migrate(pid: 700, from: NodeSet([0]), to: NodeSet([1]), sharedPages: .leave)))
+        #expect(moveCalls.isEmpty)
+    }
+
+    @Test func aDemotionThatDoesNotYieldIgnoresTheNextTick() {
+        let outcome = demotion(yields: false, dueIn: .zero)
+        #expect(outcome.movedBytes == 5000 * 4096)
+        #expect(!outcome.stoppedForNextTick)
+    }
+
+    /// Two 2,048-page demotions of one 5,000-page task: the second queries from where the first
+    /// stopped instead of asking again about the pages already moved.
+    @Test func aPartialMoveResumesWhereTheLastOneStopped() throws {
+        tree.addTask(700, group: "test.slice/batch", pagesPerNode: [0: 5000])
+        let start = try #require(KernelText.mapRanges(try String(contentsOfFile: tree.root + "/proc/700/maps", encoding: .utf8)).first).lowerBound
+        syscalls.pageNode = { [unowned syscalls] _, address in syscalls.movedAddresses.contains(address) ? 1 : 0 }
+        let migrator = migrator()
+        let first = migrator.execute(demote([700], bytes: 2048 * 4096))
+        #expect(first.movedBytes == 2048 * 4096)
+        let second = migrator.execute(demote([700], bytes: 2048 * 4096))
+        #expect(second.movedBytes == 2048 * 4096)
+        #expect(syscalls.queryStarts == [start, start + 2048 * 4096])
+    }
+
+    @Test func theScanOrderStartsAtTheCursorAndWrapsAround() {
+        let ranges: [Range<UInt64>] = [0x1000..<0x5000, 0x8000..<0xa000]
+        #expect(MoveCursors.scanOrder(ranges, from: nil) == ranges)
+        #expect(MoveCursors.scanOrder(ranges, from: 0x3000) == [0x3000..<0x5000, 0x8000..<0xa000, 0x1000..<0x3000])
+        #expect(MoveCursors.scanOrder(ranges, from: 0x6000) == [0x8000..<0xa000, 0x1000..<0x5000])
+        #expect(MoveCursors.scanOrder(ranges, from: 0xa000) == ranges)
+        // Every page once, whatever the cursor.
+        for cursor in stride(from: UInt64(0), through: 0xb000, by: 0x1000) {
+            #expect(MoveCursors.scanOrder(ranges, from: cursor).reduce(0) { $0 + $1.count } == 0x6000)
+        }
+    }
+
+    @Test func cursorsAreDroppedWhenTooManyTasksPileUp() {
+        let cursors = MoveCursors(capacity: 2)
+        cursors.record(pid: 1, direction: .demote, stoppedAt: 0x1000)
+        cursors.record(pid: 2, direction: .demote, stoppedAt: 0x2000)
+        #expect(cursors.resumeAddress(pid: 1, direction: .demote) == 0x1000)
+        #expect(cursors.resumeAddress(pid: 1, direction: .promote) == nil)
+        cursors.record(pid: 3, direction: .demote, stoppedAt: 0x3000)
+        #expect(cursors.resumeAddress(pid: 1, direction: .demote) == nil)
+        #expect(cursors.resumeAddress(pid: 3, direction: .demote) == 0x3000)
+        cursors.record(pid: 3, direction: .demote, stoppedAt: nil)
+        #expect(cursors.resumeAddress(pid: 3, direction: .demote) == nil)
     }
 
     @Test func aTaskThatExitedBeforeItsMoveIsSkipped() {

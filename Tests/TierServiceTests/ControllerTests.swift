@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import Logging
 import Testing
 import TierCore
@@ -11,7 +12,8 @@ struct ControllerTests {
     static let mib: UInt64 = 1 << 20
     let tree: FixtureTree
     let syscalls = RecordingSyscalls()
-    let dir = NSTemporaryDirectory() + "tierd-ctl-" + UUID().uuidString
+    /// Policy file and journal, inside the fixture tree so that they go with it.
+    let dir: String
 
     static let policyText = """
     controller: {interval: 1s}
@@ -26,6 +28,7 @@ struct ControllerTests {
 
     init() throws {
         tree = try FixtureTree()
+        dir = tree.root + "/tierd-test"
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
     }
 
@@ -83,11 +86,29 @@ struct ControllerTests {
         tree.addTask(900, group: "test.slice/db", pagesPerNode: [1: 10_240])
         syscalls.pageNode = { pid, _ in pid == 900 ? 1 : 0 }
         syscalls.afterMove = { [tree] _, pages, node in tree.accountMove(bytes: UInt64(pages) * 4096, from: node == 0 ? 1 : 0, to: node) }
+        syscalls.afterMigrate = { [tree] pid, from, to in
+            tree.relocate(pid, from: from, to: to.first!)
+            if pid == 900 { tree.accountMove(bytes: 40 * Self.mib, from: 1, to: 0) }
+        }
     }
 
-    /// The room-making demotion and the promotion into it run in two lanes; whatever the threads'
-    /// interleaving, no promotion batch is sent before the demotion has freed that much.
-    @Test func aPromotionRunsBesideTheDemotionMakingItsRoomAndNeverAheadOfIt() async throws {
+    /// The promotion reserve in this fixture: half of 10 % of its DRAM.
+    static let reserve = UInt64(Double(1_030_452 * 1024) * 0.1) / 2
+
+    /// The protected task's whole move, and how many bytes the batch job had been demoted by then.
+    func promotionAfterDemotion() throws -> (demotedBefore: UInt64, promoted: Bool) {
+        let calls = syscalls.calls
+        let promotion = try #require(calls.firstIndex(of: .migrate(pid: 900, from: NodeSet([1]), to: NodeSet([0]), sharedPages: .include)))
+        let demoted = calls[..<promotion].reduce(UInt64(0)) { sum, call in
+            if case .move(800, let pages, _) = call { sum + UInt64(pages) * 4096 } else { sum }
+        }
+        return (demoted, calls.filter { if case .migrate(900, _, _, _) = $0 { true } else { false } }.count == 1)
+    }
+
+    /// The room-making demotion and the promotion into it run in two lanes. The promotion can
+    /// take the protected task whole: it waits for room for all of it, then moves it in one
+    /// migrate_pages(2) call, whatever the threads' interleaving never before that room is free.
+    @Test func aPromotionBesideTheDemotionMakingItsRoomMovesWholeOnceTheRoomIsThere() async throws {
         roomMakingTick()
         let (controller, _) = try controller()
         let report = await controller.tick(now: Instant(.seconds(1)))
@@ -95,13 +116,32 @@ struct ControllerTests {
         #expect(report.plan.actions[0].makesRoom && report.plan.actions[1].usesRoomMade && !report.plan.actions[2].makesRoom)
         #expect(report.outcomes.map(\.action) == report.plan.actions)
         #expect(report.outcomes[1].movedBytes == 40 * Self.mib)
-        var demoted = 0, promoted = 0
-        for call in syscalls.calls {
-            guard case .move(let pid, let pages, _) = call else { continue }
-            if pid == 800 { demoted += pages } else { promoted += pages }
-            #expect(promoted <= demoted)
+        let (demotedBefore, once) = try promotionAfterDemotion()
+        // 40 MiB were free: the reserve's worth more had to leave DRAM first.
+        #expect(demotedBefore >= Self.reserve)
+        #expect(once)
+    }
+
+    /// Another allocation takes 8 MiB of the room the first demotion batch frees: the promotion
+    /// takes the rest from the watermark's demotion in the same tick, instead of waiting a tick.
+    @Test func aPromotionShortOfRoomTakesItFromTheWatermarksDemotionInTheSameTick() async throws {
+        roomMakingTick()
+        let taken = Mutex(false)
+        syscalls.afterMove = { [tree] pid, pages, node in
+            tree.accountMove(bytes: UInt64(pages) * 4096, from: node == 0 ? 1 : 0, to: node)
+            if pid == 800, taken.withLock({ let first = !$0; $0 = true; return first }) {
+                tree.accountMove(bytes: 8 * Self.mib, from: 1, to: 0)
+            }
         }
-        #expect(promoted == 10_240)
+        let (controller, _) = try controller()
+        let report = await controller.tick(now: Instant(.seconds(1)))
+        #expect(report.plan.actions.map(\.direction) == [.demote, .promote, .demote])
+        #expect(report.plan.actions[0].bytes == Self.reserve)
+        #expect(report.outcomes[1].movedBytes == 40 * Self.mib)
+        let (demotedBefore, once) = try promotionAfterDemotion()
+        // More than the room-making demotion alone: the watermark's demotion made up the 8 MiB.
+        #expect(demotedBefore >= Self.reserve + 8 * Self.mib)
+        #expect(once)
     }
 
     @Test func withoutParallelMovesOneThreadRunsThePlanInOrder() async throws {

@@ -40,6 +40,7 @@ struct TierdExecutableTests {
     ])
     func aBadPolicyExitsTwoNamingLineColumnAndField(yaml: String, message: String) throws {
         let path = try policyFile(yaml)
+        defer { try? FileManager.default.removeItem(atPath: path) }
         let (status, output) = try run(["--config", path, "--once", "--dry-run", "--root", FixtureTree.capturedGuest])
         #expect(status == 2)
         #expect(output.contains("tierd: \(path):\(message)"))
@@ -47,6 +48,7 @@ struct TierdExecutableTests {
 
     @Test func onceDryRunPrintsThePlanWithReasons() throws {
         let path = try policyFile("workloads: []\ndefault: {demote: never, promote: true}\n")
+        defer { try? FileManager.default.removeItem(atPath: path) }
         let (status, output) = try run(["--config", path, "--once", "--dry-run", "--root", FixtureTree.capturedGuest, "--log-level", "error"])
         #expect(status == 0)
         #expect(output.contains("topology: fast 0 slow 1-2 (kernel memory tiers)"))
