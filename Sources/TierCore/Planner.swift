@@ -72,12 +72,13 @@ public enum Planner {
         if dramFree < low { state.reclaiming = true } else if dramFree >= high { state.reclaiming = false }
         let watermarkDemand = state.reclaiming ? high - min(high, dramFree) : 0
         // A protected workload's pages may use DRAM down to half the low watermark: the band
-        // between them is demotion's hysteresis, and protected memory outranks it.
-        let promotionReserve = low / 2
-        var roomNow = dramFree > promotionReserve ? dramFree - promotionReserve : 0
-        // With DRAM free below the reserve, demotion first has to bring it back up to the reserve.
-        let reserveDeficit = promotionReserve > dramFree ? promotionReserve - dramFree : 0
-        let promotionShortfall = promotionNeed > roomNow ? promotionNeed - roomNow + reserveDeficit : 0
+        // between them is demotion's hysteresis, and protected memory outranks it. With less
+        // free already, promotion keeps what is free: it never adds to the shortage, and the
+        // reserve is the watermark's demotion to restore, after the protected pages are back
+        // (restoring it first made the protected job wait for up to a reserve's worth of moves).
+        let promotionKeepsFree = min(low / 2, dramFree)
+        var roomNow = dramFree - promotionKeepsFree
+        let promotionShortfall = promotionNeed > roomNow ? promotionNeed - roomNow : 0
         // The watermark's demotion takes at most `demotionPerTick` a tick: the loop re-plans right
         // after a busy tick, so a protected job that appears mid-reclaim waits for one batch, not
         // the whole reclaim. Room for protected pages is not cut into batches (the rate limits
@@ -102,7 +103,7 @@ public enum Planner {
                     group: promotion.group.path, workload: promotion.workload.name, direction: .promote, pids: promotion.group.pids,
                     from: promotion.from, to: promotion.to, bytes: take, mempolicy: promotion.workload.rule.mempolicy,
                     reason: "protected workload has \(formatBytes(promotion.bytes)) on slow nodes")
-                action.keepFreeOnTargets = promotionReserve
+                action.keepFreeOnTargets = promotionKeepsFree
                 action.onTaskCPU = settings.moveOnTaskCPU
                 actions.append(action)
             }
@@ -178,9 +179,8 @@ public enum Planner {
             }
         }
 
-        // 4b. Promote the rest into the room the demotions make above the reserve.
-        let roomMakingBytes = roomMaking.reduce(0) { $0 + $1.bytes }
-        var roomMade = roomMakingBytes > reserveDeficit ? roomMakingBytes - reserveDeficit : 0
+        // 4b. Promote the rest into the room the demotions make.
+        var roomMade = roomMaking.reduce(0) { $0 + $1.bytes }
         let late = promote(into: &roomMade).map { action in
             var action = action
             action.usesRoomMade = true

@@ -12,7 +12,9 @@ struct GuestTopology: Sendable {
 
     var qemuOptions: String {
         var opts = ["-machine hmat=on"]
-        for (node, mib) in nodeMiB.enumerated() { opts.append("-object memory-backend-ram,id=m\(node),size=\(mib)M") }
+        // prealloc: the host backs all guest RAM before boot, as real DRAM and CXL memory are there
+        // from power-on; otherwise the guest's first touch of each page costs a host page fault.
+        for (node, mib) in nodeMiB.enumerated() { opts.append("-object memory-backend-ram,id=m\(node),size=\(mib)M,prealloc=on") }
         for node in nodeMiB.indices {
             opts.append("-numa node,nodeid=\(node),memdev=m\(node)" + (node == 0 ? ",cpus=0-1" : "") + ",initiator=0")
         }
