@@ -299,20 +299,15 @@ public struct TaskMigrator: PageMigrator {
     }
 
     /// The move itself: whole with migrate_pages(2) when the budget allows, else in chunks; a
-    /// paced move, or one that may have to stop for the next tick, in batches. A paced promotion
-    /// that may take all the task's pages on the source nodes waits for room for all of them and
-    /// then moves whole: finding them by move_pages(2) queries among pages already in DRAM cost
-    /// more than moving them (the lab's protected job had 35 MiB of 400 on the slow node, and
-    /// its batch-by-batch promotion ran at 8 MiB/s); it moves in batches only if that room does
-    /// not come.
+    /// paced move, or one that may have to stop for the next tick, in batches.
+    ///
+    /// Tried and backed out: a paced promotion that could take all the task's slow pages waiting
+    /// for room for all of them, then moving whole. In three of seven lab runs that one
+    /// migrate_pages(2) call took 6.6 to 19 s, reporting some 2,700 pages it could not move,
+    /// where batches of move_pages(2) never took more than 4.3 s.
     func move(_ pid: Int32, _ action: MigrationAction, targets: NodeSet, first: Int, budget: UInt64, sourceBytes: UInt64,
               pacer: RoomPacer?, deadline: Deadline?) -> TaskResult {
-        let wholeAfterRoom = pacer.map { pacer in
-            action.direction == .promote && sourceBytes <= budget
-                && waitForRoom(targets: action.to.filter(targets.contains), keeping: action.keepFreeOnTargets,
-                               atLeast: sourceBytes, pacer: pacer) >= sourceBytes
-        } ?? false
-        if !wholeAfterRoom && (pacer != nil || deadline != nil) {
+        if pacer != nil || deadline != nil {
             return movePart(pid, action, targets: targets.sorted, budget: budget, pacer: pacer, deadline: deadline)
         }
         guard sourceBytes <= budget else { return movePart(pid, action, targets: targets.sorted, budget: budget) }

@@ -43,6 +43,7 @@ enum Scenarios {
         case "probe-same-cpu": return probeSameCpu(lab)
         case "probe-parallel": return probeParallel(lab)
         case "probe-promote": return probePromote(lab)
+        case "probe-cursor": return probeCursor(lab)
         default: return ScenarioResult(scenario: name, checks: [Check(name: "known scenario", ok: false, detail: "no scenario named \(name)")])
         }
     }
@@ -334,6 +335,40 @@ enum Scenarios {
             sleep(2)
         }
         lab.removeGroups(group)
+        return result
+    }
+
+    /// Not in a suite: what the per-task scan cursor saves. An idle 512 MiB task is demoted in
+    /// eight 64 MiB moves of part of it, as eight ticks would, by one migrator (whose cursor
+    /// resumes each move where the last stopped) or by a fresh one per move (each scan starts
+    /// at the lowest address again); the two alternate, migratepages bringing the task back.
+    static func probeCursor(_ lab: GuestLab, rounds: Int = 3) -> ScenarioResult {
+        var result = ScenarioResult(scenario: "probe-cursor", checks: [Check(name: "probe ran", ok: true, detail: "figures only")])
+        lab.kernelTiering(demotion: false, numaBalancing: 0)
+        let group = "\(lab.labSlice)/cursor"
+        lab.makeGroup(group)
+        let task = lab.load("cursor", group: group, mib: 512, hotMiB: 0, prefix: GuestLab.pinned, interval: 60)
+        defer { lab.stop(task.process, signal: SIGKILL); lab.removeGroups(group) }
+        guard lab.waitFor(seconds: 120, { task.allocatedAt() != nil }) else { return result }
+        func migrator() -> TaskMigrator { TaskMigrator(collector: lab.collector, syscalls: LibnumaSyscalls(), dryRun: false, selfPid: getpid()) }
+        for round in 1...rounds {
+            for mode in round % 2 == 1 ? ["cursor", "fresh"] : ["fresh", "cursor"] {
+                _ = lab.migratepages(task.pid, from: 1, to: 0, group: group, pinned: true)
+                let shared = migrator()
+                var moved: UInt64 = 0
+                let started = monotonic()
+                for _ in 0..<8 {
+                    let outcome = (mode == "cursor" ? shared : migrator()).execute(MigrationAction(
+                        group: CgroupPath(group), workload: "probe", direction: .demote, pids: [task.pid],
+                        from: NodeSet([0]), to: [1], bytes: 64 << 20, mempolicy: .respect, reason: "probe"))
+                    moved += outcome.movedBytes
+                }
+                let seconds = monotonic() - started
+                lab.log(String(format: "round %d: %@ scans: %.1f MiB in 8 moves, %.2f s (%.1f MiB/s)",
+                               round, mode, Double(moved) / mib, seconds, Double(moved) / mib / seconds))
+                result.figures["\(mode)_round\(round)_mib_per_s"] = Double(moved) / mib / seconds
+            }
+        }
         return result
     }
 

@@ -228,11 +228,10 @@ struct MigratorTests {
                 pacer.finish()
             }
         }
-        // The 100 pages, all the task has on the slow node, wait until room for all of them is
-        // there, then come back in one migrate_pages(2) call.
+        // The 100 pages wait until room for all of them is there (a batch smaller than 2 MiB goes
+        // whole), then come back in one move.
         #expect(outcome.movedBytes == 100 * 4096)
-        #expect(syscalls.calls.filter { if case .query = $0 { false } else { true } }
-                == [.migrate(pid: 700, from: NodeSet([1]), to: NodeSet([0]), sharedPages: .include)])
+        #expect(syscalls.calls.filter { if case .move = $0 { true } else { false } } == [.move(pid: 700, pages: 100, to: 0)])
     }
 
     @Test func aPacedDemotionReportsTheRoomItMakesBatchByBatch() {
