@@ -6,8 +6,9 @@ import TierCore
 /// A move of part of a task first asks the kernel where each page is (move_pages(2) without
 /// target nodes), chunk by chunk from the lowest address. A batch job demoted 64 MiB a tick
 /// would so have every tick query again all the pages the earlier ticks already moved, a cost
-/// that grows with each tick. The cursor is only a hint: the scan goes on past the end of the address space from its
-/// lowest address up to the cursor, so a reused pid or a remapped task is still moved right.
+/// that grows with each tick. The cursor is only a hint: the scan goes on past the end of the
+/// address space from its lowest address up to the cursor, so a reused pid or a remapped task
+/// is still moved right.
 public final class MoveCursors: @unchecked Sendable {
     private struct Key: Hashable {
         var pid: Int32
