@@ -364,8 +364,11 @@ enum Scenarios {
                     moved += outcome.movedBytes
                 }
                 let seconds = monotonic() - started
-                lab.log(String(format: "round %d: %@ scans: %.1f MiB in 8 moves, %.2f s (%.1f MiB/s)",
-                               round, mode, Double(moved) / mib, seconds, Double(moved) / mib / seconds))
+                // What the kernel says is left in DRAM, beside what the moves reported.
+                let left = Double(lab.numaStat(group).bytes(on: 0)) / mib
+                lab.log(String(format: "round %d: %@ scans: %.1f MiB in 8 moves, %.2f s (%.1f MiB/s); %.1f MiB of the group left on node 0",
+                               round, mode, Double(moved) / mib, seconds, Double(moved) / mib / seconds, left))
+                result.figures["\(mode)_round\(round)_left_in_dram_mib"] = left
                 result.figures["\(mode)_round\(round)_mib_per_s"] = Double(moved) / mib / seconds
             }
         }
