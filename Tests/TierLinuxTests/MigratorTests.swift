@@ -299,6 +299,16 @@ struct MigratorTests {
         #expect(syscalls.queryStarts == [start, start + 2048 * 4096])
     }
 
+    /// move_pages(2) reports 100 pages moved, but a huge page came along whole: numa_maps shows
+    /// 612 pages gone from node 0, and that is what the outcome counts.
+    @Test func aPartialMoveCountsWhatLeftTheSourceNodesWhenMoreThanReported() {
+        tree.addTask(700, group: "test.slice/batch", pagesPerNode: [0: 5000])
+        syscalls.afterMove = { [tree] pid, _, node in tree.relocate(pid, from: NodeSet([0]), to: node, leaving: 5000 - 612) }
+        let outcome = migrator().execute(demote([700], bytes: 100 * 4096, to: [1]))
+        #expect(moveCalls == [.move(pid: 700, pages: 100, to: 1)])
+        #expect(outcome.movedBytes == 612 * 4096)
+    }
+
     @Test func theScanOrderStartsAtTheCursorAndWrapsAround() {
         let ranges: [Range<UInt64>] = [0x1000..<0x5000, 0x8000..<0xa000]
         #expect(MoveCursors.scanOrder(ranges, from: nil) == ranges)
