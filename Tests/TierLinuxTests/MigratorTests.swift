@@ -309,6 +309,18 @@ struct MigratorTests {
         #expect(outcome.movedBytes == 612 * 4096)
     }
 
+    /// 3,000 pages in DRAM in one mapping, 200 on the slow node in another: a partial promotion
+    /// queries only the mapping numa_maps shows slow pages in.
+    @Test func aPartialMoveSkipsMappingsWithNoPagesOnTheSourceNodes() {
+        tree.addTask(700, group: "test.slice/batch", pagesPerNode: [0: 3000, 1: 200])
+        let slowMapping: UInt64 = 0x7f00_0000_0000 + (3000 + 256) * 4096
+        syscalls.pageNode = { _, address in address >= slowMapping ? 1 : 0 }
+        let outcome = migrator().execute(promote([700], bytes: 100 * 4096))
+        #expect(outcome.movedBytes == 100 * 4096)
+        #expect(syscalls.queryStarts == [slowMapping])
+        #expect(syscalls.calls.contains(.query(pid: 700, pages: 200)))
+    }
+
     @Test func theScanOrderStartsAtTheCursorAndWrapsAround() {
         let ranges: [Range<UInt64>] = [0x1000..<0x5000, 0x8000..<0xa000]
         #expect(MoveCursors.scanOrder(ranges, from: nil) == ranges)
