@@ -289,12 +289,12 @@ public struct TaskMigrator: PageMigrator {
         defer { outcome.syscallDuration += clock.now - started }
         guard action.onTaskCPU, let text = try? files.read(KernelPaths.process(pid) + "/stat"),
               let cpu = KernelText.lastCPU(stat: text) else {
-            return move(pid, action, targets: targets, first: first, budget: budget, sourceBytes: sourceBytes, pacer: pacer, deadline: deadline,
-                 mappings: entries)
+            return move(pid, action, targets: targets, first: first, budget: budget, sourceBytes: sourceBytes,
+                        pacer: pacer, deadline: deadline, mappings: entries)
         }
         let (result, applied) = ThreadPlacement.onCPU(cpu) {
-            move(pid, action, targets: targets, first: first, budget: budget, sourceBytes: sourceBytes, pacer: pacer, deadline: deadline,
-                 mappings: entries)
+            move(pid, action, targets: targets, first: first, budget: budget, sourceBytes: sourceBytes,
+                 pacer: pacer, deadline: deadline, mappings: entries)
         }
         if applied { outcome.movedOnTaskCPU += 1 }
         return result
@@ -408,6 +408,9 @@ public struct TaskMigrator: PageMigrator {
     /// querying pages already in DRAM).
     func movePart(_ pid: Int32, _ action: MigrationAction, targets: [Int], budget: UInt64, pacer: RoomPacer? = nil,
                   deadline: Deadline? = nil, mappings: [NumaMapsEntry]? = nil) -> TaskResult {
+        // Where the next move of this task resumes: the first page this one did not look at, or
+        // the start of a chunk whose pages found no room; nil after a whole pass.
+        func resume(at address: UInt64?) { cursors.record(pid: pid, direction: action.direction, stoppedAt: address) }
         let ranges: [Range<UInt64>]
         do {
             var mapped = KernelText.mapRanges(try files.read(KernelPaths.process(pid) + "/maps"))
@@ -419,12 +422,9 @@ public struct TaskMigrator: PageMigrator {
             }
             ranges = MoveCursors.scanOrder(mapped, from: cursors.resumeAddress(pid: pid, direction: action.direction))
         } catch {
-            cursors.record(pid: pid, direction: action.direction, stoppedAt: nil)
+            resume(at: nil)
             return .exited
         }
-        // Where the next move of this task resumes: the first page this one did not look at, or
-        // the start of a chunk whose pages found no room.
-        func resume(at address: UInt64?) { cursors.record(pid: pid, direction: action.direction, stoppedAt: address) }
         let pageSize: UInt64 = 4096
         var moved: UInt64 = 0, stayed = 0
         let orderedTargets = action.to.filter { targets.contains($0) }

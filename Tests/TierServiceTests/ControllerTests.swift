@@ -87,10 +87,6 @@ struct ControllerTests {
         tree.addTask(900, group: "test.slice/db", pagesPerNode: [1: 10_240])
         syscalls.pageNode = { pid, _ in pid == 900 ? 1 : 0 }
         syscalls.afterMove = { [tree] _, pages, node in tree.accountMove(bytes: UInt64(pages) * 4096, from: node == 0 ? 1 : 0, to: node) }
-        syscalls.afterMigrate = { [tree] pid, from, to in
-            tree.relocate(pid, from: from, to: to.first!)
-            if pid == 900 { tree.accountMove(bytes: 40 * Self.mib, from: 1, to: 0) }
-        }
     }
 
     /// The pages promoted and demoted, call by call: the promotion never ahead of the room made.
