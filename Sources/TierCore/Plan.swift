@@ -105,6 +105,10 @@ public struct PlanSkip: Sendable, Equatable, CustomStringConvertible {
 public struct PlanSummary: Sendable, Equatable {
     public var dramTotal: UInt64 = 0
     public var dramFree: UInt64 = 0
+    /// Bytes per second free DRAM was falling at (`HostSnapshot.dramFallRate`).
+    public var dramFallRate: UInt64 = 0
+    /// Free DRAM one lookahead from now at that rate: what the watermarks were checked against.
+    public var projectedDramFree: UInt64 = 0
     public var lowWatermark: UInt64 = 0
     public var highWatermark: UInt64 = 0
     /// True while DRAM free is being brought back up to the high watermark.

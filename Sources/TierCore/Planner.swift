@@ -3,7 +3,8 @@
 /// Pure: no I/O, no clock. Rules, in order:
 /// 1. Opt-out workloads with `promote` whose own pages sit on slow nodes need DRAM back.
 /// 2. Demotion demand is the larger of: the watermark gap (DRAM free below `low` starts
-///    reclaiming until free reaches `high`), at most `demotion_per_tick` of it in one tick, and
+///    reclaiming until free reaches `high`; free is taken one `lookahead` ahead at the rate it
+///    is falling), at most `demotion_per_tick` of it in one tick (more if the fall is faster), and
 ///    the room promotion needs above half of `low`.
 /// 3. Opted-in groups cover the demand in priority order (lower first, then the most DRAM),
 ///    never below their floor, never while their pressure guard is tripped, only to slow nodes
@@ -68,9 +69,15 @@ public enum Planner {
         let promotionNeed = promotions.reduce(0) { $0 + $1.bytes }
         plan.summary.promotionNeed = promotionNeed
 
-        // 2. How much DRAM to free.
-        if dramFree < low { state.reclaiming = true } else if dramFree >= high { state.reclaiming = false }
-        let watermarkDemand = state.reclaiming ? high - min(high, dramFree) : 0
+        // 2. How much DRAM to free. The watermarks are checked against free DRAM one lookahead
+        // ahead at the rate it is falling: an allocation that would cross `low` before the next
+        // look starts the demotion now, and the demotion covers what it takes meanwhile.
+        let anticipated = UInt64(Double(snapshot.dramFallRate) * settings.dramLookahead.seconds)
+        let projectedFree = dramFree - min(dramFree, anticipated)
+        plan.summary.dramFallRate = snapshot.dramFallRate
+        plan.summary.projectedDramFree = projectedFree
+        if projectedFree < low { state.reclaiming = true } else if projectedFree >= high { state.reclaiming = false }
+        let watermarkDemand = state.reclaiming ? high - min(high, projectedFree) : 0
         // A protected workload's pages may use DRAM down to half the low watermark: the band
         // between them is demotion's hysteresis, and protected memory outranks it. With less
         // free already, promotion keeps what is free: it never adds to the shortage, and the
@@ -83,7 +90,8 @@ public enum Planner {
         // after a busy tick, so a protected job that appears mid-reclaim waits for one batch, not
         // the whole reclaim. Room for protected pages is not cut into batches (the rate limits
         // still apply): its promotion follows the demotion within the tick, not a tick later.
-        let demand = max(min(watermarkDemand, settings.demotionPerTick), promotionShortfall)
+        // A fall faster than that batch per lookahead raises the batch to keep pace with it.
+        let demand = max(min(watermarkDemand, max(settings.demotionPerTick, anticipated)), promotionShortfall)
         plan.summary.reclaiming = state.reclaiming
         plan.summary.demotionDemand = demand
 
@@ -172,7 +180,9 @@ public enum Planner {
                     roomMaking.append(action)
                 }
                 if bytes > forRoom {
-                    var action = demotion(bytes - forRoom, "DRAM free \(formatBytes(dramFree)) below target \(formatBytes(high))")
+                    let why = anticipated == 0 ? "DRAM free \(formatBytes(dramFree)) below target \(formatBytes(high))"
+                        : "DRAM free \(formatBytes(dramFree)) falling at \(formatBytes(snapshot.dramFallRate))/s, \(formatBytes(projectedFree)) in \(settings.dramLookahead.seconds) s, below target \(formatBytes(high))"
+                    var action = demotion(bytes - forRoom, why)
                     action.yieldsToNextTick = true
                     afterPromotion.append(action)
                 }

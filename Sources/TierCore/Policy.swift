@@ -74,6 +74,12 @@ public struct ControllerSettings: Sendable, Equatable {
     public var dramLowFree: Double
     /// ...and keep going until free reaches this share (hysteresis).
     public var dramHighFree: Double
+    /// How often the service samples free DRAM between ticks, waking a tick when it is about to
+    /// fall below `low`; zero turns the watch off.
+    public var dramWatch: Duration = .milliseconds(100)
+    /// How far ahead a fall in free DRAM is projected: the watermarks are checked against free
+    /// less what the fall takes in this time, so demotion starts before an allocation spills.
+    public var dramLookahead: Duration = .seconds(1)
     /// Bytes per second for all moves together.
     public var rateLimit: UInt64
     /// The PSI trigger armed on each managed group: stall time within a window.

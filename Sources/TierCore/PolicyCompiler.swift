@@ -197,7 +197,7 @@ private struct Compiler {
             settings.interval = interval
         }
         if let entry = map["dram"] {
-            let dram = try mapping(entry.value, "controller.dram", allowed: ["low", "high"])
+            let dram = try mapping(entry.value, "controller.dram", allowed: ["low", "high", "watch", "lookahead"])
             if let low = dram["low"] { settings.dramLowFree = try parsed(low.value, "controller.dram.low", Quantity.parsePercent) }
             if let high = dram["high"] { settings.dramHighFree = try parsed(high.value, "controller.dram.high", Quantity.parsePercent) }
             guard settings.dramLowFree < settings.dramHighFree else {
@@ -206,6 +206,18 @@ private struct Compiler {
             }
             guard settings.dramHighFree <= 0.98 else {
                 throw fail(dram["high"]?.value ?? entry.value, "controller.dram.high", "must be at most 98%: the kernel needs some DRAM free")
+            }
+            if let watch = dram["watch"] {
+                settings.dramWatch = try parsed(watch.value, "controller.dram.watch", Quantity.parseDuration)
+                guard settings.dramWatch == .zero || (settings.dramWatch >= .milliseconds(10) && settings.dramWatch <= .seconds(10)) else {
+                    throw fail(watch.value, "controller.dram.watch", "must be 0s (off) or between 10ms and 10s")
+                }
+            }
+            if let lookahead = dram["lookahead"] {
+                settings.dramLookahead = try parsed(lookahead.value, "controller.dram.lookahead", Quantity.parseDuration)
+                guard settings.dramLookahead <= .seconds(60) else {
+                    throw fail(lookahead.value, "controller.dram.lookahead", "must be at most 60s (0s: react to free DRAM only as it is)")
+                }
             }
         }
         if let entry = map["rate_limit"] {

@@ -136,6 +136,9 @@ public struct HostSnapshot: Sendable, Equatable {
     public var tierdAllowedNodes: NodeSet
     /// Groups or files that vanished while being read: normal on a container host, only counted.
     public var vanishedWhileReading: Int
+    /// Bytes per second by which free DRAM was falling when the tick began (`FreeMemoryTrend`),
+    /// sampled by the service between ticks; 0 when not falling or not watched.
+    public var dramFallRate: UInt64 = 0
 
     public init(topology: Topology, groups: [CgroupSnapshot], tierdAllowedNodes: NodeSet, vanishedWhileReading: Int = 0) {
         self.topology = topology; self.groups = groups

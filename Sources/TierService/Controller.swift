@@ -64,12 +64,15 @@ public final class TierController {
 
     /// `nextTickDue`: when the loop wants its next tick; watermark demotions still running then
     /// stop between batches (nil, as in a one-shot run: they run to the end).
-    public func tick(now: Instant, nextTickDue: ContinuousClock.Instant? = nil) async -> TickReport {
+    /// `dramFallRate`: bytes per second free DRAM was falling at, as the service's
+    /// `FreeMemoryWatch` sampled it (0 in a one-shot run).
+    public func tick(now: Instant, nextTickDue: ContinuousClock.Instant? = nil, dramFallRate: UInt64 = 0) async -> TickReport {
         if startedAt == nil { startedAt = now }
         let elapsed = (now - startedAt!).seconds
-        let snapshot: HostSnapshot
+        var snapshot: HostSnapshot
         do {
             snapshot = try collector.collect(selection: policy.tiers)
+            snapshot.dramFallRate = dramFallRate
         } catch {
             ledger.collectFailures += 1
             logger.error("cannot read the host this tick: \(error)")
@@ -107,7 +110,7 @@ public final class TierController {
 
     private func report(_ plan: MigrationPlan, _ outcomes: [ActionOutcome], _ snapshot: HostSnapshot, _ elapsed: Double) {
         let s = plan.summary
-        let line: Logger.Message = "tick dram_free=\(formatBytes(s.dramFree)) low=\(formatBytes(s.lowWatermark)) high=\(formatBytes(s.highWatermark)) reclaiming=\(s.reclaiming) promote_need=\(formatBytes(s.promotionNeed)) demand=\(formatBytes(s.demotionDemand)) actions=\(plan.actions.count) skips=\(plan.skips.count) groups=\(snapshot.groups.count) vanished=\(snapshot.vanishedWhileReading)"
+        let line: Logger.Message = "tick dram_free=\(formatBytes(s.dramFree)) falling=\(formatBytes(s.dramFallRate))/s low=\(formatBytes(s.lowWatermark)) high=\(formatBytes(s.highWatermark)) reclaiming=\(s.reclaiming) promote_need=\(formatBytes(s.promotionNeed)) demand=\(formatBytes(s.demotionDemand)) actions=\(plan.actions.count) skips=\(plan.skips.count) groups=\(snapshot.groups.count) vanished=\(snapshot.vanishedWhileReading)"
         if outcomes.isEmpty { logger.debug(line) } else { logger.info(line) }
         // A quiet tick (nothing needed, nothing done) is not journaled: the file stays readable.
         let quiet = outcomes.isEmpty && s.demotionDemand == 0 && s.promotionNeed == 0 && !s.reclaiming
@@ -115,6 +118,7 @@ public final class TierController {
         if !quiet { journal.write([
             "event": "tick", "t": .double(elapsed), "dram_free": .bytes(s.dramFree), "dram_total": .bytes(s.dramTotal),
             "reclaiming": .bool(s.reclaiming), "promotion_need": .bytes(s.promotionNeed),
+            "dram_fall_rate": .bytes(s.dramFallRate), "projected_dram_free": .bytes(s.projectedDramFree),
             "demand": .bytes(s.demotionDemand), "deferred": .bytes(s.deferredBytes),
             "groups": .int(Int64(snapshot.groups.count)), "vanished": .int(Int64(snapshot.vanishedWhileReading)),
             "cpu_user_s": .double(cpu.user), "cpu_system_s": .double(cpu.system),

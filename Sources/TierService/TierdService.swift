@@ -28,7 +28,7 @@ public struct TierdService: Service {
         self.options = options; self.policy = policy; self.collector = collector; self.logger = logger
     }
 
-    enum Wake: Sendable { case timer, pressure(CgroupPath), reload, stop }
+    enum Wake: Sendable { case timer, pressure(CgroupPath), dram(FreeMemoryWatch.Alert), reload, stop }
 
     public func run() async throws {
         let journal = try Journal(path: options.journalPath)
@@ -36,25 +36,38 @@ public struct TierdService: Service {
         let controller = TierController(policy: policy, collector: collector, migrator: migrator, logger: logger, journal: journal)
         let psi = PressureTriggerWatcher(files: RootedHostFiles(root: options.root),
                                          stall: policy.controller.psiStall, window: policy.controller.psiWindow)
+        let clock = ContinuousClock()
+        let origin = clock.now
+        let freeMemory = FreeMemoryWatch(collector: collector, period: policy.controller.dramWatch,
+                                         lookahead: policy.controller.dramLookahead, origin: origin)
         let (wakes, wake) = AsyncStream<Wake>.makeStream(bufferingPolicy: .bufferingNewest(64))
         let signals = await UnixSignalsSequence(trapping: .sighup)
         let forwarders = [
             Task { for await event in psi.events { if case .stalled(let group) = event { wake.yield(.pressure(group)) } } },
+            Task { for await alert in freeMemory.alerts { wake.yield(.dram(alert)) } },
             Task { for await _ in signals { wake.yield(.reload) } },
         ]
+        freeMemory.start()
         defer {
             psi.stop()
+            freeMemory.stop()
             forwarders.forEach { $0.cancel() }
         }
-        let clock = ContinuousClock()
-        let origin = clock.now
         var iterator = wakes.makeAsyncIterator()
         await withGracefulShutdownHandler {
             var watched: Set<CgroupPath> = []
             while !Task.isCancelled {
                 let started = clock.now
+                freeMemory.disarm()
                 let report = await controller.tick(now: Instant(started - origin),
-                                                   nextTickDue: started + controller.policy.controller.interval)
+                                                   nextTickDue: started + controller.policy.controller.interval,
+                                                   dramFallRate: freeMemory.fallRate)
+                // Between ticks the watch looks for free DRAM about to cross `low`; while reclaiming,
+                // the loop already re-plans after every move.
+                if let topology = report.snapshot?.topology, !topology.slow.isEmpty {
+                    freeMemory.track(nodes: topology.fast)
+                    if !report.plan.summary.reclaiming { freeMemory.arm(below: report.plan.summary.lowWatermark) }
+                }
                 let groups = controller.watchedGroups()
                 if Set(groups.keys) != watched {
                     let failed = psi.watch(groups)
@@ -72,7 +85,12 @@ public struct TierdService: Service {
                 timer.cancel()
                 switch next {
                 case .stop, nil: return
-                case .reload: controller.reload(path: options.configPath)
+                case .reload:
+                    controller.reload(path: options.configPath)
+                    freeMemory.configure(period: controller.policy.controller.dramWatch, lookahead: controller.policy.controller.dramLookahead)
+                case .dram(let alert):
+                    logger.debug("woken by free DRAM falling: \(formatBytes(alert.freeBytes)) free, \(formatBytes(alert.fallRate))/s")
+                    journal.write(["event": "wake", "cause": "dram", "dram_free": .bytes(alert.freeBytes), "dram_fall_rate": .bytes(alert.fallRate)])
                 case .pressure(let group):
                     logger.debug("woken by a PSI trigger on \(group)")
                     journal.write(["event": "wake", "cause": "psi", "group": .string(group.description)])

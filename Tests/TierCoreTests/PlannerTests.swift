@@ -43,10 +43,11 @@ struct PlannerTests {
         tree.setNode(2, freeBytes: 900 * Self.mib)
     }
 
-    func plan(_ yaml: String = PlannerTests.yaml, state: ControllerState = ControllerState(), now: Duration = .seconds(10))
-        throws -> (MigrationPlan, ControllerState) {
+    func plan(_ yaml: String = PlannerTests.yaml, state: ControllerState = ControllerState(), now: Duration = .seconds(10),
+              fallRate: UInt64 = 0) throws -> (MigrationPlan, ControllerState) {
         let policy = try PolicyCompiler.compile(yaml: yaml, file: "test.yaml")
-        let snapshot = try SnapshotCollector(files: RootedHostFiles(root: tree.root)).collect(selection: policy.tiers)
+        var snapshot = try SnapshotCollector(files: RootedHostFiles(root: tree.root)).collect(selection: policy.tiers)
+        snapshot.dramFallRate = fallRate
         return Planner.plan(snapshot: snapshot, policy: policy, state: state, now: Instant(now))
     }
 
@@ -208,6 +209,36 @@ struct PlannerTests {
         dram(free: 84)
         let (second, _) = try plan(capped, state: state, now: .seconds(11))
         #expect(second.actions.map(\.bytes) == [64 * Self.mib])
+    }
+
+    @Test func aFastFallStartsDemotionAboveLowAndKeepsPaceWithIt() throws {
+        tree.addGroup("test.slice/batch", pids: [500], anon: [0: 700 * Self.mib])
+        let capped = PlannerTests.yaml.replacingOccurrences(of: "demotion_per_tick: 1GiB", with: "demotion_per_tick: 64MiB")
+        dram(free: 180)  // above low (~100 MiB): as it is, nothing to do
+        var (plan, state) = try self.plan(capped)
+        #expect(plan.actions.isEmpty && !state.reclaiming)
+        // Falling at 200 MiB/s: in the default 1 s lookahead free would be gone.
+        (plan, state) = try self.plan(capped, fallRate: 200 * Self.mib)
+        #expect(state.reclaiming)
+        #expect(plan.summary.projectedDramFree == 0)
+        // The band is high less the projected 0; the batch grows from 64 MiB to what the fall
+        // takes in the lookahead (200 MiB): the fall sets the pace.
+        #expect(plan.summary.demotionDemand == 200 * Self.mib)
+        #expect(plan.actions.map(\.bytes) == [200 * Self.mib])
+        #expect(plan.actions.first?.yieldsToNextTick == true)
+        #expect(plan.actions.first?.reason.contains("falling at 200.0 MiB/s") == true)
+        // A slow fall that stays above low within the lookahead changes nothing.
+        (plan, state) = try self.plan(capped, fallRate: 20 * Self.mib)
+        #expect(plan.actions.isEmpty && !state.reclaiming)
+    }
+
+    @Test func aFallIsIgnoredWithoutLookahead() throws {
+        tree.addGroup("test.slice/batch", pids: [500], anon: [0: 700 * Self.mib])
+        let noLookahead = PlannerTests.yaml.replacingOccurrences(of: "dram: {low: 10%, high: 20%}", with: "dram: {low: 10%, high: 20%, lookahead: 0s}")
+        dram(free: 180)
+        let (plan, state) = try self.plan(noLookahead, fallRate: 500 * Self.mib)
+        #expect(plan.actions.isEmpty && !state.reclaiming)
+        #expect(plan.summary.projectedDramFree == 180 * Self.mib)
     }
 
     @Test func aGroupConfinedToSlowNodesIsNeverPromoted() throws {

@@ -1,0 +1,46 @@
+/// DRAM free as sampled between and during ticks, and how fast it is falling.
+///
+/// A job that allocates at emulated-memory speed fills the `high`–`low` band in well under one
+/// tick; by the time a tick sees free below `low`, the kernel is already placing its pages on
+/// slow nodes. The fall rate lets the controller start demoting on the way down instead (see
+/// `ControllerSettings.dramLookahead`). Pure: the service feeds it samples and instants.
+public struct FreeMemoryTrend: Sendable, Equatable {
+    /// One reading of free DRAM.
+    public struct Sample: Sendable, Equatable {
+        public var at: Instant
+        public var freeBytes: UInt64
+        public init(at: Instant, freeBytes: UInt64) { self.at = at; self.freeBytes = freeBytes }
+    }
+
+    /// How far back the rate looks: long enough to span several samples, short enough to
+    /// forget an allocation that has ended.
+    public let window: Duration
+    public private(set) var samples: [Sample] = []
+
+    public init(window: Duration = .milliseconds(500)) { self.window = window }
+
+    public mutating func add(freeBytes: UInt64, at now: Instant) {
+        samples.removeAll { $0.at > now }
+        samples.append(Sample(at: now, freeBytes: freeBytes))
+        // The oldest sample kept is the last one at or before the window's start, so that the
+        // rate always spans the whole window once enough samples exist.
+        if let firstInside = samples.firstIndex(where: { now - $0.at <= window }), firstInside > 1 {
+            samples.removeFirst(firstInside - 1)
+        }
+    }
+
+    /// Bytes per second by which free DRAM fell across the window; 0 while it holds or rises,
+    /// or before two samples exist.
+    public var fallRate: UInt64 {
+        guard let first = samples.first, let last = samples.last, last.at > first.at,
+              first.freeBytes > last.freeBytes else { return 0 }
+        return UInt64(Double(first.freeBytes - last.freeBytes) / (last.at - first.at).seconds)
+    }
+
+    /// Free DRAM `lookahead` from the last sample if it keeps falling at `fallRate`.
+    public func projectedFree(after lookahead: Duration) -> UInt64? {
+        guard let last = samples.last else { return nil }
+        let fall = UInt64(Double(fallRate) * lookahead.seconds)
+        return last.freeBytes - min(last.freeBytes, fall)
+    }
+}

@@ -1,0 +1,93 @@
+import Foundation
+import Synchronization
+import TierCore
+
+/// Samples free DRAM (the fast nodes' `MemFree`) every `period` on its own task, keeps the
+/// `FreeMemoryTrend`, and, when armed, alerts once free DRAM one lookahead ahead falls below
+/// the low watermark: a tick then starts the demotion while the allocation is still on its
+/// way down, not a whole interval after it spilled to slow nodes.
+public final class FreeMemoryWatch: Sendable {
+    /// A fall that is about to cross the low watermark, with the rate it was falling at.
+    public struct Alert: Sendable, Equatable {
+        public var freeBytes: UInt64
+        public var fallRate: UInt64
+        public init(freeBytes: UInt64, fallRate: UInt64) { self.freeBytes = freeBytes; self.fallRate = fallRate }
+    }
+
+    public let alerts: AsyncStream<Alert>
+    private let continuation: AsyncStream<Alert>.Continuation
+    private let collector: SnapshotCollector
+    private let origin: ContinuousClock.Instant
+    private struct State {
+        var trend = FreeMemoryTrend()
+        var nodes: [Int] = []
+        var period: Duration
+        var lookahead: Duration
+        /// The low watermark the next alert is for; nil: no alert wanted (a tick is running, or
+        /// the controller is already reclaiming and re-plans after every move).
+        var armedBelow: UInt64?
+    }
+    private let state: Mutex<State>
+    private let sampler = Mutex<Task<Void, Never>?>(nil)
+
+    public init(collector: SnapshotCollector, period: Duration, lookahead: Duration, origin: ContinuousClock.Instant = .now) {
+        self.collector = collector
+        self.origin = origin
+        state = Mutex(State(period: period, lookahead: lookahead))
+        (alerts, continuation) = AsyncStream.makeStream(bufferingPolicy: .bufferingNewest(1))
+    }
+
+    deinit { stop() }
+
+    /// Starts sampling on its own task (nothing happens while the period is zero).
+    public func start() {
+        sampler.withLock { task in
+            guard task == nil else { return }
+            task = Task { [weak self] in
+                while !Task.isCancelled, let self {
+                    let period = state.withLock { $0.period }
+                    if period > .zero { sample(at: Instant(ContinuousClock.now - origin)) }
+                    try? await Task.sleep(for: period > .zero ? period : .seconds(1))
+                }
+            }
+        }
+    }
+
+    public func stop() {
+        sampler.withLock { $0?.cancel(); $0 = nil }
+        continuation.finish()
+    }
+
+    /// A reloaded policy's settings.
+    public func configure(period: Duration, lookahead: Duration) {
+        state.withLock { $0.period = period; $0.lookahead = lookahead }
+    }
+
+    /// The DRAM nodes to watch (the last snapshot's fast tier).
+    public func track(nodes: some Sequence<Int>) {
+        let sorted = Array(nodes).sorted()
+        state.withLock { if $0.nodes != sorted { $0.nodes = sorted; $0.trend = FreeMemoryTrend() } }
+    }
+
+    /// Alert once free DRAM is about to fall below `low`; disarmed by the alert or by `disarm`.
+    public func arm(below low: UInt64) { state.withLock { $0.armedBelow = low } }
+
+    public func disarm() { state.withLock { $0.armedBelow = nil } }
+
+    /// Bytes per second free DRAM has been falling at, over the trend's window.
+    public var fallRate: UInt64 { state.withLock { $0.trend.fallRate } }
+
+    /// One reading; the sampling task calls it every period, tests with the instants they need.
+    public func sample(at now: Instant) {
+        let nodes = state.withLock { $0.nodes }
+        guard !nodes.isEmpty, let free = collector.freeBytes(on: nodes) else { return }
+        let alert: Alert? = state.withLock { state in
+            state.trend.add(freeBytes: free, at: now)
+            guard let low = state.armedBelow, let projected = state.trend.projectedFree(after: state.lookahead),
+                  projected < low else { return nil }
+            state.armedBelow = nil
+            return Alert(freeBytes: free, fallRate: state.trend.fallRate)
+        }
+        if let alert { continuation.yield(alert) }
+    }
+}

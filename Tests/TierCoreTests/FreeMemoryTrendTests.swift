@@ -1,0 +1,45 @@
+import Testing
+import TierCore
+
+/// The fall rate the watch feeds the planner: over its window, never negative, forgetting old samples.
+struct FreeMemoryTrendTests {
+    static let mib: UInt64 = 1 << 20
+    func at(_ ms: Int) -> Instant { Instant(.milliseconds(ms)) }
+
+    @Test func theRateSpansTheWindow() {
+        var trend = FreeMemoryTrend(window: .milliseconds(500))
+        #expect(trend.fallRate == 0 && trend.projectedFree(after: .seconds(1)) == nil)
+        trend.add(freeBytes: 200 * Self.mib, at: at(0))
+        #expect(trend.fallRate == 0)
+        for step in 1...5 { trend.add(freeBytes: (200 - UInt64(step) * 10) * Self.mib, at: at(step * 100)) }
+        // 50 MiB in 0.5 s.
+        #expect(trend.fallRate == 100 * Self.mib)
+        #expect(trend.projectedFree(after: .seconds(1)) == 50 * Self.mib)
+        #expect(trend.projectedFree(after: .seconds(2)) == 0)
+    }
+
+    @Test func anEndedFallIsForgottenAfterTheWindow() {
+        var trend = FreeMemoryTrend(window: .milliseconds(500))
+        trend.add(freeBytes: 300 * Self.mib, at: at(0))
+        trend.add(freeBytes: 100 * Self.mib, at: at(200))
+        #expect(trend.fallRate == 1000 * Self.mib)
+        for ms in stride(from: 300, through: 900, by: 100) { trend.add(freeBytes: 100 * Self.mib, at: at(ms)) }
+        #expect(trend.fallRate == 0)
+        #expect(trend.samples.count <= 7)
+    }
+
+    @Test func risingFreeIsNoFall() {
+        var trend = FreeMemoryTrend()
+        trend.add(freeBytes: 100 * Self.mib, at: at(0))
+        trend.add(freeBytes: 180 * Self.mib, at: at(100))
+        #expect(trend.fallRate == 0)
+        #expect(trend.projectedFree(after: .seconds(1)) == 180 * Self.mib)
+    }
+
+    @Test func anInstantFromBeforeTheLastRestartsTheTrend() {
+        var trend = FreeMemoryTrend()
+        trend.add(freeBytes: 300 * Self.mib, at: at(1000))
+        trend.add(freeBytes: 100 * Self.mib, at: at(500))
+        #expect(trend.samples.count == 1 && trend.fallRate == 0)
+    }
+}

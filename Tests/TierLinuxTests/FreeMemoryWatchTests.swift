@@ -1,0 +1,61 @@
+import Testing
+import TierCore
+import TierLinux
+import TierTestSupport
+
+/// The watch reads the fast nodes' MemFree from a captured kernel tree and alerts once, when
+/// armed, as free DRAM is about to cross the low watermark.
+struct FreeMemoryWatchTests {
+    static let mib: UInt64 = 1 << 20
+    let tree: FixtureTree
+    let watch: FreeMemoryWatch
+
+    init() throws {
+        tree = try FixtureTree()
+        watch = FreeMemoryWatch(collector: try SnapshotCollector(files: RootedHostFiles(root: tree.root)),
+                                period: .milliseconds(100), lookahead: .seconds(1))
+        watch.track(nodes: [0])
+    }
+
+    func sample(free: UInt64, at ms: Int) {
+        tree.setNode(0, freeBytes: free * Self.mib)
+        watch.sample(at: Instant(.milliseconds(ms)))
+    }
+
+    @Test func alertsOnceWhenAFallWillCrossLowWithinTheLookahead() async {
+        watch.arm(below: 100 * Self.mib)
+        sample(free: 400, at: 0)
+        sample(free: 390, at: 100)   // 100 MiB/s: 290 MiB in a second, above low
+        #expect(watch.fallRate == 100 * Self.mib)
+        sample(free: 350, at: 200)   // 250 MiB/s: 100 MiB in a second, not below
+        sample(free: 300, at: 300)   // 333 MiB/s: below low within the second
+        sample(free: 250, at: 400)   // disarmed by the first alert
+        watch.stop()
+        var alerts: [FreeMemoryWatch.Alert] = []
+        for await alert in watch.alerts { alerts.append(alert) }
+        #expect(alerts.count == 1)
+        #expect(alerts.first?.freeBytes == 300 * Self.mib)
+        #expect(alerts.first.map { $0.fallRate / Self.mib } == 333)
+    }
+
+    @Test func freeAlreadyBelowLowAlertsWithoutAFall() async {
+        watch.arm(below: 100 * Self.mib)
+        sample(free: 80, at: 0)
+        watch.stop()
+        var alerts: [FreeMemoryWatch.Alert] = []
+        for await alert in watch.alerts { alerts.append(alert) }
+        #expect(alerts == [FreeMemoryWatch.Alert(freeBytes: 80 * Self.mib, fallRate: 0)])
+    }
+
+    @Test func aDisarmedWatchOnlyMeasures() async {
+        watch.arm(below: 100 * Self.mib)
+        watch.disarm()
+        sample(free: 400, at: 0)
+        sample(free: 50, at: 100)
+        #expect(watch.fallRate == 3500 * Self.mib)
+        watch.stop()
+        var count = 0
+        for await _ in watch.alerts { count += 1 }
+        #expect(count == 0)
+    }
+}
