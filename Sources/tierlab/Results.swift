@@ -67,7 +67,11 @@ struct Report {
             let reach = r.figures["seconds_to_99"].map { String(format: "%.1f s", $0) } ?? "never (\(Int(r.figures["observed_seconds"] ?? 0)) s)"
             rows.append("| \(label) | \(share(r, "share_at_5s")) | \(share(r, "share_at_15s")) | \(share(r, "share_at_30s")) | \(share(r, "share_at_60s")) | \(share(r, "share_final")) | \(reach) | \(share(r, "batch_hot_share_final")) | \(mib(r.figures["batch_demoted_bytes"])) | \(mib(r.figures["protected_demoted_bytes"])) | \(Int(r.figures["pages_moved"] ?? 0)) |")
         }
-        if let tierd = results.first(where: { $0.scenario == "late-protected" }), let floor = tierd.figures["floor_seconds"] {
+        if let tierd = results.first(where: { $0.scenario == "late-protected" }), tierd.figures["bytes_that_had_to_move"] == 0 {
+            rows.append("")
+            rows.append(String(format: "tierd: %.1f s to ≥99 %%, its first placement report after the allocation: %.1f MiB of its 400 MiB were on the slow node, so nothing had to move and there is no floor to compare with (tierd demoted the batch job ahead of the allocation).",
+                               tierd.figures["seconds_to_99"] ?? .nan, (tierd.figures["protected_slow_bytes_at_start"] ?? 0) / 1048576))
+        } else if let tierd = results.first(where: { $0.scenario == "late-protected" }), let floor = tierd.figures["floor_seconds"] {
             rows.append("")
             rows.append(String(format: "tierd: %.1f s to ≥99 %%. Floor, migratepages moving the %.0f MiB that had to move: %.1f s at its rate in the idle guest (median of 5 moves around the run, %.0f MiB/s): ratio %.2f (goal ≤ 2); %.1f s at its rate under the same load (%.0f MiB/s): ratio %.2f.",
                                tierd.figures["seconds_to_99"] ?? .nan, (tierd.figures["bytes_that_had_to_move"] ?? 0) / 1048576,
