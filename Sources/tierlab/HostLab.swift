@@ -124,6 +124,10 @@ struct HostLab {
         process.arguments = ["--kill-after=10", String(timeout), vng, "--run", kernel, "--disable-kvm",
                              "--memory", "\(topology.memoryMiB)M", "--cpus", "2", "--rwdir", rwdir,
                              "--qemu-opts=\(topology.qemuOptions)", "--verbose", "--exec", command]
+        // For experiments on the emulated guest itself (say `idle=poll`): extra kernel parameters.
+        if let extra = ProcessInfo.processInfo.environment["TIERLAB_KERNEL_ARGS"], !extra.isEmpty {
+            process.arguments! += ["--append", extra]
+        }
         var environment = ProcessInfo.processInfo.environment
         environment["PATH"] = project + "/.lab-cache/venv/bin:" + (environment["PATH"] ?? "/usr/bin:/bin")
         process.environment = environment

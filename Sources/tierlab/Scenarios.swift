@@ -20,7 +20,9 @@ enum Scenarios {
             let first = lateProtected(lab, mode: .tierd)
             guard first.checks.filter({ !$0.ok }).map(\.name) == [timingCheck] else { return first }
             lab.cleanUp()
-            var second = lateProtected(lab, mode: .tierd)
+            // Its own file names: the first try's journal and reports stay for diagnosis.
+            var second = lateProtected(lab, mode: .tierd, variant: ("rerun", ""))
+            second.scenario = first.scenario
             second.figures["first_run_ratio_to_floor"] = first.figures["ratio_to_floor"] ?? .nan
             second.checks.append(Check(name: "(first run missed the timing goal)", ok: true, detail: first.checks.first { !$0.ok }?.detail ?? ""))
             return second
