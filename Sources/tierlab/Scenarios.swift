@@ -29,6 +29,7 @@ enum Scenarios {
         case let name where name.hasPrefix("late-protected-run"):
             // Repeated runs in one boot (late-protected-run1,-run2, …): no rerun, each figure kept.
             return lateProtected(lab, mode: .tierd, variant: (String(name.dropFirst("late-protected-".count)), ""))
+        case "probe-split": return probeSplit(lab)
         case "late-protected-nice0": return lateProtected(lab, mode: .tierd, variant: ("nice0", ", mover_nice: 0"))
         case "late-protected-anycpu": return lateProtected(lab, mode: .tierd, variant: ("anycpu", ", move_on_task_cpu: false"))
         case "late-protected-serial": return lateProtected(lab, mode: .tierd, variant: ("serial", ", parallel_moves: false"))
@@ -372,6 +373,65 @@ enum Scenarios {
                                round, mode, Double(moved) / mib, seconds, Double(moved) / mib / seconds, left))
                 result.figures["\(mode)_round\(round)_left_in_dram_mib"] = left
                 result.figures["\(mode)_round\(round)_mib_per_s"] = Double(moved) / mib / seconds
+            }
+        }
+        return result
+    }
+
+    /// Not in a suite: whether one task's pages move faster from both vCPUs at once. An idle
+    /// 512 MiB task pinned to vCPU 0 is demoted (a) by migratepages from vCPU 0, (b) by one
+    /// thread calling move_pages(2) over all its anonymous pages from vCPU 0, (c) by two such
+    /// threads, one per vCPU, each over half; the ways rotate round by round, migratepages
+    /// bringing the task back (untimed) before each. Figures only.
+    static func probeSplit(_ lab: GuestLab, rounds: Int = 3) -> ScenarioResult {
+        var result = ScenarioResult(scenario: "probe-split", checks: [Check(name: "probe ran", ok: true, detail: "figures only")])
+        lab.kernelTiering(demotion: false, numaBalancing: 0)
+        let group = "\(lab.labSlice)/split"
+        lab.makeGroup(group)
+        let task = lab.load("split", group: group, mib: 512, hotMiB: 0, prefix: GuestLab.pinned, interval: 60)
+        defer { lab.stop(task.process, signal: SIGKILL); lab.removeGroups(group) }
+        guard lab.waitFor(seconds: 120, { task.allocatedAt() != nil }) else { return result }
+        // The pages of the mappings numa_maps shows anonymous pages of the task in.
+        let entries = KernelText.numaMaps((try? lab.files.read(KernelPaths.process(task.pid) + "/numa_maps")) ?? "")
+        let starts = Set(entries.filter { $0.file == nil && $0.bytes(on: NodeSet([0, 1])) > 1 << 20 }.map(\.start))
+        let ranges = KernelText.mapRanges((try? lab.files.read(KernelPaths.process(task.pid) + "/maps")) ?? "")
+            .filter { starts.contains($0.lowerBound) }
+        let pages = ranges.flatMap { stride(from: $0.lowerBound, to: $0.upperBound, by: 4096).map { $0 } }
+        lab.log("probe-split: \(pages.count) pages in \(ranges.count) mappings")
+        func movePages(_ addresses: ArraySlice<UInt64>, cpu: Int) {
+            _ = ThreadPlacement.onCPU(cpu) {
+                ThreadPriority.withNice(-10) {
+                    let syscalls = LibnumaSyscalls()
+                    var index = addresses.startIndex
+                    while index < addresses.endIndex {
+                        let end = min(index + 16384, addresses.endIndex)
+                        _ = syscalls.movePages(pid: task.pid, addresses: Array(addresses[index..<end]), to: 1)
+                        index = end
+                    }
+                }
+            }
+        }
+        let ways = ["migratepages", "one-thread", "two-threads"]
+        for round in 1...rounds {
+            for offset in 0..<ways.count {
+                let way = ways[(round + offset) % ways.count]
+                _ = lab.migratepages(task.pid, from: 1, to: 0, group: group, pinned: true)
+                let before = lab.numaStat(group).bytes(on: 0)
+                let started = monotonic()
+                switch way {
+                case "migratepages": _ = lab.migratepages(task.pid, from: 0, to: 1, group: group, pinned: true)
+                case "one-thread": movePages(pages[...], cpu: 0)
+                default:
+                    let half = pages.count / 2
+                    let done = DispatchSemaphore(value: 0)
+                    Thread { movePages(pages[half...], cpu: 1); done.signal() }.start()
+                    movePages(pages[..<half], cpu: 0)
+                    done.wait()
+                }
+                let seconds = monotonic() - started
+                let moved = before - min(before, lab.numaStat(group).bytes(on: 0))
+                lab.log(String(format: "round %d: %@ %.1f MiB in %.2f s (%.1f MiB/s)", round, way, Double(moved) / mib, seconds, Double(moved) / mib / seconds))
+                result.figures["\(way)_round\(round)_mib_per_s"] = Double(moved) / mib / seconds
             }
         }
         return result
