@@ -398,14 +398,15 @@ enum Scenarios {
             .filter { starts.contains($0.lowerBound) }
         let pages = ranges.flatMap { stride(from: $0.lowerBound, to: $0.upperBound, by: 4096).map { $0 } }
         lab.log("probe-split: \(pages.count) pages in \(ranges.count) mappings")
-        func movePages(_ addresses: ArraySlice<UInt64>, cpu: Int) {
+        let pid = task.pid
+        @Sendable func movePages(_ addresses: ArraySlice<UInt64>, cpu: Int) {
             _ = ThreadPlacement.onCPU(cpu) {
                 ThreadPriority.withNice(-10) {
                     let syscalls = LibnumaSyscalls()
                     var index = addresses.startIndex
                     while index < addresses.endIndex {
                         let end = min(index + 16384, addresses.endIndex)
-                        _ = syscalls.movePages(pid: task.pid, addresses: Array(addresses[index..<end]), to: 1)
+                        _ = syscalls.movePages(pid: pid, addresses: Array(addresses[index..<end]), to: 1)
                         index = end
                     }
                 }

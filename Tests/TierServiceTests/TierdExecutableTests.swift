@@ -3,7 +3,8 @@ import Testing
 import TierTestSupport
 
 /// The built `tierd` binary, run as an operator would: bad policies exit 2 with a precise message,
-/// and `--once --dry-run` on a captured kernel tree prints the plan with its reasons.
+/// `--once --dry-run` on a captured kernel tree prints the plan with its reasons, and the daemon
+/// wakes on free DRAM falling.
 struct TierdExecutableTests {
     static var binDirectory: URL {
         // Tests run from the package's build products directory, beside the executables.
@@ -44,6 +45,45 @@ struct TierdExecutableTests {
         let (status, output) = try run(["--config", path, "--once", "--dry-run", "--root", FixtureTree.capturedGuest])
         #expect(status == 2)
         #expect(output.contains("tierd: \(path):\(message)"))
+    }
+
+    /// The daemon on a writable copy of the captured tree, its timer far off (30 s): node 0's
+    /// MemFree falling 60 MiB every 100 ms must wake a tick through the free-DRAM watch, and
+    /// that tick must reclaim on the projected free while free itself is still above `low`.
+    @Test func fallingFreeDramWakesATickBeforeTheTimer() async throws {
+        let tree = try FixtureTree()
+        let mib: UInt64 = 1 << 20
+        tree.setNode(0, freeBytes: 700 * mib)
+        let config = try policyFile("controller: {interval: 30s, dram: {low: 10%, high: 20%, watch: 50ms, lookahead: 1s}}\nworkloads: []\n")
+        let journal = tree.root + "/journal.jsonl"
+        defer { try? FileManager.default.removeItem(atPath: config) }
+        let process = Process()
+        process.executableURL = Self.binDirectory.appendingPathComponent("tierd")
+        process.arguments = ["--config", config, "--dry-run", "--root", tree.root, "--journal", journal, "--log-level", "error"]
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        defer { if process.isRunning { process.terminate() }; process.waitUntilExit() }
+        func events() -> [[String: Any]] {
+            (tree.read("/journal.jsonl") ?? "").split(separator: "\n").compactMap {
+                try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]
+            }
+        }
+        try await Task.sleep(for: .seconds(1))   // the first tick, then the watch is armed
+        var wakes: [[String: Any]] = []
+        for step in 1...50 where wakes.isEmpty {
+            tree.setNode(0, freeBytes: (700 - UInt64(min(step, 10)) * 60) * mib)
+            try await Task.sleep(for: .milliseconds(100))
+            wakes = events().filter { $0["event"] as? String == "wake" && $0["cause"] as? String == "dram" }
+        }
+        #expect(wakes.count >= 1, "no wake by the free-DRAM watch within 5 s")
+        let rate = try #require(wakes.first?["dram_fall_rate"] as? Int)
+        #expect(rate > 100 << 20)
+        try await Task.sleep(for: .milliseconds(500))
+        let woken = try #require(events().first { $0["event"] as? String == "tick" && ($0["dram_fall_rate"] as? Int ?? 0) > 0 })
+        #expect(woken["reclaiming"] as? Bool == true)
+        let free = try #require(woken["dram_free"] as? Int), total = try #require(woken["dram_total"] as? Int)
+        #expect(free > total / 10, "reclaiming on the projection, with free still above low")
     }
 
     @Test func onceDryRunPrintsThePlanWithReasons() throws {
