@@ -30,6 +30,7 @@ enum Scenarios {
             // Repeated runs in one boot (late-protected-run1,-run2, …): no rerun, each figure kept.
             return lateProtected(lab, mode: .tierd, variant: (String(name.dropFirst("late-protected-".count)), ""))
         case "probe-split": return probeSplit(lab)
+        case "probe-direct": return probeSplit(lab, rounds: 6, ways: ["migratepages", "one-thread"], name: "probe-direct")
         case "late-protected-nice0": return lateProtected(lab, mode: .tierd, variant: ("nice0", ", mover_nice: 0"))
         case "late-protected-anycpu": return lateProtected(lab, mode: .tierd, variant: ("anycpu", ", move_on_task_cpu: false"))
         case "late-protected-serial": return lateProtected(lab, mode: .tierd, variant: ("serial", ", parallel_moves: false"))
@@ -383,8 +384,10 @@ enum Scenarios {
     /// thread calling move_pages(2) over all its anonymous pages from vCPU 0, (c) by two such
     /// threads, one per vCPU, each over half; the ways rotate round by round, migratepages
     /// bringing the task back (untimed) before each. Figures only.
-    static func probeSplit(_ lab: GuestLab, rounds: Int = 3) -> ScenarioResult {
-        var result = ScenarioResult(scenario: "probe-split", checks: [Check(name: "probe ran", ok: true, detail: "figures only")])
+    /// `probe-direct` compares only (a) and (b), over more rounds.
+    static func probeSplit(_ lab: GuestLab, rounds: Int = 3, ways: [String] = ["migratepages", "one-thread", "two-threads"],
+                           name: String = "probe-split") -> ScenarioResult {
+        var result = ScenarioResult(scenario: name, checks: [Check(name: "probe ran", ok: true, detail: "figures only")])
         lab.kernelTiering(demotion: false, numaBalancing: 0)
         let group = "\(lab.labSlice)/split"
         lab.makeGroup(group)
@@ -412,7 +415,6 @@ enum Scenarios {
                 }
             }
         }
-        let ways = ["migratepages", "one-thread", "two-threads"]
         for round in 1...rounds {
             for offset in 0..<ways.count {
                 let way = ways[(round + offset) % ways.count]
