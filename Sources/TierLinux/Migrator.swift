@@ -9,6 +9,30 @@ public struct SyscallError: Error, Equatable, Sendable, CustomStringConvertible 
     public var code: Int32
     public init(_ code: Int32) { self.code = code }
     public var description: String { String(cString: strerror(code)) }
+    /// The errno's symbolic name for the errors move_pages(2) reports per page, for logs and
+    /// the journal; "errno N" for others.
+    public var name: String {
+        switch code {
+        case EACCES: "EACCES"
+        case EBUSY: "EBUSY"
+        case EFAULT: "EFAULT"
+        case ENOENT: "ENOENT"
+        case ENOMEM: "ENOMEM"
+        case EINVAL: "EINVAL"
+        case EIO: "EIO"
+        case EAGAIN: "EAGAIN"
+        case EPERM: "EPERM"
+        case EHOSTUNREACH: "EHOSTUNREACH"
+        default: "errno \(code)"
+        }
+    }
+}
+
+/// Pages a move of part of a task left where they were, by the errno move_pages(2) gave each:
+/// EACCES (shared with another process), EBUSY (busy or pinned), EFAULT (not mapped) ... .
+/// Filled by one task's move on one thread.
+final class StayedPages {
+    var byError: [Int32: Int] = [:]
 }
 
 /// Whether a whole-task move takes the pages the task shares with other processes along.
@@ -151,6 +175,9 @@ public struct ActionOutcome: Sendable, Equatable {
     public var movedOnTaskCPU = 0
     /// A demotion that yields to the next tick stopped short of its bytes because that tick was due.
     public var stoppedForNextTick = false
+    /// Pages move_pages(2) left where they were, by errno: where a promotion's time went when it
+    /// keeps meeting pages it cannot move. (migrate_pages(2) reports a count only.)
+    public var stayedByError: [Int32: Int] = [:]
 
     public var movedBytes: UInt64 { tasks.reduce(0) { $0 + $1.result.movedBytes } }
 
@@ -286,15 +313,19 @@ public struct TaskMigrator: PageMigrator {
         if let gone = stillInGroup(pid, action.group) { return gone }
         let clock = ContinuousClock()
         let started = clock.now
-        defer { outcome.syscallDuration += clock.now - started }
+        let stayed = StayedPages()
+        defer {
+            outcome.syscallDuration += clock.now - started
+            outcome.stayedByError.merge(stayed.byError, uniquingKeysWith: +)
+        }
         guard action.onTaskCPU, let text = try? files.read(KernelPaths.process(pid) + "/stat"),
               let cpu = KernelText.lastCPU(stat: text) else {
             return move(pid, action, targets: targets, first: first, budget: budget, sourceBytes: sourceBytes,
-                        pacer: pacer, deadline: deadline, mappings: entries)
+                        pacer: pacer, deadline: deadline, mappings: entries, stayed: stayed)
         }
         let (result, applied) = ThreadPlacement.onCPU(cpu) {
             move(pid, action, targets: targets, first: first, budget: budget, sourceBytes: sourceBytes,
-                 pacer: pacer, deadline: deadline, mappings: entries)
+                 pacer: pacer, deadline: deadline, mappings: entries, stayed: stayed)
         }
         if applied { outcome.movedOnTaskCPU += 1 }
         return result
@@ -308,9 +339,10 @@ public struct TaskMigrator: PageMigrator {
     /// migrate_pages(2) call took 6.6 to 19 s, reporting some 2,700 pages it could not move,
     /// where batches of move_pages(2) never took more than 4.3 s.
     func move(_ pid: Int32, _ action: MigrationAction, targets: NodeSet, first: Int, budget: UInt64, sourceBytes: UInt64,
-              pacer: RoomPacer?, deadline: Deadline?, mappings: [NumaMapsEntry]? = nil) -> TaskResult {
+              pacer: RoomPacer?, deadline: Deadline?, mappings: [NumaMapsEntry]? = nil, stayed: StayedPages? = nil) -> TaskResult {
         if pacer != nil || deadline != nil || sourceBytes > budget {
-            let result = movePart(pid, action, targets: targets.sorted, budget: budget, pacer: pacer, deadline: deadline, mappings: mappings)
+            let result = movePart(pid, action, targets: targets.sorted, budget: budget, pacer: pacer, deadline: deadline,
+                                  mappings: mappings, stayed: stayed)
             return withBytesLeft(result, pid, action.from, before: sourceBytes)
         }
         // A page shared with another process (a library, shared memory) may be a protected
@@ -321,7 +353,7 @@ public struct TaskMigrator: PageMigrator {
             let moved = bytesLeft(pid, action.from, before: sourceBytes, notMovedPages: notMoved)
             // The nearest target may have run out of room: the next ones get the rest page by page.
             if notMoved > 0, targets.count > 1, budget > moved {
-                let rest = movePart(pid, action, targets: targets.sorted, budget: budget - moved)
+                let rest = movePart(pid, action, targets: targets.sorted, budget: budget - moved, stayed: stayed)
                 return combine(moved: moved, notMovedPages: notMoved, with: rest)
             }
             return notMoved == 0 ? .moved(bytes: moved) : .partial(movedBytes: moved, notMovedPages: notMoved)
@@ -330,7 +362,7 @@ public struct TaskMigrator: PageMigrator {
         case .failure where action.direction == .demote:
             // Lowering CAP_SYS_NICE can fail, or the kernel refuse a whole move (EPERM for a target
             // outside the task's own cpuset): page by page gives the same guarantee.
-            return movePart(pid, action, targets: targets.sorted, budget: budget)
+            return movePart(pid, action, targets: targets.sorted, budget: budget, stayed: stayed)
         case .failure(let error):
             return failure(error)
         }
@@ -407,7 +439,7 @@ public struct TaskMigrator: PageMigrator {
     /// source nodes are not queried (a promotion of a few MiB of a 400 MiB job spent seconds
     /// querying pages already in DRAM).
     func movePart(_ pid: Int32, _ action: MigrationAction, targets: [Int], budget: UInt64, pacer: RoomPacer? = nil,
-                  deadline: Deadline? = nil, mappings: [NumaMapsEntry]? = nil) -> TaskResult {
+                  deadline: Deadline? = nil, mappings: [NumaMapsEntry]? = nil, stayed stayedPages: StayedPages? = nil) -> TaskResult {
         // Where the next move of this task resumes: the first page this one did not look at, or
         // the start of a chunk whose pages found no room; nil after a whole pass.
         func resume(at address: UInt64?) { cursors.record(pid: pid, direction: action.direction, stoppedAt: address) }
@@ -481,7 +513,10 @@ public struct TaskMigrator: PageMigrator {
                             if code == Int32(target) { moved += pageSize }
                             // The target had no room: the next target may.
                             else if code == -ENOMEM { retry.append(candidates[index]) }
-                            else if code < 0 && code != -ENOENT { stayed += 1 }
+                            else if code < 0 && code != -ENOENT {
+                                stayed += 1
+                                stayedPages?.byError[-code, default: 0] += 1
+                            }
                         }
                         candidates = retry
                     case .failure(let error):

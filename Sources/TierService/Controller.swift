@@ -134,6 +134,9 @@ public final class TierController {
                 "seconds": .double(outcome.duration.seconds), "syscall_seconds": .double(outcome.syscallDuration.seconds),
                 "on_task_cpu": .int(Int64(outcome.movedOnTaskCPU)),
                 "stopped_for_next_tick": .bool(outcome.stoppedForNextTick),
+                "stayed_by_error": .object(Dictionary(uniqueKeysWithValues: outcome.stayedByError.map {
+                    (SyscallError($0.key).name, JSONValue.int(Int64($0.value)))
+                })),
                 "dropped": .string(outcome.dropped ?? ""),
                 "tasks": .array(outcome.tasks.map { .object(["pid": .int(Int64($0.pid)), "result": .string($0.result.code),
                                                             "detail": .string($0.result.description)]) }),

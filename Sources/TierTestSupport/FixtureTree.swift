@@ -178,6 +178,8 @@ public final class RecordingSyscalls: PageMoveSyscalls, @unchecked Sendable {
     public var pageNode: (Int32, UInt64) -> Int32 = { _, _ in 0 }
     /// Nodes with no room: move_pages reports -ENOMEM for every page sent there.
     public var fullNodes: Set<Int> = []
+    /// A move's status for one page instead of success (say -EACCES for a shared page); nil: moved.
+    public var moveStatus: (_ pid: Int32, _ address: UInt64) -> Int32? = { _, _ in nil }
     /// Hook run before each call, to simulate a race (a task leaving its group, say).
     public var beforeCall: ((Int32) -> Void)?
     /// Hook run after a successful migrate_pages, to play the kernel's part (rewrite the task's
@@ -220,7 +222,7 @@ public final class RecordingSyscalls: PageMoveSyscalls, @unchecked Sendable {
         record(.move(pid: pid, pages: addresses.count, to: node))
         if !fullNodes.contains(node) { lock.lock(); moves.formUnion(addresses); lock.unlock() }
         if !fullNodes.contains(node) { afterMove?(pid, addresses.count, node) }
-        return .success(addresses.map { _ in fullNodes.contains(node) ? -ENOMEM : Int32(node) })
+        return .success(addresses.map { fullNodes.contains(node) ? -ENOMEM : moveStatus(pid, $0) ?? Int32(node) })
     }
 }
 

@@ -321,6 +321,23 @@ struct MigratorTests {
         #expect(syscalls.calls.contains(.query(pid: 700, pages: 200)))
     }
 
+    /// A promotion of 150 of the 200 pages on the slow node, move_pages(2) refusing 30 as shared
+    /// (EACCES) and 10 as busy (EBUSY): the scan goes on to the budget, and the outcome says how
+    /// many stayed for which reason.
+    @Test func pagesAPartialMoveLeavesAreCountedByTheirError() {
+        tree.addTask(700, group: "test.slice/batch", pagesPerNode: [0: 3000, 1: 200])
+        let slowMapping: UInt64 = 0x7f00_0000_0000 + (3000 + 256) * 4096
+        syscalls.pageNode = { _, address in address >= slowMapping ? 1 : 0 }
+        syscalls.moveStatus = { _, address in
+            let page = (address - slowMapping) / 4096
+            return page < 30 ? -EACCES : page < 40 ? -EBUSY : nil
+        }
+        let outcome = migrator().execute(promote([700], bytes: 150 * 4096))
+        #expect(outcome.stayedByError == [EACCES: 30, EBUSY: 10])
+        #expect(outcome.tasks.map(\.result) == [.partial(movedBytes: 150 * 4096, notMovedPages: 40)])
+        #expect(SyscallError(EACCES).name == "EACCES" && SyscallError(9999).name == "errno 9999")
+    }
+
     @Test func theScanOrderStartsAtTheCursorAndWrapsAround() {
         let ranges: [Range<UInt64>] = [0x1000..<0x5000, 0x8000..<0xa000]
         #expect(MoveCursors.scanOrder(ranges, from: nil) == ranges)
