@@ -52,9 +52,17 @@ public protocol PageMoveSyscalls: Sendable {
     /// migrate_pages(2): every page of `pid` on `from` to `to`, including or leaving the pages
     /// it shares with other processes. Returns the pages that failed to move.
     func migratePages(pid: Int32, from: NodeSet, to: NodeSet, sharedPages: SharedPages) -> Result<Int, SyscallError>
-    /// move_pages(2): with `node` nil, only where each page is; otherwise move each page there.
-    /// Returns one status per address: a node id, or a negative errno.
-    func movePages(pid: Int32, addresses: [UInt64], to node: Int?) -> Result<[Int32], SyscallError>
+    /// move_pages(2): with `node` nil, only where each page is; otherwise move each page there,
+    /// with the pages `pid` shares with other processes (MPOL_MF_MOVE_ALL) or without them.
+    /// Returns one status per address: a node id, or a negative errno (EACCES for a shared page left).
+    func movePages(pid: Int32, addresses: [UInt64], to node: Int?, sharedPages: SharedPages) -> Result<[Int32], SyscallError>
+}
+
+extension PageMoveSyscalls {
+    /// A query (`node` nil), or a move that leaves shared pages where they are.
+    public func movePages(pid: Int32, addresses: [UInt64], to node: Int?) -> Result<[Int32], SyscallError> {
+        movePages(pid: pid, addresses: addresses, to: node, sharedPages: .leave)
+    }
 }
 
 /// `PageMoveSyscalls` through libnuma (`numa_migrate_pages`, `numa_move_pages`).
@@ -83,14 +91,15 @@ public struct LibnumaSyscalls: PageMoveSyscalls {
         return result < 0 ? .failure(SyscallError(errno)) : .success(Int(result))
     }
 
-    public func movePages(pid: Int32, addresses: [UInt64], to node: Int?) -> Result<[Int32], SyscallError> {
+    public func movePages(pid: Int32, addresses: [UInt64], to node: Int?, sharedPages: SharedPages) -> Result<[Int32], SyscallError> {
         guard Self.isAvailable else { return .failure(SyscallError(ENOSYS)) }
         var pages: [UnsafeMutableRawPointer?] = addresses.map { UnsafeMutableRawPointer(bitPattern: UInt($0)) }
         var status = [Int32](repeating: 0, count: addresses.count)
         let result: Int32
         if let node {
             var nodes = [Int32](repeating: Int32(node), count: addresses.count)
-            result = numa_move_pages(pid, UInt(addresses.count), &pages, &nodes, &status, MPOL_MF_MOVE)
+            let flags = sharedPages == .include ? MPOL_MF_MOVE_ALL : MPOL_MF_MOVE
+            result = numa_move_pages(pid, UInt(addresses.count), &pages, &nodes, &status, flags)
         } else {
             result = numa_move_pages(pid, UInt(addresses.count), &pages, nil, &status, 0)
         }
@@ -209,7 +218,8 @@ extension PageMigrator {
 /// that its mempolicy allows the move. A task whose pages on the source nodes fit the byte budget
 /// moves whole with migrate_pages(2) — a promotion with its shared pages, a demotion without them
 /// (never a page it shares with another workload); a partial move uses move_pages(2) in chunks,
-/// which likewise moves only pages the task maps alone. Moved bytes are what left the source
+/// likewise with shared pages (MPOL_MF_MOVE_ALL) for a promotion and without them for a
+/// demotion. Moved bytes are what left the source
 /// nodes, read back from numa_maps. Targets are re-checked against the group's cpuset at
 /// execution time, and a promotion shrinks to the room its targets still have.
 public struct TaskMigrator: PageMigrator {
@@ -458,6 +468,10 @@ public struct TaskMigrator: PageMigrator {
             return .exited
         }
         let pageSize: UInt64 = 4096
+        // As in a whole move: a promotion brings the pages the task shares along (without them,
+        // every tick found a protected job's library pages on the slow node and failed on them
+        // again), a demotion leaves them.
+        let shared: SharedPages = action.direction == .promote ? .include : .leave
         var moved: UInt64 = 0, stayed = 0
         let orderedTargets = action.to.filter { targets.contains($0) }
         let sourceNodes = action.from
@@ -506,7 +520,7 @@ public struct TaskMigrator: PageMigrator {
                 }
                 let movedBefore = moved
                 for target in orderedTargets where !candidates.isEmpty {
-                    switch syscalls.movePages(pid: pid, addresses: candidates, to: target) {
+                    switch syscalls.movePages(pid: pid, addresses: candidates, to: target, sharedPages: shared) {
                     case .success(let status):
                         var retry = [UInt64]()
                         for (index, code) in status.enumerated() {

@@ -168,6 +168,9 @@ public final class RecordingSyscalls: PageMoveSyscalls, @unchecked Sendable {
     private var recordedCPUs: [Int32] = []
     private var recordedQueryStarts: [UInt64] = []
     private var moves: Set<UInt64> = []
+    private var recordedMoveSharing: [SharedPages] = []
+    /// For each move_pages(2) move call, whether it took shared pages along.
+    public var moveSharing: [SharedPages] { lock.lock(); defer { lock.unlock() }; return recordedMoveSharing }
     /// Scripted errno per pid (e.g. ESRCH: the task exits mid-move).
     public var failures: [Int32: Int32] = [:]
     /// Scripted errno for migrate_pages(2) alone, per pid (move_pages still succeeds).
@@ -211,7 +214,7 @@ public final class RecordingSyscalls: PageMoveSyscalls, @unchecked Sendable {
         return .success(notMoved[pid] ?? 0)
     }
 
-    public func movePages(pid: Int32, addresses: [UInt64], to node: Int?) -> Result<[Int32], SyscallError> {
+    public func movePages(pid: Int32, addresses: [UInt64], to node: Int?, sharedPages: SharedPages) -> Result<[Int32], SyscallError> {
         beforeCall?(pid)
         if let code = failures[pid] { return .failure(SyscallError(code)) }
         guard let node else {
@@ -220,6 +223,7 @@ public final class RecordingSyscalls: PageMoveSyscalls, @unchecked Sendable {
             return .success(addresses.map { pageNode(pid, $0) })
         }
         record(.move(pid: pid, pages: addresses.count, to: node))
+        lock.lock(); recordedMoveSharing.append(sharedPages); lock.unlock()
         if !fullNodes.contains(node) { lock.lock(); moves.formUnion(addresses); lock.unlock() }
         if !fullNodes.contains(node) { afterMove?(pid, addresses.count, node) }
         return .success(addresses.map { fullNodes.contains(node) ? -ENOMEM : moveStatus(pid, $0) ?? Int32(node) })

@@ -89,6 +89,8 @@ struct MigratorTests {
         let outcome = migrator().execute(demote([700], bytes: 100 * 4096))
         #expect(outcome.movedBytes == 100 * 4096)
         #expect(syscalls.calls.contains(.move(pid: 700, pages: 100, to: 1)))
+        // A demotion never takes a page the task shares: it may be a protected workload's too.
+        #expect(syscalls.moveSharing == [.leave])
         #expect(!syscalls.calls.contains { if case .migrate = $0 { true } else { false } })
     }
 
@@ -334,6 +336,8 @@ struct MigratorTests {
         }
         let outcome = migrator().execute(promote([700], bytes: 150 * 4096))
         #expect(outcome.stayedByError == [EACCES: 30, EBUSY: 10])
+        // A promotion asks for shared pages too (MPOL_MF_MOVE_ALL), as a whole one does.
+        #expect(!syscalls.moveSharing.isEmpty && syscalls.moveSharing.allSatisfy { $0 == .include })
         #expect(outcome.tasks.map(\.result) == [.partial(movedBytes: 150 * 4096, notMovedPages: 40)])
         #expect(SyscallError(EACCES).name == "EACCES" && SyscallError(9999).name == "errno 9999")
     }
