@@ -195,6 +195,21 @@ final class GuestLab {
         return process
     }
 
+    /// An idle 512 MiB task pinned to `measuringCPU`, alone in the group `name` with kernel tiering
+    /// off, as the move probes time it; `body` runs once it has allocated, and the task and its
+    /// group are gone after. False: it did not allocate within two minutes.
+    @discardableResult
+    func withPinnedIdleTask(_ name: String, _ body: (Load, String) -> Void) -> Bool {
+        kernelTiering(demotion: false, numaBalancing: 0)
+        let group = "\(labSlice)/\(name)"
+        makeGroup(group)
+        let task = load(name, group: group, mib: 512, hotMiB: 0, prefix: Self.pinned, interval: 60)
+        defer { stop(task.process, signal: SIGKILL); removeGroups(group) }
+        guard waitFor(seconds: 120, { task.allocatedAt() != nil }) else { return false }
+        body(task, group)
+        return true
+    }
+
     func load(_ name: String, group: String, mib: Int, hotMiB: Int, prefix: [String] = [], interval: Double = 1,
               shared: (file: String, mib: Int)? = nil) -> Load {
         let report = out + "/\(name).jsonl"

@@ -348,32 +348,28 @@ enum Scenarios {
     /// at the lowest address again); the two alternate, migratepages bringing the task back.
     static func probeCursor(_ lab: GuestLab, rounds: Int = 3) -> ScenarioResult {
         var result = ScenarioResult(scenario: "probe-cursor", checks: [Check(name: "probe ran", ok: true, detail: "figures only")])
-        lab.kernelTiering(demotion: false, numaBalancing: 0)
-        let group = "\(lab.labSlice)/cursor"
-        lab.makeGroup(group)
-        let task = lab.load("cursor", group: group, mib: 512, hotMiB: 0, prefix: GuestLab.pinned, interval: 60)
-        defer { lab.stop(task.process, signal: SIGKILL); lab.removeGroups(group) }
-        guard lab.waitFor(seconds: 120, { task.allocatedAt() != nil }) else { return result }
-        func migrator() -> TaskMigrator { TaskMigrator(collector: lab.collector, syscalls: LibnumaSyscalls(), dryRun: false, selfPid: getpid()) }
-        for round in 1...rounds {
-            for mode in round % 2 == 1 ? ["cursor", "fresh"] : ["fresh", "cursor"] {
-                _ = lab.migratepages(task.pid, from: 1, to: 0, group: group, pinned: true)
-                let shared = migrator()
-                var moved: UInt64 = 0
-                let started = monotonic()
-                for _ in 0..<8 {
-                    let outcome = (mode == "cursor" ? shared : migrator()).execute(MigrationAction(
-                        group: CgroupPath(group), workload: "probe", direction: .demote, pids: [task.pid],
-                        from: NodeSet([0]), to: [1], bytes: 64 << 20, mempolicy: .respect, reason: "probe"))
-                    moved += outcome.movedBytes
+        lab.withPinnedIdleTask("cursor") { task, group in
+            func migrator() -> TaskMigrator { TaskMigrator(collector: lab.collector, syscalls: LibnumaSyscalls(), dryRun: false, selfPid: getpid()) }
+            for round in 1...rounds {
+                for mode in round % 2 == 1 ? ["cursor", "fresh"] : ["fresh", "cursor"] {
+                    _ = lab.migratepages(task.pid, from: 1, to: 0, group: group, pinned: true)
+                    let shared = migrator()
+                    var moved: UInt64 = 0
+                    let started = monotonic()
+                    for _ in 0..<8 {
+                        let outcome = (mode == "cursor" ? shared : migrator()).execute(MigrationAction(
+                            group: CgroupPath(group), workload: "probe", direction: .demote, pids: [task.pid],
+                            from: NodeSet([0]), to: [1], bytes: 64 << 20, mempolicy: .respect, reason: "probe"))
+                        moved += outcome.movedBytes
+                    }
+                    let seconds = monotonic() - started
+                    // What the kernel says is left in DRAM, beside what the moves reported.
+                    let left = Double(lab.numaStat(group).bytes(on: 0)) / mib
+                    lab.log(String(format: "round %d: %@ scans: %.1f MiB in 8 moves, %.2f s (%.1f MiB/s); %.1f MiB of the group left on node 0",
+                                   round, mode, Double(moved) / mib, seconds, Double(moved) / mib / seconds, left))
+                    result.figures["\(mode)_round\(round)_left_in_dram_mib"] = left
+                    result.figures["\(mode)_round\(round)_mib_per_s"] = Double(moved) / mib / seconds
                 }
-                let seconds = monotonic() - started
-                // What the kernel says is left in DRAM, beside what the moves reported.
-                let left = Double(lab.numaStat(group).bytes(on: 0)) / mib
-                lab.log(String(format: "round %d: %@ scans: %.1f MiB in 8 moves, %.2f s (%.1f MiB/s); %.1f MiB of the group left on node 0",
-                               round, mode, Double(moved) / mib, seconds, Double(moved) / mib / seconds, left))
-                result.figures["\(mode)_round\(round)_left_in_dram_mib"] = left
-                result.figures["\(mode)_round\(round)_mib_per_s"] = Double(moved) / mib / seconds
             }
         }
         return result
@@ -388,53 +384,49 @@ enum Scenarios {
     static func probeSplit(_ lab: GuestLab, rounds: Int = 3, ways: [String] = ["migratepages", "one-thread", "two-threads"],
                            name: String = "probe-split") -> ScenarioResult {
         var result = ScenarioResult(scenario: name, checks: [Check(name: "probe ran", ok: true, detail: "figures only")])
-        lab.kernelTiering(demotion: false, numaBalancing: 0)
-        let group = "\(lab.labSlice)/split"
-        lab.makeGroup(group)
-        let task = lab.load("split", group: group, mib: 512, hotMiB: 0, prefix: GuestLab.pinned, interval: 60)
-        defer { lab.stop(task.process, signal: SIGKILL); lab.removeGroups(group) }
-        guard lab.waitFor(seconds: 120, { task.allocatedAt() != nil }) else { return result }
-        // The pages of the mappings numa_maps shows anonymous pages of the task in.
-        let entries = KernelText.numaMaps((try? lab.files.read(KernelPaths.process(task.pid) + "/numa_maps")) ?? "")
-        let starts = Set(entries.filter { $0.file == nil && $0.bytes(on: NodeSet([0, 1])) > 1 << 20 }.map(\.start))
-        let ranges = KernelText.mapRanges((try? lab.files.read(KernelPaths.process(task.pid) + "/maps")) ?? "")
-            .filter { starts.contains($0.lowerBound) }
-        let pages = ranges.flatMap { stride(from: $0.lowerBound, to: $0.upperBound, by: 4096).map { $0 } }
-        lab.log("probe-split: \(pages.count) pages in \(ranges.count) mappings")
-        let pid = task.pid
-        @Sendable func movePages(_ addresses: ArraySlice<UInt64>, cpu: Int) {
-            _ = ThreadPlacement.onCPU(cpu) {
-                ThreadPriority.withNice(-10) {
-                    let syscalls = LibnumaSyscalls()
-                    var index = addresses.startIndex
-                    while index < addresses.endIndex {
-                        let end = min(index + 16384, addresses.endIndex)
-                        _ = syscalls.movePages(pid: pid, addresses: Array(addresses[index..<end]), to: 1)
-                        index = end
+        lab.withPinnedIdleTask("split") { task, group in
+            // The pages of the mappings numa_maps shows anonymous pages of the task in.
+            let entries = KernelText.numaMaps((try? lab.files.read(KernelPaths.process(task.pid) + "/numa_maps")) ?? "")
+            let starts = Set(entries.filter { $0.file == nil && $0.bytes(on: NodeSet([0, 1])) > 1 << 20 }.map(\.start))
+            let ranges = KernelText.mapRanges((try? lab.files.read(KernelPaths.process(task.pid) + "/maps")) ?? "")
+                .filter { starts.contains($0.lowerBound) }
+            let pages = ranges.flatMap { stride(from: $0.lowerBound, to: $0.upperBound, by: 4096).map { $0 } }
+            lab.log("probe-split: \(pages.count) pages in \(ranges.count) mappings")
+            let pid = task.pid
+            @Sendable func movePages(_ addresses: ArraySlice<UInt64>, cpu: Int) {
+                _ = ThreadPlacement.onCPU(cpu) {
+                    ThreadPriority.withNice(-10) {
+                        let syscalls = LibnumaSyscalls()
+                        var index = addresses.startIndex
+                        while index < addresses.endIndex {
+                            let end = min(index + 16384, addresses.endIndex)
+                            _ = syscalls.movePages(pid: pid, addresses: Array(addresses[index..<end]), to: 1)
+                            index = end
+                        }
                     }
                 }
             }
-        }
-        for round in 1...rounds {
-            for offset in 0..<ways.count {
-                let way = ways[(round + offset) % ways.count]
-                _ = lab.migratepages(task.pid, from: 1, to: 0, group: group, pinned: true)
-                let before = lab.numaStat(group).bytes(on: 0)
-                let started = monotonic()
-                switch way {
-                case "migratepages": _ = lab.migratepages(task.pid, from: 0, to: 1, group: group, pinned: true)
-                case "one-thread": movePages(pages[...], cpu: 0)
-                default:
-                    let half = pages.count / 2
-                    let done = DispatchSemaphore(value: 0)
-                    Thread { movePages(pages[half...], cpu: 1); done.signal() }.start()
-                    movePages(pages[..<half], cpu: 0)
-                    done.wait()
+            for round in 1...rounds {
+                for offset in 0..<ways.count {
+                    let way = ways[(round + offset) % ways.count]
+                    _ = lab.migratepages(task.pid, from: 1, to: 0, group: group, pinned: true)
+                    let before = lab.numaStat(group).bytes(on: 0)
+                    let started = monotonic()
+                    switch way {
+                    case "migratepages": _ = lab.migratepages(task.pid, from: 0, to: 1, group: group, pinned: true)
+                    case "one-thread": movePages(pages[...], cpu: 0)
+                    default:
+                        let half = pages.count / 2
+                        let done = DispatchSemaphore(value: 0)
+                        Thread { movePages(pages[half...], cpu: 1); done.signal() }.start()
+                        movePages(pages[..<half], cpu: 0)
+                        done.wait()
+                    }
+                    let seconds = monotonic() - started
+                    let moved = before - min(before, lab.numaStat(group).bytes(on: 0))
+                    lab.log(String(format: "round %d: %@ %.1f MiB in %.2f s (%.1f MiB/s)", round, way, Double(moved) / mib, seconds, Double(moved) / mib / seconds))
+                    result.figures["\(way)_round\(round)_mib_per_s"] = Double(moved) / mib / seconds
                 }
-                let seconds = monotonic() - started
-                let moved = before - min(before, lab.numaStat(group).bytes(on: 0))
-                lab.log(String(format: "round %d: %@ %.1f MiB in %.2f s (%.1f MiB/s)", round, way, Double(moved) / mib, seconds, Double(moved) / mib / seconds))
-                result.figures["\(way)_round\(round)_mib_per_s"] = Double(moved) / mib / seconds
             }
         }
         return result
