@@ -103,7 +103,7 @@ final class GuestLab {
     }
 
     func runAll(_ names: [String]) {
-        log("guest up: scenarios \(names.joined(separator: ", "))")
+        log("guest up: scenarios \(names.joined(separator: ", ")); transparent huge pages: \(hugePagesSetting ?? "unknown")")
         if let problem = verifyTiers() {
             for name in names { record(ScenarioResult(scenario: name, checks: [Check(name: "slow nodes in a lower memory tier", ok: false, detail: problem)])) }
             return
@@ -171,6 +171,13 @@ final class GuestLab {
     }
 
     func sysctl(_ path: String, _ value: String) { setFile(path, value) }
+
+    /// Transparent huge pages' mode now: the bracketed word of "always madvise [never]".
+    var hugePagesSetting: String? {
+        guard let text = try? files.read(KernelPaths.transparentHugepages),
+              let open = text.firstIndex(of: "["), let close = text.firstIndex(of: "]"), open < close else { return nil }
+        return String(text[text.index(after: open)..<close])
+    }
 
     /// Kernel-only behaviour for the demo's baselines; everything off for tierd's own runs.
     func kernelTiering(demotion: Bool, numaBalancing: Int) {
@@ -363,4 +370,40 @@ func monotonic() -> Double {
     var ts = timespec()
     clock_gettime(CLOCK_MONOTONIC, &ts)
     return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
+}
+
+/// Node 0's free memory, the groups' bytes on each node and the kernel's reclaim counters, every
+/// half second, as deltas from the first sample: what the kernel was doing while a scenario's job
+/// allocated and came back, printed into the guest log for diagnosis.
+final class KernelTrace {
+    static let counters = ["pgscan_kswapd", "pgscan_direct", "allocstall_movable", "pgsteal_kswapd", "pgsteal_direct",
+                           "workingset_refault_file", "pgmajfault", "pgmigrate_success", "pgmigrate_fail"]
+    let lab: GuestLab, groups: [String], started = monotonic()
+    private let first: [String: Int]
+    private var lines: [String] = []
+    private var last = -Double.infinity
+
+    init(_ lab: GuestLab, groups: [String]) {
+        self.lab = lab
+        self.groups = groups
+        first = lab.vmstat(Self.counters)
+    }
+
+    func sample() {
+        let now = monotonic()
+        guard now - last >= 0.5 else { return }
+        last = now
+        let counts = lab.vmstat(Self.counters)
+        let deltas = Self.counters.map { "\((counts[$0] ?? 0) - (first[$0] ?? 0))" }.joined(separator: " ")
+        let placement = groups.map { group in
+            let stat = lab.numaStat(group)
+            return "\(stat.bytes(on: 0) >> 20)/\(stat.bytes(on: 1) >> 20)"
+        }.joined(separator: " ")
+        lines.append(String(format: "%6.1f %5d ", now - started, lab.dramFreeBytes() >> 20) + placement + " " + deltas)
+    }
+
+    var text: String {
+        "  t  free0 " + groups.map { ($0.split(separator: "/").last.map(String.init) ?? $0) + "(N0/N1)" }.joined(separator: " ")
+            + " " + Self.counters.joined(separator: " ") + "\n" + lines.joined(separator: "\n")
+    }
 }

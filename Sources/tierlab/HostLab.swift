@@ -118,16 +118,21 @@ struct HostLab {
         }
     }
 
+    /// Parameters every lab guest's kernel boots with.
+    static let guestKernelArgs = "transparent_hugepage=never"
+
     func runGuest(topology: GuestTopology, rwdir: String, command: String, log: String, timeout: Int) throws -> Int32 {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/timeout")
         process.arguments = ["--kill-after=10", String(timeout), vng, "--run", kernel, "--disable-kvm",
                              "--memory", "\(topology.memoryMiB)M", "--cpus", "2", "--rwdir", rwdir,
                              "--qemu-opts=\(topology.qemuOptions)", "--verbose", "--exec", command]
-        // For experiments on the emulated guest itself (say `idle=poll`): extra kernel parameters.
-        if let extra = ProcessInfo.processInfo.environment["TIERLAB_KERNEL_ARGS"], !extra.isEmpty {
-            process.arguments! += ["--append", extra]
-        }
+        // Huge pages off: under emulation their migration runs in spells at a tenth of its speed
+        // (docs/BENCHMARKS.md, "Huge pages and the emulator"), which no time ratio survives.
+        // For experiments on the emulated guest (say `idle=poll`, or `transparent_hugepage=always`,
+        // which wins as the later value): extra kernel parameters.
+        let extra = ProcessInfo.processInfo.environment["TIERLAB_KERNEL_ARGS"] ?? ""
+        process.arguments! += ["--append", (Self.guestKernelArgs + " " + extra).trimmingCharacters(in: .whitespaces)]
         var environment = ProcessInfo.processInfo.environment
         environment["PATH"] = project + "/.lab-cache/venv/bin:" + (environment["PATH"] ?? "/usr/bin:/bin")
         process.environment = environment

@@ -48,6 +48,7 @@ enum Scenarios {
         case "probe-parallel": return probeParallel(lab)
         case "probe-promote": return probePromote(lab)
         case "probe-cursor": return probeCursor(lab)
+        case "probe-busy-thp": return probeBusyHugePages(lab)
         default: return ScenarioResult(scenario: name, checks: [Check(name: "known scenario", ok: false, detail: "no scenario named \(name)")])
         }
     }
@@ -185,6 +186,7 @@ enum Scenarios {
     /// migration counters (run with `scripts/lab.sh probe --only probe-thp`).
     static func probeHugePages(_ lab: GuestLab) -> ScenarioResult {
         var result = ScenarioResult(scenario: "probe-thp", checks: [Check(name: "probe ran", ok: true, detail: "figures only")])
+        let bootSetting = lab.hugePagesSetting ?? "never"
         let group = "\(lab.labSlice)/thp"
         lab.makeGroup(group)
         let counters = ["pgmigrate_success", "pgmigrate_fail", "thp_migration_success", "thp_migration_fail", "thp_migration_split",
@@ -233,7 +235,7 @@ enum Scenarios {
             move("plain", thp: "always", compact: false, by: "tierd")
             move("plain", thp: "always", compact: false, by: "migratepages")
         }
-        lab.sysctl(KernelPaths.transparentHugepages, "always")
+        lab.sysctl(KernelPaths.transparentHugepages, bootSetting)
         return result
     }
 
@@ -372,6 +374,72 @@ enum Scenarios {
                 }
             }
         }
+        return result
+    }
+
+    /// Not in a suite: how fast a busy job's pages leave DRAM in 64 MiB partial demotions (the
+    /// watermark's batches) when they are huge pages and when they are base pages. The job keeps
+    /// 50 MiB hot, as the headline's batch job does, beside a second job writing 64 MiB on the
+    /// other vCPU; THP `always` and `never` alternate.
+    static func probeBusyHugePages(_ lab: GuestLab, rounds: Int = 2) -> ScenarioResult {
+        var result = ScenarioResult(scenario: "probe-busy-thp", checks: [Check(name: "probe ran", ok: true, detail: "figures only")])
+        let bootSetting = lab.hugePagesSetting ?? "never"
+        lab.kernelTiering(demotion: false, numaBalancing: 0)
+        let group = "\(lab.labSlice)/busy", other = "\(lab.labSlice)/other"
+        lab.makeGroup(group)
+        lab.makeGroup(other)
+        let companion = lab.load("busy-other", group: other, mib: 64, hotMiB: 64, interval: 30)
+        defer { lab.stop(companion.process, signal: SIGKILL); lab.removeGroups(group); lab.removeGroups(other) }
+        for round in 1...rounds {
+            for mode in round % 2 == 1 ? ["always", "heads", "never"] : ["never", "heads", "always"] {
+                let thp = mode == "never" ? "never" : "always"
+                lab.sysctl(KernelPaths.transparentHugepages, thp)
+                let task = lab.load("busy-\(mode)-\(round)", group: group, mib: 512, hotMiB: 50, interval: 30)
+                guard lab.waitFor(seconds: 120, { task.allocatedAt() != nil }) else { continue }
+                sleep(1)
+                let migrator = TaskMigrator(collector: lab.collector, syscalls: LibnumaSyscalls(), dryRun: false, selfPid: getpid())
+                var rates: [String] = []
+                // One address per 2 MiB-aligned block of the task's big mapping: a huge page listed once.
+                let entries = KernelText.numaMaps((try? lab.files.read(KernelPaths.process(task.pid) + "/numa_maps")) ?? "")
+                let big = KernelText.mapRanges((try? lab.files.read(KernelPaths.process(task.pid) + "/maps")) ?? "")
+                    .filter { range in entries.contains { $0.start == range.lowerBound && $0.bytes(on: NodeSet([0])) > 256 << 20 } }
+                var heads = big.flatMap { range in
+                    stride(from: (range.lowerBound + (2 << 20) - 1) & ~UInt64((2 << 20) - 1), to: range.upperBound, by: 2 << 20).map { $0 }
+                }
+                for move in 1...4 where mode == "heads" {
+                    let batch = Array(heads.prefix(32))
+                    heads.removeFirst(min(32, heads.count))
+                    guard let cpu = KernelText.lastCPU(stat: (try? lab.files.read(KernelPaths.process(task.pid) + "/stat")) ?? "") else { break }
+                    let inDram = lab.numaStat(group).bytes(on: 0)
+                    let before = lab.vmstat(["thp_migration_success", "pgmigrate_success"])
+                    let started = monotonic()
+                    _ = ThreadPlacement.onCPU(cpu) { ThreadPriority.withNice(-10) { LibnumaSyscalls().movePages(pid: task.pid, addresses: batch, to: 1) } }
+                    let seconds = monotonic() - started
+                    let moved = inDram - min(inDram, lab.numaStat(group).bytes(on: 0))
+                    let rate = Double(moved) / mib / seconds
+                    result.figures["heads_round\(round)_move\(move)_mib_per_s"] = rate
+                    rates.append(String(format: "%.1f MiB in %.2f s (%.1f MiB/s; %@)", Double(moved) / mib, seconds, rate,
+                                        lab.vmstatDelta(["thp_migration_success", "pgmigrate_success"], since: before)))
+                }
+                for move in 1...4 where mode != "heads" {
+                    var action = MigrationAction(group: CgroupPath(group), workload: "probe", direction: .demote, pids: [task.pid],
+                                                 from: NodeSet([0]), to: [1], bytes: 64 << 20, mempolicy: .respect, reason: "probe")
+                    action.onTaskCPU = true
+                    let before = lab.vmstat(["thp_migration_success", "pgmigrate_success"])
+                    let started = monotonic()
+                    let outcome = ThreadPriority.withNice(-10) { migrator.execute(action) }.result
+                    let seconds = monotonic() - started
+                    let rate = Double(outcome.movedBytes) / mib / seconds
+                    result.figures["\(mode)_round\(round)_move\(move)_mib_per_s"] = rate
+                    rates.append(String(format: "%.1f MiB in %.2f s (%.1f MiB/s; %@)", Double(outcome.movedBytes) / mib, seconds, rate,
+                                        lab.vmstatDelta(["thp_migration_success", "pgmigrate_success"], since: before)))
+                }
+                lab.log("probe-busy-thp round \(round) \(mode): " + rates.joined(separator: "; "))
+                lab.stop(task.process, signal: SIGKILL)
+                _ = lab.waitFor(seconds: 10) { lab.numaStat(group).bytes(on: 0) + lab.numaStat(group).bytes(on: 1) < 8 << 20 }
+            }
+        }
+        lab.sysctl(KernelPaths.transparentHugepages, bootSetting)
         return result
     }
 
@@ -613,7 +681,10 @@ enum Scenarios {
         sleep(5)
         // Placement reported twice a second: the time to 99 % is read to half a second.
         let protected = lab.load("\(name)-protected", group: protectedGroup, mib: 400, hotMiB: 400, interval: 0.5)
-        guard lab.waitFor(seconds: 180, { protected.allocatedAt() != nil }), let t0 = protected.allocatedAt() else {
+        // What the kernel did while the job allocated and came back: whether node 0 ran into its
+        // watermarks (reclaim, refaults of file pages) when the job spilled.
+        let trace = KernelTrace(lab, groups: [protectedGroup, batchGroup])
+        guard lab.waitFor(seconds: 180, { trace.sample(); return protected.allocatedAt() != nil }), let t0 = protected.allocatedAt() else {
             result.checks.append(Check(name: "protected job allocated", ok: false, detail: lab.describe([batchGroup, protectedGroup])))
             return result
         }
@@ -625,6 +696,7 @@ enum Scenarios {
         let observe: Double = mode == .tierd ? 90 : 75
         var reachedAt: Double?
         while monotonic() - t0 < observe {
+            trace.sample()
             slowSamples.append(lab.numaStat(protectedGroup).bytes(on: 1))
             if reachedAt == nil, let hit = protected.samples().first(where: { $0.t >= t0 && $0.allShare >= 0.99 }) { reachedAt = hit.t - t0 }
             // tierd's run ends 5 s after it reached 99 %, but not before 35 s: the demo's table has a +30 s column.
@@ -632,6 +704,7 @@ enum Scenarios {
             usleep(500_000)
         }
         lab.log("\(name): kernel migration counters while the protected job came back: " + lab.vmstatDelta(migrationCounters, since: migrationBefore))
+        lab.log("\(name): the kernel from the protected job's start (allocation ended at +\(String(format: "%.1f", t0 - trace.started)) s):\n" + trace.text)
         let samples = protected.samples().filter { $0.t >= t0 }
         result.series["protected_share"] = samples.map { [$0.t - t0, $0.allShare] }
         func share(at seconds: Double) -> Double? {
@@ -714,6 +787,7 @@ enum Scenarios {
         if !result.passed {
             result.diagnostics = lab.describe([batchGroup, protectedGroup])
                 + "\nprotected job's slow-node MiB every 0.5 s: " + slowSamples.map { String($0 >> 20) }.joined(separator: " ")
+                + "\nthe kernel from the protected job's start:\n" + trace.text
                 + "\ntierd journal:\n" + tierd.tail()
         }
         return result
