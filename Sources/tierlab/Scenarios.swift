@@ -49,6 +49,7 @@ enum Scenarios {
         case "probe-promote": return probePromote(lab)
         case "probe-cursor": return probeCursor(lab)
         case "probe-busy-thp": return probeBusyHugePages(lab)
+        case "probe-whole": return probeWholeMoves(lab)
         default: return ScenarioResult(scenario: name, checks: [Check(name: "known scenario", ok: false, detail: "no scenario named \(name)")])
         }
     }
@@ -82,7 +83,9 @@ enum Scenarios {
     /// tools are compared in pairs of back-to-back moves of one task (brought back to DRAM by
     /// migratepages, untimed, before each), the order alternating round by round; the figure is the
     /// median of the rounds' ratios. Task and movers share one vCPU (see `GuestLab.measuringCPU`).
-    static func throughput(_ lab: GuestLab, rounds: Int = 7) -> ScenarioResult {
+    /// Eleven rounds: even outside the spells one 512 MiB move takes up to a third longer than the
+    /// next by the same tool (probe-whole), and a median of seven such ratios swung 0.61–0.92.
+    static func throughput(_ lab: GuestLab, rounds: Int = 11) -> ScenarioResult {
         var result = ScenarioResult(scenario: "throughput", checks: [])
         lab.kernelTiering(demotion: false, numaBalancing: 0)
         let group = "\(lab.labSlice)/tp"
@@ -440,6 +443,51 @@ enum Scenarios {
             }
         }
         lab.sysctl(KernelPaths.transparentHugepages, bootSetting)
+        return result
+    }
+
+    /// Not in a suite: what makes one whole-task demotion slower than another when no spell hits.
+    /// An idle 512 MiB task pinned to vCPU 0, brought back by migratepages before every timed
+    /// move, then moved by: migratepages at once; migratepages after a 3 s pause (tierd's
+    /// start-up takes about that long); migrate_pages(2) from this process at once, with
+    /// `CAP_SYS_NICE` lowered and at nice -10, as tierd calls it; and `tierd --once`. The ways
+    /// rotate round by round. Figures only.
+    static func probeWholeMoves(_ lab: GuestLab, rounds: Int = 4) -> ScenarioResult {
+        var result = ScenarioResult(scenario: "probe-whole", checks: [Check(name: "probe ran", ok: true, detail: "figures only")])
+        lab.withPinnedIdleTask("whole") { task, group in
+            let ways = ["migratepages", "migratepages-after-3s", "in-process", "tierd"]
+            var seconds: [String: [Double]] = [:]
+            for round in 1...rounds {
+                let order = Array(ways[(round - 1) % ways.count..<ways.count] + ways[0..<(round - 1) % ways.count])
+                for way in order {
+                    _ = lab.migratepages(task.pid, from: 1, to: 0, group: group, pinned: true)
+                    var took: Double?
+                    switch way {
+                    case "migratepages": took = lab.migratepages(task.pid, from: 0, to: 1, group: group, pinned: true)?.seconds
+                    case "migratepages-after-3s":
+                        sleep(3)
+                        took = lab.migratepages(task.pid, from: 0, to: 1, group: group, pinned: true)?.seconds
+                    case "in-process":
+                        let started = monotonic()
+                        _ = ThreadPlacement.onCPU(GuestLab.measuringCPU) {
+                            ThreadPriority.withNice(-10) {
+                                LibnumaSyscalls().migratePages(pid: task.pid, from: NodeSet([0]), to: NodeSet([1]), sharedPages: .leave)
+                            }
+                        }
+                        took = monotonic() - started
+                    default:
+                        let tierd = lab.runTierdOnce("tierd-whole-\(round)", policy: wholeMovePolicy("whole", group: group), cpu: GuestLab.measuringCPU)
+                        took = tierd.events("action").first?["syscall_seconds"] as? Double
+                    }
+                    guard let took else { continue }
+                    seconds[way, default: []].append(took)
+                    result.figures["\(way)_round\(round)_seconds"] = took
+                }
+            }
+            lab.log("probe-whole: seconds per way (a 512 MiB move each): " + ways.map { way in
+                "\(way) " + (seconds[way] ?? []).map { String(format: "%.2f", $0) }.joined(separator: " ")
+            }.joined(separator: "; "))
+        }
         return result
     }
 
