@@ -236,12 +236,13 @@ final class GuestLab {
         return filler
     }
 
-    func startTierd(_ name: String, policy: String) -> TierdRun {
+    func startTierd(_ name: String, policy: String, cpu: Int? = nil) -> TierdRun {
         let policyPath = out + "/\(name).yaml"
         let journal = out + "/\(name).journal.jsonl"
         try? policy.write(toFile: policyPath, atomically: true, encoding: .utf8)
         try? FileManager.default.removeItem(atPath: journal)
-        let process = spawn(group: nil, [bin + "/tierd", "--config", policyPath, "--journal", journal], output: out + "/\(name).log")
+        let pin = cpu.map { ["taskset", "-c", String($0)] } ?? []
+        let process = spawn(group: nil, pin + [bin + "/tierd", "--config", policyPath, "--journal", journal], output: out + "/\(name).log")
         _ = waitFor(seconds: 30) { FileManager.default.fileExists(atPath: journal) && !(try! String(contentsOfFile: journal, encoding: .utf8)).isEmpty }
         return TierdRun(process: process, journal: journal, policyPath: policyPath)
     }

@@ -50,6 +50,7 @@ enum Scenarios {
         case "probe-cursor": return probeCursor(lab)
         case "probe-busy-thp": return probeBusyHugePages(lab)
         case "probe-whole": return probeWholeMoves(lab)
+        case "probe-daemon-throughput": return probeDaemonThroughput(lab)
         default: return ScenarioResult(scenario: name, checks: [Check(name: "known scenario", ok: false, detail: "no scenario named \(name)")])
         }
     }
@@ -487,6 +488,67 @@ enum Scenarios {
             lab.log("probe-whole: seconds per way (a 512 MiB move each): " + ways.map { way in
                 "\(way) " + (seconds[way] ?? []).map { String(format: "%.2f", $0) }.joined(separator: " ")
             }.joined(separator: "; "))
+        }
+        return result
+    }
+
+    /// Not in a suite: the throughput scenario's pairs with tierd running as a daemon, as it is
+    /// deployed, instead of `tierd --once` (whose start-up runs right before its move). The
+    /// daemon, pinned to the task's vCPU, rests under a policy that asks for nothing; each round a
+    /// SIGHUP reload to the whole-move policy makes it demote the task — in the daemon, a
+    /// watermark demotion that yields to the next tick, so through move_pages(2) batches over
+    /// several actions, not one migrate_pages(2) call — and one back makes it rest before
+    /// migratepages brings the task back. Figures only.
+    static func probeDaemonThroughput(_ lab: GuestLab, rounds: Int = 7) -> ScenarioResult {
+        var result = ScenarioResult(scenario: "probe-daemon-throughput", checks: [Check(name: "probe ran", ok: true, detail: "figures only")])
+        lab.withPinnedIdleTask("daemon") { task, group in
+            let resting = """
+                controller: {interval: 1s, dram: {low: 1%, high: 2%}}
+                workloads:
+                  - {name: daemon, match: ["\(group)"], demote: allowed}
+                """
+            let tierd = lab.startTierd("tierd-daemon-throughput", policy: resting, cpu: GuestLab.measuringCPU)
+            defer { lab.stop(tierd.process) }
+            sleep(3)
+            func reload(_ policy: String) -> Bool {
+                let before = tierd.events("reload").count
+                try? policy.write(toFile: tierd.policyPath, atomically: true, encoding: .utf8)
+                kill(tierd.process.processIdentifier, SIGHUP)
+                return lab.waitFor(seconds: 30, every: 0.5) { tierd.events("reload").count > before }
+            }
+            var ratios: [Double] = []
+            for round in 1...rounds {
+                var tierdRate: Double?, migratepagesRate: Double?
+                for tool in round % 2 == 1 ? ["migratepages", "tierd"] : ["tierd", "migratepages"] {
+                    _ = lab.migratepages(task.pid, from: 1, to: 0, group: group, pinned: true)
+                    if tool == "migratepages" {
+                        if let move = lab.migratepages(task.pid, from: 0, to: 1, group: group, pinned: true), move.seconds > 0 {
+                            migratepagesRate = Double(move.movedBytes) / mib / move.seconds
+                        }
+                        continue
+                    }
+                    // The daemon's watermark demotion yields to its next tick: the task leaves DRAM
+                    // over several actions, each of 2,048-page batches; their times add up.
+                    let actionsBefore = tierd.events("action").count
+                    guard reload(wholeMovePolicy("daemon", group: group)),
+                          lab.waitFor(seconds: 120, every: 0.5, { lab.numaStat(group).bytes(on: 0) < 8 << 20 }) else { continue }
+                    let actions = tierd.events("action").dropFirst(actionsBefore)
+                    let moved = actions.reduce(0) { $0 + (($1["moved"] as? Int) ?? 0) }
+                    let seconds = actions.reduce(0.0) { $0 + (($1["seconds"] as? Double) ?? 0) }
+                    if seconds > 0 { tierdRate = Double(moved) / mib / seconds }
+                    lab.log(String(format: "probe-daemon-throughput round %d: tierd %.1f MiB in %d actions, %.2f s", round, Double(moved) / mib, actions.count, seconds))
+                    _ = reload(resting)
+                    sleep(1)
+                }
+                if let tierdRate, let migratepagesRate {
+                    ratios.append(tierdRate / migratepagesRate)
+                    result.figures["round\(round)_tierd_mib_per_s"] = tierdRate
+                    result.figures["round\(round)_migratepages_mib_per_s"] = migratepagesRate
+                }
+            }
+            result.figures["throughput_ratio"] = median(ratios)
+            lab.log("probe-daemon-throughput: median paired ratio " + String(format: "%.2f", median(ratios)) + "; pairs "
+                    + ratios.map { String(format: "%.2f", $0) }.joined(separator: " "))
         }
         return result
     }
