@@ -180,6 +180,11 @@ public struct ActionOutcome: Sendable, Equatable {
     public var duration: Duration = .zero
     /// Of which inside migrate_pages(2)/move_pages(2): the rest is tierd's own checks.
     public var syscallDuration: Duration = .zero
+    /// CPU time the moving thread used meanwhile, in the kernel's copying mostly: short of
+    /// `duration` when something else had the CPU.
+    public var cpuSeconds: Double = 0
+    /// Times the scheduler put another task on the moving thread's CPU during the action.
+    public var involuntarySwitches = 0
     /// Tasks whose pages were moved from the CPU they last ran on (`onTaskCPU`).
     public var movedOnTaskCPU = 0
     /// A demotion that yields to the next tick stopped short of its bytes because that tick was due.
@@ -242,10 +247,13 @@ public struct TaskMigrator: PageMigrator {
 
     public func execute(_ action: MigrationAction, pacer: RoomPacer?, nextTickDue: ContinuousClock.Instant?) -> ActionOutcome {
         let clock = ContinuousClock()
-        let started = clock.now
+        let started = clock.now, cpuBefore = ProcessCPU.thisThread()
         let deadline = action.yieldsToNextTick ? nextTickDue.map { Deadline(at: $0, pacer: pacer) } : nil
         var outcome = perform(action, pacer: pacer, deadline: deadline)
         outcome.duration = clock.now - started
+        let cpuAfter = ProcessCPU.thisThread()
+        outcome.cpuSeconds = cpuAfter.seconds - cpuBefore.seconds
+        outcome.involuntarySwitches = cpuAfter.involuntarySwitches - cpuBefore.involuntarySwitches
         outcome.stoppedForNextTick = deadline?.passed == true && outcome.movedBytes < action.bytes && outcome.dropped == nil
         return outcome
     }

@@ -132,6 +132,7 @@ public final class TierController {
                 "direction": .string(a.direction.rawValue), "planned": .bytes(a.bytes), "moved": .bytes(outcome.movedBytes),
                 "from": .string(a.from.description), "to": .string(NodeSet(a.to).description), "reason": .string(a.reason),
                 "seconds": .double(outcome.duration.seconds), "syscall_seconds": .double(outcome.syscallDuration.seconds),
+                "cpu_seconds": .double(outcome.cpuSeconds), "involuntary_switches": .int(Int64(outcome.involuntarySwitches)),
                 "on_task_cpu": .int(Int64(outcome.movedOnTaskCPU)),
                 "stopped_for_next_tick": .bool(outcome.stoppedForNextTick),
                 "stayed_by_error": .object(Dictionary(uniqueKeysWithValues: outcome.stayedByError.map {

@@ -171,6 +171,23 @@ struct MigratorTests {
         #expect(ThreadPlacement.affinity == affinityBefore)
     }
 
+    @Test func theMovingThreadsCPUTimeIsAccountedApartFromItsWallTime() {
+        tree.addTask(700, group: "test.slice/batch", pagesPerNode: [0: 100])
+        // The call spends 0.2 s: busy on the CPU in one action, asleep in the other.
+        syscalls.beforeCall = { _ in
+            let until = ContinuousClock.now + .milliseconds(200)
+            while ContinuousClock.now < until {}
+        }
+        let busy = migrator().execute(demote([700]))
+        tree.addTask(700, group: "test.slice/batch", pagesPerNode: [0: 100])
+        syscalls.beforeCall = { _ in usleep(200_000) }
+        let asleep = migrator().execute(demote([700]))
+        #expect(busy.cpuSeconds >= 0.1)
+        #expect(busy.cpuSeconds <= busy.duration.seconds + 0.02)
+        #expect(asleep.duration.seconds >= 0.2)
+        #expect(asleep.cpuSeconds < 0.1)
+    }
+
     @Test func aTaskWhoseCPUCannotBeReadIsMovedWhereTierdRuns() {
         tree.addTask(700, group: "test.slice/batch", pagesPerNode: [0: 100])
         var action = demote([700])
