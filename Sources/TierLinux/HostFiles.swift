@@ -178,8 +178,10 @@ public enum KernelPaths {
     public static let transparentHugepages = "/sys/kernel/mm/transparent_hugepage/enabled"
     public static let vmstat = "/proc/vmstat"
     public static let interrupts = "/proc/interrupts"
+    public static let cpuTimes = "/proc/stat"
+    public static let processRoot = "/proc"
     public static let compactMemory = "/proc/sys/vm/compact_memory"
 
     public static func node(_ id: Int) -> String { "\(nodeRoot)/node\(id)" }
-    public static func process(_ pid: Int32) -> String { "/proc/\(pid)" }
+    public static func process(_ pid: Int32) -> String { "\(processRoot)/\(pid)" }
 }

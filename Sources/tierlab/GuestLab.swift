@@ -210,7 +210,7 @@ final class GuestLab {
         kernelTiering(demotion: false, numaBalancing: 0)
         let group = "\(labSlice)/\(name)"
         makeGroup(group)
-        let task = load(name, group: group, mib: 512, hotMiB: 0, prefix: Self.pinned, interval: 60)
+        let task = load(name, group: group, mib: 512, hotMiB: 0, prefix: Self.pinned, interval: Self.quietInterval)
         defer { stop(task.process, signal: SIGKILL); removeGroups(group) }
         guard waitFor(seconds: 120, { task.allocatedAt() != nil }) else { return false }
         body(task, group)
@@ -301,12 +301,17 @@ final class GuestLab {
     static let measuringCPU = 0
     static var pinned: [String] { ["taskset", "-c", String(measuringCPU)] }
 
+    /// The report interval of a task whose moves are timed: one report when it has allocated,
+    /// none while it is moved. A report queries every page of the task (0.3 s of CPU on the
+    /// measuring vCPU for 512 MiB) and a move it overlaps took up to 3 s longer.
+    static let quietInterval = 3600.0
+
     /// Throughput of migratepages(8) on an idle task in this guest, task and mover on one vCPU:
     /// the floor scenarios compare against.
     func calibrateMigratepages(mib: Int = 512) -> (mibPerSecond: Double, movedBytes: UInt64, seconds: Double)? {
         let group = "\(labSlice)/calibrate"
         makeGroup(group)
-        let task = load("calibrate", group: group, mib: mib, hotMiB: 0, prefix: Self.pinned, interval: 30)
+        let task = load("calibrate", group: group, mib: mib, hotMiB: 0, prefix: Self.pinned, interval: Self.quietInterval)
         guard waitFor(seconds: 120, { task.allocatedAt() != nil }) else { return nil }
         let dramFree = dramFreeBytes(), reclaimBefore = vmstat(Self.reclaimCounters)
         let (moved, seconds) = migratepages(task.pid, from: 0, to: 1, group: group, pinned: true) ?? (0, 0)
@@ -358,6 +363,48 @@ final class GuestLab {
         return names.map { "\($0)=\((now[$0] ?? 0) - (before[$0] ?? 0))" }.joined(separator: " ")
     }
 
+    /// CPU time by CPU (/proc/stat) and by live process (/proc/PID/stat), in clock ticks: what
+    /// ran beside a timed move, beyond the mover itself.
+    struct CPUTimes {
+        static let columns = ["user", "nice", "system", "idle", "iowait", "irq", "softirq"]
+        var cpus: [String: [Int]] = [:]
+        var processes: [Int32: (name: String, ticks: Int)] = [:]
+    }
+
+    func cpuTimes() -> CPUTimes {
+        var times = CPUTimes()
+        for line in ((try? files.read(KernelPaths.cpuTimes)) ?? "").split(separator: "\n") where line.hasPrefix("cpu") {
+            let fields = line.split(separator: " ")
+            guard let name = fields.first, name != "cpu" else { continue }
+            times.cpus[String(name)] = fields.dropFirst().prefix(CPUTimes.columns.count).compactMap { Int($0) }
+        }
+        for entry in (try? FileManager.default.contentsOfDirectory(atPath: KernelPaths.processRoot)) ?? [] {
+            guard let pid = Int32(entry), let text = try? files.read(KernelPaths.process(pid) + "/stat"),
+                  let open = text.firstIndex(of: "("), let close = text.lastIndex(of: ")") else { continue }
+            // After the command's closing parenthesis: state is fields[0], utime fields[11], stime fields[12].
+            let fields = text[text.index(after: close)...].split(separator: " ")
+            guard fields.count > 12, let user = Int(fields[11]), let system = Int(fields[12]) else { continue }
+            times.processes[pid] = (String(text[text.index(after: open)..<close]), user + system)
+        }
+        return times
+    }
+
+    /// Each CPU's time by kind since `before`, and the processes that used the most CPU meanwhile
+    /// (a process that exited meanwhile, such as a timed mover, is not among them).
+    func cpuActivity(since before: CPUTimes) -> String {
+        let now = cpuTimes()
+        let hz = Double(sysconf(Int32(_SC_CLK_TCK)))
+        let cpus = now.cpus.keys.sorted().map { cpu in
+            let deltas = zip(now.cpus[cpu] ?? [], before.cpus[cpu] ?? []).map { Double($0 - $1) / hz }
+            return cpu + " " + zip(CPUTimes.columns, deltas).filter { $0.1 > 0 }.map { String(format: "%@ %.2f", $0.0, $0.1) }.joined(separator: " ")
+        }
+        let busiest = now.processes.compactMap { pid, entry -> (String, Int)? in
+            let used = entry.ticks - (before.processes[pid]?.ticks ?? 0)
+            return used > 0 ? ("\(entry.name)[\(pid)]", used) : nil
+        }.sorted { $0.1 > $1.1 }.prefix(5)
+        return cpus.joined(separator: "; ") + "; busiest: " + (busiest.isEmpty ? "none" : busiest.map { String(format: "%@ %.2f", $0.0, Double($0.1) / hz) }.joined(separator: ", "))
+    }
+
     func describe(_ groups: [String]) -> String {
         groups.map { group in
             let stat = numaStat(group)
@@ -383,6 +430,9 @@ final class KernelTrace {
     private let first: [String: Int]
     private var lines: [String] = []
     private var last = -Double.infinity
+    /// Each group's bytes on the slow node, one entry per sample.
+    private(set) var slowBytes: [String: [UInt64]] = [:]
+    var sampleCount: Int { lines.count }
 
     init(_ lab: GuestLab, groups: [String]) {
         self.lab = lab
@@ -398,6 +448,7 @@ final class KernelTrace {
         let deltas = Self.counters.map { "\((counts[$0] ?? 0) - (first[$0] ?? 0))" }.joined(separator: " ")
         let placement = groups.map { group in
             let stat = lab.numaStat(group)
+            slowBytes[group, default: []].append(stat.bytes(on: 1))
             return "\(stat.bytes(on: 0) >> 20)/\(stat.bytes(on: 1) >> 20)"
         }.joined(separator: " ")
         lines.append(String(format: "%6.1f %5d ", now - started, lab.dramFreeBytes() >> 20) + placement + " " + deltas)

@@ -50,6 +50,7 @@ enum Scenarios {
         case "probe-cursor": return probeCursor(lab)
         case "probe-busy-thp": return probeBusyHugePages(lab)
         case "probe-whole": return probeWholeMoves(lab)
+        case "probe-pinning": return probeWholeMoves(lab, rounds: 10, ways: ["migratepages", "tierd", "tierd-unpinned"], name: "probe-pinning")
         case "probe-daemon-throughput": return probeDaemonThroughput(lab)
         default: return ScenarioResult(scenario: name, checks: [Check(name: "known scenario", ok: false, detail: "no scenario named \(name)")])
         }
@@ -83,76 +84,102 @@ enum Scenarios {
     /// The emulated guest has slow spells lasting tens of seconds that hit any mover, so the two
     /// tools are compared in pairs of back-to-back moves of one task (brought back to DRAM by
     /// migratepages, untimed, before each), the order alternating round by round; the figure is the
-    /// median of the rounds' ratios. Task and movers share one vCPU (see `GuestLab.measuringCPU`).
+    /// median of the rounds' ratios. Task and movers share one vCPU (see `GuestLab.measuringCPU`):
+    /// migratepages is pinned there; tierd runs unpinned, as deployed, and its moving thread moves
+    /// from the task's CPU (`move_on_task_cpu`), so the two movers share the task's vCPU alike.
     /// Eleven rounds: even outside the spells one 512 MiB move takes up to a third longer than the
     /// next by the same tool (probe-whole), and a median of seven such ratios swung 0.61–0.92.
     static func throughput(_ lab: GuestLab, rounds: Int = 11) -> ScenarioResult {
         var result = ScenarioResult(scenario: "throughput", checks: [])
-        lab.kernelTiering(demotion: false, numaBalancing: 0)
-        let group = "\(lab.labSlice)/tp"
-        lab.makeGroup(group)
-        var tierdRates: [Double] = [], migratepagesRates: [Double] = [], ratios: [Double] = [], wholeMoves = 0
-        var journals: [String] = []
-        let task = lab.load("tp", group: group, mib: 512, hotMiB: 0, prefix: GuestLab.pinned, interval: 60)
-        defer { lab.stop(task.process, signal: SIGKILL); lab.removeGroups(group) }
-        guard lab.waitFor(seconds: 120, { task.allocatedAt() != nil }) else {
-            result.checks.append(Check(name: "task allocated", ok: false, detail: lab.describe([group])))
-            return result
-        }
-        // Every timed move starts from pages migratepages brought back, the first one included.
-        func bringBack() { _ = lab.migratepages(task.pid, from: 1, to: 0, group: group, pinned: true) }
-        _ = lab.migratepages(task.pid, from: 0, to: 1, group: group, pinned: true)
-        for round in 1...rounds {
-            var tierdRate: Double?, migratepagesRate: Double?
-            for tool in round % 2 == 1 ? ["migratepages", "tierd"] : ["tierd", "migratepages"] {
-                bringBack()
+        var wholeMoves = 0, onTaskCPU = 0, journals: [String] = [], pairs = PairedMoves(), placementAtEnd = ""
+        let allocated = lab.withPinnedIdleTask("tp") { task, group in
+            defer { placementAtEnd = lab.describe([group]) }
+            pairs = pairedMoves(lab, task: task, group: group, rounds: rounds, label: "throughput") { round in
                 let inDram = lab.numaStat(group).bytes(on: 0)
-                let reclaimBefore = lab.vmstat(GuestLab.reclaimCounters)
-                if tool == "migratepages" {
-                    guard let move = lab.migratepages(task.pid, from: 0, to: 1, group: group, pinned: true), move.seconds > 0 else { continue }
-                    migratepagesRate = Double(move.movedBytes) / mib / move.seconds
-                    lab.log(String(format: "round %d: migratepages %.1f MiB in %.2f s; reclaim %@", round, Double(move.movedBytes) / mib, move.seconds,
-                                   lab.vmstatDelta(GuestLab.reclaimCounters, since: reclaimBefore)))
-                    continue
-                }
+                let reclaimBefore = lab.vmstat(GuestLab.reclaimCounters), activity = lab.cpuTimes()
                 // One real tick, waited for like migratepages is: nothing polls the guest meanwhile.
-                let tierd = lab.runTierdOnce("tierd-throughput-\(round)", policy: wholeMovePolicy("tp", group: group), cpu: GuestLab.measuringCPU)
+                // Not pinned, as deployed: tierd's moving thread moves from the task's CPU itself.
+                let tierd = lab.runTierdOnce("tierd-throughput-\(round)", policy: wholeMovePolicy("tp", group: group))
                 journals.append(tierd.tail(6))
                 guard let action = tierd.events("action").first, let moved = action["moved"] as? Int,
-                      let seconds = action["seconds"] as? Double, seconds > 0 else { continue }
-                tierdRate = Double(moved) / mib / seconds
+                      let seconds = action["seconds"] as? Double, seconds > 0 else { return nil }
+                if action["on_task_cpu"] as? Int == 1 { onTaskCPU += 1 }
                 // Pages the task shares with other processes stay (tierd never demotes shared pages).
                 if Double(moved) >= Double(inDram) * 0.95 { wholeMoves += 1 }
                 let tick = tierd.events("tick").last
-                lab.log(String(format: "round %d: tierd %.1f MiB in %.2f s (%.2f s in system calls); tierd's CPU: %.2f s user, %.2f s system; reclaim %@", round,
+                lab.log(String(format: "throughput round %d: tierd %.1f MiB in %.2f s (%.2f s in system calls; moving thread %.2f s of CPU, %d involuntary switches); tierd's CPU: %.2f s user, %.2f s system; reclaim %@; CPU (tierd's start-up included) %@", round,
                                Double(moved) / mib, seconds, (action["syscall_seconds"] as? Double) ?? .nan,
+                               (action["cpu_seconds"] as? Double) ?? .nan, (action["involuntary_switches"] as? Int) ?? -1,
                                (tick?["cpu_user_s"] as? Double) ?? .nan, (tick?["cpu_system_s"] as? Double) ?? .nan,
-                               lab.vmstatDelta(GuestLab.reclaimCounters, since: reclaimBefore)))
+                               lab.vmstatDelta(GuestLab.reclaimCounters, since: reclaimBefore), lab.cpuActivity(since: activity)))
+                return (UInt64(moved), seconds)
             }
-            if let tierdRate { tierdRates.append(tierdRate); result.figures["tierd_round\(round)_mib_per_s"] = tierdRate }
-            if let migratepagesRate { migratepagesRates.append(migratepagesRate); result.figures["migratepages_round\(round)_mib_per_s"] = migratepagesRate }
-            if let tierdRate, let migratepagesRate { ratios.append(tierdRate / migratepagesRate) }
         }
-        let ratio = median(ratios)
-        let best = tierdRates.max() ?? .nan, bestReference = migratepagesRates.max() ?? .nan
+        guard allocated else {
+            result.checks.append(Check(name: "task allocated", ok: false, detail: lab.describe(["\(lab.labSlice)/tp"])))
+            return result
+        }
+        let ratio = median(pairs.ratios)
+        let best = pairs.tierdRates.max() ?? .nan, bestReference = pairs.migratepagesRates.max() ?? .nan
         result.figures["throughput_ratio"] = ratio
-        result.figures["tierd_mib_per_s"] = median(tierdRates)
-        result.figures["migratepages_mib_per_s"] = median(migratepagesRates)
+        result.figures["tierd_mib_per_s"] = median(pairs.tierdRates)
+        result.figures["migratepages_mib_per_s"] = median(pairs.migratepagesRates)
         result.figures["tierd_best_mib_per_s"] = best
         result.figures["migratepages_best_mib_per_s"] = bestReference
         result.figures["throughput_ratio_best"] = best / bestReference
         result.figures["rounds"] = Double(rounds)
+        result.figures.merge(pairs.figures) { $1 }
         result.checks.append(Check(name: "tierd moved the 512 MiB task whole, in one action, every round", ok: wholeMoves == rounds,
                                    detail: "\(wholeMoves) of \(rounds) rounds"))
+        // Both movers then run on the task's vCPU: migratepages by taskset, tierd's moving thread by its own choice.
+        result.checks.append(Check(name: "tierd moved from the task's vCPU every round", ok: onTaskCPU == rounds,
+                                   detail: "\(onTaskCPU) of \(rounds) rounds"))
         // The ratio is printed against its goal but not asserted: a timed ratio under emulation is a
         // benchmark figure (docs/BENCHMARKS.md), not a test.
-        result.checks.append(Check(name: "throughput measured in alternating pairs", ok: ratios.count == rounds,
+        result.checks.append(Check(name: "throughput measured in alternating pairs", ok: pairs.ratios.count == rounds,
                                    detail: String(format: "median of %d paired ratios %.2f (goal ≥ 0.95: %@; pairs %@); medians %.1f vs %.1f MiB/s; best rounds %.1f vs %.1f MiB/s",
-                                                  ratios.count, ratio, ratio >= 0.95 ? "met" : "not met",
-                                                  ratios.map { String(format: "%.2f", $0) }.joined(separator: " "),
-                                                  median(tierdRates), median(migratepagesRates), best, bestReference)))
-        if !result.passed { result.diagnostics = lab.describe([group]) + "\ntierd journals:\n" + journals.joined(separator: "\n") }
+                                                  pairs.ratios.count, ratio, ratio >= 0.95 ? "met" : "not met",
+                                                  pairs.ratios.map { String(format: "%.2f", $0) }.joined(separator: " "),
+                                                  median(pairs.tierdRates), median(pairs.migratepagesRates), best, bestReference)))
+        if !result.passed { result.diagnostics = placementAtEnd + "\ntierd journals:\n" + journals.joined(separator: "\n") }
         return result
+    }
+
+    /// Rates of the paired moves of one task, per tool, and the pairs' ratios (tierd / migratepages).
+    struct PairedMoves {
+        var tierdRates: [Double] = [], migratepagesRates: [Double] = [], ratios: [Double] = []
+        var figures: [String: Double] = [:]
+    }
+
+    /// Rounds of two back-to-back demotions of `task`'s DRAM pages, one by migratepages (the
+    /// command's wall time) and one by `tierdMove` (moved bytes and seconds, or nil if it failed),
+    /// the order alternating round by round; before every timed move migratepages brings the task
+    /// back to DRAM (untimed), the first one included, so both tools move the same pages from the
+    /// same state.
+    static func pairedMoves(_ lab: GuestLab, task: Load, group: String, rounds: Int, label: String,
+                            tierdMove: (Int) -> (movedBytes: UInt64, seconds: Double)?) -> PairedMoves {
+        var pairs = PairedMoves()
+        _ = lab.migratepages(task.pid, from: 0, to: 1, group: group, pinned: true)
+        for round in 1...rounds {
+            var tierdRate: Double?, migratepagesRate: Double?
+            for tool in round % 2 == 1 ? ["migratepages", "tierd"] : ["tierd", "migratepages"] {
+                _ = lab.migratepages(task.pid, from: 1, to: 0, group: group, pinned: true)
+                guard tool == "migratepages" else {
+                    if let move = tierdMove(round) { tierdRate = Double(move.movedBytes) / mib / move.seconds }
+                    continue
+                }
+                let reclaimBefore = lab.vmstat(GuestLab.reclaimCounters), activity = lab.cpuTimes()
+                guard let move = lab.migratepages(task.pid, from: 0, to: 1, group: group, pinned: true), move.seconds > 0 else { continue }
+                migratepagesRate = Double(move.movedBytes) / mib / move.seconds
+                lab.log(String(format: "%@ round %d: migratepages %.1f MiB in %.2f s; reclaim %@; CPU %@", label, round,
+                               Double(move.movedBytes) / mib, move.seconds,
+                               lab.vmstatDelta(GuestLab.reclaimCounters, since: reclaimBefore), lab.cpuActivity(since: activity)))
+            }
+            if let tierdRate { pairs.tierdRates.append(tierdRate); pairs.figures["tierd_round\(round)_mib_per_s"] = tierdRate }
+            if let migratepagesRate { pairs.migratepagesRates.append(migratepagesRate); pairs.figures["migratepages_round\(round)_mib_per_s"] = migratepagesRate }
+            if let tierdRate, let migratepagesRate { pairs.ratios.append(tierdRate / migratepagesRate) }
+        }
+        return pairs
     }
 
     /// Figures for the two ways tierd moves pages, beside migratepages on the same guest:
@@ -449,44 +476,64 @@ enum Scenarios {
 
     /// Not in a suite: what makes one whole-task demotion slower than another when no spell hits.
     /// An idle 512 MiB task pinned to vCPU 0, brought back by migratepages before every timed
-    /// move, then moved by: migratepages at once; migratepages after a 3 s pause (tierd's
-    /// start-up takes about that long); migrate_pages(2) from this process at once, with
-    /// `CAP_SYS_NICE` lowered and at nice -10, as tierd calls it; and `tierd --once`. The ways
-    /// rotate round by round. Figures only.
-    static func probeWholeMoves(_ lab: GuestLab, rounds: Int = 4) -> ScenarioResult {
-        var result = ScenarioResult(scenario: "probe-whole", checks: [Check(name: "probe ran", ok: true, detail: "figures only")])
+    /// move, then moved by: migratepages at once; `tierd --once` (the action's time); migratepages
+    /// right after a dry-run `tierd --once` (tierd's effect on the guest without its move);
+    /// `tierd --once` not pinned by taskset (its moving thread still moves from the task's CPU);
+    /// migrate_pages(2) from this process with `CAP_SYS_NICE` lowered and at nice -10, as tierd
+    /// calls it; and the same with `CAP_SYS_NICE` kept (the kernel then moves shared pages too,
+    /// as for migratepages). The ways rotate round by round; each move's CPU time by CPU and the
+    /// busiest other processes are logged. Figures only.
+    static func probeWholeMoves(_ lab: GuestLab, rounds: Int = 6,
+                                ways: [String] = ["migratepages", "tierd", "tierd-unpinned", "migratepages-after-dry-tierd", "in-process", "in-process-move-all"],
+                                name: String = "probe-whole") -> ScenarioResult {
+        var result = ScenarioResult(scenario: name, checks: [Check(name: "probe ran", ok: true, detail: "figures only")])
         lab.withPinnedIdleTask("whole") { task, group in
-            let ways = ["migratepages", "migratepages-after-3s", "in-process", "tierd"]
+            let policy = lab.out + "/whole.yaml"
+            try? wholeMovePolicy("whole", group: group).write(toFile: policy, atomically: true, encoding: .utf8)
+            func inProcess(_ shared: SharedPages) -> Double {
+                let started = monotonic()
+                _ = ThreadPlacement.onCPU(GuestLab.measuringCPU) {
+                    ThreadPriority.withNice(-10) {
+                        LibnumaSyscalls().migratePages(pid: task.pid, from: NodeSet([0]), to: NodeSet([1]), sharedPages: shared)
+                    }
+                }
+                return monotonic() - started
+            }
             var seconds: [String: [Double]] = [:]
             for round in 1...rounds {
                 let order = Array(ways[(round - 1) % ways.count..<ways.count] + ways[0..<(round - 1) % ways.count])
                 for way in order {
                     _ = lab.migratepages(task.pid, from: 1, to: 0, group: group, pinned: true)
-                    var took: Double?
-                    switch way {
-                    case "migratepages": took = lab.migratepages(task.pid, from: 0, to: 1, group: group, pinned: true)?.seconds
-                    case "migratepages-after-3s":
-                        sleep(3)
-                        took = lab.migratepages(task.pid, from: 0, to: 1, group: group, pinned: true)?.seconds
-                    case "in-process":
-                        let started = monotonic()
-                        _ = ThreadPlacement.onCPU(GuestLab.measuringCPU) {
-                            ThreadPriority.withNice(-10) {
-                                LibnumaSyscalls().migratePages(pid: task.pid, from: NodeSet([0]), to: NodeSet([1]), sharedPages: .leave)
-                            }
-                        }
-                        took = monotonic() - started
-                    default:
-                        let tierd = lab.runTierdOnce("tierd-whole-\(round)", policy: wholeMovePolicy("whole", group: group), cpu: GuestLab.measuringCPU)
-                        took = tierd.events("action").first?["syscall_seconds"] as? Double
+                    if way == "migratepages-after-dry-tierd" {
+                        // Everything a tierd run does to the guest except the move itself.
+                        lab.spawn(group: nil, GuestLab.pinned + [lab.bin + "/tierd", "--once", "--dry-run", "--config", policy],
+                                  output: lab.out + "/whole-dry.log").waitUntilExit()
                     }
+                    let activity = lab.cpuTimes()
+                    var took: Double?, mover = ""
+                    switch way {
+                    case "migratepages", "migratepages-after-dry-tierd":
+                        took = lab.migratepages(task.pid, from: 0, to: 1, group: group, pinned: true)?.seconds
+                    case "in-process": took = inProcess(.leave)
+                    case "in-process-move-all": took = inProcess(.include)
+                    default:
+                        // Unpinned, tierd's moving thread still moves from the task's CPU; its other threads run anywhere.
+                        let tierd = lab.runTierdOnce("\(way)-whole-\(round)", policy: wholeMovePolicy("whole", group: group),
+                                                     cpu: way == "tierd" ? GuestLab.measuringCPU : nil)
+                        let action = tierd.events("action").first
+                        took = action?["seconds"] as? Double
+                        mover = String(format: " (moving thread: %.2f s of CPU, %d involuntary switches)",
+                                       (action?["cpu_seconds"] as? Double) ?? .nan, (action?["involuntary_switches"] as? Int) ?? -1)
+                    }
+                    lab.log(String(format: "%@ round %d: %@ %.2f s%@; %@", name, round, way, took ?? .nan, mover, lab.cpuActivity(since: activity)))
                     guard let took else { continue }
                     seconds[way, default: []].append(took)
                     result.figures["\(way)_round\(round)_seconds"] = took
                 }
             }
-            lab.log("probe-whole: seconds per way (a 512 MiB move each): " + ways.map { way in
+            lab.log("\(name): seconds per way (a 512 MiB move each): " + ways.map { way in
                 "\(way) " + (seconds[way] ?? []).map { String(format: "%.2f", $0) }.joined(separator: " ")
+                    + String(format: " (median %.2f)", median(seconds[way] ?? []))
             }.joined(separator: "; "))
         }
         return result
@@ -516,36 +563,21 @@ enum Scenarios {
                 kill(tierd.process.processIdentifier, SIGHUP)
                 return lab.waitFor(seconds: 30, every: 0.5) { tierd.events("reload").count > before }
             }
-            var ratios: [Double] = []
-            for round in 1...rounds {
-                var tierdRate: Double?, migratepagesRate: Double?
-                for tool in round % 2 == 1 ? ["migratepages", "tierd"] : ["tierd", "migratepages"] {
-                    _ = lab.migratepages(task.pid, from: 1, to: 0, group: group, pinned: true)
-                    if tool == "migratepages" {
-                        if let move = lab.migratepages(task.pid, from: 0, to: 1, group: group, pinned: true), move.seconds > 0 {
-                            migratepagesRate = Double(move.movedBytes) / mib / move.seconds
-                        }
-                        continue
-                    }
-                    // The daemon's watermark demotion yields to its next tick: the task leaves DRAM
-                    // over several actions, each of 2,048-page batches; their times add up.
-                    let actionsBefore = tierd.events("action").count
-                    guard reload(wholeMovePolicy("daemon", group: group)),
-                          lab.waitFor(seconds: 120, every: 0.5, { lab.numaStat(group).bytes(on: 0) < 8 << 20 }) else { continue }
-                    let actions = tierd.events("action").dropFirst(actionsBefore)
-                    let moved = actions.reduce(0) { $0 + (($1["moved"] as? Int) ?? 0) }
-                    let seconds = actions.reduce(0.0) { $0 + (($1["seconds"] as? Double) ?? 0) }
-                    if seconds > 0 { tierdRate = Double(moved) / mib / seconds }
-                    lab.log(String(format: "probe-daemon-throughput round %d: tierd %.1f MiB in %d actions, %.2f s", round, Double(moved) / mib, actions.count, seconds))
-                    _ = reload(resting)
-                    sleep(1)
-                }
-                if let tierdRate, let migratepagesRate {
-                    ratios.append(tierdRate / migratepagesRate)
-                    result.figures["round\(round)_tierd_mib_per_s"] = tierdRate
-                    result.figures["round\(round)_migratepages_mib_per_s"] = migratepagesRate
-                }
+            let pairs = pairedMoves(lab, task: task, group: group, rounds: rounds, label: "probe-daemon-throughput") { round in
+                // The daemon's watermark demotion yields to its next tick: the task leaves DRAM
+                // over several actions, each of 2,048-page batches; their times add up.
+                let actionsBefore = tierd.events("action").count
+                defer { _ = reload(resting); sleep(1) }
+                guard reload(wholeMovePolicy("daemon", group: group)),
+                      lab.waitFor(seconds: 120, every: 0.5, { lab.numaStat(group).bytes(on: 0) < 8 << 20 }) else { return nil }
+                let actions = tierd.events("action").dropFirst(actionsBefore)
+                let moved = actions.reduce(0) { $0 + (($1["moved"] as? Int) ?? 0) }
+                let seconds = actions.reduce(0.0) { $0 + (($1["seconds"] as? Double) ?? 0) }
+                lab.log(String(format: "probe-daemon-throughput round %d: tierd %.1f MiB in %d actions, %.2f s", round, Double(moved) / mib, actions.count, seconds))
+                return seconds > 0 ? (UInt64(moved), seconds) : nil
             }
+            let ratios = pairs.ratios
+            result.figures.merge(pairs.figures) { $1 }
             result.figures["throughput_ratio"] = median(ratios)
             lab.log("probe-daemon-throughput: median paired ratio " + String(format: "%.2f", median(ratios)) + "; pairs "
                     + ratios.map { String(format: "%.2f", $0) }.joined(separator: " "))
@@ -802,17 +834,17 @@ enum Scenarios {
         let dramFreeAtStart = lab.dramFreeBytes()
         let migrationCounters = ["pgmigrate_success", "pgmigrate_fail", "thp_migration_success", "thp_migration_fail", "thp_migration_split", "compact_stall"]
         let migrationBefore = lab.vmstat(migrationCounters)
-        var slowSamples: [UInt64] = []
+        let samplesBeforeStart = trace.sampleCount
         let observe: Double = mode == .tierd ? 90 : 75
         var reachedAt: Double?
         while monotonic() - t0 < observe {
             trace.sample()
-            slowSamples.append(lab.numaStat(protectedGroup).bytes(on: 1))
             if reachedAt == nil, let hit = protected.samples().first(where: { $0.t >= t0 && $0.allShare >= 0.99 }) { reachedAt = hit.t - t0 }
             // tierd's run ends 5 s after it reached 99 %, but not before 35 s: the demo's table has a +30 s column.
             if mode == .tierd, let reached = reachedAt, monotonic() - t0 > max(reached + 5, 35) { break }
             usleep(500_000)
         }
+        let slowSamples = Array((trace.slowBytes[protectedGroup] ?? []).dropFirst(samplesBeforeStart))
         lab.log("\(name): kernel migration counters while the protected job came back: " + lab.vmstatDelta(migrationCounters, since: migrationBefore))
         lab.log("\(name): the kernel from the protected job's start (allocation ended at +\(String(format: "%.1f", t0 - trace.started)) s):\n" + trace.text)
         let samples = protected.samples().filter { $0.t >= t0 }

@@ -74,7 +74,12 @@ struct TierLoad: ParsableCommand {
         while duration == 0 || now() - start < duration {
             sweep &+= 1
             for page in 0..<hotPages { base.storeBytes(of: sweep, toByteOffset: page * pageSize, as: UInt8.self) }
-            if hotPages == 0 { usleep(50_000) }
+            // With nothing hot the task sleeps until its next report: an idle task that woke
+            // every few milliseconds would share its CPU with whatever moves its pages.
+            if hotPages == 0, nextReport > now() {
+                let wake = duration == 0 ? nextReport : min(nextReport, start + duration)
+                usleep(UInt32(min(max(wake - now(), 0.001), 60) * 1e6))
+            }
             guard now() >= nextReport else { continue }
             nextReport = now() + interval
             var hot: [Int32: Int] = [:], cold: [Int32: Int] = [:]
