@@ -51,6 +51,8 @@ enum Scenarios {
         case "probe-busy-thp": return probeBusyHugePages(lab)
         case "probe-whole": return probeWholeMoves(lab)
         case "probe-pinning": return probeWholeMoves(lab, rounds: 10, ways: ["migratepages", "tierd", "tierd-unpinned"], name: "probe-pinning")
+        case "probe-maps-first":
+            return probeWholeMoves(lab, rounds: 8, ways: ["migratepages", "in-process", "in-process-after-numa-maps", "tierd-unpinned"], name: "probe-maps-first")
         case "probe-daemon-throughput": return probeDaemonThroughput(lab)
         default: return ScenarioResult(scenario: name, checks: [Check(name: "known scenario", ok: false, detail: "no scenario named \(name)")])
         }
@@ -481,7 +483,8 @@ enum Scenarios {
     /// `tierd --once` not pinned by taskset (its moving thread still moves from the task's CPU);
     /// migrate_pages(2) from this process with `CAP_SYS_NICE` lowered and at nice -10, as tierd
     /// calls it; and the same with `CAP_SYS_NICE` kept (the kernel then moves shared pages too,
-    /// as for migratepages). The ways rotate round by round; each move's CPU time by CPU and the
+    /// as for migratepages); `probe-maps-first` adds the call made right after reading the task's
+    /// numa_maps from the same thread, as tierd's checks do. The ways rotate round by round; each move's CPU time by CPU and the
     /// busiest other processes are logged. Figures only.
     static func probeWholeMoves(_ lab: GuestLab, rounds: Int = 6,
                                 ways: [String] = ["migratepages", "tierd", "tierd-unpinned", "migratepages-after-dry-tierd", "in-process", "in-process-move-all"],
@@ -490,11 +493,13 @@ enum Scenarios {
         lab.withPinnedIdleTask("whole") { task, group in
             let policy = lab.out + "/whole.yaml"
             try? wholeMovePolicy("whole", group: group).write(toFile: policy, atomically: true, encoding: .utf8)
-            func inProcess(_ shared: SharedPages) -> Double {
+            func inProcess(_ shared: SharedPages, readingMapsFirst: Bool = false) -> Double {
                 let started = monotonic()
                 _ = ThreadPlacement.onCPU(GuestLab.measuringCPU) {
                     ThreadPriority.withNice(-10) {
-                        LibnumaSyscalls().migratePages(pid: task.pid, from: NodeSet([0]), to: NodeSet([1]), sharedPages: shared)
+                        // As tierd does right before its call: the task's numa_maps, read from the moving thread.
+                        if readingMapsFirst { _ = try? lab.files.read(KernelPaths.process(task.pid) + "/numa_maps") }
+                        return LibnumaSyscalls().migratePages(pid: task.pid, from: NodeSet([0]), to: NodeSet([1]), sharedPages: shared)
                     }
                 }
                 return monotonic() - started
@@ -516,6 +521,7 @@ enum Scenarios {
                         took = lab.migratepages(task.pid, from: 0, to: 1, group: group, pinned: true)?.seconds
                     case "in-process": took = inProcess(.leave)
                     case "in-process-move-all": took = inProcess(.include)
+                    case "in-process-after-numa-maps": took = inProcess(.leave, readingMapsFirst: true)
                     default:
                         // Unpinned, tierd's moving thread still moves from the task's CPU; its other threads run anywhere.
                         let tierd = lab.runTierdOnce("\(way)-whole-\(round)", policy: wholeMovePolicy("whole", group: group),
