@@ -484,8 +484,8 @@ enum Scenarios {
     /// migrate_pages(2) from this process with `CAP_SYS_NICE` lowered and at nice -10, as tierd
     /// calls it; and the same with `CAP_SYS_NICE` kept (the kernel then moves shared pages too,
     /// as for migratepages); `probe-maps-first` adds the call made right after reading the task's
-    /// numa_maps from the same thread, as tierd's checks do. The ways rotate round by round; each move's CPU time by CPU and the
-    /// busiest other processes are logged. Figures only.
+    /// numa_maps from the same thread, as tierd's checks do. The ways rotate round by round; each
+    /// move's CPU time by CPU and the busiest other processes are logged. Figures only.
     static func probeWholeMoves(_ lab: GuestLab, rounds: Int = 6,
                                 ways: [String] = ["migratepages", "tierd", "tierd-unpinned", "migratepages-after-dry-tierd", "in-process", "in-process-move-all"],
                                 name: String = "probe-whole") -> ScenarioResult {
