@@ -146,13 +146,18 @@ public enum KernelText {
         return nil
     }
 
-    /// `/proc/PID/stat`: the CPU the task last ran on (field 39, "processor"). The command name
-    /// in parentheses may hold spaces and parentheses itself: fields are counted after its last ')'.
+    /// `/proc/PID/stat` split into the command name and the fields after it, `fields[0]` being
+    /// field 3 (state). The name in parentheses may hold spaces and parentheses itself: fields
+    /// are counted after its last ')'.
+    public static func processStat(_ text: String) -> (command: Substring, fields: [Substring])? {
+        guard let open = text.firstIndex(of: "("), let close = text.lastIndex(of: ")"), open < close else { return nil }
+        return (text[text.index(after: open)..<close],
+                text[text.index(after: close)...].split(separator: " ", omittingEmptySubsequences: true))
+    }
+
+    /// `/proc/PID/stat`: the CPU the task last ran on (field 39, "processor", `fields[36]`).
     public static func lastCPU(stat text: String) -> Int? {
-        guard let close = text.lastIndex(of: ")") else { return nil }
-        let fields = text[text.index(after: close)...].split(separator: " ", omittingEmptySubsequences: true)
-        // fields[0] is field 3 (state): field 39 is fields[36].
-        guard fields.count > 36, let cpu = Int(fields[36]), cpu >= 0 else { return nil }
+        guard let fields = processStat(text)?.fields, fields.count > 36, let cpu = Int(fields[36]), cpu >= 0 else { return nil }
         return cpu
     }
 

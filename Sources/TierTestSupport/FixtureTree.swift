@@ -131,8 +131,7 @@ public final class FixtureTree: @unchecked Sendable {
     /// Writes the task's /proc/PID/stat from a captured one, with `cpu` as the CPU it last ran on.
     public func setLastCPU(_ pid: Int32, _ cpu: Int) throws {
         let captured = try String(contentsOfFile: Self.fixtures + "/proc-stat-cpu1.txt", encoding: .utf8)
-        let close = captured.lastIndex(of: ")")!
-        var fields = captured[captured.index(after: close)...].split(separator: " ").map(String.init)
+        var fields = KernelText.processStat(captured)!.fields.map(String.init)
         fields[36] = String(cpu)
         write(KernelPaths.process(pid) + "/stat", "\(pid) (tierload) " + fields.joined(separator: " "))
     }

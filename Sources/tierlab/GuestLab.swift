@@ -55,6 +55,12 @@ struct TierdRun {
     let journal: String
     let policyPath: String
 
+    /// Replaces the policy file and sends SIGHUP; the reload shows in the journal once done.
+    func requestReload(_ policy: String) {
+        try? policy.write(toFile: policyPath, atomically: true, encoding: .utf8)
+        kill(process.processIdentifier, SIGHUP)
+    }
+
     func events(_ kind: String) -> [[String: Any]] {
         guard let text = try? String(contentsOfFile: journal, encoding: .utf8) else { return [] }
         return text.split(separator: "\n").compactMap {
@@ -379,12 +385,11 @@ final class GuestLab {
             times.cpus[String(name)] = fields.dropFirst().prefix(CPUTimes.columns.count).compactMap { Int($0) }
         }
         for entry in (try? FileManager.default.contentsOfDirectory(atPath: KernelPaths.processRoot)) ?? [] {
+            // utime and stime are fields 14 and 15, `fields[11]` and `fields[12]`.
             guard let pid = Int32(entry), let text = try? files.read(KernelPaths.process(pid) + "/stat"),
-                  let open = text.firstIndex(of: "("), let close = text.lastIndex(of: ")") else { continue }
-            // After the command's closing parenthesis: state is fields[0], utime fields[11], stime fields[12].
-            let fields = text[text.index(after: close)...].split(separator: " ")
-            guard fields.count > 12, let user = Int(fields[11]), let system = Int(fields[12]) else { continue }
-            times.processes[pid] = (String(text[text.index(after: open)..<close]), user + system)
+                  let (command, fields) = KernelText.processStat(text),
+                  fields.count > 12, let user = Int(fields[11]), let system = Int(fields[12]) else { continue }
+            times.processes[pid] = (String(command), user + system)
         }
         return times
     }

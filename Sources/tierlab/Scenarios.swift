@@ -565,8 +565,7 @@ enum Scenarios {
             sleep(3)
             func reload(_ policy: String) -> Bool {
                 let before = tierd.events("reload").count
-                try? policy.write(toFile: tierd.policyPath, atomically: true, encoding: .utf8)
-                kill(tierd.process.processIdentifier, SIGHUP)
+                tierd.requestReload(policy)
                 return lab.waitFor(seconds: 30, every: 0.5) { tierd.events("reload").count > before }
             }
             let pairs = pairedMoves(lab, task: task, group: group, rounds: rounds, label: "probe-daemon-throughput") { round in
@@ -1035,8 +1034,7 @@ enum Scenarios {
                                    detail: String(format: "%.0f%% on the slow node", freeUnderRespect * 100)))
         result.checks.append(Check(name: "respect: the membind=0 task is left in DRAM", ok: boundUnderRespect < 0.01 && skipped > 0,
                                    detail: String(format: "%.1f%% on the slow node; %d journal entries skipping it for its mempolicy", boundUnderRespect * 100, skipped)))
-        try? policy("override").write(toFile: tierd.policyPath, atomically: true, encoding: .utf8)
-        kill(tierd.process.processIdentifier, SIGHUP)
+        tierd.requestReload(policy("override"))
         _ = lab.waitFor(seconds: 45) { slowShare(bound) > 0.5 }
         sleep(2)
         let boundUnderOverride = slowShare(bound)
