@@ -214,6 +214,7 @@ public enum KernelText {
         var pageSize: UInt64 = 4096
         var isAnonymous = false
         var file: String?
+        var maxMapCount = 1
         for field in afterPolicy.split(separator: " ") {
             if field.hasPrefix("N"), let eq = field.firstIndex(of: "="),
                let node = Int(field[field.index(after: field.startIndex)..<eq]),
@@ -225,10 +226,12 @@ public enum KernelText {
                 isAnonymous = true
             } else if field.hasPrefix("file=") {
                 file = String(field.dropFirst(5))
+            } else if field.hasPrefix("mapmax="), let count = Int(field.dropFirst(7)) {
+                maxMapCount = count
             }
         }
         return NumaMapsEntry(start: start, policy: policy, pagesPerNode: pagesPerNode,
-                             pageSize: pageSize, hasAnonymousPages: isAnonymous, file: file)
+                             pageSize: pageSize, hasAnonymousPages: isAnonymous, file: file, maxMapCount: maxMapCount)
     }
 
     /// `/proc/PID/maps`: "7f1c00000000-7f1c40000000 rw-p 00000000 00:00 0   [heap]".
@@ -371,8 +374,14 @@ public struct NumaMapsEntry: Sendable, Equatable {
     public var pageSize: UInt64
     public var hasAnonymousPages: Bool
     public var file: String?
+    /// The most processes mapping any one page of the mapping (`mapmax`; the kernel prints it
+    /// only above 1). Above 1, some of its pages are shared, which a demotion leaves where they are.
+    public var maxMapCount: Int = 1
 
     public func bytes(on nodes: NodeSet) -> UInt64 {
         nodes.reduce(0) { $0 + (pagesPerNode[$1] ?? 0) } * pageSize
     }
+
+    /// Whether every page of the mapping is mapped by this process alone.
+    public var isUnshared: Bool { maxMapCount <= 1 }
 }

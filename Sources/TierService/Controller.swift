@@ -133,7 +133,7 @@ public final class TierController {
                 "from": .string(a.from.description), "to": .string(NodeSet(a.to).description), "reason": .string(a.reason),
                 "seconds": .double(outcome.duration.seconds), "syscall_seconds": .double(outcome.syscallDuration.seconds),
                 "cpu_seconds": .double(outcome.cpuSeconds), "involuntary_switches": .int(Int64(outcome.involuntarySwitches)),
-                "on_task_cpu": .int(Int64(outcome.movedOnTaskCPU)),
+                "on_task_cpu": .int(Int64(outcome.movedOnTaskCPU)), "whole_moves": .int(Int64(outcome.wholeMoves)),
                 "stopped_for_next_tick": .bool(outcome.stoppedForNextTick),
                 "stayed_by_error": .object(Dictionary(uniqueKeysWithValues: outcome.stayedByError.map {
                     (SyscallError($0.key).name, JSONValue.int(Int64($0.value)))

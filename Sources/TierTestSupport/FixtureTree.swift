@@ -109,6 +109,17 @@ public final class FixtureTree: @unchecked Sendable {
         write(process + "/numa_maps", numa.joined(separator: "\n") + "\n")
     }
 
+    /// Adds to the task's numa_maps (and maps) a file mapping of `pages` on `node` that
+    /// `mappedBy` processes map, as a shared library's text is.
+    public func addSharedMapping(_ pid: Int32, pages: UInt64, node: Int, mappedBy processes: Int, file: String = "/usr/lib/libshared.so") {
+        let process = KernelPaths.process(pid)
+        let start = String(0x5500_0000_0000 as UInt64, radix: 16), end = String(0x5500_0000_0000 + pages * 4096, radix: 16)
+        write(process + "/maps", (read(process + "/maps") ?? "") + "\(start)-\(end) r-xp 00000000 08:01 42 \(file)\n")
+        write(process + "/numa_maps", (read(process + "/numa_maps") ?? "")
+            // The kernel prints mapmax only above 1.
+            + "\(start) default file=\(file) mapped=\(pages)\(processes > 1 ? " mapmax=\(processes)" : "") active=0 N\(node)=\(pages) kernelpagesize_kB=4\n")
+    }
+
     /// Plays the kernel's part in a whole-task move: rewrites the task's numa_maps (and maps)
     /// with its pages on `from` now on `to`, except `leaving` pages that stayed behind.
     public func relocate(_ pid: Int32, from: NodeSet, to: Int, leaving: Int = 0) {

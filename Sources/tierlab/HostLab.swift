@@ -1,17 +1,38 @@
 import Foundation
 
+/// How a guest's clock runs.
+enum GuestClock: Sendable {
+    /// Guest time is host time, as on hardware: what PSI, timers and time-to-DRAM scenarios need.
+    case host
+    /// QEMU's instruction counter (`-icount shift=0`): one virtual nanosecond per guest
+    /// instruction, one vCPU at a time. The lab's host CPUs run the same loop 1.1 to 3.8 s from
+    /// one second to the next (docs/BENCHMARKS.md), so a host-clock timing of a move carries the
+    /// host's swings; counted, two moves differ only by the instructions the guest ran for them.
+    case instructions
+
+    var qemuOptions: [String] {
+        switch self {
+        case .host: []
+        case .instructions: ["-icount shift=0,sleep=on"]
+        }
+    }
+}
+
 /// A guest's NUMA layout: node 0 is DRAM with both CPUs; the others are CPU-less and slower
 /// (HMAT latency 30 ns vs 10 ns, bandwidth 2 vs 10 GB/s), which makes 6.12 put them in a lower tier.
 struct GuestTopology: Sendable {
     var name: String
     /// MiB per node, node 0 first.
     var nodeMiB: [Int]
+    var clock: GuestClock = .host
 
     static let twoTier = GuestTopology(name: "2node", nodeMiB: [1024, 2048])
+    /// The two-tier guest timed by instructions, for the migration throughput pairs.
+    static let twoTierCounted = GuestTopology(name: "2node-counted", nodeMiB: [1024, 2048], clock: .instructions)
     static let threeNode = GuestTopology(name: "3node", nodeMiB: [1024, 1024, 1024])
 
     var qemuOptions: String {
-        var opts = ["-machine hmat=on"]
+        var opts = ["-machine hmat=on"] + clock.qemuOptions
         // prealloc: the host backs all guest RAM before boot, as real DRAM and CXL memory are there
         // from power-on; otherwise the guest's first touch of each page costs a host page fault.
         for (node, mib) in nodeMiB.enumerated() { opts.append("-object memory-backend-ram,id=m\(node),size=\(mib)M,prealloc=on") }
@@ -40,20 +61,25 @@ struct Boot: Sendable {
 
 /// Which boots each suite needs. Scenarios share boots: booting under emulation costs ~20 s.
 enum Suites {
-    static let twoTierScenarios = ["throughput", "late-protected", "opt-out-holds", "mempolicy", "pressure-guard"]
+    static let twoTierScenarios = ["late-protected", "opt-out-holds", "mempolicy", "pressure-guard"]
+    static let countedScenarios = ["throughput"]
     static let threeNodeScenarios = ["cpuset"]
-    static let demoScenarios = ["throughput", "demo-kernel", "demo-numa-balancing", "late-protected"]
+    static let demoScenarios = ["demo-kernel", "demo-numa-balancing", "late-protected"]
 
-    static func boots(_ suite: String, only: [String]?) -> [Boot]? {
+    /// - Parameter countedProbes: probes boot the counted-clock guest instead of the host-clock one.
+    static func boots(_ suite: String, only: [String]?, countedProbes: Bool = false) -> [Boot]? {
         func keep(_ list: [String]) -> [String] { only.map { wanted in list.filter(wanted.contains) } ?? list }
-        if suite == "probe" { return [Boot(topology: .twoTier, scenarios: only ?? ["probe-moves"], timeoutSeconds: 900)] }
+        if suite == "probe" {
+            return [Boot(topology: countedProbes ? .twoTierCounted : .twoTier, scenarios: only ?? ["probe-moves"], timeoutSeconds: 1500)]
+        }
+        let counted = Boot(topology: .twoTierCounted, scenarios: keep(countedScenarios), timeoutSeconds: 1200)
         switch suite {
         case "tests":
-            return [Boot(topology: .twoTier, scenarios: keep(twoTierScenarios), timeoutSeconds: 1500),
+            return [Boot(topology: .twoTier, scenarios: keep(twoTierScenarios), timeoutSeconds: 1500), counted,
                     Boot(topology: .threeNode, scenarios: keep(threeNodeScenarios), timeoutSeconds: 600)]
                 .filter { !$0.scenarios.isEmpty }
         case "demo":
-            return [Boot(topology: .twoTier, scenarios: keep(demoScenarios), timeoutSeconds: 1500)]
+            return [counted, Boot(topology: .twoTier, scenarios: keep(demoScenarios), timeoutSeconds: 1500)].filter { !$0.scenarios.isEmpty }
         default:
             return nil
         }

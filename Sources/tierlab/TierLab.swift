@@ -17,9 +17,11 @@ struct Run: ParsableCommand {
     @Argument(help: "tests or demo") var suite: String
     @Option(help: "Results directory (default .lab-out/<suite>).") var out: String?
     @Option(help: "Only these scenarios (comma-separated), for a quicker look.") var only: String?
+    @Flag(help: "probe: boot the guest whose clock counts instructions (timings free of the host's speed swings).")
+    var countedClock = false
 
     func run() throws {
-        guard let plan = Suites.boots(suite, only: only?.split(separator: ",").map(String.init)) else {
+        guard let plan = Suites.boots(suite, only: only?.split(separator: ",").map(String.init), countedProbes: countedClock) else {
             throw ValidationError("unknown suite '\(suite)': use tests or demo")
         }
         let lab = try HostLab(outDirectory: out ?? ".lab-out/\(suite)")

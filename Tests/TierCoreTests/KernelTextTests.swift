@@ -86,6 +86,19 @@ struct KernelTextTests {
         #expect(freeMaps.reduce(0) { $0 + $1.bytes(on: NodeSet([0])) } > 40 << 20)
     }
 
+    @Test func numaMapsTellsSharedMappingsFromTheTasksOwn() throws {
+        let bound = try captured("/BOUND_PID").trimmingCharacters(in: .whitespacesAndNewlines)
+        let maps = KernelText.numaMaps(try captured("/proc/\(bound)/numa_maps"))
+        // The interpreter's text, mapped by four processes; its heap, by this one alone.
+        let text = try #require(maps.first { $0.start == 0x400000 })
+        #expect(text.maxMapCount == 4)
+        #expect(!text.isUnshared)
+        let heap = try #require(maps.first { $0.start == 0x3cc18000 })
+        #expect(heap.maxMapCount == 1)
+        #expect(heap.isUnshared)
+        #expect(maps.contains { !$0.isUnshared } && maps.contains(where: \.isUnshared))
+    }
+
     @Test(arguments: [
         ("7f00 prefer (many):0-1 anon=3 N0=3 kernelpagesize_kB=4", Mempolicy.Mode.preferMany, "0-1"),
         ("7f00 weighted interleave:1-2 anon=3 N1=3 kernelpagesize_kB=4", .weightedInterleave, "1-2"),

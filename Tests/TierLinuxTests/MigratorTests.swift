@@ -58,6 +58,32 @@ struct MigratorTests {
         #expect(syscalls.calls == [.migrate(pid: 700, from: NodeSet([0]), to: NodeSet([1]), sharedPages: .leave)])
     }
 
+    @Test func librariesADemotionLeavesDoNotCountAgainstItsWholeMove() {
+        // The budget is the group's own bytes; the task also maps 10 pages of a library beside
+        // two other processes, which a demotion leaves where they are.
+        tree.addTask(700, group: "test.slice/batch", pagesPerNode: [0: 100])
+        tree.addSharedMapping(700, pages: 10, node: 0, mappedBy: 3)
+        let outcome = migrator().execute(demote([700], bytes: 100 * 4096, to: [1]))
+        #expect(syscalls.calls == [.migrate(pid: 700, from: NodeSet([0]), to: NodeSet([1]), sharedPages: .leave)])
+        #expect(outcome.wholeMoves == 1)
+    }
+
+    @Test func aPromotionCountsSharedPagesItWouldBringAlong() {
+        tree.addTask(700, group: "test.slice/batch", pagesPerNode: [1: 100])
+        tree.addSharedMapping(700, pages: 10, node: 1, mappedBy: 3)
+        let outcome = migrator().execute(promote([700], bytes: 100 * 4096))
+        #expect(!syscalls.calls.contains { if case .migrate = $0 { true } else { false } })
+        #expect(outcome.wholeMoves == 0)
+    }
+
+    @Test func aTasksOwnFileMappingsCountAgainstAWholeDemotion() {
+        tree.addTask(700, group: "test.slice/batch", pagesPerNode: [0: 100])
+        tree.addSharedMapping(700, pages: 10, node: 0, mappedBy: 1)
+        let outcome = migrator().execute(demote([700], bytes: 100 * 4096, to: [1]))
+        #expect(!syscalls.calls.contains { if case .migrate = $0 { true } else { false } })
+        #expect(outcome.wholeMoves == 0)
+    }
+
     @Test func movedBytesAreWhatLeftTheSourceNodesNotWhatWasAsked() {
         // Shared pages are not failures to the kernel: only numa_maps read back shows they stayed.
         tree.addTask(700, group: "test.slice/batch", pagesPerNode: [0: 100])
