@@ -364,8 +364,8 @@ public struct TaskMigrator: PageMigrator {
         // A page shared with another process (a library, shared memory) may be a protected
         // workload's too: demotion leaves it; promotion brings it along, which harms no one.
         let shared: SharedPages = action.direction == .promote ? .include : .leave
-        let wholeMoveBytes = Self.bytesAWholeMoveTakes(mappings, from: action.from, sharedPages: shared) ?? sourceBytes
-        if pacer != nil || deadline != nil || wholeMoveBytes > budget {
+        if pacer != nil || deadline != nil
+            || !Self.wholeMoveFits(mappings, sourceBytes: sourceBytes, from: action.from, sharedPages: shared, budget: budget) {
             let result = movePart(pid, action, targets: targets.sorted, budget: budget, pacer: pacer, deadline: deadline,
                                   mappings: mappings, stayed: stayed)
             return withBytesLeft(result, pid, action.from, before: sourceBytes)
@@ -391,18 +391,19 @@ public struct TaskMigrator: PageMigrator {
         }
     }
 
-    /// What a whole migrate_pages(2) move of the task would take off `source`, from its numa_maps:
-    /// leaving shared pages, not the mappings whose pages other processes map too (the libraries
-    /// a task maps beside others: 10 MiB for a small Swift program, which put a 512 MiB task just
+    /// Whether moving the task whole with migrate_pages(2) keeps within `budget`. A demotion leaves
+    /// shared pages, so the mappings other processes map too (`mapmax` in numa_maps) need not fit:
+    /// the libraries every program maps (10 MiB for a small Swift program) put a 512 MiB task just
     /// over a budget of its own group's bytes and sent it down the page-by-page path, 14 % slower
-    /// in the lab). Such a mapping's unshared pages still move, so a whole move can exceed the
-    /// budget by up to the shared mappings' bytes. Nil without the numa_maps read.
-    static func bytesAWholeMoveTakes(_ mappings: [NumaMapsEntry]?, from source: NodeSet, sharedPages: SharedPages) -> UInt64? {
-        mappings.map { entries in
-            entries.reduce(0) { total, entry in
-                total + (sharedPages == .include || entry.isUnshared ? entry.bytes(on: source) : 0)
-            }
-        }
+    /// in the lab. Their unshared pages still move, so they are let off only while they come to at
+    /// most a sixteenth of the budget: a forked worker's heap, shared with its parent page by page
+    /// until written, can be most of the task.
+    static func wholeMoveFits(_ mappings: [NumaMapsEntry]?, sourceBytes: UInt64, from source: NodeSet,
+                              sharedPages: SharedPages, budget: UInt64) -> Bool {
+        if sourceBytes <= budget { return true }
+        guard sharedPages == .leave, let mappings else { return false }
+        let inSharedMappings = mappings.reduce(0) { $0 + ($1.isUnshared ? 0 : $1.bytes(on: source)) }
+        return sourceBytes - min(sourceBytes, inSharedMappings) <= budget && inSharedMappings <= budget / 16
     }
 
     /// What left the source nodes in a whole move, read back from the task's numa_maps; if the task
