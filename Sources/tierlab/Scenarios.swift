@@ -212,14 +212,14 @@ enum Scenarios {
                               readingMapsFirst: Bool = false) -> (movedBytes: UInt64, seconds: Double)? {
         let before = lab.numaStat(group).bytes(on: 0)
         let started = monotonic()
-        let (result, _) = ThreadPlacement.onCPU(GuestLab.measuringCPU) {
+        let ((result, _), _) = ThreadPlacement.onCPU(GuestLab.measuringCPU) {
             ThreadPriority.withNice(-10) {
                 if readingMapsFirst { _ = try? lab.files.read(KernelPaths.process(task.pid) + "/numa_maps") }
                 return LibnumaSyscalls().migratePages(pid: task.pid, from: NodeSet([0]), to: NodeSet([1]), sharedPages: shared)
             }
         }
         let seconds = monotonic() - started
-        guard case .success = result.result else { return nil }
+        guard case .success = result else { return nil }
         return (before - min(before, lab.numaStat(group).bytes(on: 0)), seconds)
     }
 
