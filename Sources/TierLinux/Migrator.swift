@@ -370,9 +370,9 @@ public struct TaskMigrator: PageMigrator {
                                   mappings: mappings, stayed: stayed)
             return withBytesLeft(result, pid, action.from, before: sourceBytes)
         }
-        outcome.wholeMoves += 1
         switch syscalls.migratePages(pid: pid, from: action.from, to: NodeSet([first]), sharedPages: shared) {
         case .success(let notMoved):
+            outcome.wholeMoves += 1
             let moved = bytesLeft(pid, action.from, before: sourceBytes, notMovedPages: notMoved)
             // The nearest target may have run out of room: the next ones get the rest page by page.
             if notMoved > 0, targets.count > 1, budget > moved {

@@ -109,6 +109,7 @@ struct MigratorTests {
         let outcome = migrator().execute(demote([700]))
         #expect(outcome.tasks.map(\.result) == [.moved(bytes: 100 * 4096)])
         #expect(syscalls.calls.contains(.move(pid: 700, pages: 100, to: 1)))
+        #expect(outcome.wholeMoves == 0)
     }
 
     @Test func pagesTheNearestTargetHadNoRoomForGoToTheNext() {
