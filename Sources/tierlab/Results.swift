@@ -109,7 +109,7 @@ struct Report {
         set xlabel 'seconds after its allocation finished'
         set ylabel '% in DRAM'
         set yrange [0:105]
-        set key bottom right
+        set key outside below horizontal
         set grid
         plot \(plots.joined(separator: ", "))
         """
