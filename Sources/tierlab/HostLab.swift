@@ -133,15 +133,29 @@ struct HostLab {
                                   timeout: boot.timeoutSeconds)
         }
         let results = ScenarioResult.load(dir + "/results.jsonl")
-        FileHandle.standardError.write(Data(String(format: "tierlab: %@ guest done in %.0f s (exit %d)\n",
-                                                    boot.topology.name, Date().timeIntervalSince(started), status).utf8))
-        let missing = boot.scenarios.filter { name in !results.contains { $0.scenario.hasPrefix(name) } }
         let console = (try? String(contentsOfFile: dir + "/console.log", encoding: .utf8)) ?? ""
+        let ending = Self.guestEnding(status: status, console: console)
+        FileHandle.standardError.write(Data(String(format: "tierlab: %@ guest done in %.0f s (%@)\n",
+                                                    boot.topology.name, Date().timeIntervalSince(started), ending).utf8))
+        let missing = boot.scenarios.filter { name in !results.contains { $0.scenario.hasPrefix(name) } }
         let guestLog = (try? String(contentsOfFile: dir + "/guest.log", encoding: .utf8)) ?? ""
         return results + missing.map { name in
             ScenarioResult(scenario: name, checks: [Check(name: "scenario ran to completion", ok: false,
-                detail: "guest exit \(status); last guest log lines:\n\(guestLog.suffix(3000))\nconsole:\n\(console.suffix(2000))")])
+                detail: "\(ending); last guest log lines:\n\(guestLog.suffix(3000))\nconsole:\n\(console.suffix(2000))")])
         }
+    }
+
+    /// How a guest run ended, in words. Without virtio-serial script ports virtme-ng runs the
+    /// command on the console and exits 255 whatever the command returned; the guest's init
+    /// prints the command's own status on the console, which is the one that matters.
+    static func guestEnding(status: Int32, console: String) -> String {
+        if status == 124 || status == 137 { return "timed out: killed after its time limit" }
+        let marker = "script exited with code "
+        if let line = console.split(separator: "\n").last(where: { $0.contains(marker) }),
+           let code = line.components(separatedBy: marker).last?.trimmingCharacters(in: .whitespaces) {
+            return "its command exited \(code)"
+        }
+        return "virtme-ng exit \(status), no command status on the console"
     }
 
     /// Parameters every lab guest's kernel boots with.
