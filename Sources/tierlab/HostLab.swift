@@ -151,7 +151,9 @@ struct HostLab {
     static func guestEnding(status: Int32, console: String) -> String {
         if status == 124 || status == 137 { return "timed out: killed after its time limit" }
         let marker = "script exited with code "
-        if let line = console.split(separator: "\n").last(where: { $0.contains(marker) }),
+        // The console's lines end in "\r\n", one Character to Swift: split on the scalars.
+        let lines = console.unicodeScalars.split(whereSeparator: { $0 == "\n" || $0 == "\r" }).map(String.init)
+        if let line = lines.last(where: { $0.contains(marker) }),
            let code = line.components(separatedBy: marker).last?.trimmingCharacters(in: .whitespaces) {
             return "its command exited \(code)"
         }
