@@ -126,9 +126,10 @@ struct HostLab {
         // TCG). A guest that never reached its scenarios is booted once more; its console is kept.
         let cameUp = { ((try? String(contentsOfFile: dir + "/guest.log", encoding: .utf8)) ?? "").contains("guest up") }
         if !cameUp() && ScenarioResult.load(dir + "/results.jsonl").isEmpty {
+            let failedConsole = (try? String(contentsOfFile: dir + "/console.log", encoding: .utf8)) ?? ""
             try? FileManager.default.removeItem(atPath: dir + "/console-failed-boot.log")
             try? FileManager.default.moveItem(atPath: dir + "/console.log", toPath: dir + "/console-failed-boot.log")
-            FileHandle.standardError.write(Data("tierlab: the \(boot.topology.name) guest never came up (exit \(status); console in \(dir)/console-failed-boot.log): booting it once more\n".utf8))
+            FileHandle.standardError.write(Data("tierlab: the \(boot.topology.name) guest never came up (\(Self.guestEnding(status: status, console: failedConsole)); console in \(dir)/console-failed-boot.log): booting it once more\n".utf8))
             status = try runGuest(topology: boot.topology, rwdir: dir, command: command, log: dir + "/console.log",
                                   timeout: boot.timeoutSeconds)
         }
@@ -151,11 +152,8 @@ struct HostLab {
     static func guestEnding(status: Int32, console: String) -> String {
         if status == 124 || status == 137 { return "timed out: killed after its time limit" }
         let marker = "script exited with code "
-        // The console's lines end in "\r\n", one Character to Swift: split on the scalars.
-        let lines = console.unicodeScalars.split(whereSeparator: { $0 == "\n" || $0 == "\r" }).map(String.init)
-        if let line = lines.last(where: { $0.contains(marker) }),
-           let code = line.components(separatedBy: marker).last?.trimmingCharacters(in: .whitespaces) {
-            return "its command exited \(code)"
+        if let found = console.range(of: marker, options: .backwards) {
+            return "its command exited \(console[found.upperBound...].prefix { $0.isNumber || $0 == "-" })"
         }
         return "virtme-ng exit \(status), no command status on the console"
     }
