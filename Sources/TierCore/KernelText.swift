@@ -112,13 +112,22 @@ public enum KernelText {
     /// ```
     /// The file system type follows the " - " separator; optional fields precede it.
     public static func cgroup2MountPoint(mountinfo: String) -> String? {
-        for line in mountinfo.split(separator: "\n") {
+        CgroupMount.preferred(cgroup2Mounts(mountinfo: mountinfo))?.mountPoint
+    }
+
+    /// Every cgroup v2 mount in `/proc/self/mountinfo`, in order, with its root (field 4). From a
+    /// Kubernetes pod, the runtime's namespaced mount and the hostPath mount of the host's tree over it:
+    /// ```
+    /// 407 395 0:26 / /sys/fs/cgroup rw,nosuid,nodev,noexec,relatime - cgroup2 cgroup2 rw
+    /// 408 407 0:26 /../../../.. /sys/fs/cgroup rw,relatime - cgroup2 cgroup2 rw
+    /// ```
+    public static func cgroup2Mounts(mountinfo: String) -> [CgroupMount] {
+        mountinfo.split(separator: "\n").compactMap { line in
             let fields = line.split(separator: " ")
             guard let dash = fields.firstIndex(of: "-"), dash + 1 < fields.count, fields.count > 4,
-                  fields[dash + 1] == "cgroup2" else { continue }
-            return unescapeMountPath(String(fields[4]))
+                  fields[dash + 1] == "cgroup2" else { return nil }
+            return CgroupMount(root: unescapeMountPath(String(fields[3])), mountPoint: unescapeMountPath(String(fields[4])))
         }
-        return nil
     }
 
     /// mountinfo escapes space, tab, newline and backslash as octal ("\040").
@@ -161,11 +170,13 @@ public enum KernelText {
         return cpu
     }
 
-    /// `/proc/PID/cgroup` on a cgroup v2 host: "0::/system.slice/db.service".
-    /// - Returns: the path relative to the cgroup root, without the leading slash.
-    public static func cgroupOfProcess(_ text: String) -> CgroupPath? {
+    /// `/proc/PID/cgroup` on a cgroup v2 host: "0::/system.slice/db.service"; read from inside a
+    /// cgroup namespace, relative to its root: "0::/../../be".
+    /// - Returns: the path as written, relative to the reader's cgroup namespace root
+    ///   (``CgroupNamespace`` maps it into the mounted tree).
+    public static func cgroupOfProcess(_ text: String) -> String? {
         for line in text.split(separator: "\n") where line.hasPrefix("0::") {
-            return CgroupPath(String(line.dropFirst(3)))
+            return String(line.dropFirst(3))
         }
         return nil
     }

@@ -166,6 +166,7 @@ public struct RootedHostFiles: HostFiles {
 public enum KernelPaths {
     public static let mountinfo = "/proc/self/mountinfo"
     public static let selfStatus = "/proc/self/status"
+    public static let selfCgroup = "/proc/self/cgroup"
     public static let nodeRoot = "/sys/devices/system/node"
     public static let onlineNodes = "/sys/devices/system/node/online"
     public static let nodesWithMemory = "/sys/devices/system/node/has_memory"

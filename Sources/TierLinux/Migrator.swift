@@ -162,7 +162,7 @@ public enum TaskResult: Sendable, Equatable, CustomStringConvertible {
         case .targetsFull(let b): "moved \(formatBytes(b)), then the target nodes had no room left"
         case .nothingToMove: "nothing on the source nodes"
         case .exited: "exited before the move"
-        case .leftGroup(let now): "no longer in the group (now \(now.map { "\($0)" } ?? "unknown")): skipped"
+        case .leftGroup(let now): "no longer in the group (now \(now.map { "\($0)" } ?? "outside the cgroup tree tierd sees")): skipped"
         case .mempolicy(let policy): "its mempolicy \(policy) excludes the targets: left alone (mempolicy: respect)"
         case .isTierd: "tierd's own process: skipped"
         case .failed(let why): "failed: \(why)"
@@ -309,7 +309,7 @@ public struct TaskMigrator: PageMigrator {
 
     func stillInGroup(_ pid: Int32, _ group: CgroupPath) -> TaskResult? {
         guard let text = try? files.read(KernelPaths.process(pid) + "/cgroup") else { return .exited }
-        let now = KernelText.cgroupOfProcess(text)
+        let now = KernelText.cgroupOfProcess(text).flatMap(collector.namespace.mountPath(of:))
         return now == group ? nil : .leftGroup(now: now)
     }
 

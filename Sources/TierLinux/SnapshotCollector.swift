@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import TierCore
 
 /// Reads one `HostSnapshot` per tick from the kernel's files: the node topology and every
@@ -7,31 +10,77 @@ public struct SnapshotCollector: Sendable {
     /// The cgroup v2 mount point as the kernel names it ("/sys/fs/cgroup").
     public let cgroupMount: String
 
+    /// Maps the cgroup paths in `/proc/PID/cgroup` (relative to tierd's cgroup namespace) into the
+    /// mounted tree: the identity on a host, a real map in a Kubernetes pod.
+    public let namespace: CgroupNamespace
+
     /// What goes wrong before a snapshot can be taken at all.
     public enum SetupError: Error, CustomStringConvertible {
         case noCgroup2(mountinfo: String)
         case unreadable(HostFileError)
+        /// tierd's own cgroup cannot be found in the mounted tree, so no task's cgroup can be checked.
+        case namespaceNotAnchored(String)
         public var description: String {
             switch self {
             case .noCgroup2(let path): "no cgroup v2 file system in \(path): tierd needs the unified hierarchy"
             case .unreadable(let error): "\(error)"
+            case .namespaceNotAnchored(let why):
+                "\(why): tierd cannot tell which cgroup a task is in; mount the host's cgroup2 root (in a pod: a hostPath volume of /sys/fs/cgroup)"
             }
         }
     }
 
-    public init(files: any HostFiles) throws {
+    /// - Parameter selfPid: tierd's pid as this process's PID namespace numbers it (what
+    ///   `cgroup.procs` lists); a fixture tree passes the pid it captured.
+    public init(files: any HostFiles, selfPid: Int32 = getpid()) throws {
         self.files = files
         let mountinfo: String
         do { mountinfo = try files.read(KernelPaths.mountinfo) } catch { throw SetupError.unreadable(error) }
-        guard let mount = KernelText.cgroup2MountPoint(mountinfo: mountinfo) else {
+        guard let mount = CgroupMount.preferred(KernelText.cgroup2Mounts(mountinfo: mountinfo)) else {
             throw SetupError.noCgroup2(mountinfo: KernelPaths.mountinfo)
         }
-        cgroupMount = mount
+        cgroupMount = mount.mountPoint
+        namespace = try Self.anchorNamespace(files: files, mount: mount, selfPid: selfPid)
     }
 
-    public func directory(of group: CgroupPath) -> String {
-        group.isRoot ? cgroupMount : cgroupMount + "/" + group.relative
+    /// Finds tierd's own cgroup in the mounted tree (see ``CgroupNamespace``). A tree without
+    /// `/proc/self/cgroup` (an old fixture) whose mount is the namespace root maps as the identity.
+    static func anchorNamespace(files: any HostFiles, mount: CgroupMount, selfPid: Int32) throws(SetupError) -> CgroupNamespace {
+        guard let text = try? files.read(KernelPaths.selfCgroup), let own = KernelText.cgroupOfProcess(text) else {
+            guard mount.levelsAboveNamespace == 0 else {
+                throw .namespaceNotAnchored("\(KernelPaths.selfCgroup) has no cgroup v2 line")
+            }
+            return .identity
+        }
+        switch CgroupNamespace.anchor(mount: mount, selfInNamespace: own) {
+        case .known(let namespace): return namespace
+        case .outside(let why): throw .namespaceNotAnchored(why)
+        case .search(let depth):
+            guard let found = directoryListing(selfPid, depth: depth, under: mount.mountPoint, files: files) else {
+                throw .namespaceNotAnchored("no cgroup \(depth) levels below \(mount.mountPoint) lists tierd's pid \(selfPid) (tierd is \(own) in its cgroup namespace)")
+            }
+            return CgroupNamespace(selfInNamespace: own, selfInMount: found)
+        }
     }
+
+    /// The directory `depth` levels below `mountPoint` whose `cgroup.procs` lists `pid`; walked once, at start.
+    static func directoryListing(_ pid: Int32, depth: Int, under mountPoint: String, files: any HostFiles) -> CgroupPath? {
+        var level: [CgroupPath] = [.root]
+        for _ in 0..<depth {
+            level = level.flatMap { group in
+                ((try? files.subdirectories(directory(of: group, mount: mountPoint))) ?? []).sorted().map { group.appending($0) }
+            }
+        }
+        return level.first { group in
+            (try? files.read(directory(of: group, mount: mountPoint) + "/cgroup.procs")).map { KernelText.pids($0).contains(pid) } ?? false
+        }
+    }
+
+    static func directory(of group: CgroupPath, mount: String) -> String {
+        group.isRoot ? mount : mount + "/" + group.relative
+    }
+
+    public func directory(of group: CgroupPath) -> String { Self.directory(of: group, mount: cgroupMount) }
 
     /// The memory nodes and their tiers. Nodes without memory are left out.
     public func topology(selection: TierSelection) throws(HostFileError) -> Topology {

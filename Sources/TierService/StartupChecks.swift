@@ -24,6 +24,16 @@ public enum StartupChecks {
             findings.append(.init(level: .warning, message:
                 "the memory controller is not enabled for child groups (\(collector.cgroupMount)/cgroup.subtree_control): no group has memory.numa_stat to act on"))
         }
+        // The root cgroup alone has no cgroup.type: a mount that has one shows a subtree, as the
+        // runtime's own mount does inside a pod's private cgroup namespace.
+        if files.exists(collector.cgroupMount + "/cgroup.type") {
+            findings.append(.init(level: .warning, message:
+                "the cgroup tree at \(collector.cgroupMount) is not the host's root (it has cgroup.type, which only the root lacks): tierd sees only the groups below it; in a Kubernetes pod, mount the host's /sys/fs/cgroup as a hostPath volume"))
+        }
+        if !collector.namespace.isIdentity {
+            findings.append(.init(level: .info, message:
+                "tierd is in a cgroup namespace of its own: its cgroup there (/\(collector.namespace.selfInNamespace.joined(separator: "/"))) is \(collector.namespace.selfInMount) in the tree at \(collector.cgroupMount); tasks' cgroups are mapped through it"))
+        }
         guard let topology = try? collector.topology(selection: policy.tiers) else {
             findings.append(.init(level: .fatal, message: "cannot read the NUMA topology under \(KernelPaths.nodeRoot)"))
             return (nil, findings)

@@ -20,6 +20,11 @@ public final class FixtureTree: @unchecked Sendable {
     /// The captured 6.12 guest: node0 DRAM with the CPUs, nodes 1 and 2 in a lower memory tier.
     public static var capturedGuest: String { fixtures + "/guest-3node" }
 
+    /// The same kind of guest seen from a Kubernetes pod (scripts/capture-pod-fixture.sh): tierd in a
+    /// cgroup of its own and a private cgroup namespace, the host's cgroupfs mounted over the
+    /// runtime's; `SELF_PID` is the captured stand-in for tierd, `WORKLOAD_PID` a pod's task.
+    public static var capturedPod: String { fixtures + "/guest-pod" }
+
     /// Copies `captured` into a fresh directory under `parent` (a tmpfs for benchmarks).
     public init(copying captured: String = FixtureTree.capturedGuest, parent: String = NSTemporaryDirectory()) throws {
         root = parent + "/tierd-fixture-" + UUID().uuidString

@@ -75,6 +75,13 @@ struct TierdRun {
             .reduce(0) { $0 + UInt64(($1["moved"] as? Int) ?? 0) }
     }
 
+    /// How many task moves of all actions ended with `code` (a `TaskResult` code such as "left_group").
+    func taskResults(_ code: String) -> Int {
+        events("action").reduce(0) { count, action in
+            count + ((action["tasks"] as? [[String: Any]]) ?? []).filter { $0["result"] as? String == code }.count
+        }
+    }
+
     /// The last journal lines, for a failure report.
     func tail(_ count: Int = 25) -> String {
         let text = (try? String(contentsOfFile: journal, encoding: .utf8)) ?? ""
@@ -242,13 +249,38 @@ final class GuestLab {
         return filler
     }
 
-    func startTierd(_ name: String, policy: String, cpu: Int? = nil) -> TierdRun {
+    /// How tierd is started: as a host service, or as the Kubernetes DaemonSet runs it.
+    enum TierdLaunch {
+        case host
+        /// In a cgroup of its own (three levels down, as a pod's container is), in a private cgroup
+        /// namespace rooted there, its own mount namespace holding the runtime's namespaced cgroup2
+        /// mount at /sys/fs/cgroup with the host's cgroupfs bind-mounted over it (the hostPath volume).
+        case pod
+    }
+
+    /// tierd's cgroup when launched `.pod`.
+    var podGroup: String { "\(labSlice)/kubepods-podtierd.slice/cri-containerd-tierd.scope" }
+
+    func startTierd(_ name: String, policy: String, cpu: Int? = nil, launch: TierdLaunch = .host) -> TierdRun {
         let policyPath = out + "/\(name).yaml"
         let journal = out + "/\(name).journal.jsonl"
         try? policy.write(toFile: policyPath, atomically: true, encoding: .utf8)
         try? FileManager.default.removeItem(atPath: journal)
         let pin = cpu.map { ["taskset", "-c", String($0)] } ?? []
-        let process = spawn(group: nil, pin + [bin + "/tierd", "--config", policyPath, "--journal", journal], output: out + "/\(name).log")
+        let argv = pin + [bin + "/tierd", "--config", policyPath, "--journal", journal]
+        let process: Process
+        switch launch {
+        case .host:
+            process = spawn(group: nil, argv, output: out + "/\(name).log")
+        case .pod:
+            makeGroup(podGroup)
+            // A fresh /sys/fs stands in for the container's own sysfs, which has no cgroup mount yet.
+            let mounts = "mkdir -p /run/hostcg && mount --bind /sys/fs/cgroup /run/hostcg"
+                + " && mount -t tmpfs tmpfs /sys/fs && mkdir /sys/fs/cgroup && mount -t cgroup2 cgroup2 /sys/fs/cgroup"
+                + " && mount --bind /run/hostcg /sys/fs/cgroup && umount -l /run/hostcg && exec \"$@\""
+            process = spawn(group: podGroup, ["unshare", "--cgroup", "--mount", "--propagation", "private", "sh", "-c", mounts, "sh"] + argv,
+                            output: out + "/\(name).log")
+        }
         _ = waitFor(seconds: 30) { FileManager.default.fileExists(atPath: journal) && !(try! String(contentsOfFile: journal, encoding: .utf8)).isEmpty }
         return TierdRun(process: process, journal: journal, policyPath: policyPath)
     }

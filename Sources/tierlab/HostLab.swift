@@ -61,7 +61,7 @@ struct Boot: Sendable {
 
 /// Which boots each suite needs. Scenarios share boots: booting under emulation costs ~20 s.
 enum Suites {
-    static let twoTierScenarios = ["late-protected", "opt-out-holds", "mempolicy", "pressure-guard"]
+    static let twoTierScenarios = ["late-protected", "late-protected-pod", "opt-out-holds", "mempolicy", "pressure-guard"]
     static let countedScenarios = ["throughput"]
     static let threeNodeScenarios = ["cpuset"]
     static let demoScenarios = ["demo-kernel", "demo-numa-balancing", "late-protected"]
@@ -186,11 +186,12 @@ struct HostLab {
         return process.terminationStatus
     }
 
-    func capture(into directory: String) throws {
+    /// Captures a fixture tree in a 3-node guest with `script` (a file of scripts/, run in the guest).
+    func capture(into directory: String, script: String) throws {
         let dir = out + "/3node"
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         let status = try runGuest(topology: .threeNode, rwdir: dir,
-                                  command: "\(project)/scripts/capture-fixtures.sh \(dir)/tree", log: dir + "/console.log", timeout: 400)
+                                  command: "\(project)/scripts/\(script) \(dir)/tree", log: dir + "/console.log", timeout: 400)
         guard status == 0 || FileManager.default.fileExists(atPath: dir + "/tree/KERNEL") else {
             throw LabError("capture failed (exit \(status)); see \(dir)/console.log")
         }

@@ -32,6 +32,7 @@ enum Scenarios {
             return lateProtected(lab, mode: .tierd, variant: (String(name.dropFirst("late-protected-".count)), ""))
         case "probe-split": return probeSplit(lab)
         case "probe-direct": return probeSplit(lab, rounds: 6, ways: ["migratepages", "one-thread"], name: "probe-direct")
+        case "late-protected-pod": return lateProtected(lab, mode: .tierd, launch: .pod)
         case "late-protected-nice0": return lateProtected(lab, mode: .tierd, variant: ("nice0", ", mover_nice: 0"))
         case "late-protected-anycpu": return lateProtected(lab, mode: .tierd, variant: ("anycpu", ", move_on_task_cpu: false"))
         case "late-protected-serial": return lateProtected(lab, mode: .tierd, variant: ("serial", ", parallel_moves: false"))
@@ -828,8 +829,10 @@ enum Scenarios {
     /// starts. With tierd it must reach ≥ 99 % in DRAM, and none of its pages may go to slow
     /// memory; the kernel-only modes are measured the same way for the demo's table.
     /// `variant` names a probe run of tierd with other controller settings (", key: value" text).
-    static func lateProtected(_ lab: GuestLab, mode: Mode, variant: (name: String, settings: String)? = nil) -> ScenarioResult {
-        let name = mode == .tierd ? "late-protected" + (variant.map { "-" + $0.name } ?? "")
+    /// `launch: .pod` runs tierd as the Kubernetes DaemonSet does (``GuestLab/TierdLaunch/pod``).
+    static func lateProtected(_ lab: GuestLab, mode: Mode, variant: (name: String, settings: String)? = nil,
+                              launch: GuestLab.TierdLaunch = .host) -> ScenarioResult {
+        let name = mode == .tierd ? "late-protected" + (variant.map { "-" + $0.name } ?? "") + (launch == .pod ? "-pod" : "")
             : mode == .kernelDemotion ? "demo-kernel" : "demo-numa-balancing"
         var result = ScenarioResult(scenario: name, checks: [])
         let batchGroup = "\(lab.labSlice)/batch", protectedGroup = "\(lab.labSlice)/protected"
@@ -848,7 +851,7 @@ enum Scenarios {
                 workloads:
                   - {name: protected, match: ["\(protectedGroup)"], demote: never}
                   - {name: batch, match: ["\(batchGroup)"], demote: allowed, priority: 10}
-                """)
+                """, launch: launch)
         case .kernelDemotion: lab.kernelTiering(demotion: true, numaBalancing: 0)
         case .numaBalancing: lab.kernelTiering(demotion: true, numaBalancing: 2)
         }
@@ -950,6 +953,15 @@ enum Scenarios {
         result.checks.append(Check(name: "tierd never demotes the protected job", ok: tierd.movedBytes(group: protectedGroup, direction: "demote") == 0
                                    && !tierd.events("action").contains { $0["group"] as? String == "/" + protectedGroup && $0["direction"] as? String == "demote" },
                                    detail: "demote actions on \(protectedGroup): \(tierd.events("action").filter { $0["group"] as? String == "/" + protectedGroup && $0["direction"] as? String == "demote" }.count)"))
+        if launch == .pod {
+            let log = (try? String(contentsOfFile: lab.out + "/tierd-\(name).log", encoding: .utf8)) ?? ""
+            let line = log.split(separator: "\n").first { $0.contains("cgroup namespace of its own") }
+            result.checks.append(Check(name: "tierd ran in a cgroup namespace of its own and mapped cgroups through it", ok: line != nil,
+                                       detail: line.map(String.init) ?? "no namespace line in tierd's log"))
+        }
+        let misread = tierd.taskResults("left_group")
+        result.checks.append(Check(name: "no task is taken for one that left its group", ok: misread == 0,
+                                   detail: "\(misread) task moves skipped as left_group" + (launch == .pod ? " (tierd in a private cgroup namespace)" : "")))
         result.checks.append(Check(name: "the protected job's bytes on the slow node never grow after it started", ok: increases == 0,
                                    detail: "\(slowSamples.count) samples of memory.numa_stat, \(increases) increases"))
         if let floor = result.figures["floor_seconds"], let reached = result.figures["seconds_to_99"] {

@@ -50,10 +50,14 @@ struct Guest: ParsableCommand {
 /// Capture kernel text for unit-test fixtures from a three-node guest.
 struct Capture: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Capture fixture trees from the 3-node guest into Tests/Fixtures.")
-    @Option var out: String = "Tests/Fixtures/guest-3node"
+    @Option(help: "host: cgroups and workloads as tierd sees them on a host; pod: as tierd sees them from a Kubernetes pod.")
+    var shape: String = "host"
+    @Option(help: "Where the tree goes (default Tests/Fixtures/guest-3node, or guest-pod for --shape pod).") var out: String?
 
     func run() throws {
-        let lab = try HostLab(outDirectory: ".lab-out/capture")
-        try lab.capture(into: out)
+        let scripts = ["host": "capture-fixtures.sh", "pod": "capture-pod-fixture.sh"]
+        guard let script = scripts[shape] else { throw ValidationError("unknown shape '\(shape)': use host or pod") }
+        let lab = try HostLab(outDirectory: ".lab-out/capture-\(shape)")
+        try lab.capture(into: out ?? (shape == "pod" ? "Tests/Fixtures/guest-pod" : "Tests/Fixtures/guest-3node"), script: script)
     }
 }
