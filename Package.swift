@@ -67,7 +67,8 @@ let package = Package(
             dependencies: ["TierService", "TierLinux", "TierCore", "TierTestSupport",
                            .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: strict),
-        .testTarget(name: "TierCoreTests", dependencies: ["TierCore", "TierTestSupport"], swiftSettings: strict),
+        .testTarget(name: "TierCoreTests", dependencies: ["TierCore", "TierTestSupport", .product(name: "Yams", package: "Yams")],
+                    swiftSettings: strict),
         .testTarget(name: "TierLinuxTests", dependencies: ["TierLinux", "TierCore", "TierTestSupport"], swiftSettings: strict),
         .testTarget(name: "TierServiceTests", dependencies: ["TierService", "TierLinux", "TierCore", "TierTestSupport"], swiftSettings: strict),
     ]

@@ -27,15 +27,4 @@ struct ShippedConfigTests {
         #expect(policy.workloads.isEmpty)
         #expect(policy.defaultRule == .observeOnly)
     }
-
-    @Test func theDaemonSetPolicyCompiles() throws {
-        let manifest = try String(contentsOf: Self.configDirectory.deletingLastPathComponent()
-            .appendingPathComponent("deploy/kubernetes/tierd-daemonset.yaml"), encoding: .utf8)
-        // The ConfigMap's tierd.yaml block: the lines indented under "tierd.yaml: |".
-        let lines = manifest.split(separator: "\n", omittingEmptySubsequences: false)
-        let start = try #require(lines.firstIndex { $0.contains("tierd.yaml: |") })
-        let body = lines[(start + 1)...].prefix { $0.hasPrefix("    ") || $0.isEmpty }.map { String($0.dropFirst(4)) }
-        let policy = try PolicyCompiler.compile(yaml: body.joined(separator: "\n"), file: "daemonset:tierd.yaml")
-        #expect(policy.workloads.map(\.name) == ["guaranteed", "besteffort"])
-    }
 }

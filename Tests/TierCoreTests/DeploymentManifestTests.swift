@@ -1,0 +1,93 @@
+import Foundation
+import Testing
+import TierCore
+import Yams
+
+/// The Kubernetes manifest, parsed as Kubernetes would read it: every field tierd needs in a pod
+/// on a cgroup v2 node is there, and the policy it ships compiles.
+struct DeploymentManifestTests {
+    let documents: [[String: Any]]
+
+    init() throws {
+        let path = ShippedConfigTests.configDirectory.deletingLastPathComponent()
+            .appendingPathComponent("deploy/kubernetes/tierd-daemonset.yaml").path
+        let text = try String(contentsOfFile: path, encoding: .utf8)
+        documents = try Yams.load_all(yaml: text).compactMap { $0 as? [String: Any] }
+    }
+
+    func object(kind: String) throws -> [String: Any] {
+        try #require(documents.first { $0["kind"] as? String == kind }, "no \(kind) in the manifest")
+    }
+
+    func value(_ object: [String: Any], _ path: String) -> Any? {
+        path.split(separator: ".").reduce(object as Any?) { current, key in
+            (current as? [String: Any])?[String(key)]
+        }
+    }
+
+    var podSpec: [String: Any] {
+        get throws { try #require(value(try object(kind: "DaemonSet"), "spec.template.spec") as? [String: Any]) }
+    }
+
+    var container: [String: Any] {
+        get throws {
+            let containers = try #require(try podSpec["containers"] as? [[String: Any]])
+            return try #require(containers.first { $0["name"] as? String == "tierd" })
+        }
+    }
+
+    @Test func everyObjectHasItsRequiredFields() throws {
+        #expect(documents.map { $0["kind"] as? String } == ["Namespace", "ConfigMap", "DaemonSet"])
+        for document in documents {
+            #expect(document["apiVersion"] is String)
+            #expect(value(document, "metadata.name") is String)
+        }
+        let daemonSet = try object(kind: "DaemonSet")
+        let selector = try #require(value(daemonSet, "spec.selector.matchLabels") as? [String: String])
+        let labels = try #require(value(daemonSet, "spec.template.metadata.labels") as? [String: String])
+        #expect(!selector.isEmpty && selector.allSatisfy { labels[$0.key] == $0.value })
+        #expect(try container["image"] is String)
+    }
+
+    @Test func thePodSeesTheHostsProcessesAndCgroupTree() throws {
+        #expect(try podSpec["hostPID"] as? Bool == true)
+        let volumes = try #require(try podSpec["volumes"] as? [[String: Any]])
+        let cgroup = try #require(volumes.first { value($0, "hostPath.path") as? String == "/sys/fs/cgroup" })
+        let mounts = try #require(try container["volumeMounts"] as? [[String: Any]])
+        let mount = try #require(mounts.first { $0["name"] as? String == cgroup["name"] as? String })
+        #expect(mount["mountPath"] as? String == "/sys/fs/cgroup")
+        // PSI triggers are written into memory.pressure: the tree must be writable.
+        #expect(mount["readOnly"] as? Bool != true)
+    }
+
+    @Test func theContainerHasTheCapabilitiesAndSystemCallsItUses() throws {
+        let security = try #require(try container["securityContext"] as? [String: Any])
+        let added = Set(try #require(value(security, "capabilities.add") as? [String]))
+        #expect(added == ["SYS_NICE", "SYS_PTRACE", "DAC_READ_SEARCH"])
+        #expect(value(security, "capabilities.drop") as? [String] == ["ALL"])
+        #expect(security["privileged"] as? Bool == false)
+        #expect(security["allowPrivilegeEscalation"] as? Bool == false)
+        // RuntimeDefault refuses migrate_pages(2) and move_pages(2): it would leave tierd moving nothing.
+        #expect(value(security, "seccompProfile.type") as? String != "RuntimeDefault")
+        #expect(value(security, "seccompProfile.type") != nil)
+    }
+
+    @Test func theContainerIsBoundedAndOpensNoPort() throws {
+        #expect(value(try container, "resources.limits.memory") is String)
+        #expect(value(try container, "resources.requests.cpu") is String)
+        #expect(try container["ports"] == nil)
+        #expect(try podSpec["hostNetwork"] as? Bool != true)
+    }
+
+    @Test func theConfigMapPolicyCompilesAndIsTheOneTierdReads() throws {
+        let data = try #require(value(try object(kind: "ConfigMap"), "data") as? [String: Any])
+        let policyText = try #require(data["tierd.yaml"] as? String)
+        let policy = try PolicyCompiler.compile(yaml: policyText, file: "tierd-daemonset.yaml:ConfigMap:tierd.yaml")
+        #expect(policy.workloads.map(\.name) == ["guaranteed", "besteffort"])
+        let command = try #require(try container["command"] as? [String])
+        let configPath = try #require(command.firstIndex(of: "--config").map { command[$0 + 1] })
+        let mounts = try #require(try container["volumeMounts"] as? [[String: Any]])
+        let policyMount = try #require(mounts.first { $0["name"] as? String == "policy" })
+        #expect(configPath == (policyMount["mountPath"] as? String ?? "") + "/tierd.yaml")
+    }
+}
