@@ -28,3 +28,38 @@ public enum PolicyFileLoader {
         return try PolicyCompiler.compile(bytes: bytes, file: path)
     }
 }
+
+/// Notices that the policy file changed, so that tierd reloads it without a SIGHUP: a Kubernetes
+/// ConfigMap volume is updated by swapping a `..data` symlink to a new directory, and an edited
+/// file changes its size or modification time. `stat(2)` follows the symlinks to whatever file the
+/// path names now; one call per tick.
+public struct PolicyFileWatch: Sendable {
+    /// What identifies one version of the file.
+    struct Version: Equatable, Sendable {
+        var device: UInt64, inode: UInt64, size: Int64, modifiedSeconds: Int, modifiedNanoseconds: Int
+    }
+
+    public let path: String
+    private var seen: Version?
+
+    /// Starts from the file as it is now: the version tierd loaded at start.
+    public init(path: String) {
+        self.path = path
+        seen = Self.version(of: path)
+    }
+
+    static func version(of path: String) -> Version? {
+        var info = stat()
+        guard stat(path, &info) == 0 else { return nil }
+        return Version(device: UInt64(info.st_dev), inode: UInt64(info.st_ino), size: Int64(info.st_size),
+                       modifiedSeconds: Int(info.st_mtim.tv_sec), modifiedNanoseconds: Int(info.st_mtim.tv_nsec))
+    }
+
+    /// True once for each new version of the file; a file that went missing is no new version
+    /// (a ConfigMap update never leaves the path empty; an operator's half-done edit may).
+    public mutating func changed() -> Bool {
+        guard let now = Self.version(of: path), now != seen else { return false }
+        seen = now
+        return true
+    }
+}

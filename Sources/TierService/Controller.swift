@@ -33,19 +33,22 @@ public final class TierController {
         self.logger = logger; self.journal = journal
     }
 
+    /// What asked for a reload, as the journal records it.
+    public enum ReloadCause: String, Sendable { case signal, fileChanged = "file_changed" }
+
     /// Replaces the policy if `path` compiles; otherwise keeps the running one and says why.
     @discardableResult
-    public func reload(path: String) -> Bool {
+    public func reload(path: String, cause: ReloadCause = .signal) -> Bool {
         do {
             let next = try PolicyFileLoader.load(path: path)
             policy = next
             loggedSkips = [:]
             logger.notice("policy reloaded", metadata: ["file": "\(path)", "workloads": "\(next.workloads.count)"])
-            journal.write(["event": "reload", "ok": .bool(true)])
+            journal.write(["event": "reload", "ok": .bool(true), "cause": .string(cause.rawValue)])
             return true
         } catch {
             logger.error("policy reload refused, keeping the running policy: \(error)")
-            journal.write(["event": "reload", "ok": .bool(false), "error": .string("\(error)")])
+            journal.write(["event": "reload", "ok": .bool(false), "cause": .string(cause.rawValue), "error": .string("\(error)")])
             return false
         }
     }

@@ -17,7 +17,8 @@ public struct TierdOptions: Sendable {
 }
 
 /// tierd as a ServiceLifecycle service: ticks on its timer, on PSI triggers of managed groups,
-/// and once more (with a new policy) on SIGHUP; stops cleanly on graceful shutdown.
+/// and once more (with a new policy) on SIGHUP or when the policy file changes (a ConfigMap
+/// update); stops cleanly on graceful shutdown.
 public struct TierdService: Service {
     let options: TierdOptions
     let policy: Policy
@@ -54,9 +55,14 @@ public struct TierdService: Service {
             forwarders.forEach { $0.cancel() }
         }
         var iterator = wakes.makeAsyncIterator()
+        var policyFile = PolicyFileWatch(path: options.configPath)
         await withGracefulShutdownHandler {
             var watched: Set<CgroupPath> = []
             while !Task.isCancelled {
+                if policyFile.changed() {
+                    logger.notice("the policy file changed: reloading it", metadata: ["file": "\(options.configPath)"])
+                    reload(controller, freeMemory, cause: .fileChanged)
+                }
                 let started = clock.now
                 freeMemory.disarm()
                 let report = await controller.tick(now: Instant(started - origin),
@@ -86,8 +92,8 @@ public struct TierdService: Service {
                 switch next {
                 case .stop, nil: return
                 case .reload:
-                    controller.reload(path: options.configPath)
-                    freeMemory.configure(period: controller.policy.controller.dramWatch, lookahead: controller.policy.controller.dramLookahead)
+                    _ = policyFile.changed()
+                    reload(controller, freeMemory, cause: .signal)
                 case .dram(let alert):
                     logger.debug("woken by free DRAM falling: \(formatBytes(alert.freeBytes)) free, \(formatBytes(alert.fallRate))/s")
                     journal.write(["event": "wake", "cause": "dram", "dram_free": .bytes(alert.freeBytes), "dram_fall_rate": .bytes(alert.fallRate)])
@@ -104,5 +110,11 @@ public struct TierdService: Service {
             "demoted": "\(formatBytes(controller.ledger.total(.demote)))",
             "promoted": "\(formatBytes(controller.ledger.total(.promote)))",
         ])
+    }
+
+    /// Reloads the policy (a file that does not compile is refused, and the running one stays).
+    func reload(_ controller: TierController, _ freeMemory: FreeMemoryWatch, cause: TierController.ReloadCause) {
+        controller.reload(path: options.configPath, cause: cause)
+        freeMemory.configure(period: controller.policy.controller.dramWatch, lookahead: controller.policy.controller.dramLookahead)
     }
 }

@@ -95,4 +95,47 @@ struct TierdExecutableTests {
         #expect(output.contains("skip /batch.slice/job2 [default]: cpuset.mems.effective is 1, no DRAM node: never promoted"))
         #expect(output.contains("(dry run: nothing was moved)"))
     }
+
+    /// A policy mounted from a ConfigMap is replaced by swapping its `..data` symlink: the daemon
+    /// reloads it without a signal, refuses a version that does not compile and keeps running.
+    @Test func aChangedPolicyFileIsReloadedWithoutASignal() async throws {
+        let tree = try FixtureTree()
+        let dir = tree.root + "/configmap"
+        try FileManager.default.createDirectory(atPath: dir + "/..v1", withIntermediateDirectories: true)
+        try "controller: {interval: 200ms}\nworkloads: []\n".write(toFile: dir + "/..v1/tierd.yaml", atomically: false, encoding: .utf8)
+        try FileManager.default.createSymbolicLink(atPath: dir + "/..data", withDestinationPath: "..v1")
+        try FileManager.default.createSymbolicLink(atPath: dir + "/tierd.yaml", withDestinationPath: "..data/tierd.yaml")
+        func publish(_ name: String, _ text: String) throws {
+            try FileManager.default.createDirectory(atPath: dir + "/" + name, withIntermediateDirectories: true)
+            try text.write(toFile: dir + "/\(name)/tierd.yaml", atomically: false, encoding: .utf8)
+            try FileManager.default.createSymbolicLink(atPath: dir + "/..data_tmp", withDestinationPath: name)
+            #expect(rename(dir + "/..data_tmp", dir + "/..data") == 0)
+        }
+        let process = Process()
+        process.executableURL = Self.binDirectory.appendingPathComponent("tierd")
+        process.arguments = ["--config", dir + "/tierd.yaml", "--dry-run", "--root", tree.root, "--journal", tree.root + "/journal.jsonl",
+                             "--log-level", "error"]
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        defer { if process.isRunning { process.terminate() }; process.waitUntilExit() }
+        func reloads() -> [Bool] {
+            (tree.read("/journal.jsonl") ?? "").split(separator: "\n").compactMap {
+                guard let event = try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any],
+                      event["event"] as? String == "reload", event["cause"] as? String == "file_changed" else { return nil }
+                return event["ok"] as? Bool
+            }
+        }
+        func waitFor(_ count: Int) async throws {
+            for _ in 0..<50 where reloads().count < count { try await Task.sleep(for: .milliseconds(100)) }
+        }
+        try await Task.sleep(for: .milliseconds(500))
+        #expect(reloads().isEmpty, "no reload before the file changes")
+        try publish("..v2", "controller: {interval: 200ms}\nworkloads:\n  - {name: batch, match: [batch.slice], demote: allowed}\n")
+        try await waitFor(1)
+        try publish("..v3", "controller: {interval: 200ms}\nbogus: true\n")
+        try await waitFor(2)
+        #expect(reloads() == [true, false])
+        #expect(process.isRunning, "a refused version leaves tierd running on the last good policy")
+    }
 }
