@@ -18,11 +18,15 @@ public final class TierController {
     public private(set) var policy: Policy
     public private(set) var ledger = MoveLedger()
     public private(set) var lastReport: TickReport?
+    /// Why the last reload was refused (nil after one that took effect).
+    public private(set) var lastReloadError: String?
     public let collector: SnapshotCollector
     let migrator: any PageMigrator
     let logger: Logger
     let journal: Journal
     var state = ControllerState()
+    /// What the planner carries between ticks (hysteresis, rate-limit tokens, held-back groups).
+    public var carried: ControllerState { state }
     var startedAt: Instant?
     /// The last skip reason logged per group, so a steady skip is logged once, not every tick.
     var loggedSkips: [CgroupPath: String] = [:]
@@ -43,11 +47,13 @@ public final class TierController {
             let next = try PolicyFileLoader.load(path: path)
             policy = next
             loggedSkips = [:]
+            lastReloadError = nil
             logger.notice("policy reloaded", metadata: ["file": "\(path)", "workloads": "\(next.workloads.count)"])
             journal.write(["event": "reload", "ok": .bool(true), "cause": .string(cause.rawValue)])
             return true
         } catch {
             logger.error("policy reload refused, keeping the running policy: \(error)")
+            lastReloadError = "\(error)"
             journal.write(["event": "reload", "ok": .bool(false), "cause": .string(cause.rawValue), "error": .string("\(error)")])
             return false
         }

@@ -6,6 +6,8 @@ import TierLinux
 public struct MoveLedger: Sendable, Equatable {
     /// Bytes moved, keyed by group and direction.
     public var bytesMoved: [CgroupPath: [MigrationAction.Direction: UInt64]] = [:]
+    /// The workload each group in `bytesMoved` was moved as.
+    public var workloadOf: [CgroupPath: String] = [:]
     /// Task results by code ("moved", "exited", "mempolicy", ...).
     public var taskResults: [String: UInt64] = [:]
     /// Planner skips by reason code.
@@ -24,7 +26,10 @@ public struct MoveLedger: Sendable, Equatable {
         for outcome in outcomes {
             if outcome.dropped != nil { actionsDropped += 1 }
             let moved = outcome.movedBytes
-            if moved > 0 { bytesMoved[outcome.action.group, default: [:]][outcome.action.direction, default: 0] += moved }
+            if moved > 0 {
+                bytesMoved[outcome.action.group, default: [:]][outcome.action.direction, default: 0] += moved
+                workloadOf[outcome.action.group] = outcome.action.workload
+            }
             for task in outcome.tasks { taskResults[task.result.code, default: 0] += 1 }
         }
     }

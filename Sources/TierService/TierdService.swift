@@ -11,8 +11,14 @@ public struct TierdOptions: Sendable {
     public var root: String
     public var dryRun: Bool
     public var journalPath: String?
-    public init(configPath: String, root: String = "/", dryRun: Bool = false, journalPath: String? = nil) {
+    /// The status socket (root only, mode 0600); nil: none.
+    public var socketPath: String?
+    /// Also serve the endpoint over TCP here (loopback unless the operator says otherwise); nil: no port.
+    public var metricsAddress: LocalAddress?
+    public init(configPath: String, root: String = "/", dryRun: Bool = false, journalPath: String? = nil,
+                socketPath: String? = nil, metricsAddress: LocalAddress? = nil) {
         self.configPath = configPath; self.root = root; self.dryRun = dryRun; self.journalPath = journalPath
+        self.socketPath = socketPath; self.metricsAddress = metricsAddress
     }
 }
 
@@ -24,10 +30,16 @@ public struct TierdService: Service {
     let policy: Policy
     let collector: SnapshotCollector
     let logger: Logger
+    /// Where each tick's status and metrics are published for the local endpoint.
+    let board: StatusBoard
 
-    public init(options: TierdOptions, policy: Policy, collector: SnapshotCollector, logger: Logger) {
-        self.options = options; self.policy = policy; self.collector = collector; self.logger = logger
+    public init(options: TierdOptions, policy: Policy, collector: SnapshotCollector, logger: Logger, board: StatusBoard) {
+        self.options = options; self.policy = policy; self.collector = collector; self.logger = logger; self.board = board
     }
+
+    /// The stall limit `/healthz` uses for a policy: ten intervals, and never under a minute (a long
+    /// move holds a tick for seconds under emulation).
+    public static func stallLimit(_ policy: Policy) -> Duration { max(policy.controller.interval * 10, .seconds(60)) }
 
     enum Wake: Sendable { case timer, pressure(CgroupPath), dram(FreeMemoryWatch.Alert), reload, stop }
 
@@ -56,18 +68,32 @@ public struct TierdService: Service {
         }
         var iterator = wakes.makeAsyncIterator()
         var policyFile = PolicyFileWatch(path: options.configPath)
+        var policyState = DaemonStatus.PolicyState(file: options.configPath, generation: 1)
+        func reloadPolicy(cause: TierController.ReloadCause) {
+            let ok = reload(controller, freeMemory, cause: cause)
+            if ok { policyState.generation += 1 }
+            policyState.lastReloadOK = ok
+            policyState.lastReloadError = ok ? nil : controller.lastReloadError
+            board.metrics.recordReload(ok: ok, generation: policyState.generation)
+        }
         await withGracefulShutdownHandler {
             var watched: Set<CgroupPath> = []
             while !Task.isCancelled {
                 if policyFile.changed() {
                     logger.notice("the policy file changed: reloading it", metadata: ["file": "\(options.configPath)"])
-                    reload(controller, freeMemory, cause: .fileChanged)
+                    reloadPolicy(cause: .fileChanged)
                 }
                 let started = clock.now
                 freeMemory.disarm()
                 let report = await controller.tick(now: Instant(started - origin),
                                                    nextTickDue: started + controller.policy.controller.interval,
                                                    dramFallRate: freeMemory.fallRate)
+                let took = clock.now - started
+                let status = DaemonStatusBuilder.build(report: report, policy: controller.policy, policyState: policyState,
+                                                       carried: controller.carried, ledger: controller.ledger,
+                                                       tickSeconds: took.seconds, dryRun: options.dryRun)
+                board.metrics.record(report, status: status, duration: took)
+                board.publish(status)
                 // Between ticks the watch looks for free DRAM about to cross `low`; while reclaiming,
                 // the loop already re-plans after every move.
                 if let topology = report.snapshot?.topology, !topology.slow.isEmpty {
@@ -93,7 +119,7 @@ public struct TierdService: Service {
                 case .stop, nil: return
                 case .reload:
                     _ = policyFile.changed()
-                    reload(controller, freeMemory, cause: .signal)
+                    reloadPolicy(cause: .signal)
                 case .dram(let alert):
                     logger.debug("woken by free DRAM falling: \(formatBytes(alert.freeBytes)) free, \(formatBytes(alert.fallRate))/s")
                     journal.write(["event": "wake", "cause": "dram", "dram_free": .bytes(alert.freeBytes), "dram_fall_rate": .bytes(alert.fallRate)])
@@ -113,8 +139,26 @@ public struct TierdService: Service {
     }
 
     /// Reloads the policy (a file that does not compile is refused, and the running one stays).
-    func reload(_ controller: TierController, _ freeMemory: FreeMemoryWatch, cause: TierController.ReloadCause) {
-        controller.reload(path: options.configPath, cause: cause)
+    func reload(_ controller: TierController, _ freeMemory: FreeMemoryWatch, cause: TierController.ReloadCause) -> Bool {
+        let ok = controller.reload(path: options.configPath, cause: cause)
         freeMemory.configure(period: controller.policy.controller.dramWatch, lookahead: controller.policy.controller.dramLookahead)
+        return ok
+    }
+
+    /// Starts the status socket and, if asked for, the TCP address. A socket that cannot be made
+    /// stops tierd before its first tick: the operator asked for it.
+    public static func startEndpoints(_ options: TierdOptions, board: StatusBoard, logger: Logger) throws(LocalServerError) -> [LocalHTTPServer] {
+        var servers: [LocalHTTPServer] = []
+        if let path = options.socketPath {
+            servers.append(try LocalHTTPServer(address: .unix(path: path, mode: 0o600)) { board.respond(to: $0) })
+        }
+        if let address = options.metricsAddress {
+            servers.append(try LocalHTTPServer(address: address) { board.respond(to: $0) })
+        }
+        for server in servers {
+            server.start()
+            logger.info("serving status and metrics on \(server.address)")
+        }
+        return servers
     }
 }

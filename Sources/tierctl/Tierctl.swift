@@ -4,13 +4,17 @@ import TierCore
 import TierLinux
 import TierService
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// tierctl: the operator's view of tierd's decisions, computed the same way the daemon does.
 @main
 struct Tierctl: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "tierctl",
         abstract: "Validate tierd policies and see what tierd would do, and why.",
-        subcommands: [Validate.self, Plan.self, Explain.self])
+        subcommands: [Status.self, Validate.self, Plan.self, Explain.self])
 }
 
 /// Options shared by the commands that read the host.
@@ -87,5 +91,53 @@ struct Explain: AsyncParsableCommand {
             throw ExitCode(1)
         }
         print(Explanation.render(path: path, cgroup: cgroup, snapshot: snapshot, policy: policy, plan: report.plan))
+    }
+}
+
+/// Where tierctl finds the running daemon.
+struct DaemonOptions: ParsableArguments {
+    @Option(help: "tierd's status socket.") var socket: String = "/run/tierd/tierd.sock"
+
+    /// GETs `path` from the daemon; a daemon that does not run, or refuses, is a clear error (exit 1).
+    func get(_ path: String) throws -> [UInt8] {
+        let answer: (status: Int, body: [UInt8])
+        do { answer = try LocalHTTPClient.get(path, from: .unix(path: socket, mode: 0o600)) } catch {
+            printError("tierctl: \(error)")
+            throw ExitCode(1)
+        }
+        guard answer.status == 200 else {
+            printError("tierctl: tierd answered \(answer.status): \(String(decoding: answer.body, as: UTF8.self))")
+            throw ExitCode(1)
+        }
+        return answer.body
+    }
+}
+
+struct Status: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Show the running tierd's view: nodes, workloads, groups with their rule and last action, what it moved.")
+    @OptionGroup var daemon: DaemonOptions
+    @Flag(help: "Print the daemon's status document as JSON.") var json = false
+
+    func run() throws {
+        let body = try daemon.get("/status")
+        if json { print(String(decoding: body, as: UTF8.self), terminator: ""); return }
+        let status: DaemonStatus
+        do { status = try StatusBoard.decode(body) } catch {
+            printError("tierctl: the daemon's status could not be read (\(error)); is tierctl as new as tierd?")
+            throw ExitCode(1)
+        }
+        print(StatusText.render(status), terminator: "")
+    }
+}
+
+func printError(_ message: String) {
+    var stderr = StandardError()
+    print(message, to: &stderr)
+}
+
+struct StandardError: TextOutputStream {
+    mutating func write(_ string: String) {
+        string.withCString { _ = Glibc.write(2, $0, strlen($0)) }
     }
 }

@@ -34,6 +34,12 @@ struct TierdCommand: AsyncParsableCommand {
     @Option(name: .long, help: "Log level: trace, debug, info, notice, warning, error.")
     var logLevel: String = "info"
 
+    @Option(name: .long, help: "The status socket (root only, mode 0600) tierctl reads; 'none' for no socket.")
+    var socket: String = "/run/tierd/tierd.sock"
+
+    @Option(name: .long, help: "Also serve status and /metrics over TCP at this numeric address, such as 127.0.0.1:9477 (default: no port).")
+    var metricsAddress: String?
+
     func run() async throws {
         let policy: Policy
         do {
@@ -72,8 +78,24 @@ struct TierdCommand: AsyncParsableCommand {
             }
         }
         if findings.contains(where: { $0.level == .fatal }) { throw ExitCode(1) }
-        let service = TierdService(options: TierdOptions(configPath: config, root: root, dryRun: dryRun, journalPath: journal),
-                                   policy: policy, collector: collector, logger: logger)
+        var tcp: LocalAddress?
+        if let metricsAddress {
+            guard let address = LocalAddress.tcp(parsing: metricsAddress) else {
+                printError("tierd: --metrics-address: '\(metricsAddress)' is not a numeric address and port such as 127.0.0.1:9477 or [::1]:9477")
+                throw ExitCode(2)
+            }
+            tcp = address
+        }
+        let options = TierdOptions(configPath: config, root: root, dryRun: dryRun, journalPath: journal,
+                                   socketPath: socket == "none" ? nil : socket, metricsAddress: tcp)
+        let board = StatusBoard(stallLimit: TierdService.stallLimit(policy))
+        let endpoints: [LocalHTTPServer]
+        do { endpoints = try TierdService.startEndpoints(options, board: board, logger: logger) } catch {
+            printError("tierd: cannot serve the status endpoint: \(error)")
+            throw ExitCode(1)
+        }
+        defer { endpoints.forEach { $0.stop() } }
+        let service = TierdService(options: options, policy: policy, collector: collector, logger: logger, board: board)
         let group = ServiceGroup(configuration: .init(
             services: [.init(service: service)], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         try await group.run()

@@ -59,7 +59,7 @@ struct TierdExecutableTests {
         defer { try? FileManager.default.removeItem(atPath: config) }
         let process = Process()
         process.executableURL = Self.binDirectory.appendingPathComponent("tierd")
-        process.arguments = ["--config", config, "--dry-run", "--root", tree.root, "--journal", journal, "--log-level", "error"]
+        process.arguments = ["--config", config, "--dry-run", "--root", tree.root, "--journal", journal, "--log-level", "error", "--socket", "none"]
         process.standardOutput = FileHandle.nullDevice
         process.standardError = FileHandle.nullDevice
         try process.run()
@@ -114,7 +114,7 @@ struct TierdExecutableTests {
         let process = Process()
         process.executableURL = Self.binDirectory.appendingPathComponent("tierd")
         process.arguments = ["--config", dir + "/tierd.yaml", "--dry-run", "--root", tree.root, "--journal", tree.root + "/journal.jsonl",
-                             "--log-level", "error"]
+                             "--log-level", "error", "--socket", "none"]
         process.standardOutput = FileHandle.nullDevice
         process.standardError = FileHandle.nullDevice
         try process.run()

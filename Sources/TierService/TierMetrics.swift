@@ -1,0 +1,130 @@
+import Prometheus
+import Synchronization
+import TierCore
+import TierLinux
+
+/// tierd's Prometheus metrics, served at `/metrics`. Each daemon owns its registry (swift-prometheus,
+/// on swift-metrics' core types) rather than bootstrapping the process-global MetricsSystem, so two
+/// daemons in one test process never share counters.
+///
+/// Cardinality stays bounded on a host with thousands of pods: series are per workload, per node
+/// and per reason code; the only per-group series (`tierd_group_memory_bytes`) exist for groups
+/// tierd has moved memory of, and are dropped when such a group leaves the snapshot.
+public final class TierMetrics: Sendable {
+    public let registry = PrometheusCollectorRegistry()
+
+    static func name(_ metric: String, _ unit: String, _ help: String) -> MetricNameDescriptor {
+        MetricNameDescriptor(namespace: "tierd", metricName: metric, unitName: unit, helpText: help)
+    }
+
+    static var movedBytes: MetricNameDescriptor { name("moved", "bytes_total", "Bytes tierd moved, by direction, mode and workload (what left the source nodes).") }
+    static var moveFailures: MetricNameDescriptor { name("move_failures", "total", "Task moves that moved nothing or less than asked, by reason.") }
+    static var actionsDropped: MetricNameDescriptor { name("actions_dropped", "total", "Planned actions dropped before any move (group gone, cpuset changed, room taken).") }
+    static var skips: MetricNameDescriptor { name("skips", "total", "Groups left alone at a tick, by reason.") }
+    static var ticks: MetricNameDescriptor { name("ticks", "total", "Control cycles run.") }
+    static var collectFailures: MetricNameDescriptor { name("collect_failures", "total", "Ticks at which the host could not be read.") }
+    static var tickDuration: MetricNameDescriptor { name("tick_duration", "seconds", "Duration of one control cycle: collect, plan and moves.") }
+    static var workloadBytes: MetricNameDescriptor { name("workload_memory", "bytes", "Memory of a workload's groups (their own, less children), by node.") }
+    static var groupBytes: MetricNameDescriptor { name("group_memory", "bytes", "Memory of a group tierd has moved memory of (its own), by node.") }
+    static var workloadPressure: MetricNameDescriptor { name("workload_pressure_some_avg10", "ratio", "Highest memory PSI some avg10 among a workload's groups (0-1).") }
+    static var nodeFree: MetricNameDescriptor { name("node_free", "bytes", "Free memory per NUMA node.") }
+    static var nodeTotal: MetricNameDescriptor { name("node_total", "bytes", "Total memory per NUMA node.") }
+    static var reclaiming: MetricNameDescriptor { name("reclaiming", "bool", "1 while tierd brings free DRAM back up to the high watermark.") }
+    static var policyGeneration: MetricNameDescriptor { name("policy_generation", "count", "1 at start, plus one per reload that took effect.") }
+    static var lastReload: MetricNameDescriptor { name("policy_last_reload_success", "bool", "1 if the last reload took effect, 0 if it was refused.") }
+    static var reloads: MetricNameDescriptor { name("policy_reloads", "total", "Policy reloads, by result.") }
+
+    /// Moves whose result is not a failure: everything else counts under `tierd_move_failures_total`.
+    static let successfulResults: Set<String> = ["moved", "would_move", "nothing_to_move", "is_tierd"]
+
+    private let perGroup = PerGroupGauges()
+
+    public init() {
+        _ = registry.makeCounter(descriptor: Self.ticks)
+        _ = registry.makeCounter(descriptor: Self.collectFailures)
+        _ = registry.makeCounter(descriptor: Self.actionsDropped)
+        registry.makeGauge(descriptor: Self.policyGeneration).set(Double(1))
+    }
+
+    /// Counts one tick: what moved, what failed and why, what was skipped, how long it took; and sets
+    /// the gauges from the status built after it.
+    public func record(_ report: TickReport, status: DaemonStatus, duration: Duration) {
+        registry.makeCounter(descriptor: Self.ticks).increment()
+        if report.collectError != nil { registry.makeCounter(descriptor: Self.collectFailures).increment() }
+        registry.makeDurationHistogram(descriptor: Self.tickDuration, labels: [], buckets: Self.tickBuckets).record(duration)
+        for outcome in report.outcomes {
+            let action = outcome.action
+            if outcome.movedBytes > 0 {
+                registry.makeCounter(descriptor: Self.movedBytes, labels: [
+                    ("direction", action.direction.rawValue), ("mode", "task"), ("workload", action.workload),
+                ]).increment(by: Int64(outcome.movedBytes))
+            }
+            if outcome.dropped != nil { registry.makeCounter(descriptor: Self.actionsDropped).increment() }
+            for task in outcome.tasks where !Self.successfulResults.contains(task.result.code) {
+                registry.makeCounter(descriptor: Self.moveFailures, labels: [("reason", task.result.code)]).increment()
+            }
+        }
+        for skip in report.plan.skips {
+            registry.makeCounter(descriptor: Self.skips, labels: [("reason", skip.reason.code)]).increment()
+        }
+        setGauges(status, movedGroups: Set(report.outcomes.filter { $0.movedBytes > 0 }.map(\.action.group.description)))
+    }
+
+    public func setGauges(_ status: DaemonStatus, movedGroups: Set<String>) {
+        for node in status.nodes {
+            let labels = [("node", String(node.id)), ("tier", node.tier)]
+            registry.makeGauge(descriptor: Self.nodeFree, labels: labels).set(Double(node.freeBytes))
+            registry.makeGauge(descriptor: Self.nodeTotal, labels: labels).set(Double(node.totalBytes))
+        }
+        registry.makeGauge(descriptor: Self.reclaiming).set(status.carried.reclaiming ? Double(1) : Double(0))
+        for workload in status.workloads {
+            for node in status.nodes {
+                registry.makeGauge(descriptor: Self.workloadBytes, labels: [("workload", workload.name), ("node", String(node.id))])
+                    .set(Double(workload.ownBytesPerNode[String(node.id)] ?? 0))
+            }
+            let worst = status.groups.filter { $0.workload == workload.name }.map(\.pressure.someAvg10).max() ?? 0
+            registry.makeGauge(descriptor: Self.workloadPressure, labels: [("workload", workload.name)]).set(worst)
+        }
+        perGroup.update(status, moved: movedGroups, registry: registry)
+    }
+
+    /// Counts a reload and its result.
+    public func recordReload(ok: Bool, generation: UInt64) {
+        registry.makeCounter(descriptor: Self.reloads, labels: [("result", ok ? "applied" : "refused")]).increment()
+        registry.makeGauge(descriptor: Self.lastReload).set(ok ? Double(1) : Double(0))
+        registry.makeGauge(descriptor: Self.policyGeneration).set(Double(generation))
+    }
+
+    /// The Prometheus text exposition.
+    public func text() -> String { registry.emitToString() }
+
+    static let tickBuckets: [Duration] = [.milliseconds(1), .milliseconds(5), .milliseconds(10), .milliseconds(50), .milliseconds(100),
+                                          .milliseconds(500), .seconds(1), .seconds(5), .seconds(30)]
+}
+
+/// The per-group gauges: registered for a group once tierd moved its memory, updated each tick,
+/// unregistered when the group is gone.
+final class PerGroupGauges: Sendable {
+    private let gauges = Mutex<[String: [Int: Gauge]]>([:])
+
+    func update(_ status: DaemonStatus, moved: Set<String>, registry: PrometheusCollectorRegistry) {
+        let present = Dictionary(status.groups.map { ($0.path, $0) }, uniquingKeysWith: { a, _ in a })
+        gauges.withLock { gauges in
+            for (path, byNode) in gauges where present[path] == nil {
+                byNode.values.forEach(registry.unregisterGauge)
+                gauges[path] = nil
+            }
+            for path in moved where gauges[path] == nil { gauges[path] = [:] }
+            for (path, _) in gauges {
+                guard let group = present[path] else { continue }
+                for node in status.nodes {
+                    let gauge = gauges[path]?[node.id] ?? registry.makeGauge(descriptor: TierMetrics.groupBytes, labels: [
+                        ("group", path), ("workload", group.workload), ("node", String(node.id)),
+                    ])
+                    gauges[path, default: [:]][node.id] = gauge
+                    gauge.set(Double(group.ownBytesPerNode[String(node.id)] ?? 0))
+                }
+            }
+        }
+    }
+}

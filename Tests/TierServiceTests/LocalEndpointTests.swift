@@ -1,0 +1,152 @@
+import Foundation
+import Testing
+import TierCore
+import TierLinux
+import TierService
+import TierTestSupport
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The daemon's local endpoint, end to end: the built `tierd` on a captured tree serves its status
+/// and metrics on a root-only unix socket, `tierctl status` reads it, a non-root user is refused,
+/// and no TCP port is open unless asked for.
+struct LocalEndpointTests {
+    let tree: FixtureTree
+    let socket: String
+
+    init() throws {
+        tree = try FixtureTree()
+        socket = tree.root + "/run/tierd.sock"
+    }
+
+    func binary(_ name: String) -> String { TierdExecutableTests.binDirectory.appendingPathComponent(name).path }
+
+    func startDaemon(_ extra: [String] = []) throws -> Process {
+        let config = tree.root + "/tierd.yaml"
+        try "controller: {interval: 200ms}\nworkloads:\n  - {name: batch, match: [batch.slice], demote: allowed}\n"
+            .write(toFile: config, atomically: true, encoding: .utf8)
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: binary("tierd"))
+        process.arguments = ["--config", config, "--dry-run", "--root", tree.root, "--log-level", "error", "--socket", socket] + extra
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        return process
+    }
+
+    func waitUntilReady() async throws {
+        for _ in 0..<100 {
+            if let answer = try? LocalHTTPClient.get("/readyz", from: .unix(path: socket, mode: 0o600)), answer.status == 200 { return }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        Issue.record("the daemon was not ready within 5 s")
+    }
+
+    /// Runs a command, as `user` (via setpriv) when given; its status and what it printed.
+    func run(_ argv: [String], as user: UInt32? = nil) throws -> (status: Int32, output: String) {
+        let process = Process()
+        let drop = user.map { ["--reuid=\($0)", "--regid=\($0)", "--clear-groups"] }
+        process.executableURL = URL(fileURLWithPath: drop == nil ? argv[0] : "/usr/bin/setpriv")
+        process.arguments = (drop ?? []) + (drop == nil ? Array(argv.dropFirst()) : argv)
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        process.standardError = pipe
+        try process.run()
+        let data = pipe.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return (process.terminationStatus, String(decoding: data, as: UTF8.self))
+    }
+
+    @Test func statusReportsTheTreeAsTheKernelWroteItToRootOnly() async throws {
+        let daemon = try startDaemon()
+        defer { daemon.terminate(); daemon.waitUntilExit() }
+        try await waitUntilReady()
+        var info = stat()
+        #expect(stat(socket, &info) == 0 && info.st_mode & 0o777 == 0o600)
+
+        let (status, output) = try run([binary("tierctl"), "status", "--json", "--socket", socket])
+        #expect(status == 0)
+        let decoded = try StatusBoard.decode(Array(output.utf8))
+        // Every group's bytes per node are its memory.numa_stat, as the captured kernel wrote it.
+        for group in decoded.groups {
+            let text = try #require(tree.read("/sys/fs/cgroup" + group.path + "/memory.numa_stat"))
+            let stat = KernelText.numaStat(text)
+            #expect(group.bytesPerNode == Dictionary(uniqueKeysWithValues: stat.nodes.sorted.map { (String($0), stat.bytes(on: $0)) }),
+                    "\(group.path)")
+        }
+        #expect(decoded.groups.first { $0.path == "/batch.slice/job1" }?.ruleSource == "inherited from /batch.slice")
+        let (textStatus, text) = try run([binary("tierctl"), "status", "--socket", socket])
+        #expect(textStatus == 0 && text.contains("/batch.slice/job1") && text.contains("WORKLOAD"))
+
+        let metrics = try LocalHTTPClient.get("/metrics", from: .unix(path: socket, mode: 0o600))
+        #expect(String(decoding: metrics.body, as: UTF8.self).contains("tierd_ticks_total"))
+
+        // Not root: the socket's mode keeps the user out... (tierctl copied where any user may run it)
+        let tierctl = tree.root + "/tierctl"
+        try FileManager.default.copyItem(atPath: binary("tierctl"), toPath: tierctl)
+        chmod(tierctl, 0o755)
+        chmod(tree.root, 0o755)
+        let refused = try run([tierctl, "status", "--socket", socket], as: 65534)
+        #expect(refused.status == 1 && refused.output.contains("permission denied"), "\(refused.output)")
+        // ...and with the mode opened up, tierd itself still refuses (SO_PEERCRED).
+        chmod(socket, 0o666)
+        chmod(tree.root + "/run", 0o755)
+        let forbidden = try run([tierctl, "status", "--socket", socket], as: 65534)
+        #expect(forbidden.status == 1 && forbidden.output.contains("answered 403"), "\(forbidden.output)")
+    }
+
+    @Test func noDaemonIsAClearError() throws {
+        let (status, output) = try run([binary("tierctl"), "status", "--socket", socket])
+        #expect(status == 1)
+        #expect(output.contains("no tierd is running: nothing listens on \(socket)"))
+    }
+
+    /// The inodes of the TCP sockets in LISTEN state in this network namespace.
+    func listeningTCPInodes() -> Set<String> {
+        var inodes: Set<String> = []
+        for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+            for line in ((try? String(contentsOfFile: table, encoding: .utf8)) ?? "").split(separator: "\n").dropFirst() {
+                let fields = line.split(separator: " ")
+                if fields.count > 9, fields[3] == "0A" { inodes.insert(String(fields[9])) }
+            }
+        }
+        return inodes
+    }
+
+    /// The socket inodes among a process's open files.
+    func socketInodes(of pid: Int32) -> Set<String> {
+        let fds = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/fd")) ?? []
+        return Set(fds.compactMap { fd in
+            guard let target = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/fd/\(fd)"),
+                  target.hasPrefix("socket:[") else { return nil }
+            return String(target.dropFirst("socket:[".count).dropLast())
+        })
+    }
+
+    @Test func aTCPPortIsOpenOnlyWhenAskedFor() async throws {
+        let quiet = try startDaemon()
+        try await waitUntilReady()
+        #expect(socketInodes(of: quiet.processIdentifier).isDisjoint(with: listeningTCPInodes()))
+        quiet.terminate(); quiet.waitUntilExit()
+
+        let port = 20_000 + Int.random(in: 0..<20_000)
+        let scraped = try startDaemon(["--metrics-address", "127.0.0.1:\(port)"])
+        defer { scraped.terminate(); scraped.waitUntilExit() }
+        try await waitUntilReady()
+        #expect(!socketInodes(of: scraped.processIdentifier).isDisjoint(with: listeningTCPInodes()))
+        let answer = try LocalHTTPClient.get("/metrics", from: .tcp(host: "127.0.0.1", port: UInt16(port)))
+        #expect(answer.status == 200)
+        #expect(String(decoding: answer.body, as: UTF8.self).contains("# TYPE tierd_ticks_total counter"))
+    }
+
+    @Test func aBadMetricsAddressExitsTwo() throws {
+        let config = tree.root + "/tierd.yaml"
+        try "workloads: []\n".write(toFile: config, atomically: true, encoding: .utf8)
+        let (status, output) = try run([binary("tierd"), "--config", config, "--root", tree.root, "--dry-run", "--socket", "none",
+                                        "--metrics-address", "localhost:9477"])
+        #expect(status == 2)
+        #expect(output.contains("--metrics-address: 'localhost:9477' is not a numeric address"))
+    }
+}

@@ -1,0 +1,109 @@
+import Foundation
+import Logging
+import Testing
+import TierCore
+import TierLinux
+import TierService
+import TierTestSupport
+
+/// `tierctl status` and `/status` byte for byte, on one tick over the captured guest tree: a batch
+/// job demoted for the watermark, a protected job's slow pages promoted back, a skip with its
+/// reason. Golden files in Tests/Fixtures/golden; `TIERD_UPDATE_GOLDEN=1 swift test` rewrites them.
+struct StatusOutputTests {
+    static let mib: UInt64 = 1 << 20
+    static let golden = FixtureTree.fixtures + "/golden"
+
+    static let policyText = """
+    controller: {interval: 1s, parallel_moves: false}
+    workloads:
+      - name: db
+        match: ["test.slice/db"]
+        demote: never
+      - name: batch
+        match: ["test.slice/batch"]
+        demote: allowed
+        priority: 10
+    """
+
+    /// One tick, its status, and the metrics it recorded.
+    static func tick() async throws -> (DaemonStatus, TierMetrics, TierController) {
+        let tree = try FixtureTree()
+        let syscalls = RecordingSyscalls()
+        tree.setNode(0, freeBytes: 60 * mib)
+        tree.addGroup("test.slice/batch", pids: [800], anon: [0: 600 * mib])
+        tree.addGroup("test.slice/db", pids: [900], anon: [1: 40 * mib])
+        tree.addTask(800, group: "test.slice/batch", pagesPerNode: [0: 153_600])
+        tree.addTask(900, group: "test.slice/db", pagesPerNode: [1: 10_240])
+        syscalls.pageNode = { pid, _ in pid == 900 ? 1 : 0 }
+        syscalls.afterMove = { [tree] _, pages, node in tree.accountMove(bytes: UInt64(pages) * 4096, from: node == 0 ? 1 : 0, to: node) }
+        let path = tree.root + "/tierd.yaml"
+        try policyText.write(toFile: path, atomically: true, encoding: .utf8)
+        let collector = try SnapshotCollector(files: RootedHostFiles(root: tree.root))
+        let controller = TierController(policy: try PolicyFileLoader.load(path: path), collector: collector,
+                                        migrator: TaskMigrator(collector: collector, syscalls: syscalls, dryRun: false, selfPid: 1),
+                                        logger: Logger(label: "test"), journal: try Journal(path: nil))
+        let report = await controller.tick(now: Instant(.seconds(1)))
+        let status = DaemonStatusBuilder.build(report: report, policy: controller.policy,
+                                               policyState: .init(file: "/etc/tierd/tierd.yaml", generation: 1),
+                                               carried: controller.carried, ledger: controller.ledger, tickSeconds: 0.25, dryRun: false)
+        let metrics = TierMetrics()
+        metrics.record(report, status: status, duration: .milliseconds(250))
+        return (status, metrics, controller)
+    }
+
+    func compare(_ text: String, golden name: String) throws {
+        let path = Self.golden + "/" + name
+        if ProcessInfo.processInfo.environment["TIERD_UPDATE_GOLDEN"] == "1" {
+            try text.write(toFile: path, atomically: true, encoding: .utf8)
+        }
+        let expected = try String(contentsOfFile: path, encoding: .utf8)
+        #expect(text == expected, "differs from \(name); TIERD_UPDATE_GOLDEN=1 rewrites it")
+    }
+
+    @Test func statusTextIsAsGolden() async throws {
+        let (status, _, _) = try await Self.tick()
+        try compare(StatusText.render(status), golden: "status.txt")
+    }
+
+    @Test func statusJSONIsAsGoldenAndRoundTrips() async throws {
+        let (status, _, _) = try await Self.tick()
+        let json = StatusBoard.encode(status)
+        try compare(String(decoding: json, as: UTF8.self), golden: "status.json")
+        #expect(try StatusBoard.decode(json) == status)
+    }
+
+    @Test func statusMatchesWhatTheTickDid() async throws {
+        let (status, _, controller) = try await Self.tick()
+        #expect(status.moved.demotedBytes == controller.ledger.total(.demote))
+        #expect(status.moved.promotedBytes == controller.ledger.total(.promote))
+        #expect(status.moved.demotedBytes > 0 && status.moved.promotedBytes > 0)
+        let batch = try #require(status.groups.first { $0.path == "/test.slice/batch" })
+        #expect(batch.workload == "batch" && batch.ruleSource == "matched here")
+        #expect(batch.bytesPerNode["0"] == 600 * Self.mib)
+        #expect(batch.actions.map(\.direction).allSatisfy { $0 == "demote" } && !batch.actions.isEmpty)
+        #expect(batch.actions.compactMap(\.movedBytes).reduce(0, +) == status.moved.demotedBytes)
+        #expect(status.workloads.first { $0.name == "batch" }?.demotedBytes == status.moved.demotedBytes)
+    }
+
+    @Test func metricsCountWhatMovedAndNameTheirSeries() async throws {
+        let (status, metrics, _) = try await Self.tick()
+        let text = metrics.text()
+        #expect(text.contains("tierd_moved_bytes_total{direction=\"demote\",mode=\"task\",workload=\"batch\"} \(status.moved.demotedBytes)\n"))
+        #expect(text.contains("tierd_moved_bytes_total{direction=\"promote\",mode=\"task\",workload=\"db\"} \(status.moved.promotedBytes)\n"))
+        #expect(text.contains("tierd_ticks_total 1\n"))
+        #expect(text.contains("# TYPE tierd_tick_duration_seconds histogram"))
+        #expect(text.contains("tierd_workload_memory_bytes{workload=\"batch\",node=\"0\"} \(Double(600 * Self.mib))"))
+        // A per-group series exists for the groups tierd moved memory of, and only for them.
+        #expect(text.contains("tierd_group_memory_bytes{group=\"/test.slice/batch\""))
+        #expect(!text.contains("tierd_group_memory_bytes{group=\"/batch.slice/job1\""))
+    }
+
+    @Test func aGroupThatGoesTakesItsSeriesWithIt() async throws {
+        let (status, metrics, _) = try await Self.tick()
+        var gone = status
+        gone.groups.removeAll { $0.path == "/test.slice/batch" }
+        metrics.setGauges(gone, movedGroups: [])
+        #expect(!metrics.text().contains("group=\"/test.slice/batch\""))
+        #expect(metrics.text().contains("group=\"/test.slice/db\""))
+    }
+}
