@@ -9,7 +9,7 @@ suite="${1:-demo}"
 shift || true
 bash scripts/provision.sh
 log=$(mktemp)
-for product in tierd tierload tierlab; do
+for product in tierd tierctl tierload tierlab; do
   if ! swift build -c release --scratch-path .build-lab --product "$product" >"$log" 2>&1; then
     echo "lab.sh: building $product failed:"; tail -n 40 "$log"; exit 1
   fi

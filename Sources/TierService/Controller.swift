@@ -10,6 +10,10 @@ public struct TickReport: Sendable {
     public var outcomes: [ActionOutcome]
     /// Set when the host could not be read at all this tick.
     public var collectError: String?
+
+    public init(snapshot: HostSnapshot?, plan: MigrationPlan, outcomes: [ActionOutcome], collectError: String? = nil) {
+        self.snapshot = snapshot; self.plan = plan; self.outcomes = outcomes; self.collectError = collectError
+    }
 }
 
 /// The control loop's body: collect → plan → migrate → account. Owned by one task, never shared.
@@ -137,7 +141,8 @@ public final class TierController {
             let tasks = outcome.tasks.map { "\($0.pid): \($0.result)" }.joined(separator: "; ")
             logger.info("\(a.direction.rawValue) \(a.group) [\(a.workload)] planned \(formatBytes(a.bytes)) moved \(formatBytes(outcome.movedBytes)) \(a.from)->\(NodeSet(a.to)): \(a.reason)\(outcome.dropped.map { " — dropped: \($0)" } ?? "") \(tasks)")
             journal.write([
-                "event": "action", "t": .double(elapsed), "group": .string(a.group.description), "workload": .string(a.workload),
+                "event": "action", "t": .double(elapsed), "tick": .int(Int64(ledger.ticks)),
+                "group": .string(a.group.description), "workload": .string(a.workload),
                 "direction": .string(a.direction.rawValue), "planned": .bytes(a.bytes), "moved": .bytes(outcome.movedBytes),
                 "from": .string(a.from.description), "to": .string(NodeSet(a.to).description), "reason": .string(a.reason),
                 "seconds": .double(outcome.duration.seconds), "syscall_seconds": .double(outcome.syscallDuration.seconds),

@@ -21,7 +21,7 @@ public final class TierMetrics: Sendable {
     static var moveFailures: MetricNameDescriptor { name("move_failures", "total", "Task moves that moved nothing or less than asked, by reason.") }
     static var actionsDropped: MetricNameDescriptor { name("actions_dropped", "total", "Planned actions dropped before any move (group gone, cpuset changed, room taken).") }
     static var skips: MetricNameDescriptor { name("skips", "total", "Groups left alone at a tick, by reason.") }
-    static var ticks: MetricNameDescriptor { name("ticks", "total", "Control cycles run.") }
+    static var ticks: MetricNameDescriptor { name("ticks", "total", "Control cycles that read the host (as the journal's action events number them).") }
     static var collectFailures: MetricNameDescriptor { name("collect_failures", "total", "Ticks at which the host could not be read.") }
     static var tickDuration: MetricNameDescriptor { name("tick_duration", "seconds", "Duration of one control cycle: collect, plan and moves.") }
     static var workloadBytes: MetricNameDescriptor { name("workload_memory", "bytes", "Memory of a workload's groups (their own, less children), by node.") }
@@ -29,9 +29,9 @@ public final class TierMetrics: Sendable {
     static var workloadPressure: MetricNameDescriptor { name("workload_pressure_some_avg10", "ratio", "Highest memory PSI some avg10 among a workload's groups (0-1).") }
     static var nodeFree: MetricNameDescriptor { name("node_free", "bytes", "Free memory per NUMA node.") }
     static var nodeTotal: MetricNameDescriptor { name("node_total", "bytes", "Total memory per NUMA node.") }
-    static var reclaiming: MetricNameDescriptor { name("reclaiming", "bool", "1 while tierd brings free DRAM back up to the high watermark.") }
-    static var policyGeneration: MetricNameDescriptor { name("policy_generation", "count", "1 at start, plus one per reload that took effect.") }
-    static var lastReload: MetricNameDescriptor { name("policy_last_reload_success", "bool", "1 if the last reload took effect, 0 if it was refused.") }
+    static var reclaiming: MetricNameDescriptor { name("reclaiming", "", "1 while tierd brings free DRAM back up to the high watermark.") }
+    static var policyGeneration: MetricNameDescriptor { name("policy_generation", "", "1 at start, plus one per reload that took effect.") }
+    static var lastReload: MetricNameDescriptor { name("policy_last_reload_success", "", "1 if the last reload took effect, 0 if it was refused.") }
     static var reloads: MetricNameDescriptor { name("policy_reloads", "total", "Policy reloads, by result.") }
 
     /// Moves whose result is not a failure: everything else counts under `tierd_move_failures_total`.
@@ -49,8 +49,12 @@ public final class TierMetrics: Sendable {
     /// Counts one tick: what moved, what failed and why, what was skipped, how long it took; and sets
     /// the gauges from the status built after it.
     public func record(_ report: TickReport, status: DaemonStatus, duration: Duration) {
-        registry.makeCounter(descriptor: Self.ticks).increment()
-        if report.collectError != nil { registry.makeCounter(descriptor: Self.collectFailures).increment() }
+        // As the ledger counts them (and the journal's action events number them): ticks that read the host.
+        if report.collectError != nil {
+            registry.makeCounter(descriptor: Self.collectFailures).increment()
+        } else {
+            registry.makeCounter(descriptor: Self.ticks).increment()
+        }
         registry.makeDurationHistogram(descriptor: Self.tickDuration, labels: [], buckets: Self.tickBuckets).record(duration)
         for outcome in report.outcomes {
             let action = outcome.action

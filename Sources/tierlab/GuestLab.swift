@@ -54,6 +54,37 @@ struct TierdRun {
     let process: Process
     let journal: String
     let policyPath: String
+    /// Its status socket.
+    var socket: String = ""
+
+    /// GET `path` from the daemon's endpoint; nil if it did not answer 200.
+    func get(_ path: String) -> [UInt8]? {
+        guard let answer = try? LocalHTTPClient.get(path, from: .unix(path: socket, mode: 0o600)), answer.status == 200 else { return nil }
+        return answer.body
+    }
+
+    /// The bytes moved per direction as `/metrics` counts them, and the ticks they cover.
+    func metricsMoved() -> (ticks: Int, demote: UInt64, promote: UInt64)? {
+        guard let body = get("/metrics") else { return nil }
+        var ticks: Int?, demote: UInt64 = 0, promote: UInt64 = 0
+        for line in String(decoding: body, as: UTF8.self).split(separator: "\n") where !line.hasPrefix("#") {
+            let parts = line.split(separator: " ")
+            guard parts.count == 2, let value = Double(parts[1]) else { continue }
+            if parts[0] == "tierd_ticks_total" { ticks = Int(value) }
+            if parts[0].hasPrefix("tierd_moved_bytes_total{direction=\"demote\"") { demote += UInt64(value) }
+            if parts[0].hasPrefix("tierd_moved_bytes_total{direction=\"promote\"") { promote += UInt64(value) }
+        }
+        return ticks.map { ($0, demote, promote) }
+    }
+
+    /// The journal's moved bytes per direction over the actions of ticks 1...`ticks`.
+    func journalMoved(throughTick ticks: Int) -> (demote: UInt64, promote: UInt64) {
+        let actions = events("action").filter { ($0["tick"] as? Int ?? Int.max) <= ticks }
+        func sum(_ direction: String) -> UInt64 {
+            actions.filter { $0["direction"] as? String == direction }.reduce(0) { $0 + UInt64(($1["moved"] as? Int) ?? 0) }
+        }
+        return (sum("demote"), sum("promote"))
+    }
 
     /// Replaces the policy file and sends SIGHUP; the reload shows in the journal once done.
     func requestReload(_ policy: String) {
@@ -267,7 +298,8 @@ final class GuestLab {
         try? policy.write(toFile: policyPath, atomically: true, encoding: .utf8)
         try? FileManager.default.removeItem(atPath: journal)
         let pin = cpu.map { ["taskset", "-c", String($0)] } ?? []
-        let argv = pin + [bin + "/tierd", "--config", policyPath, "--journal", journal]
+        let socket = "/run/tierd-lab/\(name).sock"
+        let argv = pin + [bin + "/tierd", "--config", policyPath, "--journal", journal, "--socket", socket]
         let process: Process
         switch launch {
         case .host:
@@ -282,7 +314,7 @@ final class GuestLab {
                             output: out + "/\(name).log")
         }
         _ = waitFor(seconds: 30) { FileManager.default.fileExists(atPath: journal) && !(try! String(contentsOfFile: journal, encoding: .utf8)).isEmpty }
-        return TierdRun(process: process, journal: journal, policyPath: policyPath)
+        return TierdRun(process: process, journal: journal, policyPath: policyPath, socket: socket)
     }
 
     /// One real tick of tierd (`--once`, not a dry run), waited for without polling; with `cpu`,

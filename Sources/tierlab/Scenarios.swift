@@ -920,6 +920,7 @@ enum Scenarios {
         // and as much of the batch job out as DRAM lacked room for them — at the rate migratepages
         // achieves in this guest under the same load (both jobs still running, the protected job
         // writing every page): it moves the protected job out and back. The idle rate is reported too.
+        result.checks += endpointChecks(lab, tierd, name: name, groups: [batchGroup, protectedGroup])
         // tierd stops first: it would otherwise bring the protected job back while migratepages moves it out.
         lab.stop(tierd.process)
         let mustDemote = slowAtStart > dramFreeAtStart ? slowAtStart - dramFreeAtStart : 0
@@ -982,6 +983,44 @@ enum Scenarios {
                 + "\ntierd journal:\n" + tierd.tail()
         }
         return result
+    }
+
+    /// What the running daemon's endpoint says, against the kernel and its own journal:
+    /// `tierctl status --json` gives each group's bytes per node within 1 % of its memory.numa_stat
+    /// read right after (a node holding under 1 MiB is judged against 1 MiB), and `/metrics` counts exactly the bytes the journal's actions moved over
+    /// the ticks it covers.
+    static func endpointChecks(_ lab: GuestLab, _ tierd: TierdRun, name: String, groups: [String]) -> [Check] {
+        let output = lab.out + "/\(name)-status.json"
+        let status = lab.spawn(group: nil, [lab.bin + "/tierctl", "status", "--json", "--socket", tierd.socket], output: output)
+        status.waitUntilExit()
+        let document = (try? Data(contentsOf: URL(fileURLWithPath: output)))
+            .flatMap { try? JSONSerialization.jsonObject(with: $0) as? [String: Any] }
+        let reported = (document?["groups"] as? [[String: Any]] ?? []).reduce(into: [String: [String: Int]]()) { map, group in
+            if let path = group["path"] as? String, let bytes = group["bytes_per_node"] as? [String: Int] { map[path] = bytes }
+        }
+        var worst = 0.0, details: [String] = []
+        var complete = status.terminationStatus == 0
+        for group in groups {
+            let kernel = lab.numaStat(group)
+            guard let bytes = reported["/" + group] else { complete = false; details.append("\(group): not in the status"); continue }
+            for node in [0, 1] {
+                let said = Double(bytes[String(node)] ?? 0), actual = Double(kernel.bytes(on: node))
+                let off = abs(said - actual) / max(actual, 1_048_576.0)
+                worst = max(worst, off)
+                details.append(String(format: "%@ node %d: status %.1f MiB, numa_stat %.1f MiB", group, node, said / mib, actual / mib))
+            }
+        }
+        var checks = [Check(name: "tierctl status --json agrees with memory.numa_stat within 1 %", ok: complete && worst <= 0.01,
+                            detail: (status.terminationStatus == 0 ? "" : "tierctl exited \(status.terminationStatus); ") + details.joined(separator: "; "))]
+        if let counted = tierd.metricsMoved() {
+            let journaled = tierd.journalMoved(throughTick: counted.ticks)
+            checks.append(Check(name: "/metrics counts the bytes the journal's actions moved", ok: counted.demote == journaled.demote
+                                    && counted.promote == journaled.promote && counted.demote > 0,
+                                detail: "over \(counted.ticks) ticks: demoted \(counted.demote) vs \(journaled.demote), promoted \(counted.promote) vs \(journaled.promote)"))
+        } else {
+            checks.append(Check(name: "/metrics counts the bytes the journal's actions moved", ok: false, detail: "no answer on \(tierd.socket)"))
+        }
+        return checks
     }
 
     /// migratepages' rate on the running protected job: out to the slow node and back, timed.

@@ -106,4 +106,26 @@ struct StatusOutputTests {
         #expect(!metrics.text().contains("group=\"/test.slice/batch\""))
         #expect(metrics.text().contains("group=\"/test.slice/db\""))
     }
+
+    /// docs/REFERENCE.md names every metric: each one it lists is exposed, with that exact name,
+    /// once a tick moved memory, a task move fell short and a reload was counted.
+    @Test func everyDocumentedMetricIsExposedByThatName() async throws {
+        let (status, metrics, _) = try await Self.tick()
+        let action = MigrationAction(group: CgroupPath("test.slice/batch"), workload: "batch", direction: .demote, pids: [800],
+                                     from: NodeSet([0]), to: [1], bytes: 1 << 20, mempolicy: .respect, reason: "test")
+        let short = TickReport(snapshot: nil, plan: MigrationPlan(), outcomes: [ActionOutcome(action: action, tasks: [(800, .exited)])])
+        metrics.record(short, status: status, duration: .milliseconds(1))
+        metrics.recordReload(ok: true, generation: 2)
+        let reference = try String(contentsOfFile: FixtureTree.fixtures + "/../../docs/REFERENCE.md", encoding: .utf8)
+        let table = reference.split(separator: "\n").filter { $0.hasPrefix("| `tierd_") }
+        let documented = table.flatMap { row in
+            row.split(separator: "|")[0].split(separator: "`").filter { $0.hasPrefix("tierd_") }.map(String.init)
+        }
+        #expect(documented.count >= 15)
+        let exposed = Set(metrics.text().split(separator: "\n").compactMap { line -> String? in
+            line.hasPrefix("# TYPE ") ? String(line.split(separator: " ")[2]) : nil
+        })
+        for name in documented { #expect(exposed.contains(name), "\(name) is documented but not exposed") }
+        for name in exposed { #expect(documented.contains(name), "\(name) is exposed but not documented") }
+    }
 }
