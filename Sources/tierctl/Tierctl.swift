@@ -14,7 +14,7 @@ struct Tierctl: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "tierctl",
         abstract: "Validate tierd policies and see what tierd would do, and why.",
-        subcommands: [Status.self, Validate.self, Plan.self, Explain.self])
+        subcommands: [Status.self, Health.self, Validate.self, Plan.self, Explain.self])
 }
 
 /// Options shared by the commands that read the host.
@@ -128,6 +128,19 @@ struct Status: ParsableCommand {
             throw ExitCode(1)
         }
         print(StatusText.render(status), terminator: "")
+    }
+}
+
+/// For a container's probes and a unit's checks: exit 0 when the daemon answers healthy (or ready).
+struct Health: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Exit 0 if the running tierd is healthy (its loop completes ticks), or with --ready, ready (one full cycle done).")
+    @OptionGroup var daemon: DaemonOptions
+    @Flag(help: "Ask whether tierd is ready rather than alive.") var ready = false
+
+    func run() throws {
+        let body = try daemon.get(ready ? "/readyz" : "/healthz")
+        print(String(decoding: body, as: UTF8.self), terminator: "")
     }
 }
 

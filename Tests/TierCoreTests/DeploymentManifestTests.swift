@@ -90,4 +90,32 @@ struct DeploymentManifestTests {
         let policyMount = try #require(mounts.first { $0["name"] as? String == "policy" })
         #expect(configPath == (policyMount["mountPath"] as? String ?? "") + "/tierd.yaml")
     }
+
+    @Test func theProbesAskTierctlOverTheSocketTierdServes() throws {
+        let command = try #require(try container["command"] as? [String])
+        let socket = try #require(command.firstIndex(of: "--socket").map { command[$0 + 1] })
+        for (probe, ready) in [("readinessProbe", true), ("livenessProbe", false)] {
+            let argv = try #require(value(try container, "\(probe).exec.command") as? [String], "\(probe)")
+            #expect(Array(argv.prefix(2)) == ["/usr/local/bin/tierctl", "health"])
+            #expect(argv.contains("--ready") == ready)
+            #expect(argv.firstIndex(of: "--socket").map { argv[$0 + 1] } == socket)
+        }
+        // The socket's directory is the host's, so that tierctl on the node reaches it too.
+        let mounts = try #require(try container["volumeMounts"] as? [[String: Any]])
+        let volumes = try #require(try podSpec["volumes"] as? [[String: Any]])
+        let directory = String(socket[..<socket.lastIndex(of: "/")!])
+        let mount = try #require(mounts.first { $0["mountPath"] as? String == directory })
+        #expect(volumes.first { $0["name"] as? String == mount["name"] as? String }.flatMap { value($0, "hostPath.path") as? String } == directory)
+    }
+
+    @Test func theContainerfileBuildsTheBinariesTheManifestRuns() throws {
+        let path = ShippedConfigTests.configDirectory.deletingLastPathComponent().appendingPathComponent("deploy/container/Containerfile").path
+        let text = try String(contentsOfFile: path, encoding: .utf8)
+        #expect(text.contains("swift build -c release --product tierd"))
+        #expect(text.contains("swift build -c release --product tierctl"))
+        #expect(text.contains("libnuma1"))
+        // Both binaries land where the manifest's command and probes run them.
+        #expect(try container["command"] as? [String] != nil && (try container["command"] as? [String])?.first == "/usr/local/bin/tierd")
+        #expect(text.contains("COPY --from=build /out/tierd /out/tierctl /usr/local/bin/"))
+    }
 }
