@@ -22,7 +22,7 @@ want() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok ins
 apt_updated=0
 apt_update_once() { [ "$apt_updated" = 1 ] || { apt-get update -qq; apt_updated=1; }; }
 
-for p in libnuma-dev libcgroup-dev numactl; do want "$p"; done
+for p in libnuma-dev libcgroup-dev numactl systemd util-linux; do want "$p"; done
 if [ "$mode" != "--build" ]; then
   for p in qemu-system-x86 qemu-utils kmod python3-venv busybox-static gnuplot-nox; do want "$p"; done
 fi

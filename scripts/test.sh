@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Every test tierd has, from a fresh machine: provisions (idempotent), builds with warnings as
 # failures, runs the unit tests, a dry-run smoke test of the daemon against a captured kernel
-# tree, then every end-to-end scenario in the two-tier lab guests.
+# tree, systemd-analyze verify and security on the unit, then every end-to-end scenario in the
+# two-tier lab guests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/provision.sh
@@ -25,6 +26,9 @@ set +e
 status=$?
 set -e
 [ "$status" = 2 ] || { echo "test.sh: a bad policy must exit 2, got $status"; exit 1; }
+
+echo "== the systemd unit, as systemd reads it"
+bash scripts/check-systemd-unit.sh .build/debug/tierd
 
 echo "== lab: end-to-end scenarios on a real 6.12 kernel with a slow memory tier"
 bash scripts/lab.sh tests

@@ -29,6 +29,13 @@ public final class StatusBoard: Sendable {
 
     public var status: DaemonStatus? { published.withLock { $0.status } }
 
+    /// Alive: starting, or a tick completed within the stall limit (what /healthz and the systemd
+    /// watchdog both go by).
+    public func isHealthy(now: ContinuousClock.Instant = .now) -> Bool {
+        guard let ended = published.withLock({ $0.lastTickEnded }) else { return true }
+        return now - ended <= stallLimit
+    }
+
     /// `/status`'s body: snake_case keys, sorted, so the output is stable for scripts and tests.
     public static func encode(_ status: DaemonStatus) -> [UInt8] {
         let encoder = JSONEncoder()

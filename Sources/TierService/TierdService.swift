@@ -1,3 +1,4 @@
+import Foundation
 import Logging
 import ServiceLifecycle
 import TierCore
@@ -61,7 +62,20 @@ public struct TierdService: Service {
             Task { for await _ in signals { wake.yield(.reload) } },
         ]
         freeMemory.start()
+        let notifier = SystemdNotifier(environment: ProcessInfo.processInfo.environment)
+        let watchdog = notifier.watchdogInterval.map { interval in
+            Task { [board] in
+                // Fed at half the manager's interval, and only while ticks complete: a stuck loop is restarted.
+                while !Task.isCancelled {
+                    try? await Task.sleep(for: interval / 2)
+                    if board.isHealthy() { notifier.notify("WATCHDOG=1") }
+                }
+            }
+        }
+        var announcedReady = false
         defer {
+            watchdog?.cancel()
+            notifier.notify("STOPPING=1")
             psi.stop()
             freeMemory.stop()
             forwarders.forEach { $0.cancel() }
@@ -94,6 +108,10 @@ public struct TierdService: Service {
                                                        tickSeconds: took.seconds, dryRun: options.dryRun)
                 board.metrics.record(report, status: status, duration: took)
                 board.publish(status)
+                if !announcedReady {
+                    announcedReady = true
+                    notifier.notify("READY=1\nSTATUS=managing \(status.groups.count) groups")
+                }
                 // Between ticks the watch looks for free DRAM about to cross `low`; while reclaiming,
                 // the loop already re-plans after every move.
                 if let topology = report.snapshot?.topology, !topology.slow.isEmpty {

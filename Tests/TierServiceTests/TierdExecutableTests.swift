@@ -138,4 +138,30 @@ struct TierdExecutableTests {
         #expect(reloads() == [true, false])
         #expect(process.isRunning, "a refused version leaves tierd running on the last good policy")
     }
+
+    /// The built daemon, started as systemd starts a Type=notify unit with a watchdog: READY=1 after
+    /// its first cycle, then WATCHDOG=1 at half the interval, and STOPPING=1 on SIGTERM.
+    @Test func theDaemonSaysReadyFeedsTheWatchdogAndSaysStopping() async throws {
+        let name = "@tierd-daemon-\(UUID().uuidString.prefix(8))"
+        let manager = try ServiceManagerStub(name)
+        let tree = try FixtureTree()
+        let root = tree.root
+        try "controller: {interval: 200ms}\nworkloads: []\n".write(toFile: root + "/tierd.yaml", atomically: true, encoding: .utf8)
+        let process = Process()
+        process.executableURL = Self.binDirectory.appendingPathComponent("tierd")
+        process.arguments = ["--config", root + "/tierd.yaml", "--root", root, "--dry-run", "--socket", "none", "--log-level", "error"]
+        process.environment = ["NOTIFY_SOCKET": name, "WATCHDOG_USEC": "400000"]
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        let ready = manager.receive()
+        #expect(ready?.hasPrefix("READY=1\nSTATUS=managing ") == true, "\(ready ?? "nothing")")
+        #expect(manager.receive() == "WATCHDOG=1")
+        #expect(manager.receive() == "WATCHDOG=1")
+        process.terminate()
+        process.waitUntilExit()
+        var last: String?
+        while let message = manager.receive() { last = message; if message == "STOPPING=1" { break } }
+        #expect(last == "STOPPING=1")
+    }
 }
