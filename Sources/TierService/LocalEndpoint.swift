@@ -10,6 +10,7 @@ public final class StatusBoard: Sendable {
         var status: DaemonStatus?
         var json: [UInt8] = []
         var lastTickEnded: ContinuousClock.Instant?
+        var context: DaemonView.Context?
     }
 
     public let metrics: TierMetrics
@@ -17,14 +18,18 @@ public final class StatusBoard: Sendable {
     public let stallLimit: Duration
     private let published = Mutex(Published())
 
-    public init(metrics: TierMetrics = TierMetrics(), stallLimit: Duration) {
+    /// Plans "what tierd would do now" for `/plan` and `/explain`; nil: those paths are not served.
+    let view: DaemonView?
+
+    public init(metrics: TierMetrics = TierMetrics(), stallLimit: Duration, view: DaemonView? = nil) {
         self.metrics = metrics
         self.stallLimit = stallLimit
+        self.view = view
     }
 
-    public func publish(_ status: DaemonStatus, at instant: ContinuousClock.Instant = .now) {
+    public func publish(_ status: DaemonStatus, context: DaemonView.Context? = nil, at instant: ContinuousClock.Instant = .now) {
         let json = Self.encode(status)
-        published.withLock { $0 = Published(status: status, json: json, lastTickEnded: instant) }
+        published.withLock { $0 = Published(status: status, json: json, lastTickEnded: instant, context: context) }
     }
 
     public var status: DaemonStatus? { published.withLock { $0.status } }
@@ -50,6 +55,30 @@ public final class StatusBoard: Sendable {
         return try decoder.decode(DaemonStatus.self, from: Data(bytes))
     }
 
+    /// "/explain?group=a%2Fb" → ("/explain", ["group": "a/b"]).
+    public static func split(_ target: String) -> (String, [String: String]) {
+        let parts = target.split(separator: "?", maxSplits: 1)
+        var query: [String: String] = [:]
+        for pair in parts.count > 1 ? parts[1].split(separator: "&") : [] {
+            let kv = pair.split(separator: "=", maxSplits: 1)
+            query[percentDecoded(String(kv[0]))] = kv.count > 1 ? percentDecoded(String(kv[1])) : ""
+        }
+        return (parts.first.map(String.init) ?? target, query)
+    }
+
+    static func percentDecoded(_ text: String) -> String {
+        var bytes: [UInt8] = []
+        var input = Array(text.utf8)[...]
+        while let byte = input.popFirst() {
+            if byte == UInt8(ascii: "%"), input.count >= 2, let value = UInt8(String(decoding: input.prefix(2), as: UTF8.self), radix: 16) {
+                bytes.append(value); input = input.dropFirst(2)
+            } else {
+                bytes.append(byte == UInt8(ascii: "+") ? UInt8(ascii: " ") : byte)
+            }
+        }
+        return String(decoding: bytes, as: UTF8.self)
+    }
+
     /// Answers one request. Over the unix socket only root is served (the socket's mode already
     /// keeps others out; this is the second lock).
     public func respond(to request: LocalRequest, now: ContinuousClock.Instant = .now) -> LocalResponse {
@@ -60,7 +89,16 @@ public final class StatusBoard: Sendable {
             return LocalResponse(status: 405, text: "tierd: \(request.method) \(request.path): only GET is served\n")
         }
         let state = published.withLock { $0 }
-        switch request.path.split(separator: "?").first.map(String.init) ?? request.path {
+        let (route, query) = Self.split(request.path)
+        switch route {
+        case "/plan", "/explain":
+            guard let view, let context = state.context else { return LocalResponse(status: 503, text: "tierd: starting, no tick completed yet\n") }
+            if route == "/plan" { return LocalResponse(status: 200, text: view.planText(context)) }
+            guard let group = query["group"], !group.isEmpty else { return LocalResponse(status: 400, text: "tierd: /explain needs ?group=PATH\n") }
+            guard let text = view.explanation(of: CgroupPath(group), context) else {
+                return LocalResponse(status: 404, text: "tierd: no cgroup \(CgroupPath(group)) under the cgroup root\n")
+            }
+            return LocalResponse(status: 200, text: text)
         case "/status":
             guard state.status != nil else { return LocalResponse(status: 503, text: "tierd: starting, no tick completed yet\n") }
             return LocalResponse(status: 200, contentType: "application/json", body: state.json)
@@ -74,7 +112,7 @@ public final class StatusBoard: Sendable {
             return since <= stallLimit ? LocalResponse(status: 200, text: "ok\n")
                 : LocalResponse(status: 503, text: "stalled: no tick completed for \(Int(since.seconds)) s (limit \(Int(stallLimit.seconds)) s)\n")
         default:
-            return LocalResponse(status: 404, text: "tierd: no \(request.path); try /status, /metrics, /healthz or /readyz\n")
+            return LocalResponse(status: 404, text: "tierd: no \(request.path); try /status, /plan, /explain?group=PATH, /metrics, /healthz or /readyz\n")
         }
     }
 }

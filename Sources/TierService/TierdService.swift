@@ -107,7 +107,8 @@ public struct TierdService: Service {
                                                        carried: controller.carried, ledger: controller.ledger,
                                                        tickSeconds: took.seconds, dryRun: options.dryRun)
                 board.metrics.record(report, status: status, duration: took)
-                board.publish(status)
+                board.publish(status, context: DaemonView.Context(policy: controller.policy, carried: controller.carried,
+                                                                  origin: origin, dramFallRate: freeMemory.fallRate))
                 if !announcedReady {
                     announcedReady = true
                     notifier.notify("READY=1\nSTATUS=managing \(status.groups.count) groups")

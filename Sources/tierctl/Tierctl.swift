@@ -66,32 +66,56 @@ struct Validate: ParsableCommand {
 }
 
 struct Plan: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Print what tierd would do now, with a reason per action and skip (moves nothing).")
+    static let configuration = CommandConfiguration(
+        abstract: "Print what the running tierd would do now, with a reason per action and skip (moves nothing).",
+        discussion: "The daemon plans a fresh snapshot with its own carried state (reclaiming or not, rate-limit tokens, held-back groups). With --offline, tierctl plans from --config and --root alone, as a tierd starting now would.")
+    @OptionGroup var daemon: DaemonOptions
     @OptionGroup var host: HostOptions
+    @Flag(help: "Plan without the daemon, from --config and --root, with no carried state.") var offline = false
 
     func run() async throws {
+        if !offline {
+            print(String(decoding: try daemon.get("/plan"), as: UTF8.self), terminator: "")
+            return
+        }
         let (_, _, report) = try await host.dryRunTick()
         print(PlanText.render(report, dryRun: true))
     }
 }
 
 struct Explain: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Explain tierd's view of one cgroup: its workload, memory, targets and decision.")
+    static let configuration = CommandConfiguration(
+        abstract: "Explain the running tierd's view of one cgroup: its workload, memory, targets and decision.",
+        discussion: "With --offline, from --config and --root alone, with no carried state.")
+    @OptionGroup var daemon: DaemonOptions
     @OptionGroup var host: HostOptions
+    @Flag(help: "Explain without the daemon, from --config and --root.") var offline = false
     @Argument(help: "Cgroup path relative to the cgroup root, such as batch.slice/job1.") var group: String
 
     func run() async throws {
+        let path = CgroupPath(group)
+        if !offline {
+            let query = path.relative.utf8.map { byte -> String in
+                let plain = (byte >= 0x30 && byte <= 0x39) || (byte >= 0x41 && byte <= 0x5a) || (byte >= 0x61 && byte <= 0x7a) || "-_.~/".utf8.contains(byte)
+                return plain ? String(UnicodeScalar(byte)) : "%" + String(byte, radix: 16, uppercase: true).leftPadded(2)
+            }.joined()
+            print(String(decoding: try daemon.get("/explain?group=" + query), as: UTF8.self), terminator: "")
+            return
+        }
         let (policy, controller, report) = try await host.dryRunTick()
         guard var snapshot = report.snapshot else { print("tierctl: cannot read the host"); throw ExitCode(1) }
         // The plan came from a planning snapshot; the explanation also shows memory.stat and memory.current.
         if let detailed = try? controller.collector.collect(selection: policy.tiers, depth: .detailed) { snapshot.groups = detailed.groups }
-        let path = CgroupPath(group)
         guard let cgroup = snapshot.groups.first(where: { $0.path == path }) else {
             print("tierctl: no cgroup \(path) under the cgroup root")
             throw ExitCode(1)
         }
         print(Explanation.render(path: path, cgroup: cgroup, snapshot: snapshot, policy: policy, plan: report.plan))
     }
+}
+
+extension String {
+    func leftPadded(_ width: Int) -> String { String(repeating: "0", count: max(0, width - count)) + self }
 }
 
 /// Where tierctl finds the running daemon.

@@ -88,7 +88,7 @@ struct TierdCommand: AsyncParsableCommand {
         }
         let options = TierdOptions(configPath: config, root: root, dryRun: dryRun, journalPath: journal,
                                    socketPath: socket == "none" ? nil : socket, metricsAddress: tcp)
-        let board = StatusBoard(stallLimit: TierdService.stallLimit(policy))
+        let board = StatusBoard(stallLimit: TierdService.stallLimit(policy), view: DaemonView(collector: collector))
         let endpoints: [LocalHTTPServer]
         do { endpoints = try TierdService.startEndpoints(options, board: board, logger: logger) } catch {
             printError("tierd: cannot serve the status endpoint: \(error)")

@@ -150,3 +150,51 @@ struct LocalEndpointTests {
         #expect(output.contains("--metrics-address: 'localhost:9477' is not a numeric address"))
     }
 }
+
+/// `tierctl plan` and `explain` through the daemon: its view, not a fresh controller's.
+struct DaemonViewTests {
+    static let mib: UInt64 = 1 << 20
+
+    /// Free DRAM between the watermarks (150 MiB of 1006 MiB; low 10 %, high 20 %) and an opted-in
+    /// batch job in DRAM: a tierd that is reclaiming goes on demoting until high, one that is not
+    /// leaves it alone (hysteresis). Only the daemon's carried state tells which.
+    @Test func theDaemonsViewPlansWithItsCarriedState() throws {
+        let tree = try FixtureTree()
+        tree.setNode(0, freeBytes: 150 * Self.mib)
+        tree.addGroup("test.slice/batch", pids: [800], anon: [0: 400 * Self.mib])
+        tree.addTask(800, group: "test.slice/batch", pagesPerNode: [0: 102_400])
+        let policy = try PolicyCompiler.compile(yaml: "workloads:\n  - {name: batch, match: [test.slice/batch], demote: allowed}\n", file: "t.yaml")
+        let view = DaemonView(collector: try SnapshotCollector(files: RootedHostFiles(root: tree.root)))
+        let origin = ContinuousClock.now
+        var reclaiming = ControllerState()
+        reclaiming.reclaiming = true
+        let daemons = view.plan(.init(policy: policy, carried: reclaiming, origin: origin, dramFallRate: 0))
+        let fresh = view.plan(.init(policy: policy, carried: ControllerState(), origin: origin, dramFallRate: 0))
+        #expect(daemons.plan.actions.contains { $0.direction == .demote && $0.group == CgroupPath("test.slice/batch") })
+        #expect(fresh.plan.actions.isEmpty)
+        #expect(view.planText(.init(policy: policy, carried: reclaiming, origin: origin, dramFallRate: 0)).contains("reclaiming true"))
+    }
+
+    @Test func queriesAreDecoded() {
+        let (route, query) = StatusBoard.split("/explain?group=batch.slice%2Fjob%201&x")
+        #expect(route == "/explain" && query["group"] == "batch.slice/job 1" && query["x"] == "")
+    }
+
+    @Test func explainAndPlanThroughTheDaemonAgreeWithOfflineOnAnIdleHost() async throws {
+        let endpoint = try LocalEndpointTests()
+        let daemon = try endpoint.startDaemon()
+        defer { daemon.terminate(); daemon.waitUntilExit() }
+        try await endpoint.waitUntilReady()
+        let tierctl = endpoint.binary("tierctl")
+        let offline = ["--offline", "--config", endpoint.tree.root + "/tierd.yaml", "--root", endpoint.tree.root]
+        let viaDaemon = try endpoint.run([tierctl, "explain", "batch.slice/job1", "--socket", endpoint.socket])
+        let alone = try endpoint.run([tierctl, "explain", "batch.slice/job1"] + offline)
+        #expect(viaDaemon.status == 0 && alone.status == 0)
+        #expect(viaDaemon.output.contains("workload: batch (inherited from /batch.slice)"))
+        #expect(viaDaemon.output == alone.output)
+        let plan = try endpoint.run([tierctl, "plan", "--socket", endpoint.socket])
+        #expect(plan.status == 0 && plan.output.contains("topology: fast 0 slow 1-2"))
+        let missing = try endpoint.run([tierctl, "explain", "no/such", "--socket", endpoint.socket])
+        #expect(missing.status == 1 && missing.output.contains("no cgroup /no/such under the cgroup root"))
+    }
+}
