@@ -33,6 +33,14 @@ public struct DaemonStatus: Codable, Sendable, Equatable {
         /// Filled once the action ran: bytes that left the source nodes, and why it stopped short.
         public var movedBytes: UInt64?
         public var dropped: String?
+        /// Each task's result ("moved", "mempolicy", "left_group", …) and what it means.
+        public var tasks: [TaskOutcome]
+    }
+
+    public struct TaskOutcome: Codable, Sendable, Equatable {
+        public var pid: Int32
+        public var result: String
+        public var detail: String
     }
 
     public struct Skip: Codable, Sendable, Equatable {
@@ -59,6 +67,10 @@ public struct DaemonStatus: Codable, Sendable, Equatable {
         /// The last tick's actions on this group (a demotion may come in batches), or the reason it
         /// was left alone.
         public var actions: [Action]
+        /// The actions of the most recent tick that had any on this group, and that tick: why a
+        /// group was not moved often lies in its tasks' results there (a mempolicy, a task gone).
+        public var lastActions: [Action]
+        public var lastActionsTick: UInt64?
         public var skip: Skip?
         /// Its last promotion moved nothing: not tried again until its slow-node bytes change.
         public var heldBack: Bool
@@ -129,10 +141,21 @@ public struct DaemonStatus: Codable, Sendable, Equatable {
 /// Builds `DaemonStatus` from one tick's report and the controller's carried values. Pure: the
 /// tick's duration is passed in.
 public enum DaemonStatusBuilder {
+    /// - Parameter previous: the status built after the tick before, whose groups' last actions carry over.
     public static func build(report: TickReport, policy: Policy, policyState: DaemonStatus.PolicyState, carried: ControllerState,
-                             ledger: MoveLedger, tickSeconds: Double, dryRun: Bool) -> DaemonStatus {
+                             ledger: MoveLedger, tickSeconds: Double, dryRun: Bool, previous: DaemonStatus? = nil) -> DaemonStatus {
         let snapshot = report.snapshot
-        let groups = snapshot.map { groupStatus($0, report: report, policy: policy, carried: carried) } ?? []
+        var groups = snapshot.map { groupStatus($0, report: report, policy: policy, carried: carried) } ?? []
+        let before = Dictionary((previous?.groups ?? []).map { ($0.path, $0) }, uniquingKeysWith: { a, _ in a })
+        for index in groups.indices {
+            if groups[index].actions.isEmpty, let earlier = before[groups[index].path] {
+                groups[index].lastActions = earlier.lastActions
+                groups[index].lastActionsTick = earlier.lastActionsTick
+            } else if !groups[index].actions.isEmpty {
+                groups[index].lastActions = groups[index].actions
+                groups[index].lastActionsTick = ledger.ticks
+            }
+        }
         return DaemonStatus(
             ticks: ledger.ticks, lastTickSeconds: tickSeconds, dryRun: dryRun, policy: policyState,
             nodes: snapshot.map { nodes($0.topology) } ?? [],
@@ -175,7 +198,8 @@ public enum DaemonStatusBuilder {
     static func action(_ action: MigrationAction, outcome: ActionOutcome?) -> DaemonStatus.Action {
         DaemonStatus.Action(group: action.group.description, workload: action.workload, direction: action.direction.rawValue,
                             bytes: action.bytes, from: action.from.description, to: NodeSet(action.to).description,
-                            reason: action.reason, movedBytes: outcome?.movedBytes, dropped: outcome?.dropped)
+                            reason: action.reason, movedBytes: outcome?.movedBytes, dropped: outcome?.dropped,
+                            tasks: (outcome?.tasks ?? []).map { DaemonStatus.TaskOutcome(pid: $0.pid, result: $0.result.code, detail: $0.result.description) })
     }
 
     static func skip(_ skip: PlanSkip) -> DaemonStatus.Skip {
@@ -195,7 +219,7 @@ public enum DaemonStatusBuilder {
                 bytesPerNode: perNode(group.numaStat), ownBytesPerNode: perNode(own[group.path] ?? NumaStat()),
                 cpusetMems: group.cpusetMems.description,
                 pressure: DaemonStatus.Pressure(someAvg10: group.pressure.some.avg10, fullAvg10: group.pressure.full.avg10),
-                actions: planned.filter { $0.group == group.path.description },
+                actions: planned.filter { $0.group == group.path.description }, lastActions: [], lastActionsTick: nil,
                 skip: report.plan.skips.last { $0.group == group.path }.map(skip),
                 heldBack: carried.stuckOnSlowNodes[group.path] != nil)
         }

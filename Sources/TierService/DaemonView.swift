@@ -40,10 +40,20 @@ public struct DaemonView: Sendable {
         PlanText.render(plan(context), dryRun: true) + "\n"
     }
 
-    /// `GET /explain?group=PATH`: `tierctl explain` from the daemon's view; nil when no such group.
-    public func explanation(of group: CgroupPath, _ context: Context) -> String? {
+    /// `GET /explain?group=PATH`: `tierctl explain` from the daemon's view, and what the daemon last
+    /// did to the group, task by task (`last`: from its status); nil when no such group.
+    public func explanation(of group: CgroupPath, _ context: Context, last: DaemonStatus.Group? = nil) -> String? {
         let report = plan(context, depth: .detailed)
         guard let snapshot = report.snapshot, let cgroup = snapshot.groups.first(where: { $0.path == group }) else { return nil }
-        return Explanation.render(path: group, cgroup: cgroup, snapshot: snapshot, policy: context.policy, plan: report.plan) + "\n"
+        var lines = [Explanation.render(path: group, cgroup: cgroup, snapshot: snapshot, policy: context.policy, plan: report.plan)]
+        if let last, let tick = last.lastActionsTick {
+            for action in last.lastActions {
+                let moved = action.movedBytes.map { formatBytes($0) } ?? "nothing"
+                lines.append("last moved at tick \(tick): \(action.direction) planned \(formatBytes(action.bytes)), moved \(moved): \(action.reason)"
+                             + (action.dropped.map { " (dropped: \($0))" } ?? ""))
+                for task in action.tasks { lines.append("  pid \(task.pid): \(task.detail)") }
+            }
+        }
+        return lines.joined(separator: "\n") + "\n"
     }
 }

@@ -95,7 +95,8 @@ public final class StatusBoard: Sendable {
             guard let view, let context = state.context else { return LocalResponse(status: 503, text: "tierd: starting, no tick completed yet\n") }
             if route == "/plan" { return LocalResponse(status: 200, text: view.planText(context)) }
             guard let group = query["group"], !group.isEmpty else { return LocalResponse(status: 400, text: "tierd: /explain needs ?group=PATH\n") }
-            guard let text = view.explanation(of: CgroupPath(group), context) else {
+            let last = state.status?.groups.first { $0.path == CgroupPath(group).description }
+            guard let text = view.explanation(of: CgroupPath(group), context, last: last) else {
                 return LocalResponse(status: 404, text: "tierd: no cgroup \(CgroupPath(group)) under the cgroup root\n")
             }
             return LocalResponse(status: 200, text: text)

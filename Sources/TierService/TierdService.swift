@@ -105,7 +105,7 @@ public struct TierdService: Service {
                 let took = clock.now - started
                 let status = DaemonStatusBuilder.build(report: report, policy: controller.policy, policyState: policyState,
                                                        carried: controller.carried, ledger: controller.ledger,
-                                                       tickSeconds: took.seconds, dryRun: options.dryRun)
+                                                       tickSeconds: took.seconds, dryRun: options.dryRun, previous: board.status)
                 board.metrics.record(report, status: status, duration: took)
                 board.publish(status, context: DaemonView.Context(policy: controller.policy, carried: controller.carried,
                                                                   origin: origin, dramFallRate: freeMemory.fallRate))

@@ -106,6 +106,14 @@ struct TierdRun {
             .reduce(0) { $0 + UInt64(($1["moved"] as? Int) ?? 0) }
     }
 
+    /// `tierctl explain GROUP` asked of this daemon: its output, and whether tierctl exited 0.
+    func explain(_ group: String, lab: GuestLab, label: String) -> (ok: Bool, text: String) {
+        let output = lab.out + "/\(label)-explain.txt"
+        let process = lab.spawn(group: nil, [lab.bin + "/tierctl", "explain", group, "--socket", socket], output: output)
+        process.waitUntilExit()
+        return (process.terminationStatus == 0, (try? String(contentsOfFile: output, encoding: .utf8)) ?? "")
+    }
+
     /// How many task moves of all actions ended with `code` (a `TaskResult` code such as "left_group").
     func taskResults(_ code: String) -> Int {
         events("action").reduce(0) { count, action in

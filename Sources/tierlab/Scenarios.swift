@@ -1117,6 +1117,11 @@ enum Scenarios {
                                    detail: String(format: "%.0f%% on the slow node", freeUnderRespect * 100)))
         result.checks.append(Check(name: "respect: the membind=0 task is left in DRAM", ok: boundUnderRespect < 0.01 && skipped > 0,
                                    detail: String(format: "%.1f%% on the slow node; %d journal entries skipping it for its mempolicy", boundUnderRespect * 100, skipped)))
+        let reason = "pid \(bound.pid): its mempolicy bind:0 excludes the targets"
+        let explained = tierd.explain(group, lab: lab, label: "mempolicy")
+        result.checks.append(Check(name: "tierctl explain names the mempolicy that kept the task", ok: explained.ok && explained.text.contains(reason),
+                                   detail: explained.text.split(separator: "\n").first { $0.contains("pid \(bound.pid)") }.map(String.init)
+                                       ?? "no line for pid \(bound.pid) in: " + explained.text))
         tierd.requestReload(policy("override"))
         _ = lab.waitFor(seconds: 45) { slowShare(bound) > 0.5 }
         sleep(2)
@@ -1212,6 +1217,14 @@ enum Scenarios {
         result.checks.append(Check(name: "a group confined to slow node 1 is never promoted", ok: confinedInDram < 1 << 20 && !confinedSkips.isEmpty
                                    && tierd.movedBytes(group: confined, direction: "promote") == 0,
                                    detail: String(format: "DRAM bytes at most %.1f MiB; %d confined_to_slow_nodes skips", Double(confinedInDram) / mib, confinedSkips.count)))
+        let confinedWhy = tierd.explain(confined, lab: lab, label: "cpuset-confined")
+        let expected = "decision now: skipped, cpuset.mems.effective is 1, no DRAM node: never promoted"
+        result.checks.append(Check(name: "tierctl explain names why the confined group is not promoted", ok: confinedWhy.ok && confinedWhy.text.contains(expected),
+                                   detail: confinedWhy.text.split(separator: "\n").first { $0.hasPrefix("decision now") }.map(String.init) ?? confinedWhy.text))
+        let partialWhy = tierd.explain(partial, lab: lab, label: "cpuset-partial")
+        let targets = "demotion targets: slow 1-2 ∩ cpuset 0,2 ∩ tierd 0-2 = 2"
+        result.checks.append(Check(name: "tierctl explain derives the partial group's demotion target from its cpuset", ok: partialWhy.ok && partialWhy.text.contains(targets),
+                                   detail: partialWhy.text.split(separator: "\n").first { $0.hasPrefix("demotion targets") }.map(String.init) ?? partialWhy.text))
         if !result.passed { result.diagnostics = lab.describe([partial, confined]) + "\ntierd journal:\n" + tierd.tail() }
         return result
     }

@@ -128,4 +128,22 @@ struct StatusOutputTests {
         for name in documented { #expect(exposed.contains(name), "\(name) is documented but not exposed") }
         for name in exposed { #expect(documented.contains(name), "\(name) is exposed but not documented") }
     }
+
+    /// A group's last actions, task by task, outlive the quiet ticks after them, and the daemon's
+    /// explanation names each task's result.
+    @Test func lastActionsCarryOverAndExplainNamesEachTask() async throws {
+        let (status, _, controller) = try await Self.tick()
+        let quiet = TickReport(snapshot: controller.lastReport?.snapshot, plan: MigrationPlan(), outcomes: [])
+        let next = DaemonStatusBuilder.build(report: quiet, policy: controller.policy, policyState: status.policy, carried: controller.carried,
+                                             ledger: controller.ledger, tickSeconds: 0.1, dryRun: false, previous: status)
+        let batch = try #require(next.groups.first { $0.path == "/test.slice/batch" })
+        #expect(batch.actions.isEmpty)
+        #expect(batch.lastActionsTick == 1 && batch.lastActions.count == 2)
+        #expect(batch.lastActions.flatMap(\.tasks).allSatisfy { $0.pid == 800 && $0.result == "moved" })
+        let view = DaemonView(collector: controller.collector)
+        let context = DaemonView.Context(policy: controller.policy, carried: controller.carried, origin: .now, dramFallRate: 0)
+        let text = try #require(view.explanation(of: CgroupPath("test.slice/batch"), context, last: batch))
+        #expect(text.contains("last moved at tick 1: demote planned"))
+        #expect(text.contains("  pid 800: moved "))
+    }
 }
