@@ -15,9 +15,12 @@ struct TierdExecutableTests {
         return url
     }
 
-    func run(_ arguments: [String]) throws -> (status: Int32, output: String) {
+    func run(_ arguments: [String]) throws -> (status: Int32, output: String) { try runBinary("tierd", arguments) }
+
+    /// Runs one of the built executables; its status and everything it printed.
+    func runBinary(_ name: String, _ arguments: [String]) throws -> (status: Int32, output: String) {
         let process = Process()
-        process.executableURL = Self.binDirectory.appendingPathComponent("tierd")
+        process.executableURL = Self.binDirectory.appendingPathComponent(name)
         process.arguments = arguments
         let pipe = Pipe()
         process.standardOutput = pipe
