@@ -1,3 +1,4 @@
+import Foundation
 import Dispatch
 import Logging
 import TierCore
@@ -36,9 +37,12 @@ public final class TierController {
     var loggedSkips: [CgroupPath: String] = [:]
     private var warnedAboutNice = false
 
-    public init(policy: Policy, collector: SnapshotCollector, migrator: any PageMigrator, logger: Logger, journal: Journal) {
+    /// One line per task move, when the operator asked for an audit log.
+    let audit: AuditLog?
+
+    public init(policy: Policy, collector: SnapshotCollector, migrator: any PageMigrator, logger: Logger, journal: Journal, audit: AuditLog? = nil) {
         self.policy = policy; self.collector = collector; self.migrator = migrator
-        self.logger = logger; self.journal = journal
+        self.logger = logger; self.journal = journal; self.audit = audit
     }
 
     /// What asked for a reload, as the journal records it.
@@ -115,6 +119,7 @@ public final class TierController {
                                 movedBytes: result.moved, targetsFull: result.targetsFull)
         }
         ledger.record(plan, outcomes, vanished: snapshot.vanishedWhileReading)
+        audit?.record(outcomes, tick: ledger.ticks, time: Date().ISO8601Format(.iso8601.time(includingFractionalSeconds: true).year().month().day().dateTimeSeparator(.standard)))
         report(plan, outcomes, snapshot, elapsed)
         let result = TickReport(snapshot: snapshot, plan: plan, outcomes: outcomes, collectError: nil)
         lastReport = result

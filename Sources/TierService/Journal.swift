@@ -3,31 +3,65 @@ import TierCore
 import TierLinux
 
 /// An append-only JSON-lines record of what tierd decided and did: one line per tick, per action
-/// outcome, and per skip whose reason changed. The lab reads it; operators can tail it.
-public final class Journal: @unchecked Sendable {
-    private let handle: FileHandle?
-    private let lock = NSLock()
+/// outcome, and per skip whose reason changed. The lab reads it; operators can tail it. A write
+/// that fails is counted, never fatal (`LineFile`).
+public final class Journal: Sendable {
+    let file: LineFile?
 
-    public init(path: String?) throws {
-        guard let path else { handle = nil; return }
-        if !FileManager.default.fileExists(atPath: path) {
-            guard FileManager.default.createFile(atPath: path, contents: nil) else {
-                throw CocoaError(.fileWriteNoPermission, userInfo: [NSFilePathErrorKey: path])
-            }
-        }
-        let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: path))
-        try handle.seekToEnd()
-        self.handle = handle
+    public init(path: String?, onTrouble: @escaping @Sendable (String) -> Void = { _ in }) throws {
+        file = try path.map { path throws(LineFileError) in try LineFile(path: path, onTrouble: onTrouble) }
     }
 
-    public var isEnabled: Bool { handle != nil }
+    public var isEnabled: Bool { file != nil }
 
     public func write(_ fields: [String: JSONValue]) {
-        guard let handle else { return }
-        let line = JSONValue.object(fields).encoded + "\n"
-        lock.lock(); defer { lock.unlock() }
-        handle.write(Data(line.utf8))
+        file?.append(JSONValue.object(fields).encoded)
     }
+
+    /// After logrotate moved the file away (SIGUSR1, SIGHUP).
+    public func reopen() { file?.reopen() }
+
+    public var failedWrites: UInt64 { file?.failedWrites ?? 0 }
+}
+
+/// One JSON line per task move, for an operator's audit: when, which group and pid, from and to
+/// which nodes, in which mode, the bytes the action asked for, the bytes that moved, and what was
+/// left behind and why. Rotated by size (`path.1` … `path.3`), reopened on SIGUSR1 and SIGHUP, and
+/// never fatal when the disk is full.
+public final class AuditLog: Sendable {
+    let file: LineFile
+
+    public init(path: String, maxBytes: UInt64, onTrouble: @escaping @Sendable (String) -> Void = { _ in }) throws(LineFileError) {
+        file = try LineFile(path: path, maxBytes: maxBytes, keep: 3, onTrouble: onTrouble)
+    }
+
+    /// The lines of one tick's outcomes; `time` is the wall-clock time, as an operator reads it.
+    public static func lines(_ outcomes: [ActionOutcome], tick: UInt64, time: String) -> [String] {
+        outcomes.flatMap { outcome -> [String] in
+            let action = outcome.action
+            let leftByError = JSONValue.object(Dictionary(uniqueKeysWithValues: outcome.stayedByError.map {
+                (SyscallError($0.key).name, JSONValue.int(Int64($0.value)))
+            }))
+            return outcome.tasks.map { task in
+                var pagesLeft: UInt64 = 0
+                if case .partial(_, let notMoved) = task.result { pagesLeft = UInt64(notMoved) }
+                return JSONValue.object([
+                    "time": .string(time), "tick": .int(Int64(tick)), "group": .string(action.group.description),
+                    "workload": .string(action.workload), "pid": .int(Int64(task.pid)), "direction": .string(action.direction.rawValue),
+                    "mode": "task", "from": .string(action.from.description), "to": .string(NodeSet(action.to).description),
+                    "asked": .bytes(action.bytes), "moved": .bytes(task.result.movedBytes), "result": .string(task.result.code),
+                    "detail": .string(task.result.description), "pages_left": .bytes(pagesLeft), "action_pages_left_by_error": leftByError,
+                ]).encoded
+            }
+        }
+    }
+
+    public func record(_ outcomes: [ActionOutcome], tick: UInt64, time: String) {
+        for line in Self.lines(outcomes, tick: tick, time: time) { file.append(line) }
+    }
+
+    public func reopen() { file.reopen() }
+    public var failedWrites: UInt64 { file.failedWrites }
 }
 
 /// The little JSON tierd writes, without going through Codable for every line.

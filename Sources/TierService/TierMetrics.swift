@@ -32,12 +32,25 @@ public final class TierMetrics: Sendable {
     static var reclaiming: MetricNameDescriptor { name("reclaiming", "", "1 while tierd brings free DRAM back up to the high watermark.") }
     static var policyGeneration: MetricNameDescriptor { name("policy_generation", "", "1 at start, plus one per reload that took effect.") }
     static var lastReload: MetricNameDescriptor { name("policy_last_reload_success", "", "1 if the last reload took effect, 0 if it was refused.") }
+    static var writeFailures: MetricNameDescriptor { name("log_write_failures", "total", "Lines the journal or the audit log could not write (a full disk), by file.") }
     static var reloads: MetricNameDescriptor { name("policy_reloads", "total", "Policy reloads, by result.") }
 
     /// Moves whose result is not a failure: everything else counts under `tierd_move_failures_total`.
     static let successfulResults: Set<String> = ["moved", "would_move", "nothing_to_move", "is_tierd"]
 
     private let perGroup = PerGroupGauges()
+    private let writeFailuresSeen = Mutex<[String: UInt64]>([:])
+
+    /// Brings `tierd_log_write_failures_total` up to the files' own counts.
+    public func recordWriteFailures(_ counts: [String: UInt64]) {
+        writeFailuresSeen.withLock { seen in
+            for (file, count) in counts {
+                let counter = registry.makeCounter(descriptor: Self.writeFailures, labels: [("file", file)])
+                if count > seen[file, default: 0] { counter.increment(by: Int64(count - seen[file, default: 0])) }
+                seen[file] = max(count, seen[file, default: 0])
+            }
+        }
+    }
 
     public init() {
         _ = registry.makeCounter(descriptor: Self.ticks)

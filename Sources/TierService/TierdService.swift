@@ -16,10 +16,12 @@ public struct TierdOptions: Sendable {
     public var socketPath: String?
     /// Also serve the endpoint over TCP here (loopback unless the operator says otherwise); nil: no port.
     public var metricsAddress: LocalAddress?
+    /// One line per task move; nil: none.
+    public var audit: AuditLog?
     public init(configPath: String, root: String = "/", dryRun: Bool = false, journalPath: String? = nil,
-                socketPath: String? = nil, metricsAddress: LocalAddress? = nil) {
+                socketPath: String? = nil, metricsAddress: LocalAddress? = nil, audit: AuditLog? = nil) {
         self.configPath = configPath; self.root = root; self.dryRun = dryRun; self.journalPath = journalPath
-        self.socketPath = socketPath; self.metricsAddress = metricsAddress
+        self.socketPath = socketPath; self.metricsAddress = metricsAddress; self.audit = audit
     }
 }
 
@@ -42,12 +44,13 @@ public struct TierdService: Service {
     /// move holds a tick for seconds under emulation).
     public static func stallLimit(_ policy: Policy) -> Duration { max(policy.controller.interval * 10, .seconds(60)) }
 
-    enum Wake: Sendable { case timer, pressure(CgroupPath), dram(FreeMemoryWatch.Alert), reload, stop }
+    enum Wake: Sendable { case timer, pressure(CgroupPath), dram(FreeMemoryWatch.Alert), reload, reopenLogs, stop }
 
     public func run() async throws {
-        let journal = try Journal(path: options.journalPath)
+        let logger = self.logger
+        let journal = try Journal(path: options.journalPath) { logger.error("journal: \($0)") }
         let migrator = TaskMigrator(collector: collector, syscalls: LibnumaSyscalls(), dryRun: options.dryRun)
-        let controller = TierController(policy: policy, collector: collector, migrator: migrator, logger: logger, journal: journal)
+        let controller = TierController(policy: policy, collector: collector, migrator: migrator, logger: logger, journal: journal, audit: options.audit)
         let psi = PressureTriggerWatcher(files: RootedHostFiles(root: options.root),
                                          stall: policy.controller.psiStall, window: policy.controller.psiWindow)
         let clock = ContinuousClock()
@@ -55,11 +58,11 @@ public struct TierdService: Service {
         let freeMemory = FreeMemoryWatch(collector: collector, period: policy.controller.dramWatch,
                                          lookahead: policy.controller.dramLookahead, origin: origin)
         let (wakes, wake) = AsyncStream<Wake>.makeStream(bufferingPolicy: .bufferingNewest(64))
-        let signals = await UnixSignalsSequence(trapping: .sighup)
+        let signals = await UnixSignalsSequence(trapping: .sighup, .sigusr1)
         let forwarders = [
             Task { for await event in psi.events { if case .stalled(let group) = event { wake.yield(.pressure(group)) } } },
             Task { for await alert in freeMemory.alerts { wake.yield(.dram(alert)) } },
-            Task { for await _ in signals { wake.yield(.reload) } },
+            Task { for await signal in signals { wake.yield(signal == .sigusr1 ? .reopenLogs : .reload) } },
         ]
         freeMemory.start()
         let notifier = SystemdNotifier(environment: ProcessInfo.processInfo.environment)
@@ -107,6 +110,7 @@ public struct TierdService: Service {
                                                        carried: controller.carried, ledger: controller.ledger,
                                                        tickSeconds: took.seconds, dryRun: options.dryRun, previous: board.status)
                 board.metrics.record(report, status: status, duration: took)
+                board.metrics.recordWriteFailures(["journal": journal.failedWrites, "audit": options.audit?.failedWrites ?? 0])
                 board.publish(status, context: DaemonView.Context(policy: controller.policy, carried: controller.carried,
                                                                   origin: origin, dramFallRate: freeMemory.fallRate))
                 if !announcedReady {
@@ -139,6 +143,10 @@ public struct TierdService: Service {
                 case .reload:
                     _ = policyFile.changed()
                     reloadPolicy(cause: .signal)
+                    journal.reopen(); options.audit?.reopen()
+                case .reopenLogs:
+                    journal.reopen(); options.audit?.reopen()
+                    logger.info("log files reopened")
                 case .dram(let alert):
                     logger.debug("woken by free DRAM falling: \(formatBytes(alert.freeBytes)) free, \(formatBytes(alert.fallRate))/s")
                     journal.write(["event": "wake", "cause": "dram", "dram_free": .bytes(alert.freeBytes), "dram_fall_rate": .bytes(alert.fallRate)])

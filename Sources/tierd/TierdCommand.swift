@@ -34,6 +34,12 @@ struct TierdCommand: AsyncParsableCommand {
     @Option(name: .long, help: "Log level: trace, debug, info, notice, warning, error.")
     var logLevel: String = "info"
 
+    @Option(name: .long, help: "Append a JSON line per task move (time, group, pid, nodes, bytes asked and moved, what stayed and why) to this file.")
+    var auditLog: String?
+
+    @Option(name: .long, help: "Rotate the audit log to FILE.1, FILE.2 and FILE.3 past this size.")
+    var auditLogMaxSize: String = "64MiB"
+
     @Option(name: .long, help: "The status socket (root only, mode 0600) tierctl reads; 'none' for no socket.")
     var socket: String = "/run/tierd/tierd.sock"
 
@@ -86,8 +92,21 @@ struct TierdCommand: AsyncParsableCommand {
             }
             tcp = address
         }
+        var audit: AuditLog?
+        if let auditLog {
+            guard case .success(let maxBytes) = Quantity.parseSize(auditLogMaxSize), maxBytes >= 4096 else {
+                printError("tierd: --audit-log-max-size: '\(auditLogMaxSize)' is not a size of at least 4KiB, such as 64MiB")
+                throw ExitCode(2)
+            }
+            do {
+                audit = try AuditLog(path: auditLog, maxBytes: maxBytes) { [logger] in logger.error("audit log: \($0)") }
+            } catch {
+                printError("tierd: --audit-log: \(error)")
+                throw ExitCode(1)
+            }
+        }
         let options = TierdOptions(configPath: config, root: root, dryRun: dryRun, journalPath: journal,
-                                   socketPath: socket == "none" ? nil : socket, metricsAddress: tcp)
+                                   socketPath: socket == "none" ? nil : socket, metricsAddress: tcp, audit: audit)
         let board = StatusBoard(stallLimit: TierdService.stallLimit(policy), view: DaemonView(collector: collector))
         let endpoints: [LocalHTTPServer]
         do { endpoints = try TierdService.startEndpoints(options, board: board, logger: logger) } catch {

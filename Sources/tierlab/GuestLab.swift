@@ -77,9 +77,11 @@ struct TierdRun {
         return ticks.map { ($0, demote, promote) }
     }
 
-    /// The journal's moved bytes per direction over the actions of ticks 1...`ticks`.
-    func journalMoved(throughTick ticks: Int) -> (demote: UInt64, promote: UInt64) {
-        let actions = events("action").filter { ($0["tick"] as? Int ?? Int.max) <= ticks }
+    /// The audit log's moved bytes per direction over its task moves of ticks 1...`ticks`.
+    func auditMoved(throughTick ticks: Int) -> (demote: UInt64, promote: UInt64) {
+        let text = (try? String(contentsOfFile: journal.replacingOccurrences(of: ".journal.jsonl", with: ".audit.jsonl"), encoding: .utf8)) ?? ""
+        let actions = text.split(separator: "\n").compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
+            .filter { ($0["tick"] as? Int ?? Int.max) <= ticks }
         func sum(_ direction: String) -> UInt64 {
             actions.filter { $0["direction"] as? String == direction }.reduce(0) { $0 + UInt64(($1["moved"] as? Int) ?? 0) }
         }
@@ -307,7 +309,9 @@ final class GuestLab {
         try? FileManager.default.removeItem(atPath: journal)
         let pin = cpu.map { ["taskset", "-c", String($0)] } ?? []
         let socket = "/run/tierd-lab/\(name).sock"
-        let argv = pin + [bin + "/tierd", "--config", policyPath, "--journal", journal, "--socket", socket]
+        let audit = out + "/\(name).audit.jsonl"
+        try? FileManager.default.removeItem(atPath: audit)
+        let argv = pin + [bin + "/tierd", "--config", policyPath, "--journal", journal, "--socket", socket, "--audit-log", audit]
         let process: Process
         switch launch {
         case .host:

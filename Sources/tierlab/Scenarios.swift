@@ -987,8 +987,8 @@ enum Scenarios {
 
     /// What the running daemon's endpoint says, against the kernel and its own journal:
     /// `tierctl status --json` gives each group's bytes per node within 1 % of its memory.numa_stat
-    /// read right after (a node holding under 1 MiB is judged against 1 MiB), and `/metrics` counts exactly the bytes the journal's actions moved over
-    /// the ticks it covers.
+    /// read right after (a node holding under 1 MiB is judged against 1 MiB), and `/metrics` counts exactly the bytes the audit log's task moves add
+    /// up to over the ticks it covers.
     static func endpointChecks(_ lab: GuestLab, _ tierd: TierdRun, name: String, groups: [String]) -> [Check] {
         let output = lab.out + "/\(name)-status.json"
         let status = lab.spawn(group: nil, [lab.bin + "/tierctl", "status", "--json", "--socket", tierd.socket], output: output)
@@ -1013,12 +1013,12 @@ enum Scenarios {
         var checks = [Check(name: "tierctl status --json agrees with memory.numa_stat within 1 %", ok: complete && worst <= 0.01,
                             detail: (status.terminationStatus == 0 ? "" : "tierctl exited \(status.terminationStatus); ") + details.joined(separator: "; "))]
         if let counted = tierd.metricsMoved() {
-            let journaled = tierd.journalMoved(throughTick: counted.ticks)
-            checks.append(Check(name: "/metrics counts the bytes the journal's actions moved", ok: counted.demote == journaled.demote
-                                    && counted.promote == journaled.promote && counted.demote > 0,
-                                detail: "over \(counted.ticks) ticks: demoted \(counted.demote) vs \(journaled.demote), promoted \(counted.promote) vs \(journaled.promote)"))
+            let audited = tierd.auditMoved(throughTick: counted.ticks)
+            checks.append(Check(name: "/metrics counts the bytes the audit log's task moves add up to", ok: counted.demote == audited.demote
+                                    && counted.promote == audited.promote && counted.demote > 0,
+                                detail: "over \(counted.ticks) ticks: demoted \(counted.demote) vs \(audited.demote), promoted \(counted.promote) vs \(audited.promote)"))
         } else {
-            checks.append(Check(name: "/metrics counts the bytes the journal's actions moved", ok: false, detail: "no answer on \(tierd.socket)"))
+            checks.append(Check(name: "/metrics counts the bytes the audit log's task moves add up to", ok: false, detail: "no answer on \(tierd.socket)"))
         }
         return checks
     }

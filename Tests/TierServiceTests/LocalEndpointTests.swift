@@ -23,17 +23,21 @@ struct LocalEndpointTests {
 
     func binary(_ name: String) -> String { TierdExecutableTests.binDirectory.appendingPathComponent(name).path }
 
-    func startDaemon(_ extra: [String] = []) throws -> Process {
+    func startDaemon(_ extra: [String] = []) throws -> Process { try startDaemon(extra, output: false).process }
+
+    /// The daemon; with `output`, what it prints is kept in a pipe.
+    func startDaemon(_ extra: [String], output: Bool) throws -> (process: Process, output: Pipe) {
         let config = tree.root + "/tierd.yaml"
         try "controller: {interval: 200ms}\nworkloads:\n  - {name: batch, match: [batch.slice], demote: allowed}\n"
             .write(toFile: config, atomically: true, encoding: .utf8)
         let process = Process()
         process.executableURL = URL(fileURLWithPath: binary("tierd"))
         process.arguments = ["--config", config, "--dry-run", "--root", tree.root, "--log-level", "error", "--socket", socket] + extra
-        process.standardOutput = FileHandle.nullDevice
-        process.standardError = FileHandle.nullDevice
+        let pipe = Pipe()
+        process.standardOutput = output ? pipe : FileHandle.nullDevice
+        process.standardError = output ? pipe : FileHandle.nullDevice
         try process.run()
-        return process
+        return (process, pipe)
     }
 
     func waitUntilReady() async throws {

@@ -116,6 +116,7 @@ struct StatusOutputTests {
         let short = TickReport(snapshot: nil, plan: MigrationPlan(), outcomes: [ActionOutcome(action: action, tasks: [(800, .exited)])])
         metrics.record(short, status: status, duration: .milliseconds(1))
         metrics.recordReload(ok: true, generation: 2)
+        metrics.recordWriteFailures(["journal": 0, "audit": 1])
         let reference = try String(contentsOfFile: FixtureTree.fixtures + "/../../docs/REFERENCE.md", encoding: .utf8)
         let table = reference.split(separator: "\n").filter { $0.hasPrefix("| `tierd_") }
         let documented = table.flatMap { row in
