@@ -14,7 +14,7 @@ struct Tierctl: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "tierctl",
         abstract: "Validate tierd policies and see what tierd would do, and why.",
-        subcommands: [Status.self, Health.self, Validate.self, Plan.self, Explain.self])
+        subcommands: [Status.self, Top.self, Health.self, Validate.self, Plan.self, Explain.self])
 }
 
 /// Options shared by the commands that read the host.
@@ -152,6 +152,35 @@ struct Status: ParsableCommand {
             throw ExitCode(1)
         }
         print(StatusText.render(status), terminator: "")
+    }
+}
+
+/// A live view: the status redrawn in place every `--interval`, until interrupted (or `--count` frames).
+struct Top: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Show the running tierd's status, refreshed in place.")
+    @OptionGroup var daemon: DaemonOptions
+    @Option(help: "Seconds between refreshes.") var interval: Double = 2
+    @Option(help: "Stop after this many frames (default: until interrupted).") var count: Int?
+
+    func validate() throws {
+        guard interval >= 0.1, interval <= 3600 else { throw ValidationError("--interval must be between 0.1 and 3600 seconds") }
+        if let count, count < 1 { throw ValidationError("--count must be at least 1") }
+    }
+
+    func run() throws {
+        var frame = 0
+        while count.map({ frame < $0 }) ?? true {
+            let status: DaemonStatus
+            do { status = try StatusBoard.decode(try daemon.get("/status")) } catch let exit as ExitCode { throw exit } catch {
+                printError("tierctl: the daemon's status could not be read (\(error))")
+                throw ExitCode(1)
+            }
+            // Home the cursor and clear the screen, then draw: the frame replaces the one before.
+            print("\u{1B}[H\u{1B}[2J" + StatusText.render(status), terminator: "")
+            fflush(nil)
+            frame += 1
+            if count.map({ frame < $0 }) ?? true { usleep(useconds_t(interval * 1_000_000)) }
+        }
     }
 }
 

@@ -101,6 +101,19 @@ struct LocalEndpointTests {
         #expect(forbidden.status == 1 && forbidden.output.contains("answered 403"), "\(forbidden.output)")
     }
 
+    @Test func topRedrawsTheStatusInPlace() async throws {
+        let daemon = try startDaemon()
+        defer { daemon.terminate(); daemon.waitUntilExit() }
+        try await waitUntilReady()
+        let (status, output) = try run([binary("tierctl"), "top", "--socket", socket, "--interval", "0.2", "--count", "3"])
+        #expect(status == 0)
+        let frames = output.components(separatedBy: "\u{1B}[H\u{1B}[2J").dropFirst()
+        #expect(frames.count == 3)
+        #expect(frames.allSatisfy { $0.hasPrefix("tierd: ") && $0.contains("WORKLOAD") })
+        let (badStatus, badOutput) = try run([binary("tierctl"), "top", "--socket", socket, "--interval", "0"])
+        #expect(badStatus == 64 && badOutput.contains("--interval must be between 0.1 and 3600 seconds"))
+    }
+
     @Test func noDaemonIsAClearError() throws {
         let (status, output) = try run([binary("tierctl"), "status", "--socket", socket])
         #expect(status == 1)
