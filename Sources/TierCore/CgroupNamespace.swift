@@ -7,7 +7,7 @@
 public struct CgroupMount: Sendable, Equatable {
     /// The mounted directory, relative to the reader's cgroup namespace root.
     public var root: String
-    /// Where it is mounted ("/sys/fs/cgroup").
+    /// Where it is mounted (mountinfo's mount-point field).
     public var mountPoint: String
 
     public init(root: String, mountPoint: String) {

@@ -181,15 +181,8 @@ public final class LocalHTTPServer: Sendable {
     }
 
     static func listenUnix(path: String, mode: mode_t) throws(LocalServerError) -> Int32 {
-        var address = sockaddr_un()
-        address.sun_family = sa_family_t(AF_UNIX)
-        let capacity = MemoryLayout.size(ofValue: address.sun_path)
-        guard path.utf8.count < capacity else {
-            throw LocalServerError(description: "\(path): longer than a unix socket path may be (\(capacity - 1) bytes)")
-        }
-        withUnsafeMutableBytes(of: &address.sun_path) { raw in
-            raw.copyBytes(from: path.utf8)
-            raw[path.utf8.count] = 0
+        guard let address = UnixSocketAddress(path) else {
+            throw LocalServerError(description: "\(path): not a unix socket path of 1 to \(UnixSocketAddress.capacity) bytes")
         }
         try prepareDirectory(of: path)
         // Only a socket left by an earlier run is replaced: any other file, or a socket another
@@ -199,7 +192,7 @@ public final class LocalHTTPServer: Sendable {
             guard (info.st_mode & S_IFMT) == S_IFSOCK else {
                 throw LocalServerError(description: "\(path): exists and is not a socket")
             }
-            guard !answers(&address) else {
+            guard !answers(address) else {
                 throw LocalServerError(description: "\(path): another process (another tierd?) is listening on it")
             }
             unlink(path)
@@ -208,9 +201,7 @@ public final class LocalHTTPServer: Sendable {
         guard fd >= 0 else { throw failure("socket", path) }
         // The socket file is created with the permissions the umask leaves: none for others, from the start.
         let previous = umask(~mode & 0o777)
-        let bound = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
-        }
+        let bound = address.withSockaddr { bind(fd, $0, $1) }
         umask(previous)
         guard bound == 0 else { let error = failure("bind", path); close(fd); throw error }
         guard chmod(path, mode) == 0, Glibc.listen(fd, 16) == 0 else { let error = failure("listen", path); close(fd); unlink(path); throw error }
@@ -227,13 +218,11 @@ public final class LocalHTTPServer: Sendable {
     }
 
     /// Whether something accepts connections on the unix socket at `address`.
-    static func answers(_ address: inout sockaddr_un) -> Bool {
+    static func answers(_ address: UnixSocketAddress) -> Bool {
         let probe = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard probe >= 0 else { return false }
         defer { close(probe) }
-        return withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(probe, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) == 0 }
-        }
+        return address.withSockaddr { connect(probe, $0, $1) } == 0
     }
 
     static func listenTCP(host: String, port: UInt16) throws(LocalServerError) -> Int32 {
@@ -321,16 +310,10 @@ public enum LocalHTTPClient {
     static func connect(to address: LocalAddress) throws(Failure) -> Int32 {
         switch address {
         case .unix(let path, _):
-            var sockaddr = sockaddr_un()
-            sockaddr.sun_family = sa_family_t(AF_UNIX)
-            guard path.utf8.count < MemoryLayout.size(ofValue: sockaddr.sun_path) else { throw Failure(description: "\(path): path too long for a socket") }
-            withUnsafeMutableBytes(of: &sockaddr.sun_path) { raw in raw.copyBytes(from: path.utf8); raw[path.utf8.count] = 0 }
+            guard let address = UnixSocketAddress(path) else { throw Failure(description: "\(path): not a unix socket path") }
             let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
             guard fd >= 0 else { throw Failure(description: "socket: \(String(cString: strerror(errno)))") }
-            let connected = withUnsafePointer(to: &sockaddr) {
-                $0.withMemoryRebound(to: Glibc.sockaddr.self, capacity: 1) { Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
-            }
-            guard connected == 0 else {
+            guard address.withSockaddr({ Glibc.connect(fd, $0, $1) }) == 0 else {
                 let code = errno
                 close(fd)
                 throw Failure(description: explain(code, path))

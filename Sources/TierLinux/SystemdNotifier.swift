@@ -22,25 +22,13 @@ public struct SystemdNotifier: Sendable {
     /// Sends `message` ("READY=1", "WATCHDOG=1", "STATUS=…"); false if there is no manager or it failed.
     @discardableResult
     public func notify(_ message: String) -> Bool {
-        guard let socketPath else { return false }
-        var address = sockaddr_un()
-        address.sun_family = sa_family_t(AF_UNIX)
-        let bytes = Array(socketPath.utf8)
-        guard bytes.count < MemoryLayout.size(ofValue: address.sun_path) else { return false }
-        withUnsafeMutableBytes(of: &address.sun_path) { raw in
-            raw.copyBytes(from: bytes)
-            if bytes.first == UInt8(ascii: "@") { raw[0] = 0 }
-        }
-        // An abstract name's length is counted exactly; a path's includes its terminating zero.
-        let length = MemoryLayout<sa_family_t>.size + bytes.count + (bytes.first == UInt8(ascii: "@") ? 0 : 1)
+        guard let socketPath, let address = UnixSocketAddress(socketPath) else { return false }
         let fd = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { return false }
         defer { close(fd) }
         let payload = Array(message.utf8)
-        let sent = withUnsafePointer(to: &address) { pointer in
-            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { target in
-                payload.withUnsafeBytes { sendto(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL), target, socklen_t(length)) }
-            }
+        let sent = address.withSockaddr { target, length in
+            payload.withUnsafeBytes { sendto(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL), target, length) }
         }
         return sent == payload.count
     }

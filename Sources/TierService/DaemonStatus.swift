@@ -186,13 +186,7 @@ public enum DaemonStatusBuilder {
     }
 
     static func actions(_ report: TickReport) -> [DaemonStatus.Action] {
-        var outcomes: [Int: ActionOutcome] = [:]
-        for (index, action) in report.plan.actions.enumerated() {
-            outcomes[index] = report.outcomes.first { $0.action == action }
-        }
-        return report.plan.actions.enumerated().map { index, action in
-            self.action(action, outcome: outcomes[index])
-        }
+        report.plan.actions.map { action in self.action(action, outcome: report.outcomes.first { $0.action == action }) }
     }
 
     static func action(_ action: MigrationAction, outcome: ActionOutcome?) -> DaemonStatus.Action {
@@ -209,7 +203,8 @@ public enum DaemonStatusBuilder {
     static func groupStatus(_ snapshot: HostSnapshot, report: TickReport, policy: Policy, carried: ControllerState) -> [DaemonStatus.Group] {
         let resolved = policy.resolve(snapshot.groups.map(\.path))
         let own = snapshot.ownNumaStats()
-        let planned = actions(report)
+        let planned = Dictionary(grouping: actions(report), by: \.group)
+        let skips = Dictionary(report.plan.skips.map { ($0.group, $0) }, uniquingKeysWith: { _, last in last })
         return snapshot.groups.map { group in
             let workload = resolved[group.path]
             let source = workload?.matchedAt.map { $0 == group.path ? "matched here" : "inherited from \($0)" } ?? "default"
@@ -219,8 +214,8 @@ public enum DaemonStatusBuilder {
                 bytesPerNode: perNode(group.numaStat), ownBytesPerNode: perNode(own[group.path] ?? NumaStat()),
                 cpusetMems: group.cpusetMems.description,
                 pressure: DaemonStatus.Pressure(someAvg10: group.pressure.some.avg10, fullAvg10: group.pressure.full.avg10),
-                actions: planned.filter { $0.group == group.path.description }, lastActions: [], lastActionsTick: nil,
-                skip: report.plan.skips.last { $0.group == group.path }.map(skip),
+                actions: planned[group.path.description] ?? [], lastActions: [], lastActionsTick: nil,
+                skip: skips[group.path].map(skip),
                 heldBack: carried.stuckOnSlowNodes[group.path] != nil)
         }
     }
@@ -234,8 +229,9 @@ public enum DaemonStatusBuilder {
             moved[name, default: (0, 0)].demote += byDirection[.demote] ?? 0
             moved[name, default: (0, 0)].promote += byDirection[.promote] ?? 0
         }
+        let byWorkload = Dictionary(grouping: groups, by: \.workload)
         return names.map { name in
-            let members = groups.filter { $0.workload == name }
+            let members = byWorkload[name] ?? []
             var bytes: [String: UInt64] = [:]
             for member in members { for (node, value) in member.ownBytesPerNode { bytes[node, default: 0] += value } }
             let demote = policy.workloads.first { $0.name == name }?.rule.demote.rawValue ?? policy.defaultRule.demote.rawValue

@@ -8,7 +8,6 @@ import TierLinux
 public final class StatusBoard: Sendable {
     struct Published: Sendable {
         var status: DaemonStatus?
-        var json: [UInt8] = []
         var lastTickEnded: ContinuousClock.Instant?
         var context: DaemonView.Context?
     }
@@ -28,17 +27,20 @@ public final class StatusBoard: Sendable {
     }
 
     public func publish(_ status: DaemonStatus, context: DaemonView.Context? = nil, at instant: ContinuousClock.Instant = .now) {
-        let json = Self.encode(status)
-        published.withLock { $0 = Published(status: status, json: json, lastTickEnded: instant, context: context) }
+        // Encoded when asked for, on the server's thread: not every tick on the control loop's.
+        published.withLock { $0 = Published(status: status, lastTickEnded: instant, context: context) }
     }
 
     public var status: DaemonStatus? { published.withLock { $0.status } }
 
     /// Alive: starting, or a tick completed within the stall limit (what /healthz and the systemd
     /// watchdog both go by).
-    public func isHealthy(now: ContinuousClock.Instant = .now) -> Bool {
-        guard let ended = published.withLock({ $0.lastTickEnded }) else { return true }
-        return now - ended <= stallLimit
+    public func isHealthy(now: ContinuousClock.Instant = .now) -> Bool { stalledFor(now: now) == nil }
+
+    /// How long no tick has completed, once that is past the stall limit; nil while healthy.
+    func stalledFor(now: ContinuousClock.Instant) -> Duration? {
+        guard let ended = published.withLock({ $0.lastTickEnded }) else { return nil }
+        return now - ended > stallLimit ? now - ended : nil
     }
 
     /// `/status`'s body: snake_case keys, sorted, so the output is stable for scripts and tests.
@@ -101,17 +103,16 @@ public final class StatusBoard: Sendable {
             }
             return LocalResponse(status: 200, text: text)
         case "/status":
-            guard state.status != nil else { return LocalResponse(status: 503, text: "tierd: starting, no tick completed yet\n") }
-            return LocalResponse(status: 200, contentType: "application/json", body: state.json)
+            guard let status = state.status else { return LocalResponse(status: 503, text: "tierd: starting, no tick completed yet\n") }
+            return LocalResponse(status: 200, contentType: "application/json", body: Self.encode(status))
         case "/metrics":
             return LocalResponse(status: 200, contentType: "text/plain; version=0.0.4; charset=utf-8", body: Array(metrics.text().utf8))
         case "/readyz":
             return state.status == nil ? LocalResponse(status: 503, text: "starting: no tick completed yet\n") : LocalResponse(status: 200, text: "ready\n")
         case "/healthz":
-            guard let ended = state.lastTickEnded else { return LocalResponse(status: 200, text: "starting\n") }
-            let since = now - ended
-            return since <= stallLimit ? LocalResponse(status: 200, text: "ok\n")
-                : LocalResponse(status: 503, text: "stalled: no tick completed for \(Int(since.seconds)) s (limit \(Int(stallLimit.seconds)) s)\n")
+            guard state.lastTickEnded != nil else { return LocalResponse(status: 200, text: "starting\n") }
+            guard let stalled = stalledFor(now: now) else { return LocalResponse(status: 200, text: "ok\n") }
+            return LocalResponse(status: 503, text: "stalled: no tick completed for \(Int(stalled.seconds)) s (limit \(Int(stallLimit.seconds)) s)\n")
         default:
             return LocalResponse(status: 404, text: "tierd: no \(request.path); try /status, /plan, /explain?group=PATH, /metrics, /healthz or /readyz\n")
         }

@@ -94,12 +94,13 @@ public final class TierMetrics: Sendable {
             registry.makeGauge(descriptor: Self.nodeTotal, labels: labels).set(Double(node.totalBytes))
         }
         registry.makeGauge(descriptor: Self.reclaiming).set(status.carried.reclaiming ? Double(1) : Double(0))
+        let groupsOf = Dictionary(grouping: status.groups, by: \.workload)
         for workload in status.workloads {
             for node in status.nodes {
                 registry.makeGauge(descriptor: Self.workloadBytes, labels: [("workload", workload.name), ("node", String(node.id))])
                     .set(Double(workload.ownBytesPerNode[String(node.id)] ?? 0))
             }
-            let worst = status.groups.filter { $0.workload == workload.name }.map(\.pressure.someAvg10).max() ?? 0
+            let worst = (groupsOf[workload.name] ?? []).map(\.pressure.someAvg10).max() ?? 0
             registry.makeGauge(descriptor: Self.workloadPressure, labels: [("workload", workload.name)]).set(worst)
         }
         perGroup.update(status, moved: movedGroups, registry: registry)

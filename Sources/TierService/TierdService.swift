@@ -87,7 +87,8 @@ public struct TierdService: Service {
         var policyFile = PolicyFileWatch(path: options.configPath)
         var policyState = DaemonStatus.PolicyState(file: options.configPath, generation: 1)
         func reloadPolicy(cause: TierController.ReloadCause) {
-            let ok = reload(controller, freeMemory, cause: cause)
+            let ok = controller.reload(path: options.configPath, cause: cause)
+            freeMemory.configure(period: controller.policy.controller.dramWatch, lookahead: controller.policy.controller.dramLookahead)
             if ok { policyState.generation += 1 }
             policyState.lastReloadOK = ok
             policyState.lastReloadError = ok ? nil : controller.lastReloadError
@@ -163,13 +164,6 @@ public struct TierdService: Service {
             "demoted": "\(formatBytes(controller.ledger.total(.demote)))",
             "promoted": "\(formatBytes(controller.ledger.total(.promote)))",
         ])
-    }
-
-    /// Reloads the policy (a file that does not compile is refused, and the running one stays).
-    func reload(_ controller: TierController, _ freeMemory: FreeMemoryWatch, cause: TierController.ReloadCause) -> Bool {
-        let ok = controller.reload(path: options.configPath, cause: cause)
-        freeMemory.configure(period: controller.policy.controller.dramWatch, lookahead: controller.policy.controller.dramLookahead)
-        return ok
     }
 
     /// Starts the status socket and, if asked for, the TCP address. A socket that cannot be made

@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import TierLinux
 
 /// Stands in for systemd's notification socket: a bound datagram socket at `name` ("@…" is in the
 /// abstract namespace) that hands back each message a service sent.
@@ -9,16 +10,10 @@ public final class ServiceManagerStub {
 
     public init(_ name: String) throws {
         fd = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue), 0)
-        var address = sockaddr_un()
-        address.sun_family = sa_family_t(AF_UNIX)
-        let bytes = Array(name.utf8)
-        withUnsafeMutableBytes(of: &address.sun_path) { raw in
-            raw.copyBytes(from: bytes)
-            if bytes.first == UInt8(ascii: "@") { raw[0] = 0 }
+        guard let address = UnixSocketAddress(name), address.withSockaddr({ bind(fd, $0, $1) }) == 0 else {
+            close(fd)
+            throw StubError(description: "cannot bind \(name): errno \(errno)")
         }
-        let length = MemoryLayout<sa_family_t>.size + bytes.count + (bytes.first == UInt8(ascii: "@") ? 0 : 1)
-        let bound = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(length)) } }
-        guard bound == 0 else { close(fd); throw StubError(description: "cannot bind \(name): errno \(errno)") }
         var timeout = timeval(tv_sec: 5, tv_usec: 0)
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
     }

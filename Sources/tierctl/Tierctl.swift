@@ -135,6 +135,15 @@ struct DaemonOptions: ParsableArguments {
         }
         return answer.body
     }
+
+    /// The daemon's `/status`, decoded; a document this tierctl cannot read is a clear exit 1.
+    func status() throws -> DaemonStatus {
+        let body = try get("/status")
+        do { return try StatusBoard.decode(body) } catch {
+            printError("tierctl: the daemon's status could not be read (\(error)); is tierctl as new as tierd?")
+            throw ExitCode(1)
+        }
+    }
 }
 
 struct Status: ParsableCommand {
@@ -144,14 +153,8 @@ struct Status: ParsableCommand {
     @Flag(help: "Print the daemon's status document as JSON.") var json = false
 
     func run() throws {
-        let body = try daemon.get("/status")
-        if json { print(String(decoding: body, as: UTF8.self), terminator: ""); return }
-        let status: DaemonStatus
-        do { status = try StatusBoard.decode(body) } catch {
-            printError("tierctl: the daemon's status could not be read (\(error)); is tierctl as new as tierd?")
-            throw ExitCode(1)
-        }
-        print(StatusText.render(status), terminator: "")
+        if json { print(String(decoding: try daemon.get("/status"), as: UTF8.self), terminator: ""); return }
+        print(StatusText.render(try daemon.status()), terminator: "")
     }
 }
 
@@ -170,11 +173,7 @@ struct Top: ParsableCommand {
     func run() throws {
         var frame = 0
         while count.map({ frame < $0 }) ?? true {
-            let status: DaemonStatus
-            do { status = try StatusBoard.decode(try daemon.get("/status")) } catch let exit as ExitCode { throw exit } catch {
-                printError("tierctl: the daemon's status could not be read (\(error))")
-                throw ExitCode(1)
-            }
+            let status = try daemon.status()
             // Home the cursor and clear the screen, then draw: the frame replaces the one before.
             print("\u{1B}[H\u{1B}[2J" + StatusText.render(status), terminator: "")
             fflush(nil)
@@ -194,16 +193,5 @@ struct Health: ParsableCommand {
     func run() throws {
         let body = try daemon.get(ready ? "/readyz" : "/healthz")
         print(String(decoding: body, as: UTF8.self), terminator: "")
-    }
-}
-
-func printError(_ message: String) {
-    var stderr = StandardError()
-    print(message, to: &stderr)
-}
-
-struct StandardError: TextOutputStream {
-    mutating func write(_ string: String) {
-        string.withCString { _ = Glibc.write(2, $0, strlen($0)) }
     }
 }

@@ -120,14 +120,3 @@ struct TierdCommand: AsyncParsableCommand {
         try await group.run()
     }
 }
-
-func printError(_ message: String) {
-    var stderr = StandardError()
-    print(message, to: &stderr)
-}
-
-struct StandardError: TextOutputStream {
-    mutating func write(_ string: String) {
-        string.withCString { _ = Glibc.write(2, $0, strlen($0)) }
-    }
-}

@@ -54,8 +54,9 @@ struct TierdRun {
     let process: Process
     let journal: String
     let policyPath: String
-    /// Its status socket.
+    /// Its status socket and audit log.
     var socket: String = ""
+    var audit: String = ""
 
     /// GET `path` from the daemon's endpoint; nil if it did not answer 200.
     func get(_ path: String) -> [UInt8]? {
@@ -79,7 +80,7 @@ struct TierdRun {
 
     /// The audit log's moved bytes per direction over its task moves of ticks 1...`ticks`.
     func auditMoved(throughTick ticks: Int) -> (demote: UInt64, promote: UInt64) {
-        let text = (try? String(contentsOfFile: journal.replacingOccurrences(of: ".journal.jsonl", with: ".audit.jsonl"), encoding: .utf8)) ?? ""
+        let text = (try? String(contentsOfFile: audit, encoding: .utf8)) ?? ""
         let actions = text.split(separator: "\n").compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
             .filter { ($0["tick"] as? Int ?? Int.max) <= ticks }
         func sum(_ direction: String) -> UInt64 {
@@ -108,12 +109,18 @@ struct TierdRun {
             .reduce(0) { $0 + UInt64(($1["moved"] as? Int) ?? 0) }
     }
 
-    /// `tierctl explain GROUP` asked of this daemon: its output, and whether tierctl exited 0.
-    func explain(_ group: String, lab: GuestLab, label: String) -> (ok: Bool, text: String) {
-        let output = lab.out + "/\(label)-explain.txt"
-        let process = lab.spawn(group: nil, [lab.bin + "/tierctl", "explain", group, "--socket", socket], output: output)
+    /// `tierctl ARGS --socket` this daemon's socket, its output kept in `label`'s file: whether it
+    /// exited 0, and what it printed.
+    func tierctl(_ arguments: [String], lab: GuestLab, label: String) -> (ok: Bool, text: String) {
+        let output = lab.out + "/\(label).txt"
+        let process = lab.spawn(group: nil, [lab.bin + "/tierctl"] + arguments + ["--socket", socket], output: output)
         process.waitUntilExit()
         return (process.terminationStatus == 0, (try? String(contentsOfFile: output, encoding: .utf8)) ?? "")
+    }
+
+    /// `tierctl explain GROUP` asked of this daemon.
+    func explain(_ group: String, lab: GuestLab, label: String) -> (ok: Bool, text: String) {
+        tierctl(["explain", group], lab: lab, label: label + "-explain")
     }
 
     /// How many task moves of all actions ended with `code` (a `TaskResult` code such as "left_group").
@@ -326,7 +333,7 @@ final class GuestLab {
                             output: out + "/\(name).log")
         }
         _ = waitFor(seconds: 30) { FileManager.default.fileExists(atPath: journal) && !(try! String(contentsOfFile: journal, encoding: .utf8)).isEmpty }
-        return TierdRun(process: process, journal: journal, policyPath: policyPath, socket: socket)
+        return TierdRun(process: process, journal: journal, policyPath: policyPath, socket: socket, audit: audit)
     }
 
     /// One real tick of tierd (`--once`, not a dry run), waited for without polling; with `cpu`,

@@ -990,16 +990,13 @@ enum Scenarios {
     /// read right after (a node holding under 1 MiB is judged against 1 MiB), and `/metrics` counts exactly the bytes the audit log's task moves add
     /// up to over the ticks it covers.
     static func endpointChecks(_ lab: GuestLab, _ tierd: TierdRun, name: String, groups: [String]) -> [Check] {
-        let output = lab.out + "/\(name)-status.json"
-        let status = lab.spawn(group: nil, [lab.bin + "/tierctl", "status", "--json", "--socket", tierd.socket], output: output)
-        status.waitUntilExit()
-        let document = (try? Data(contentsOf: URL(fileURLWithPath: output)))
-            .flatMap { try? JSONSerialization.jsonObject(with: $0) as? [String: Any] }
+        let status = tierd.tierctl(["status", "--json"], lab: lab, label: "\(name)-status")
+        let document = try? JSONSerialization.jsonObject(with: Data(status.text.utf8)) as? [String: Any]
         let reported = (document?["groups"] as? [[String: Any]] ?? []).reduce(into: [String: [String: Int]]()) { map, group in
             if let path = group["path"] as? String, let bytes = group["bytes_per_node"] as? [String: Int] { map[path] = bytes }
         }
         var worst = 0.0, details: [String] = []
-        var complete = status.terminationStatus == 0
+        var complete = status.ok
         for group in groups {
             let kernel = lab.numaStat(group)
             guard let bytes = reported["/" + group] else { complete = false; details.append("\(group): not in the status"); continue }
@@ -1011,7 +1008,7 @@ enum Scenarios {
             }
         }
         var checks = [Check(name: "tierctl status --json agrees with memory.numa_stat within 1 %", ok: complete && worst <= 0.01,
-                            detail: (status.terminationStatus == 0 ? "" : "tierctl exited \(status.terminationStatus); ") + details.joined(separator: "; "))]
+                            detail: (status.ok ? "" : "tierctl failed: \(status.text.prefix(200)); ") + details.joined(separator: "; "))]
         if let counted = tierd.metricsMoved() {
             let audited = tierd.auditMoved(throughTick: counted.ticks)
             checks.append(Check(name: "/metrics counts the bytes the audit log's task moves add up to", ok: counted.demote == audited.demote

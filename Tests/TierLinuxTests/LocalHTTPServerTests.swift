@@ -51,10 +51,7 @@ struct LocalHTTPServerTests {
         #expect(!FileManager.default.fileExists(atPath: path), "a stopped server removes its socket")
         // A socket file nothing listens on (a killed tierd's) is replaced.
         let stale = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
-        var address = sockaddr_un()
-        address.sun_family = sa_family_t(AF_UNIX)
-        withUnsafeMutableBytes(of: &address.sun_path) { $0.copyBytes(from: path.utf8); $0[path.utf8.count] = 0 }
-        _ = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(stale, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) } }
+        _ = UnixSocketAddress(path)?.withSockaddr { bind(stale, $0, $1) }
         close(stale)
         let second = try server()
         second.stop()

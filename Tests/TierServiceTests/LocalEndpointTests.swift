@@ -50,17 +50,7 @@ struct LocalEndpointTests {
 
     /// Runs a command, as `user` (via setpriv) when given; its status and what it printed.
     func run(_ argv: [String], as user: UInt32? = nil) throws -> (status: Int32, output: String) {
-        let process = Process()
-        let drop = user.map { ["--reuid=\($0)", "--regid=\($0)", "--clear-groups"] }
-        process.executableURL = URL(fileURLWithPath: drop == nil ? argv[0] : "/usr/bin/setpriv")
-        process.arguments = (drop ?? []) + (drop == nil ? Array(argv.dropFirst()) : argv)
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = pipe
-        try process.run()
-        let data = pipe.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return (process.terminationStatus, String(decoding: data, as: UTF8.self))
+        try runCommand(user.map { ["/usr/bin/setpriv", "--reuid=\($0)", "--regid=\($0)", "--clear-groups"] + argv } ?? argv)
     }
 
     @Test func statusReportsTheTreeAsTheKernelWroteItToRootOnly() async throws {

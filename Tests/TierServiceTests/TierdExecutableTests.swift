@@ -19,16 +19,7 @@ struct TierdExecutableTests {
 
     /// Runs one of the built executables; its status and everything it printed.
     func runBinary(_ name: String, _ arguments: [String]) throws -> (status: Int32, output: String) {
-        let process = Process()
-        process.executableURL = Self.binDirectory.appendingPathComponent(name)
-        process.arguments = arguments
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = pipe
-        try process.run()
-        let data = pipe.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return (process.terminationStatus, String(decoding: data, as: UTF8.self))
+        try runCommand([Self.binDirectory.appendingPathComponent(name).path] + arguments)
     }
 
     func policyFile(_ text: String) throws -> String {
