@@ -61,6 +61,13 @@ public struct ControllerState: Sendable, Equatable {
         if movedBytes == 0 && !targetsFull { stuckOnSlowNodes[group] = slowBytes } else { stuckOnSlowNodes[group] = nil }
     }
 
+    /// Charges bytes moved outside the plan (a manual move) to the rate limits, so that tierd's own
+    /// moves make up for them.
+    public mutating func charge(_ bytes: UInt64, workload: String) {
+        globalBucket?.take(bytes)
+        workloadBuckets[workload]?.take(bytes)
+    }
+
     public static func == (a: ControllerState, b: ControllerState) -> Bool {
         a.reclaiming == b.reclaiming && a.globalBucket == b.globalBucket && a.workloadBuckets == b.workloadBuckets
             && a.lastTick == b.lastTick && a.stuckOnSlowNodes == b.stuckOnSlowNodes && a.pressureTotals.count == b.pressureTotals.count

@@ -1,7 +1,7 @@
 /// One move the planner asks for: some of a group's memory from `from` nodes to `to` nodes.
 public struct MigrationAction: Sendable, Equatable, CustomStringConvertible {
     /// Toward the slow tier, or back to DRAM.
-    public enum Direction: String, Sendable, Equatable { case demote, promote }
+    public enum Direction: String, Sendable, Equatable, Codable { case demote, promote }
 
     public var group: CgroupPath
     public var workload: String
