@@ -9,6 +9,10 @@ public struct LocalRequest: Sendable, Equatable {
     public var path: String
     /// The client's uid from `SO_PEERCRED` (unix sockets only; nil over TCP).
     public var peerUID: UInt32?
+
+    public init(method: String, path: String, peerUID: UInt32? = nil) {
+        self.method = method; self.path = path; self.peerUID = peerUID
+    }
 }
 
 /// What the handler answers.
@@ -23,7 +27,7 @@ public struct LocalResponse: Sendable, Equatable {
 
     public init(status: Int, text: String) { self.init(status: status, body: Array(text.utf8)) }
 
-    static let reasons = [200: "OK", 400: "Bad Request", 403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed",
+    static let reasons = [200: "OK", 202: "Accepted", 400: "Bad Request", 403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed",
                           409: "Conflict", 503: "Service Unavailable"]
 
     var encoded: [UInt8] {
@@ -269,7 +273,7 @@ final class ServerThread: @unchecked Sendable {
     }
 }
 
-/// The client side, for tierctl: one GET over the status socket or a TCP address.
+/// The client side, for tierctl: one request over the status socket or a TCP address.
 public enum LocalHTTPClient {
     /// Why no answer came back, in words for an operator.
     public struct Failure: Error, CustomStringConvertible {
@@ -277,11 +281,16 @@ public enum LocalHTTPClient {
     }
 
     public static func get(_ path: String, from address: LocalAddress) throws(Failure) -> (status: Int, body: [UInt8]) {
+        try request("GET", path, from: address)
+    }
+
+    /// `method` (GET or POST, with no body) on `path`; the answer's status and body.
+    public static func request(_ method: String, _ path: String, from address: LocalAddress) throws(Failure) -> (status: Int, body: [UInt8]) {
         let fd = try connect(to: address)
         defer { close(fd) }
         var timeout = timeval(tv_sec: 10, tv_usec: 0)
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
-        let request = Array("GET \(path) HTTP/1.1\r\nHost: tierd\r\nConnection: close\r\n\r\n".utf8)
+        let request = Array("\(method) \(path) HTTP/1.1\r\nHost: tierd\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".utf8)
         guard request.withUnsafeBytes({ send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }) == request.count else {
             throw Failure(description: "\(address): cannot send the request: \(String(cString: strerror(errno)))")
         }

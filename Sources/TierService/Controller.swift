@@ -23,6 +23,8 @@ public final class TierController {
     public private(set) var policy: Policy
     public private(set) var ledger = MoveLedger()
     public private(set) var lastReport: TickReport?
+    /// What the last manual move did (nil until one moved, or after one refused).
+    public private(set) var lastManualOutcome: ActionOutcome?
     /// Why the last reload was refused (nil after one that took effect).
     public private(set) var lastReloadError: String?
     public let collector: SnapshotCollector
@@ -119,11 +121,43 @@ public final class TierController {
                                 movedBytes: result.moved, targetsFull: result.targetsFull)
         }
         ledger.record(plan, outcomes, vanished: snapshot.vanishedWhileReading)
-        audit?.record(outcomes, tick: ledger.ticks, time: Date().ISO8601Format(.iso8601.time(includingFractionalSeconds: true).year().month().day().dateTimeSeparator(.standard)))
+        audit?.record(outcomes, tick: ledger.ticks, time: Self.wallClock())
         report(plan, outcomes, snapshot, elapsed)
         let result = TickReport(snapshot: snapshot, plan: plan, outcomes: outcomes, collectError: nil)
         lastReport = result
         return result
+    }
+
+    /// Runs an operator's request now: planned by `ManualPlanner` on a fresh snapshot, moved by the
+    /// same migrator (cpuset, mempolicy and identity checks per task), charged to the rate limits and
+    /// recorded like the daemon's own moves (ledger, audit log, journal event "manual").
+    public func runManual(id: UInt64, _ request: ManualRequest, now: Instant) async -> ManualResult {
+        let snapshot: HostSnapshot
+        do { snapshot = try collector.collect(selection: policy.tiers) } catch {
+            lastManualOutcome = nil
+            return .refused(id, request, code: "cannot_read_host", detail: "cannot read the host: \(error)")
+        }
+        let action: MigrationAction
+        switch ManualPlanner.action(for: request, snapshot: snapshot, policy: policy) {
+        case .failure(let refusal):
+            lastManualOutcome = nil
+            logger.notice("manual \(request.direction.rawValue) of \(request.group) refused: \(refusal)")
+            journal.write(["event": "manual_refused", "group": .string(request.group.description),
+                           "direction": .string(request.direction.rawValue), "reason": .string(refusal.code), "detail": .string(refusal.description)])
+            return .refused(id, request, code: refusal.code, detail: refusal.description)
+        case .success(let planned): action = planned
+        }
+        let (outcomes, _) = await MoveLanes.run([action], migrator: migrator, nice: policy.controller.moverNice, parallel: false)
+        for outcome in outcomes { state.charge(outcome.movedBytes, workload: outcome.action.workload) }
+        ledger.recordMoves(outcomes)
+        lastManualOutcome = outcomes.first
+        audit?.record(outcomes, tick: ledger.ticks, time: Self.wallClock())
+        logOutcomes(outcomes, event: "manual", elapsed: startedAt.map { (now - $0).seconds } ?? 0)
+        return .done(id, request, outcomes[0])
+    }
+
+    static func wallClock() -> String {
+        Date().ISO8601Format(.iso8601.time(includingFractionalSeconds: true).year().month().day().dateTimeSeparator(.standard))
     }
 
     private func report(_ plan: MigrationPlan, _ outcomes: [ActionOutcome], _ snapshot: HostSnapshot, _ elapsed: Double) {
@@ -141,12 +175,27 @@ public final class TierController {
             "groups": .int(Int64(snapshot.groups.count)), "vanished": .int(Int64(snapshot.vanishedWhileReading)),
             "cpu_user_s": .double(cpu.user), "cpu_system_s": .double(cpu.system),
         ]) }
+        logOutcomes(outcomes, event: "action", elapsed: elapsed)
+        var current: [CgroupPath: String] = [:]
+        for skip in plan.skips {
+            let text = skip.reason.description
+            current[skip.group] = text
+            guard loggedSkips[skip.group] != text else { continue }
+            logger.info("\(skip)")
+            journal.write(["event": "skip", "t": .double(elapsed), "group": .string(skip.group.description),
+                           "workload": .string(skip.workload), "reason": .string(skip.reason.code), "detail": .string(text)])
+        }
+        loggedSkips = current
+    }
+
+    /// One log line and one journal event per outcome: a tick's ("action") or a manual move's ("manual").
+    private func logOutcomes(_ outcomes: [ActionOutcome], event: String, elapsed: Double) {
         for outcome in outcomes {
             let a = outcome.action
             let tasks = outcome.tasks.map { "\($0.pid): \($0.result)" }.joined(separator: "; ")
             logger.info("\(a.direction.rawValue) \(a.group) [\(a.workload)] planned \(formatBytes(a.bytes)) moved \(formatBytes(outcome.movedBytes)) \(a.from)->\(NodeSet(a.to)): \(a.reason)\(outcome.dropped.map { " — dropped: \($0)" } ?? "") \(tasks)")
             journal.write([
-                "event": "action", "t": .double(elapsed), "tick": .int(Int64(ledger.ticks)),
+                "event": .string(event), "t": .double(elapsed), "tick": .int(Int64(ledger.ticks)),
                 "group": .string(a.group.description), "workload": .string(a.workload),
                 "direction": .string(a.direction.rawValue), "planned": .bytes(a.bytes), "moved": .bytes(outcome.movedBytes),
                 "from": .string(a.from.description), "to": .string(NodeSet(a.to).description), "reason": .string(a.reason),
@@ -162,15 +211,6 @@ public final class TierController {
                                                             "detail": .string($0.result.description)]) }),
             ])
         }
-        var current: [CgroupPath: String] = [:]
-        for skip in plan.skips {
-            let text = skip.reason.description
-            current[skip.group] = text
-            guard loggedSkips[skip.group] != text else { continue }
-            logger.info("\(skip)")
-            journal.write(["event": "skip", "t": .double(elapsed), "group": .string(skip.group.description),
-                           "workload": .string(skip.workload), "reason": .string(skip.reason.code), "detail": .string(text)])
-        }
-        loggedSkips = current
     }
+
 }

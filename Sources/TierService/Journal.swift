@@ -51,6 +51,7 @@ public final class AuditLog: Sendable {
                     "mode": "task", "from": .string(action.from.description), "to": .string(NodeSet(action.to).description),
                     "asked": .bytes(action.bytes), "moved": .bytes(task.result.movedBytes), "result": .string(task.result.code),
                     "detail": .string(task.result.description), "pages_left": .bytes(pagesLeft), "action_pages_left_by_error": leftByError,
+                    "reason": .string(action.reason),
                 ]).encoded
             }
         }

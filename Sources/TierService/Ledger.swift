@@ -23,6 +23,11 @@ public struct MoveLedger: Sendable, Equatable {
         ticks += 1
         groupsVanished += UInt64(vanished)
         for skip in plan.skips { skips[skip.reason.code, default: 0] += 1 }
+        recordMoves(outcomes)
+    }
+
+    /// Moves outside a tick (manual ones) count as the daemon's own do.
+    public mutating func recordMoves(_ outcomes: [ActionOutcome]) {
         for outcome in outcomes {
             if outcome.dropped != nil { actionsDropped += 1 }
             let moved = outcome.movedBytes

@@ -17,6 +17,9 @@ public final class StatusBoard: Sendable {
     public let stallLimit: Duration
     private let published = Mutex(Published())
 
+    /// Manual moves asked for over the socket, run by the control loop between ticks.
+    public let manual = ManualMoves()
+
     /// Plans "what tierd would do now" for `/plan` and `/explain`; nil: those paths are not served.
     let view: DaemonView?
 
@@ -44,17 +47,22 @@ public final class StatusBoard: Sendable {
     }
 
     /// `/status`'s body: snake_case keys, sorted, so the output is stable for scripts and tests.
-    public static func encode(_ status: DaemonStatus) -> [UInt8] {
+    public static func encode(_ status: DaemonStatus) -> [UInt8] { encodeJSON(status) }
+
+    /// Every JSON document the endpoint serves: snake_case keys, sorted, pretty-printed.
+    public static func encodeJSON(_ value: some Encodable) -> [UInt8] {
         let encoder = JSONEncoder()
         encoder.keyEncodingStrategy = .convertToSnakeCase
         encoder.outputFormatting = [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes]
-        return Array((try? encoder.encode(status)) ?? Data("{}".utf8)) + [10]
+        return Array((try? encoder.encode(value)) ?? Data("{}".utf8)) + [10]
     }
 
-    public static func decode(_ bytes: [UInt8]) throws -> DaemonStatus {
+    public static func decode(_ bytes: [UInt8]) throws -> DaemonStatus { try decodeJSON(bytes) }
+
+    public static func decodeJSON<T: Decodable>(_ bytes: [UInt8], as type: T.Type = T.self) throws -> T {
         let decoder = JSONDecoder()
         decoder.keyDecodingStrategy = .convertFromSnakeCase
-        return try decoder.decode(DaemonStatus.self, from: Data(bytes))
+        return try decoder.decode(T.self, from: Data(bytes))
     }
 
     /// "/explain?group=a%2Fb" → ("/explain", ["group": "a/b"]).
@@ -87,12 +95,17 @@ public final class StatusBoard: Sendable {
         if let uid = request.peerUID, uid != 0 {
             return LocalResponse(status: 403, text: "tierd: the status socket serves root only (uid \(uid) asked)\n")
         }
+        let (route, query) = Self.split(request.path)
+        if route == "/demote" || route == "/promote" { return submitManual(request, route: route, query: query) }
         guard request.method == "GET" else {
-            return LocalResponse(status: 405, text: "tierd: \(request.method) \(request.path): only GET is served\n")
+            return LocalResponse(status: 405, text: "tierd: \(request.method) \(request.path): only GET is served here\n")
         }
         let state = published.withLock { $0 }
-        let (route, query) = Self.split(request.path)
         switch route {
+        case "/manual":
+            guard let id = query["id"].flatMap({ UInt64($0) }) else { return LocalResponse(status: 400, text: "tierd: /manual needs ?id=N\n") }
+            guard let result = manual.result(of: id) else { return LocalResponse(status: 404, text: "tierd: no manual request \(id) (unknown, or long done)\n") }
+            return LocalResponse(status: 200, contentType: "application/json", body: Self.encodeJSON(result))
         case "/plan", "/explain":
             guard let view, let context = state.context else { return LocalResponse(status: 503, text: "tierd: starting, no tick completed yet\n") }
             if route == "/plan" { return LocalResponse(status: 200, text: view.planText(context)) }
@@ -116,5 +129,28 @@ public final class StatusBoard: Sendable {
         default:
             return LocalResponse(status: 404, text: "tierd: no \(request.path); try /status, /plan, /explain?group=PATH, /metrics, /healthz or /readyz\n")
         }
+    }
+
+    /// `POST /demote?group=PATH[&bytes=N]` (or `/promote`): queued for the control loop, answered 202
+    /// with the request's id. Moving memory is asked for over the root-only socket alone: over TCP,
+    /// which any local user reaches, it is refused.
+    func submitManual(_ request: LocalRequest, route: String, query: [String: String]) -> LocalResponse {
+        guard request.method == "POST" else {
+            return LocalResponse(status: 405, text: "tierd: \(route) moves memory: POST it\n")
+        }
+        guard request.peerUID != nil else {
+            return LocalResponse(status: 403, text: "tierd: manual moves are served only over the status socket, not over TCP\n")
+        }
+        guard let group = query["group"], !group.isEmpty else { return LocalResponse(status: 400, text: "tierd: \(route) needs ?group=PATH\n") }
+        var bytes: UInt64?
+        if let text = query["bytes"] {
+            guard let value = UInt64(text), value > 0 else { return LocalResponse(status: 400, text: "tierd: bytes=\(text): a positive number of bytes\n") }
+            bytes = value
+        }
+        let direction: MigrationAction.Direction = route == "/demote" ? .demote : .promote
+        guard let queued = manual.submit(ManualRequest(direction: direction, group: CgroupPath(group), bytes: bytes)) else {
+            return LocalResponse(status: 503, text: "tierd: \(ManualMoves.maxQueued) manual moves already wait; try again when they are done\n")
+        }
+        return LocalResponse(status: 202, contentType: "application/json", body: Self.encodeJSON(queued))
     }
 }

@@ -69,7 +69,16 @@ public final class TierMetrics: Sendable {
             registry.makeCounter(descriptor: Self.ticks).increment()
         }
         registry.makeDurationHistogram(descriptor: Self.tickDuration, labels: [], buckets: Self.tickBuckets).record(duration)
-        for outcome in report.outcomes {
+        recordMoves(report.outcomes)
+        for skip in report.plan.skips {
+            registry.makeCounter(descriptor: Self.skips, labels: [("reason", skip.reason.code)]).increment()
+        }
+        setGauges(status, movedGroups: Set(report.outcomes.filter { $0.movedBytes > 0 }.map(\.action.group.description)))
+    }
+
+    /// Counts what moved and what failed: a tick's moves, or a manual one's.
+    public func recordMoves(_ outcomes: [ActionOutcome]) {
+        for outcome in outcomes {
             let action = outcome.action
             if outcome.movedBytes > 0 {
                 registry.makeCounter(descriptor: Self.movedBytes, labels: [
@@ -81,10 +90,6 @@ public final class TierMetrics: Sendable {
                 registry.makeCounter(descriptor: Self.moveFailures, labels: [("reason", task.result.code)]).increment()
             }
         }
-        for skip in report.plan.skips {
-            registry.makeCounter(descriptor: Self.skips, labels: [("reason", skip.reason.code)]).increment()
-        }
-        setGauges(status, movedGroups: Set(report.outcomes.filter { $0.movedBytes > 0 }.map(\.action.group.description)))
     }
 
     public func setGauges(_ status: DaemonStatus, movedGroups: Set<String>) {

@@ -44,7 +44,7 @@ public struct TierdService: Service {
     /// move holds a tick for seconds under emulation).
     public static func stallLimit(_ policy: Policy) -> Duration { max(policy.controller.interval * 10, .seconds(60)) }
 
-    enum Wake: Sendable { case timer, pressure(CgroupPath), dram(FreeMemoryWatch.Alert), reload, reopenLogs, stop }
+    enum Wake: Sendable { case timer, pressure(CgroupPath), dram(FreeMemoryWatch.Alert), reload, reopenLogs, manual, stop }
 
     public func run() async throws {
         let logger = self.logger
@@ -65,6 +65,7 @@ public struct TierdService: Service {
             Task { for await signal in signals { wake.yield(signal == .sigusr1 ? .reopenLogs : .reload) } },
         ]
         freeMemory.start()
+        board.manual.onSubmit { wake.yield(.manual) }
         let notifier = SystemdNotifier(environment: ProcessInfo.processInfo.environment)
         let watchdog = notifier.watchdogInterval.map { interval in
             Task { [board] in
@@ -100,6 +101,12 @@ public struct TierdService: Service {
                 if policyFile.changed() {
                     logger.notice("the policy file changed: reloading it", metadata: ["file": "\(options.configPath)"])
                     reloadPolicy(cause: .fileChanged)
+                }
+                // Manual moves run first, each on a fresh snapshot; the tick that follows sees what they did.
+                while let next = board.manual.nextQueued() {
+                    let result = await controller.runManual(id: next.id, next.request, now: Instant(clock.now - origin))
+                    if let outcome = controller.lastManualOutcome, result.state == .done { board.metrics.recordMoves([outcome]) }
+                    board.manual.finish(result)
                 }
                 let started = clock.now
                 freeMemory.disarm()
@@ -154,7 +161,7 @@ public struct TierdService: Service {
                 case .pressure(let group):
                     logger.debug("woken by a PSI trigger on \(group)")
                     journal.write(["event": "wake", "cause": "psi", "group": .string(group.description)])
-                case .timer: break
+                case .timer, .manual: break
                 }
             }
         } onGracefulShutdown: {
