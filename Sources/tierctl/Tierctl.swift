@@ -14,7 +14,7 @@ struct Tierctl: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "tierctl",
         abstract: "Validate tierd policies and see what tierd would do, and why.",
-        subcommands: [Status.self, Top.self, Health.self, Validate.self, Plan.self, Explain.self])
+        subcommands: [Status.self, Top.self, Health.self, Validate.self, Plan.self, Explain.self, Demote.self, Promote.self])
 }
 
 /// Options shared by the commands that read the host.
@@ -95,11 +95,7 @@ struct Explain: AsyncParsableCommand {
     func run() async throws {
         let path = CgroupPath(group)
         if !offline {
-            let query = path.relative.utf8.map { byte -> String in
-                let plain = (byte >= 0x30 && byte <= 0x39) || (byte >= 0x41 && byte <= 0x5a) || (byte >= 0x61 && byte <= 0x7a) || "-_.~/".utf8.contains(byte)
-                return plain ? String(UnicodeScalar(byte)) : "%" + String(byte, radix: 16, uppercase: true).leftPadded(2)
-            }.joined()
-            print(String(decoding: try daemon.get("/explain?group=" + query), as: UTF8.self), terminator: "")
+            print(String(decoding: try daemon.get("/explain?group=" + path.relative.percentEncoded), as: UTF8.self), terminator: "")
             return
         }
         let (policy, controller, report) = try await host.dryRunTick()
@@ -116,6 +112,14 @@ struct Explain: AsyncParsableCommand {
 
 extension String {
     func leftPadded(_ width: Int) -> String { String(repeating: "0", count: max(0, width - count)) + self }
+
+    /// For a query value: everything but unreserved characters and "/" as %XX.
+    var percentEncoded: String {
+        utf8.map { byte -> String in
+            let plain = (byte >= 0x30 && byte <= 0x39) || (byte >= 0x41 && byte <= 0x5a) || (byte >= 0x61 && byte <= 0x7a) || "-_.~/".utf8.contains(byte)
+            return plain ? String(UnicodeScalar(byte)) : "%" + String(byte, radix: 16, uppercase: true).leftPadded(2)
+        }.joined()
+    }
 }
 
 /// Where tierctl finds the running daemon.
@@ -123,13 +127,18 @@ struct DaemonOptions: ParsableArguments {
     @Option(help: "tierd's status socket.") var socket: String = "/run/tierd/tierd.sock"
 
     /// GETs `path` from the daemon; a daemon that does not run, or refuses, is a clear error (exit 1).
-    func get(_ path: String) throws -> [UInt8] {
+    func get(_ path: String) throws -> [UInt8] { try ask("GET", path, expecting: 200) }
+
+    /// POSTs to `path` (a manual move), which the daemon accepts with 202.
+    func post(_ path: String) throws -> [UInt8] { try ask("POST", path, expecting: 202) }
+
+    private func ask(_ method: String, _ path: String, expecting: Int) throws -> [UInt8] {
         let answer: (status: Int, body: [UInt8])
-        do { answer = try LocalHTTPClient.get(path, from: .unix(path: socket, mode: 0o600)) } catch {
+        do { answer = try LocalHTTPClient.request(method, path, from: .unix(path: socket, mode: 0o600)) } catch {
             printError("tierctl: \(error)")
             throw ExitCode(1)
         }
-        guard answer.status == 200 else {
+        guard answer.status == expecting else {
             printError("tierctl: tierd answered \(answer.status): \(String(decoding: answer.body, as: UTF8.self))")
             throw ExitCode(1)
         }

@@ -104,6 +104,32 @@ struct LocalEndpointTests {
         #expect(badStatus == 64 && badOutput.contains("--interval must be between 0.1 and 3600 seconds"))
     }
 
+    /// `tierctl demote` and `promote` through a dry-run daemon on the captured tree: the request is
+    /// queued, run by the control loop under the placement rules, and read back; refusals exit 1.
+    @Test func manualMovesGoThroughTheDaemonsLoop() async throws {
+        let daemon = try startDaemon()
+        defer { daemon.terminate(); daemon.waitUntilExit() }
+        try await waitUntilReady()
+        let tierctl = binary("tierctl")
+        let demoted = try run([tierctl, "demote", "batch.slice/job1", "--bytes", "64MiB", "--socket", socket])
+        #expect(demoted.status == 0, "\(demoted.output)")
+        #expect(demoted.output.hasPrefix("dry run: would have demoted /batch.slice/job1 (asked 64.0 MiB, planned 64.0 MiB), nodes 0 -> 1-2\n"),
+                "\(demoted.output)")
+        #expect(demoted.output.contains("  pid 172: would move"))
+
+        let json = try run([tierctl, "demote", "batch.slice/job1", "--bytes", "4096", "--json", "--socket", socket])
+        let result: ManualResult = try StatusBoard.decodeJSON(Array(json.output.utf8))
+        #expect(result.state == .done && result.dryRun && result.plannedBytes == 4096 && result.request.bytes == 4096)
+
+        let optedOut = try run([tierctl, "demote", "system.slice", "--socket", socket])
+        #expect(optedOut.status == 1)
+        #expect(optedOut.output.hasPrefix("demote /system.slice refused (opted_out): workload default is not opted in"), "\(optedOut.output)")
+        let missing = try run([tierctl, "promote", "no/such", "--socket", socket])
+        #expect(missing.status == 1 && missing.output.contains("refused (no_such_group)"))
+        let badSize = try run([tierctl, "demote", "batch.slice/job1", "--bytes", "64M", "--socket", socket])
+        #expect(badSize.status == 64 && badSize.output.contains("--bytes 64M: a positive size, such as 64MiB"))
+    }
+
     @Test func noDaemonIsAClearError() throws {
         let (status, output) = try run([binary("tierctl"), "status", "--socket", socket])
         #expect(status == 1)
