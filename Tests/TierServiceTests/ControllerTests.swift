@@ -32,14 +32,14 @@ struct ControllerTests {
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
     }
 
-    func controller(policyText: String = ControllerTests.policyText) throws -> (TierController, String) {
+    func controller(policyText: String = ControllerTests.policyText, audit: AuditLog? = nil) throws -> (TierController, String) {
         let path = dir + "/tierd.yaml"
         try policyText.write(toFile: path, atomically: true, encoding: .utf8)
         let collector = try SnapshotCollector(files: RootedHostFiles(root: tree.root))
         let migrator = TaskMigrator(collector: collector, syscalls: syscalls, dryRun: false, selfPid: 1)
         let journal = try Journal(path: dir + "/journal.jsonl")
         let controller = TierController(policy: try PolicyFileLoader.load(path: path), collector: collector,
-                                        migrator: migrator, logger: Logger(label: "test"), journal: journal)
+                                        migrator: migrator, logger: Logger(label: "test"), journal: journal, audit: audit)
         return (controller, path)
     }
 
@@ -192,5 +192,45 @@ struct ControllerTests {
         #expect(text.contains("skip /test.slice/db [db]: needs 322.6 KiB of DRAM and none can be made"))
         #expect(text.contains("skip /test.slice/batch [batch]: no target node: slow nodes 1-2 ∩ cpuset 0 is empty"))
         #expect(text.contains("skip /batch.slice/job2 [default]: 64.1 MiB on slow nodes, but promotion is off for this workload"))
+    }
+
+    /// A manual demotion: planned on a fresh snapshot, moved by the same migrator, charged to the
+    /// rate limit and recorded (ledger, audit with its manual reason, journal "manual"); a refusal
+    /// moves nothing and is journaled.
+    @Test func aManualMoveIsMovedChargedAndRecordedLikeTheDaemonsOwn() async throws {
+        tree.setNode(0, freeBytes: 600 * Self.mib)
+        tree.setNode(1, freeBytes: 900 * Self.mib)
+        tree.addGroup("test.slice/batch", pids: [800], anon: [0: 300 * Self.mib])
+        tree.addGroup("test.slice/db", pids: [900], anon: [0: 40 * Self.mib])
+        tree.addTask(800, group: "test.slice/batch", pagesPerNode: [0: 76_800])
+        tree.addTask(900, group: "test.slice/db", pagesPerNode: [0: 10_240])
+        syscalls.pageNode = { _, _ in 0 }
+        let policy = ControllerTests.policyText.replacingOccurrences(of: "{interval: 1s}", with: "{interval: 1s, rate_limit: 1GiB/s}")
+        let (audited, _) = try controller(policyText: policy, audit: try AuditLog(path: dir + "/audit.jsonl", maxBytes: 1 << 20))
+        _ = await audited.tick(now: Instant(.seconds(1)))
+        #expect(syscalls.calls.isEmpty)
+        let tokensBefore = try #require(audited.carried.globalBucket?.tokens)
+
+        let request = ManualRequest(direction: .demote, group: CgroupPath("test.slice/batch"), bytes: 64 * Self.mib)
+        let result = await audited.runManual(id: 1, request, now: Instant(.seconds(2)))
+        #expect(result.state == .done && result.plannedBytes == 64 * Self.mib)
+        let moved = try #require(result.movedBytes)
+        #expect(moved > 60 * Self.mib && moved <= 64 * Self.mib)
+        #expect(syscalls.calls.allSatisfy { if case .move(let pid, _, let node) = $0 { pid == 800 && node == 1 } else { true } })
+        #expect(audited.ledger.total(.demote) == moved)
+        #expect(audited.lastManualOutcome?.movedBytes == moved)
+        let tokensAfter = try #require(audited.carried.globalBucket?.tokens)
+        #expect(tokensBefore - tokensAfter == moved)
+        let auditText = try String(contentsOfFile: dir + "/audit.jsonl", encoding: .utf8)
+        #expect(auditText.contains("\"reason\":\"manual: tierctl demote (asked 64.0 MiB)\""))
+        var journal = try String(contentsOfFile: dir + "/journal.jsonl", encoding: .utf8)
+        #expect(journal.contains("\"event\":\"manual\""))
+
+        let callsBefore = syscalls.calls.count
+        let refused = await audited.runManual(id: 2, ManualRequest(direction: .demote, group: CgroupPath("test.slice/db")), now: Instant(.seconds(3)))
+        #expect(refused.state == .refused && refused.refusal == "opted_out")
+        #expect(syscalls.calls.count == callsBefore && audited.lastManualOutcome == nil)
+        journal = try String(contentsOfFile: dir + "/journal.jsonl", encoding: .utf8)
+        #expect(journal.contains("\"event\":\"manual_refused\""))
     }
 }
