@@ -80,13 +80,17 @@ struct TierdRun {
 
     /// The audit log's moved bytes per direction over its task moves of ticks 1...`ticks`.
     func auditMoved(throughTick ticks: Int) -> (demote: UInt64, promote: UInt64) {
-        let text = (try? String(contentsOfFile: audit, encoding: .utf8)) ?? ""
-        let actions = text.split(separator: "\n").compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
-            .filter { ($0["tick"] as? Int ?? Int.max) <= ticks }
+        let actions = auditRecords().filter { ($0["tick"] as? Int ?? Int.max) <= ticks }
         func sum(_ direction: String) -> UInt64 {
             actions.filter { $0["direction"] as? String == direction }.reduce(0) { $0 + UInt64(($1["moved"] as? Int) ?? 0) }
         }
         return (sum("demote"), sum("promote"))
+    }
+
+    /// The audit log's records, one per task move.
+    func auditRecords() -> [[String: Any]] {
+        let text = (try? String(contentsOfFile: audit, encoding: .utf8)) ?? ""
+        return text.split(separator: "\n").compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
     }
 
     /// Replaces the policy file and sends SIGHUP; the reload shows in the journal once done.

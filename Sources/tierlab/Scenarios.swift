@@ -1119,6 +1119,14 @@ enum Scenarios {
         result.checks.append(Check(name: "tierctl explain names the mempolicy that kept the task", ok: explained.ok && explained.text.contains(reason),
                                    detail: explained.text.split(separator: "\n").first { $0.contains("pid \(bound.pid)") }.map(String.init)
                                        ?? "no line for pid \(bound.pid) in: " + explained.text))
+        // By hand as by tierd: a manual demotion goes through the same per-task mempolicy check.
+        let manual = tierd.tierctl(["demote", group], lab: lab, label: "mempolicy-manual-demote")
+        sleep(1)
+        let boundAfterManual = slowShare(bound)
+        result.checks.append(Check(name: "tierctl demote leaves the membind=0 task in DRAM too, and says why",
+                                   ok: manual.ok && manual.text.contains("  " + reason) && boundAfterManual < 0.01,
+                                   detail: String(format: "%.1f%% on the slow node after; %@", boundAfterManual * 100,
+                                                  manual.text.split(separator: "\n").first { $0.contains("pid \(bound.pid)") }.map(String.init) ?? manual.text)))
         tierd.requestReload(policy("override"))
         _ = lab.waitFor(seconds: 45) { slowShare(bound) > 0.5 }
         sleep(2)
@@ -1183,19 +1191,22 @@ enum Scenarios {
     /// confined to node 1 is never promoted into DRAM.
     static func cpuset(_ lab: GuestLab) -> ScenarioResult {
         var result = ScenarioResult(scenario: "cpuset", checks: [])
-        let partial = "\(lab.labSlice)/partial", confined = "\(lab.labSlice)/confined"
+        let partial = "\(lab.labSlice)/partial", confined = "\(lab.labSlice)/confined", dramOnly = "\(lab.labSlice)/dram-only"
         lab.makeGroup(partial, mems: "0,2")
         lab.makeGroup(confined, mems: "1")
+        lab.makeGroup(dramOnly, mems: "0")
         let tierd = lab.startTierd("tierd-cpuset", policy: """
             controller: {interval: 1s}
             workloads:
               - {name: partial, match: ["\(partial)"], demote: allowed}
+              - {name: dram-only, match: ["\(dramOnly)"], demote: allowed}
               - {name: confined, match: ["\(confined)"], demote: never, promote: true}
             """)
         let a = lab.load("cpuset-partial", group: partial, mib: 200, hotMiB: 0)
         let c = lab.load("cpuset-confined", group: confined, mib: 100, hotMiB: 0)
-        _ = lab.waitFor(seconds: 120) { a.allocatedAt() != nil && c.allocatedAt() != nil }
-        _ = lab.fillDram(leaveMiB: 20)
+        let d = lab.load("cpuset-dram-only", group: dramOnly, mib: 32, hotMiB: 0)
+        _ = lab.waitFor(seconds: 120) { a.allocatedAt() != nil && c.allocatedAt() != nil && d.allocatedAt() != nil }
+        let filler = lab.fillDram(leaveMiB: 20)
         var partialOnNode1: UInt64 = 0, confinedInDram: UInt64 = 0
         _ = lab.waitFor(seconds: 40) {
             partialOnNode1 = max(partialOnNode1, lab.numaStat(partial).bytes(on: 1))
@@ -1222,7 +1233,45 @@ enum Scenarios {
         let targets = "demotion targets: slow 1-2 ∩ cpuset 0,2 ∩ tierd 0-2 = 2"
         result.checks.append(Check(name: "tierctl explain derives the partial group's demotion target from its cpuset", ok: partialWhy.ok && partialWhy.text.contains(targets),
                                    detail: partialWhy.text.split(separator: "\n").first { $0.hasPrefix("demotion targets") }.map(String.init) ?? partialWhy.text))
-        if !result.passed { result.diagnostics = lab.describe([partial, confined]) + "\ntierd journal:\n" + tierd.tail() }
+        result.checks += manualMovesKeepToTheCpuset(lab, tierd, partial: partial, confined: confined, dramOnly: dramOnly, filler: filler)
+        if !result.passed { result.diagnostics = lab.describe([partial, confined, dramOnly]) + "\ntierd journal:\n" + tierd.tail() }
         return result
+    }
+
+    /// `tierctl demote`/`promote` by hand, on the same groups: a move the cpuset rules out is refused
+    /// with its reason, and a promotion of 64 MiB moves about that much, to DRAM only, audited as manual.
+    static func manualMovesKeepToTheCpuset(_ lab: GuestLab, _ tierd: TierdRun, partial: String, confined: String, dramOnly: String,
+                                           filler: Load?) -> [Check] {
+        var checks: [Check] = []
+        let dramOnlyBefore = lab.numaStat(dramOnly)
+        let noSlow = tierd.tierctl(["demote", dramOnly], lab: lab, label: "cpuset-manual-demote-dram-only")
+        let noDram = tierd.tierctl(["promote", confined], lab: lab, label: "cpuset-manual-promote-confined")
+        let dramOnlyAfter = lab.numaStat(dramOnly)
+        let slowOf = { (stat: NumaStat) in stat.bytes(on: 1) + stat.bytes(on: 2) }
+        checks.append(Check(name: "tierctl demote refuses a group whose cpuset holds no slow node, and moves none of it",
+                            ok: !noSlow.ok && noSlow.text.contains("refused (no_target_nodes)") && slowOf(dramOnlyAfter) <= slowOf(dramOnlyBefore) + (1 << 20),
+                            detail: noSlow.text.trimmingCharacters(in: .whitespacesAndNewlines)))
+        checks.append(Check(name: "tierctl promote refuses a group confined to a slow node",
+                            ok: !noDram.ok && noDram.text.contains("refused (no_target_nodes)") && lab.numaStat(confined).bytes(on: 0) < 1 << 20,
+                            detail: noDram.text.trimmingCharacters(in: .whitespacesAndNewlines)))
+
+        // DRAM made free, a manual promotion of part of what tierd demoted (tierd itself never promotes an opted-in job).
+        filler?.process.terminate()
+        filler?.process.waitUntilExit()
+        let before = lab.numaStat(partial)
+        let promoted = tierd.tierctl(["promote", partial, "--bytes", "64MiB"], lab: lab, label: "cpuset-manual-promote-partial")
+        let after = lab.numaStat(partial)
+        let gained = Int64(after.bytes(on: 0)) - Int64(before.bytes(on: 0))
+        let left = Int64(before.bytes(on: 2)) - Int64(after.bytes(on: 2))
+        let manualAudit = tierd.auditRecords().filter { ($0["reason"] as? String)?.hasPrefix("manual: tierctl promote") == true }
+        let audited = manualAudit.reduce(0) { $0 + (($1["moved"] as? Int) ?? 0) }
+        let near64: ClosedRange<Int64> = (56 << 20)...(66 << 20)
+        checks.append(Check(name: "tierctl promote --bytes 64MiB moves about 64 MiB from the slow node to DRAM, audited as manual",
+                            ok: promoted.ok && near64.contains(gained) && near64.contains(left) && after.bytes(on: 1) < 1 << 20
+                                && near64.contains(Int64(audited)),
+                            detail: String(format: "DRAM +%.1f MiB, node 2 -%.1f MiB, node 1 %.1f MiB; audit %.1f MiB in %d records; %@",
+                                           Double(gained) / mib, Double(left) / mib, Double(after.bytes(on: 1)) / mib, Double(audited) / mib,
+                                           manualAudit.count, promoted.text.split(separator: "\n").first.map(String.init) ?? promoted.text)))
+        return checks
     }
 }
