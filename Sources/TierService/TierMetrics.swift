@@ -32,7 +32,7 @@ public final class TierMetrics: Sendable {
     static var reclaiming: MetricNameDescriptor { name("reclaiming", "", "1 while tierd brings free DRAM back up to the high watermark.") }
     static var policyGeneration: MetricNameDescriptor { name("policy_generation", "", "1 at start, plus one per reload that took effect.") }
     static var lastReload: MetricNameDescriptor { name("policy_last_reload_success", "", "1 if the last reload took effect, 0 if it was refused.") }
-    static var writeFailures: MetricNameDescriptor { name("log_write_failures", "total", "Lines the journal or the audit log could not write (a full disk), by file.") }
+    static var writeFailures: MetricNameDescriptor { name("log_write_failures", "total", "Writes the journal, the audit log or the metrics textfile could not make (a full disk), by file.") }
     static var reloads: MetricNameDescriptor { name("policy_reloads", "total", "Policy reloads, by result.") }
 
     /// Moves whose result is not a failure: everything else counts under `tierd_move_failures_total`.

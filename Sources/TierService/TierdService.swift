@@ -18,10 +18,12 @@ public struct TierdOptions: Sendable {
     public var metricsAddress: LocalAddress?
     /// One line per task move; nil: none.
     public var audit: AuditLog?
+    /// `/metrics` rewritten after each tick for node_exporter; nil: none.
+    public var textfile: MetricsTextfile?
     public init(configPath: String, root: String = "/", dryRun: Bool = false, journalPath: String? = nil,
-                socketPath: String? = nil, metricsAddress: LocalAddress? = nil, audit: AuditLog? = nil) {
+                socketPath: String? = nil, metricsAddress: LocalAddress? = nil, audit: AuditLog? = nil, textfile: MetricsTextfile? = nil) {
         self.configPath = configPath; self.root = root; self.dryRun = dryRun; self.journalPath = journalPath
-        self.socketPath = socketPath; self.metricsAddress = metricsAddress; self.audit = audit
+        self.socketPath = socketPath; self.metricsAddress = metricsAddress; self.audit = audit; self.textfile = textfile
     }
 }
 
@@ -118,7 +120,9 @@ public struct TierdService: Service {
                                                        carried: controller.carried, ledger: controller.ledger,
                                                        tickSeconds: took.seconds, dryRun: options.dryRun, previous: board.status)
                 board.metrics.record(report, status: status, duration: took)
-                board.metrics.recordWriteFailures(["journal": journal.failedWrites, "audit": options.audit?.failedWrites ?? 0])
+                board.metrics.recordWriteFailures(["journal": journal.failedWrites, "audit": options.audit?.failedWrites ?? 0,
+                                                   "textfile": options.textfile?.failedWrites ?? 0])
+                options.textfile?.write(board.metrics.text())
                 board.publish(status, context: DaemonView.Context(policy: controller.policy, carried: controller.carried,
                                                                   origin: origin, dramFallRate: freeMemory.fallRate))
                 if !announcedReady {

@@ -46,6 +46,9 @@ struct TierdCommand: AsyncParsableCommand {
     @Option(name: .long, help: "Also serve status and /metrics over TCP at this numeric address, such as 127.0.0.1:9477 (default: no port).")
     var metricsAddress: String?
 
+    @Option(name: .long, help: "Also write /metrics to this file after each tick, for node_exporter's textfile collector (a *.prom path).")
+    var metricsTextfile: String?
+
     func run() async throws {
         let policy: Policy
         do {
@@ -105,8 +108,15 @@ struct TierdCommand: AsyncParsableCommand {
                 throw ExitCode(1)
             }
         }
+        var textfile: MetricsTextfile?
+        if let metricsTextfile {
+            do { textfile = try MetricsTextfile(path: metricsTextfile) { [logger] in logger.error("metrics textfile: \($0)") } } catch {
+                printError("tierd: --metrics-textfile: \(error)")
+                throw ExitCode(2)
+            }
+        }
         let options = TierdOptions(configPath: config, root: root, dryRun: dryRun, journalPath: journal,
-                                   socketPath: socket == "none" ? nil : socket, metricsAddress: tcp, audit: audit)
+                                   socketPath: socket == "none" ? nil : socket, metricsAddress: tcp, audit: audit, textfile: textfile)
         let board = StatusBoard(stallLimit: TierdService.stallLimit(policy), view: DaemonView(collector: collector))
         let endpoints: [LocalHTTPServer]
         do { endpoints = try TierdService.startEndpoints(options, board: board, logger: logger) } catch {

@@ -174,6 +174,39 @@ struct LocalEndpointTests {
         #expect(String(decoding: answer.body, as: UTF8.self).contains("# TYPE tierd_ticks_total counter"))
     }
 
+    /// The textfile holds the same Prometheus text, rewritten whole after each tick (never half a
+    /// file: no temporary is left, the tick counter only grows); a path node_exporter would not read
+    /// is refused at start.
+    @Test func theMetricsTextfileIsRewrittenWholeEachTick() async throws {
+        let directory = tree.root + "/textfile"
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        let textfile = directory + "/tierd.prom"
+        let daemon = try startDaemon(["--metrics-textfile", textfile])
+        defer { daemon.terminate(); daemon.waitUntilExit() }
+        try await waitUntilReady()
+        func ticks() throws -> Double? {
+            let text = try String(contentsOfFile: textfile, encoding: .utf8)
+            return text.split(separator: "\n").first { $0.hasPrefix("tierd_ticks_total ") }.flatMap { Double($0.split(separator: " ")[1]) }
+        }
+        var seen: [Double] = []
+        for _ in 0..<10 {
+            seen.append(try #require(try ticks()))
+            try await Task.sleep(for: .milliseconds(150))
+        }
+        #expect(seen == seen.sorted() && seen.last! > seen.first!, "\(seen)")
+        var info = stat()
+        #expect(stat(textfile, &info) == 0 && info.st_mode & 0o777 == 0o644)
+        #expect(try FileManager.default.contentsOfDirectory(atPath: directory) == ["tierd.prom"])
+        let text = try String(contentsOfFile: textfile, encoding: .utf8)
+        #expect(text.contains("# TYPE tierd_ticks_total counter") && text.contains("tierd_node_free_bytes{"))
+
+        for (path, why) in [(directory + "/tierd.txt", "reads only files named *.prom"), (tree.root + "/nowhere/tierd.prom", "does not exist")] {
+            let (status, output) = try run([binary("tierd"), "--config", tree.root + "/tierd.yaml", "--root", tree.root, "--dry-run",
+                                            "--socket", "none", "--metrics-textfile", path])
+            #expect(status == 2 && output.contains("--metrics-textfile: \(path)") && output.contains(why), "\(output)")
+        }
+    }
+
     @Test func aBadMetricsAddressExitsTwo() throws {
         let config = tree.root + "/tierd.yaml"
         try "workloads: []\n".write(toFile: config, atomically: true, encoding: .utf8)
