@@ -6,6 +6,7 @@
 #include <linux/capability.h>
 #include <sys/syscall.h>
 #include <unistd.h>
+#include <sys/vfs.h>
 
 /* Raises or lowers one capability in the calling thread's effective set only (capabilities are
    per thread on Linux; the raw system call does not broadcast to other threads the way glibc's
@@ -55,6 +56,13 @@ static inline int tierd_restore_thread(const tierd_cpu_mask *saved) {
 static inline int tierd_current_cpu(void) {
     unsigned cpu = 0;
     return syscall(SYS_getcpu, &cpu, NULL, NULL) == 0 ? (int)cpu : -1;
+}
+
+/* Whether fd is a file of a cgroup2 mount (statfs f_type CGROUP2_SUPER_MAGIC): 1, 0, or -1 with errno set. */
+static inline int tierd_is_on_cgroup2(int fd) {
+    struct statfs info;
+    if (fstatfs(fd, &info) != 0) return -1;
+    return info.f_type == 0x63677270 ? 1 : 0;
 }
 
 /* The calling thread's id, for per-thread setpriority(2). */

@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import CNuma
 import Foundation
 import Synchronization
 import TierCore
@@ -55,6 +56,9 @@ public final class PressureTriggerWatcher: Sendable {
             let path = files.resolve(dir + "/memory.pressure")
             let fd = open(path, O_RDWR | O_NONBLOCK | O_CLOEXEC)
             guard fd >= 0 else { failures[group] = String(cString: strerror(errno)); continue }
+            // Only the kernel's file takes a trigger: written to anything else (a fixture tree's
+            // plain file) it would overwrite the pressure figures instead.
+            guard Self.isOnCgroup2(fd) else { failures[group] = "not a cgroup2 file: no trigger"; close(fd); continue }
             let written = trigger.withCString { write(fd, $0, strlen($0) + 1) }
             guard written >= 0 else { failures[group] = String(cString: strerror(errno)); close(fd); continue }
             next[group] = fd
@@ -63,6 +67,8 @@ public final class PressureTriggerWatcher: Sendable {
         wake()
         return failures
     }
+
+    static func isOnCgroup2(_ fd: Int32) -> Bool { tierd_is_on_cgroup2(fd) == 1 }
 
     public var watchedCount: Int { armed.withLock { $0.fds.count } }
 
