@@ -35,25 +35,19 @@ public struct DaemonView: Sendable {
         }
     }
 
-    /// `GET /plan`: the plan text `tierctl plan` prints.
-    public func planText(_ context: Context) -> String {
-        PlanText.render(plan(context), dryRun: true) + "\n"
-    }
+    /// `GET /plan`: what `tierctl plan` prints, as text or (`?format=json`) the document.
+    public func planDocument(_ context: Context) -> PlanDocument { PlanDocument(plan(context), dryRun: true) }
 
     /// `GET /explain?group=PATH`: `tierctl explain` from the daemon's view, and what the daemon last
     /// did to the group, task by task (`last`: from its status); nil when no such group.
-    public func explanation(of group: CgroupPath, _ context: Context, last: DaemonStatus.Group? = nil) -> String? {
+    public func explanation(of group: CgroupPath, _ context: Context, last: DaemonStatus.Group? = nil) -> Explanation? {
         let report = plan(context, depth: .detailed)
         guard let snapshot = report.snapshot, let cgroup = snapshot.groups.first(where: { $0.path == group }) else { return nil }
-        var lines = [Explanation.render(path: group, cgroup: cgroup, snapshot: snapshot, policy: context.policy, plan: report.plan)]
+        var explanation = Explanation(path: group, cgroup: cgroup, snapshot: snapshot, policy: context.policy, plan: report.plan)
         if let last, let tick = last.lastActionsTick {
-            for action in last.lastActions {
-                let moved = action.movedBytes.map { formatBytes($0) } ?? "nothing"
-                lines.append("last moved at tick \(tick): \(action.direction) planned \(formatBytes(action.bytes)), moved \(moved): \(action.reason)"
-                             + (action.dropped.map { " (dropped: \($0))" } ?? ""))
-                for task in action.tasks { lines.append("  pid \(task.pid): \(task.detail)") }
-            }
+            explanation.lastActions = last.lastActions
+            explanation.lastActionsTick = tick
         }
-        return lines.joined(separator: "\n") + "\n"
+        return explanation
     }
 }

@@ -1,42 +1,118 @@
 import TierCore
 
 /// `tierctl explain`: one group through the planner's eyes — which workload rule applies and
-/// where it came from, the group's own memory per node, and how its target nodes are derived.
-public enum Explanation {
-    public static func render(path: CgroupPath, cgroup: CgroupSnapshot, snapshot: HostSnapshot, policy: Policy, plan: MigrationPlan) -> String {
+/// where it came from, the group's own memory per node, how its target nodes are derived, and the
+/// decision. Computed once as a document (what `--json` prints), rendered as text from it.
+public struct Explanation: Codable, Sendable, Equatable {
+    public struct Rule: Codable, Sendable, Equatable {
+        public var demote: String
+        public var priority: Int?
+        public var dramFloorBytes: UInt64?
+        /// "some_avg10 20%"; nil: no guard.
+        public var pressureGuard: String?
+        public var promote: Bool?
+        public var mempolicy: String
+    }
+
+    /// One tier's target nodes and how they were derived.
+    public struct Targets: Codable, Sendable, Equatable {
+        public var tier: String
+        public var cpuset: String
+        public var tierdNodes: String
+        /// The intersection; "" when empty.
+        public var nodes: String
+    }
+
+    public var group: String
+    public var processes: Int
+    public var workload: String?
+    /// "matched here", "inherited from /a/b", or "no workload matches: the default rule".
+    public var ruleSource: String?
+    public var rule: Rule?
+    public var ownBytesPerNode: [String: UInt64]
+    public var pressure: DaemonStatus.Pressure
+    public var memoryCurrent: UInt64?
+    public var kernelPagesDemoted: UInt64?
+    public var kernelPagesPromoted: UInt64?
+    public var refaultsAnon: UInt64?
+    public var refaultsFile: UInt64?
+    public var demotionTargets: Targets
+    public var promotionTargets: Targets
+    /// What tierd would do now: each action, or the skip's reason; "nothing to do" when neither.
+    public var decisions: [String]
+    /// What the daemon last did to the group, task by task (from its status; none offline).
+    public var lastActions: [DaemonStatus.Action] = []
+    public var lastActionsTick: UInt64?
+
+    public init(path: CgroupPath, cgroup: CgroupSnapshot, snapshot: HostSnapshot, policy: Policy, plan: MigrationPlan) {
         let topology = snapshot.topology
         let resolved = policy.resolve(snapshot.groups.map(\.path))[path]
         let own = snapshot.ownNumaStats()[path] ?? NumaStat()
-        var lines = ["cgroup \(path): \(cgroup.pids.count) processes"]
-        if let resolved {
-            let origin = resolved.matchedAt.map { $0 == path ? "matched here" : "inherited from \($0)" } ?? "no workload matches: the default rule"
-            lines.append("workload: \(resolved.name) (\(origin))")
-            let rule = resolved.rule
-            var ruleText = "demote: \(rule.demote.rawValue)"
-            if rule.demote == .allowed {
-                ruleText += ", priority \(rule.priority), dram_floor \(formatBytes(rule.dramFloor))"
-                if let guardRule = rule.pressureGuard { ruleText += ", pressure_guard \(guardRule.kind.rawValue)_avg10 \(Int(guardRule.threshold * 100))%" }
-            } else {
-                ruleText += ", promote: \(rule.promote)"
+        group = path.description
+        processes = cgroup.pids.count
+        workload = resolved?.name
+        ruleSource = resolved.map { $0.matchedAt.map { $0 == path ? "matched here" : "inherited from \($0)" } ?? "no workload matches: the default rule" }
+        rule = resolved.map { Self.rule($0.rule) }
+        ownBytesPerNode = Dictionary(uniqueKeysWithValues: own.nodes.sorted.map { (String($0), own.bytes(on: $0)) })
+        pressure = DaemonStatus.Pressure(someAvg10: cgroup.pressure.some.avg10, fullAvg10: cgroup.pressure.full.avg10)
+        memoryCurrent = cgroup.memoryCurrent
+        kernelPagesDemoted = cgroup.memoryStat?.pagesDemotedByKernel
+        kernelPagesPromoted = cgroup.memoryStat?.pagesPromotedByKernel
+        refaultsAnon = cgroup.memoryStat?.refaultsAnon
+        refaultsFile = cgroup.memoryStat?.refaultsFile
+        func targets(_ tier: NodeSet) -> Targets {
+            Targets(tier: tier.description, cpuset: cgroup.cpusetMems.description, tierdNodes: snapshot.tierdAllowedNodes.description,
+                    nodes: tier.intersection(cgroup.cpusetMems).intersection(snapshot.tierdAllowedNodes).description)
+        }
+        demotionTargets = targets(topology.slow)
+        promotionTargets = targets(topology.fast)
+        let actions = plan.actions.filter { $0.group == path }.map { "\($0)" }
+        let skips = plan.skips.filter { $0.group == path }.map { "skipped, \($0.reason)" }
+        decisions = actions + skips
+        if decisions.isEmpty { decisions = ["nothing to do"] }
+    }
+
+    static func rule(_ rule: WorkloadRule) -> Rule {
+        let optedIn = rule.demote == .allowed
+        return Rule(demote: rule.demote.rawValue, priority: optedIn ? rule.priority : nil, dramFloorBytes: optedIn ? rule.dramFloor : nil,
+                    pressureGuard: optedIn ? rule.pressureGuard.map { "\($0.kind.rawValue)_avg10 \(Int($0.threshold * 100))%" } : nil,
+                    promote: optedIn ? nil : rule.promote, mempolicy: rule.mempolicy.rawValue)
+    }
+
+    /// The text `tierctl explain` prints.
+    public var text: String {
+        var lines = ["cgroup \(group): \(processes) processes"]
+        if let workload, let ruleSource, let rule {
+            lines.append("workload: \(workload) (\(ruleSource))")
+            var ruleText = "demote: \(rule.demote)"
+            if let priority = rule.priority, let floor = rule.dramFloorBytes {
+                ruleText += ", priority \(priority), dram_floor \(formatBytes(floor))"
+                if let guardText = rule.pressureGuard { ruleText += ", pressure_guard \(guardText)" }
             }
-            ruleText += ", mempolicy: \(rule.mempolicy.rawValue)"
+            if let promote = rule.promote { ruleText += ", promote: \(promote)" }
+            ruleText += ", mempolicy: \(rule.mempolicy)"
             lines.append("rule: \(ruleText)")
         }
-        lines.append("own memory: " + own.nodes.sorted.map { "node \($0) \(formatBytes(own.bytes(on: $0)))" }.joined(separator: ", "))
-        lines.append("pressure: some avg10 \(percent(cgroup.pressure.some.avg10)), full avg10 \(percent(cgroup.pressure.full.avg10))")
-        if let current = cgroup.memoryCurrent { lines.append("memory.current: \(formatBytes(current)) (this group and its children)") }
-        if let stat = cgroup.memoryStat {
-            lines.append("kernel's own moves (memory.stat): \(stat.pagesDemotedByKernel) pages demoted, \(stat.pagesPromotedByKernel) promoted; refaults anon \(stat.refaultsAnon), file \(stat.refaultsFile)")
+        let nodes = ownBytesPerNode.keys.compactMap(Int.init).sorted()
+        lines.append("own memory: " + nodes.map { "node \($0) \(formatBytes(ownBytesPerNode[String($0)] ?? 0))" }.joined(separator: ", "))
+        lines.append("pressure: some avg10 \(Self.percent(pressure.someAvg10)), full avg10 \(Self.percent(pressure.fullAvg10))")
+        if let memoryCurrent { lines.append("memory.current: \(formatBytes(memoryCurrent)) (this group and its children)") }
+        if let demoted = kernelPagesDemoted, let promoted = kernelPagesPromoted {
+            lines.append("kernel's own moves (memory.stat): \(demoted) pages demoted, \(promoted) promoted; refaults anon \(refaultsAnon ?? 0), file \(refaultsFile ?? 0)")
         }
-        let slowTargets = topology.slow.intersection(cgroup.cpusetMems).intersection(snapshot.tierdAllowedNodes)
-        let fastTargets = topology.fast.intersection(cgroup.cpusetMems).intersection(snapshot.tierdAllowedNodes)
-        lines.append("demotion targets: slow \(topology.slow) ∩ cpuset \(cgroup.cpusetMems) ∩ tierd \(snapshot.tierdAllowedNodes) = \(slowTargets.isEmpty ? "none" : slowTargets.description)")
-        lines.append("promotion targets: fast \(topology.fast) ∩ cpuset \(cgroup.cpusetMems) ∩ tierd \(snapshot.tierdAllowedNodes) = \(fastTargets.isEmpty ? "none" : fastTargets.description)")
-        let actions = plan.actions.filter { $0.group == path }
-        let skips = plan.skips.filter { $0.group == path }
-        if actions.isEmpty && skips.isEmpty { lines.append("decision now: nothing to do") }
-        for action in actions { lines.append("decision now: \(action)") }
-        for skip in skips { lines.append("decision now: skipped, \(skip.reason)") }
+        for (name, targets) in [("demotion", demotionTargets), ("promotion", promotionTargets)] {
+            let tierName = name == "demotion" ? "slow" : "fast"
+            lines.append("\(name) targets: \(tierName) \(targets.tier) ∩ cpuset \(targets.cpuset) ∩ tierd \(targets.tierdNodes) = \(targets.nodes.isEmpty ? "none" : targets.nodes)")
+        }
+        lines += decisions.map { "decision now: \($0)" }
+        if let tick = lastActionsTick {
+            for action in lastActions {
+                let moved = action.movedBytes.map { formatBytes($0) } ?? "nothing"
+                lines.append("last moved at tick \(tick): \(action.direction) planned \(formatBytes(action.bytes)), moved \(moved): \(action.reason)"
+                             + (action.dropped.map { " (dropped: \($0))" } ?? ""))
+                for task in action.tasks { lines.append("  pid \(task.pid): \(task.detail)") }
+            }
+        }
         return lines.joined(separator: "\n")
     }
 

@@ -57,6 +57,14 @@ public final class StatusBoard: Sendable {
         return Array((try? encoder.encode(value)) ?? Data("{}".utf8)) + [10]
     }
 
+    /// One document on one line (for a stream of them, as `tierctl top --json` prints).
+    public static func encodeJSONLine(_ value: some Encodable) -> [UInt8] {
+        let encoder = JSONEncoder()
+        encoder.keyEncodingStrategy = .convertToSnakeCase
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        return Array((try? encoder.encode(value)) ?? Data("{}".utf8)) + [10]
+    }
+
     public static func decode(_ bytes: [UInt8]) throws -> DaemonStatus { try decodeJSON(bytes) }
 
     public static func decodeJSON<T: Decodable>(_ bytes: [UInt8], as type: T.Type = T.self) throws -> T {
@@ -108,13 +116,19 @@ public final class StatusBoard: Sendable {
             return LocalResponse(status: 200, contentType: "application/json", body: Self.encodeJSON(result))
         case "/plan", "/explain":
             guard let view, let context = state.context else { return LocalResponse(status: 503, text: "tierd: starting, no tick completed yet\n") }
-            if route == "/plan" { return LocalResponse(status: 200, text: view.planText(context)) }
+            let json = query["format"] == "json"
+            if route == "/plan" {
+                let document = view.planDocument(context)
+                return json ? LocalResponse(status: 200, contentType: "application/json", body: Self.encodeJSON(document))
+                    : LocalResponse(status: 200, text: document.text + "\n")
+            }
             guard let group = query["group"], !group.isEmpty else { return LocalResponse(status: 400, text: "tierd: /explain needs ?group=PATH\n") }
             let last = state.status?.groups.first { $0.path == CgroupPath(group).description }
-            guard let text = view.explanation(of: CgroupPath(group), context, last: last) else {
+            guard let explanation = view.explanation(of: CgroupPath(group), context, last: last) else {
                 return LocalResponse(status: 404, text: "tierd: no cgroup \(CgroupPath(group)) under the cgroup root\n")
             }
-            return LocalResponse(status: 200, text: text)
+            return json ? LocalResponse(status: 200, contentType: "application/json", body: Self.encodeJSON(explanation))
+                : LocalResponse(status: 200, text: explanation.text + "\n")
         case "/status":
             guard let status = state.status else { return LocalResponse(status: 503, text: "tierd: starting, no tick completed yet\n") }
             return LocalResponse(status: 200, contentType: "application/json", body: Self.encode(status))

@@ -48,20 +48,16 @@ struct HostOptions: ParsableArguments {
 struct Validate: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Check policy files; exit 2 if any is invalid.")
     @Argument(help: "Policy files.") var files: [String]
+    @Flag(help: "Print one result per file as a JSON array.") var json = false
 
     func run() throws {
-        var bad = false
-        for file in files {
-            do {
-                let policy = try PolicyFileLoader.load(path: file)
-                let optedIn = policy.workloads.filter { $0.rule.demote == .allowed }.count
-                print("\(file): ok (\(policy.workloads.count) workloads, \(optedIn) opted in to demotion)")
-            } catch {
-                print("\(error)")
-                bad = true
-            }
+        let results = files.map(PolicyCheck.init(file:))
+        if json {
+            print(String(decoding: StatusBoard.encodeJSON(results), as: UTF8.self), terminator: "")
+        } else {
+            for result in results { print(result.text) }
         }
-        if bad { throw ExitCode(2) }
+        if results.contains(where: { !$0.ok }) { throw ExitCode(2) }
     }
 }
 
@@ -72,14 +68,16 @@ struct Plan: AsyncParsableCommand {
     @OptionGroup var daemon: DaemonOptions
     @OptionGroup var host: HostOptions
     @Flag(help: "Plan without the daemon, from --config and --root, with no carried state.") var offline = false
+    @Flag(help: "Print the plan as JSON.") var json = false
 
     func run() async throws {
         if !offline {
-            print(String(decoding: try daemon.get("/plan"), as: UTF8.self), terminator: "")
+            print(String(decoding: try daemon.get("/plan" + (json ? "?format=json" : "")), as: UTF8.self), terminator: "")
             return
         }
         let (_, _, report) = try await host.dryRunTick()
-        print(PlanText.render(report, dryRun: true))
+        let document = PlanDocument(report, dryRun: true)
+        print(json ? String(decoding: StatusBoard.encodeJSON(document), as: UTF8.self) : document.text + "\n", terminator: "")
     }
 }
 
@@ -90,12 +88,14 @@ struct Explain: AsyncParsableCommand {
     @OptionGroup var daemon: DaemonOptions
     @OptionGroup var host: HostOptions
     @Flag(help: "Explain without the daemon, from --config and --root.") var offline = false
+    @Flag(help: "Print the explanation as JSON.") var json = false
     @Argument(help: "Cgroup path relative to the cgroup root, such as batch.slice/job1.") var group: String
 
     func run() async throws {
         let path = CgroupPath(group)
         if !offline {
-            print(String(decoding: try daemon.get("/explain?group=" + path.relative.percentEncoded), as: UTF8.self), terminator: "")
+            let query = "/explain?group=" + path.relative.percentEncoded + (json ? "&format=json" : "")
+            print(String(decoding: try daemon.get(query), as: UTF8.self), terminator: "")
             return
         }
         let (policy, controller, report) = try await host.dryRunTick()
@@ -106,7 +106,8 @@ struct Explain: AsyncParsableCommand {
             print("tierctl: no cgroup \(path) under the cgroup root")
             throw ExitCode(1)
         }
-        print(Explanation.render(path: path, cgroup: cgroup, snapshot: snapshot, policy: policy, plan: report.plan))
+        let explanation = Explanation(path: path, cgroup: cgroup, snapshot: snapshot, policy: policy, plan: report.plan)
+        print(json ? String(decoding: StatusBoard.encodeJSON(explanation), as: UTF8.self) : explanation.text + "\n", terminator: "")
     }
 }
 
@@ -132,12 +133,16 @@ struct DaemonOptions: ParsableArguments {
     /// POSTs to `path` (a manual move), which the daemon accepts with 202.
     func post(_ path: String) throws -> [UInt8] { try ask("POST", path, expecting: 202) }
 
-    private func ask(_ method: String, _ path: String, expecting: Int) throws -> [UInt8] {
-        let answer: (status: Int, body: [UInt8])
-        do { answer = try LocalHTTPClient.request(method, path, from: .unix(path: socket, mode: 0o600)) } catch {
+    /// The daemon's answer whatever its status; no daemon is a clear error (exit 1).
+    func answer(_ path: String, method: String = "GET") throws -> (status: Int, body: [UInt8]) {
+        do { return try LocalHTTPClient.request(method, path, from: .unix(path: socket, mode: 0o600)) } catch {
             printError("tierctl: \(error)")
             throw ExitCode(1)
         }
+    }
+
+    private func ask(_ method: String, _ path: String, expecting: Int) throws -> [UInt8] {
+        let answer = try answer(path, method: method)
         guard answer.status == expecting else {
             printError("tierctl: tierd answered \(answer.status): \(String(decoding: answer.body, as: UTF8.self))")
             throw ExitCode(1)
@@ -173,6 +178,7 @@ struct Top: ParsableCommand {
     @OptionGroup var daemon: DaemonOptions
     @Option(help: "Seconds between refreshes.") var interval: Double = 2
     @Option(help: "Stop after this many frames (default: until interrupted).") var count: Int?
+    @Flag(help: "Print each frame's status document as one JSON line, without redrawing.") var json = false
 
     func validate() throws {
         guard interval >= 0.1, interval <= 3600 else { throw ValidationError("--interval must be between 0.1 and 3600 seconds") }
@@ -183,8 +189,12 @@ struct Top: ParsableCommand {
         var frame = 0
         while count.map({ frame < $0 }) ?? true {
             let status = try daemon.status()
-            // Home the cursor and clear the screen, then draw: the frame replaces the one before.
-            print("\u{1B}[H\u{1B}[2J" + StatusText.render(status), terminator: "")
+            if json {
+                print(String(decoding: StatusBoard.encodeJSONLine(status), as: UTF8.self), terminator: "")
+            } else {
+                // Home the cursor and clear the screen, then draw: the frame replaces the one before.
+                print("\u{1B}[H\u{1B}[2J" + StatusText.render(status), terminator: "")
+            }
             fflush(nil)
             frame += 1
             if count.map({ frame < $0 }) ?? true { usleep(useconds_t(interval * 1_000_000)) }
@@ -198,9 +208,23 @@ struct Health: ParsableCommand {
         abstract: "Exit 0 if the running tierd is healthy (its loop completes ticks), or with --ready, ready (one full cycle done).")
     @OptionGroup var daemon: DaemonOptions
     @Flag(help: "Ask whether tierd is ready rather than alive.") var ready = false
+    @Flag(help: "Print {\"ok\": …, \"answer\": …} as JSON.") var json = false
 
     func run() throws {
-        let body = try daemon.get(ready ? "/readyz" : "/healthz")
-        print(String(decoding: body, as: UTF8.self), terminator: "")
+        guard json else {
+            print(String(decoding: try daemon.get(ready ? "/readyz" : "/healthz"), as: UTF8.self), terminator: "")
+            return
+        }
+        let answer = try daemon.answer(ready ? "/readyz" : "/healthz")
+        let ok = answer.status == 200
+        let text = String(decoding: answer.body, as: UTF8.self).split(separator: "\n").joined(separator: " ")
+        print(String(decoding: StatusBoard.encodeJSON(HealthAnswer(ok: ok, answer: text)), as: UTF8.self), terminator: "")
+        if !ok { throw ExitCode(1) }
     }
+}
+
+/// `tierctl health --json`.
+struct HealthAnswer: Encodable {
+    var ok: Bool
+    var answer: String
 }

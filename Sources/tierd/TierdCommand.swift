@@ -75,7 +75,7 @@ struct TierdCommand: AsyncParsableCommand {
             let migrator = TaskMigrator(collector: collector, syscalls: LibnumaSyscalls(), dryRun: dryRun)
             let controller = TierController(policy: policy, collector: collector, migrator: migrator, logger: logger, journal: journal)
             let report = await controller.tick(now: Instant(.zero))
-            print(PlanText.render(report, findings: findings, dryRun: dryRun))
+            print(PlanDocument(report, findings: findings, dryRun: dryRun).text)
             if findings.contains(where: { $0.level == .fatal }) { throw ExitCode(1) }
             return
         }

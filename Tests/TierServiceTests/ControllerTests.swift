@@ -186,7 +186,7 @@ struct ControllerTests {
         syscalls.pageNode = { _, _ in 1 }
         let (controller, _) = try controller()
         let report = await controller.tick(now: Instant(.zero))
-        let text = PlanText.render(report, dryRun: false)
+        let text = PlanDocument(report, dryRun: false).text
         #expect(text.contains("action 1: promote /test.slice/db [db] 99.7 MiB nodes 1 -> 0 (1 tasks): protected workload has 100.0 MiB on slow nodes"))
         #expect(text.contains("  pid 900: moved 99.7 MiB"))
         #expect(text.contains("skip /test.slice/db [db]: needs 322.6 KiB of DRAM and none can be made"))

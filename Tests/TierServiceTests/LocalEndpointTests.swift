@@ -238,7 +238,7 @@ struct DaemonViewTests {
         let fresh = view.plan(.init(policy: policy, carried: ControllerState(), origin: origin, dramFallRate: 0))
         #expect(daemons.plan.actions.contains { $0.direction == .demote && $0.group == CgroupPath("test.slice/batch") })
         #expect(fresh.plan.actions.isEmpty)
-        #expect(view.planText(.init(policy: policy, carried: reclaiming, origin: origin, dramFallRate: 0)).contains("reclaiming true"))
+        #expect(view.planDocument(.init(policy: policy, carried: reclaiming, origin: origin, dramFallRate: 0)).text.contains("reclaiming true"))
     }
 
     @Test func queriesAreDecoded() {

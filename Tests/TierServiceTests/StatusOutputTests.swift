@@ -143,7 +143,7 @@ struct StatusOutputTests {
         #expect(batch.lastActions.flatMap(\.tasks).allSatisfy { $0.pid == 800 && $0.result == "moved" })
         let view = DaemonView(collector: controller.collector)
         let context = DaemonView.Context(policy: controller.policy, carried: controller.carried, origin: .now, dramFallRate: 0)
-        let text = try #require(view.explanation(of: CgroupPath("test.slice/batch"), context, last: batch))
+        let text = try #require(view.explanation(of: CgroupPath("test.slice/batch"), context, last: batch)).text
         #expect(text.contains("last moved at tick 1: demote planned"))
         #expect(text.contains("  pid 800: moved "))
     }
