@@ -50,18 +50,11 @@ public final class StatusBoard: Sendable {
     public static func encode(_ status: DaemonStatus) -> [UInt8] { encodeJSON(status) }
 
     /// Every JSON document the endpoint serves: snake_case keys, sorted, pretty-printed.
-    public static func encodeJSON(_ value: some Encodable) -> [UInt8] {
+    /// With `oneLine`, for a stream of documents, as `tierctl top --json` prints.
+    public static func encodeJSON(_ value: some Encodable, oneLine: Bool = false) -> [UInt8] {
         let encoder = JSONEncoder()
         encoder.keyEncodingStrategy = .convertToSnakeCase
-        encoder.outputFormatting = [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes]
-        return Array((try? encoder.encode(value)) ?? Data("{}".utf8)) + [10]
-    }
-
-    /// One document on one line (for a stream of them, as `tierctl top --json` prints).
-    public static func encodeJSONLine(_ value: some Encodable) -> [UInt8] {
-        let encoder = JSONEncoder()
-        encoder.keyEncodingStrategy = .convertToSnakeCase
-        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        encoder.outputFormatting = oneLine ? [.sortedKeys, .withoutEscapingSlashes] : [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes]
         return Array((try? encoder.encode(value)) ?? Data("{}".utf8)) + [10]
     }
 

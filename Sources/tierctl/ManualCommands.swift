@@ -28,16 +28,16 @@ struct ManualOptions: ParsableArguments {
         var path = (direction == .demote ? "/demote" : "/promote") + "?group=" + CgroupPath(group).relative.percentEncoded
         if let bytes, case .success(let value) = Quantity.parseSize(bytes) { path += "&bytes=\(value)" }
         var result = try decode(try daemon.post(path))
-        let deadline = Double(monotonicNanoseconds()) / 1e9 + timeout
+        let deadline = ContinuousClock.now + .milliseconds(Int64(timeout * 1000))
         while result.state == .queued {
-            guard Double(monotonicNanoseconds()) / 1e9 < deadline else {
+            guard ContinuousClock.now < deadline else {
                 printError("tierctl: request \(result.id) still waits after \(timeout) s; `tierctl status` shows what tierd is doing")
                 throw ExitCode(1)
             }
             usleep(200_000)
             result = try decode(try daemon.get("/manual?id=\(result.id)"))
         }
-        print(json ? String(decoding: StatusBoard.encodeJSON(result), as: UTF8.self) : ManualText.render(result), terminator: "")
+        if json { printJSON(result) } else { print(ManualText.render(result), terminator: "") }
         if result.state == .refused { throw ExitCode(1) }
     }
 
@@ -46,12 +46,6 @@ struct ManualOptions: ParsableArguments {
             printError("tierctl: the daemon's answer could not be read (\(error)); is tierctl as new as tierd?")
             throw ExitCode(1)
         }
-    }
-
-    private func monotonicNanoseconds() -> UInt64 {
-        var now = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &now)
-        return UInt64(now.tv_sec) * 1_000_000_000 + UInt64(now.tv_nsec)
     }
 }
 

@@ -53,7 +53,7 @@ struct Validate: ParsableCommand {
     func run() throws {
         let results = files.map(PolicyCheck.init(file:))
         if json {
-            print(String(decoding: StatusBoard.encodeJSON(results), as: UTF8.self), terminator: "")
+            printJSON(results)
         } else {
             for result in results { print(result.text) }
         }
@@ -77,7 +77,7 @@ struct Plan: AsyncParsableCommand {
         }
         let (_, _, report) = try await host.dryRunTick()
         let document = PlanDocument(report, dryRun: true)
-        print(json ? String(decoding: StatusBoard.encodeJSON(document), as: UTF8.self) : document.text + "\n", terminator: "")
+        if json { printJSON(document) } else { print(document.text) }
     }
 }
 
@@ -107,18 +107,22 @@ struct Explain: AsyncParsableCommand {
             throw ExitCode(1)
         }
         let explanation = Explanation(path: path, cgroup: cgroup, snapshot: snapshot, policy: policy, plan: report.plan)
-        print(json ? String(decoding: StatusBoard.encodeJSON(explanation), as: UTF8.self) : explanation.text + "\n", terminator: "")
+        if json { printJSON(explanation) } else { print(explanation.text) }
     }
 }
 
-extension String {
-    func leftPadded(_ width: Int) -> String { String(repeating: "0", count: max(0, width - count)) + self }
+/// A document as the endpoint serves it (snake_case keys, sorted), on standard output.
+func printJSON(_ value: some Encodable, oneLine: Bool = false) {
+    print(String(decoding: StatusBoard.encodeJSON(value, oneLine: oneLine), as: UTF8.self), terminator: "")
+}
 
+extension String {
     /// For a query value: everything but unreserved characters and "/" as %XX.
     var percentEncoded: String {
         utf8.map { byte -> String in
             let plain = (byte >= 0x30 && byte <= 0x39) || (byte >= 0x41 && byte <= 0x5a) || (byte >= 0x61 && byte <= 0x7a) || "-_.~/".utf8.contains(byte)
-            return plain ? String(UnicodeScalar(byte)) : "%" + String(byte, radix: 16, uppercase: true).leftPadded(2)
+            let hex = String(byte, radix: 16, uppercase: true)
+            return plain ? String(UnicodeScalar(byte)) : "%" + (hex.count == 1 ? "0" : "") + hex
         }.joined()
     }
 }
@@ -190,7 +194,7 @@ struct Top: ParsableCommand {
         while count.map({ frame < $0 }) ?? true {
             let status = try daemon.status()
             if json {
-                print(String(decoding: StatusBoard.encodeJSONLine(status), as: UTF8.self), terminator: "")
+                printJSON(status, oneLine: true)
             } else {
                 // Home the cursor and clear the screen, then draw: the frame replaces the one before.
                 print("\u{1B}[H\u{1B}[2J" + StatusText.render(status), terminator: "")
@@ -218,7 +222,7 @@ struct Health: ParsableCommand {
         let answer = try daemon.answer(ready ? "/readyz" : "/healthz")
         let ok = answer.status == 200
         let text = String(decoding: answer.body, as: UTF8.self).split(separator: "\n").joined(separator: " ")
-        print(String(decoding: StatusBoard.encodeJSON(HealthAnswer(ok: ok, answer: text)), as: UTF8.self), terminator: "")
+        printJSON(HealthAnswer(ok: ok, answer: text))
         if !ok { throw ExitCode(1) }
     }
 }
