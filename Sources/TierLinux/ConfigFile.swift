@@ -5,13 +5,24 @@ import TierCore
 
 /// Reads and compiles a policy file from the real file system (never through a fixture root:
 /// the policy is the operator's, not the kernel's).
+///
+/// A root daemon takes orders from this file, so it trusts it as sshd's StrictModes trusts a key
+/// file: a regular file (a FIFO would block the read forever, a device would never end), owned by
+/// root or by the user tierd runs as, writable by no one else, in directories no one else can
+/// write to (a sticky directory such as /tmp or a ConfigMap volume's root excepted: others cannot
+/// replace what they do not own there). Anything else is refused with the reason, and a reload
+/// keeps the running policy.
 public enum PolicyFileLoader {
     public static func load(path: String) throws -> Policy {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        // Non-blocking: opening a FIFO for reading would otherwise wait for a writer.
+        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY)
         guard fd >= 0 else {
             throw PolicyError(file: path, line: 1, column: 1, field: "", message: "cannot open: \(String(cString: strerror(errno)))")
         }
         defer { close(fd) }
+        if let distrust = PolicyFileTrust.problem(openFile: fd, path: path, user: geteuid()) {
+            throw PolicyError(file: path, line: 1, column: 1, field: "", message: distrust)
+        }
         var bytes: [UInt8] = []
         var buffer = [UInt8](repeating: 0, count: 65536)
         while true {
@@ -26,6 +37,57 @@ public enum PolicyFileLoader {
             if bytes.count > PolicyCompiler.maxFileBytes { break }
         }
         return try PolicyCompiler.compile(bytes: bytes, file: path)
+    }
+}
+
+/// Whether a policy file and the directories above it are safe for a root daemon to obey.
+enum PolicyFileTrust {
+    /// Why the open file `fd` (named `path`) is not to be trusted by a tierd running as `user`, or nil.
+    static func problem(openFile fd: Int32, path: String, user: uid_t) -> String? {
+        var info = stat()
+        guard fstat(fd, &info) == 0 else { return "cannot stat: \(String(cString: strerror(errno)))" }
+        guard info.st_mode & S_IFMT == S_IFREG else {
+            return "not a regular file (\(kind(info.st_mode))): tierd reads its policy only from a regular file"
+        }
+        if let problem = ownership(info, what: "the file", user: user) { return problem }
+        guard let resolved = realpath(path, nil) else { return "cannot resolve the path: \(String(cString: strerror(errno)))" }
+        defer { free(resolved) }
+        var directory = String(cString: resolved)
+        while directory != "/" {
+            directory = parent(of: directory)
+            var dir = stat()
+            guard stat(directory, &dir) == 0 else { return "cannot stat \(directory): \(String(cString: strerror(errno)))" }
+            if let problem = ownership(dir, what: "its directory \(directory)", user: user, stickyAllowed: true) { return problem }
+        }
+        return nil
+    }
+
+    static func ownership(_ info: stat, what: String, user: uid_t, stickyAllowed: Bool = false) -> String? {
+        if info.st_uid != 0 && info.st_uid != user {
+            return "\(what) is owned by uid \(info.st_uid): a policy is obeyed only if it and its directories belong to root"
+                + (user == 0 ? "" : " or uid \(user)")
+        }
+        let othersWrite = info.st_mode & (S_IWGRP | S_IWOTH) != 0
+        if othersWrite && !(stickyAllowed && info.st_mode & S_ISVTX != 0) {
+            return "\(what) is writable by group or others (mode \(String(info.st_mode & 0o7777, radix: 8))): run chmod go-w on it"
+        }
+        return nil
+    }
+
+    static func parent(of path: String) -> String {
+        guard let slash = path.lastIndex(of: "/"), slash != path.startIndex else { return "/" }
+        return String(path[..<slash])
+    }
+
+    static func kind(_ mode: mode_t) -> String {
+        switch mode & S_IFMT {
+        case S_IFIFO: "a FIFO"
+        case S_IFDIR: "a directory"
+        case S_IFCHR: "a character device"
+        case S_IFBLK: "a block device"
+        case S_IFSOCK: "a socket"
+        default: "not a file"
+        }
     }
 }
 
