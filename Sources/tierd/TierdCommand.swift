@@ -70,13 +70,15 @@ struct TierdCommand: AsyncParsableCommand {
             throw ExitCode(1)
         }
         let (_, findings) = StartupChecks.run(collector: collector, policy: policy, dryRun: dryRun)
+        let fatal = findings.contains { $0.level == .fatal }
         if once {
+            // A fatal finding stops the daemon before its first move: --once shows the plan it found and moves nothing either.
             let journal = try Journal(path: journal)
-            let migrator = TaskMigrator(collector: collector, syscalls: LibnumaSyscalls(), dryRun: dryRun)
+            let migrator = TaskMigrator(collector: collector, syscalls: LibnumaSyscalls(), dryRun: dryRun || fatal)
             let controller = TierController(policy: policy, collector: collector, migrator: migrator, logger: logger, journal: journal)
             let report = await controller.tick(now: Instant(.zero))
-            print(PlanDocument(report, findings: findings, dryRun: dryRun).text)
-            if findings.contains(where: { $0.level == .fatal }) { throw ExitCode(1) }
+            print(PlanDocument(report, findings: findings, dryRun: dryRun || fatal).text)
+            if fatal { throw ExitCode(1) }
             return
         }
         for finding in findings {
@@ -86,7 +88,7 @@ struct TierdCommand: AsyncParsableCommand {
             case .info: logger.info("\(finding.message)")
             }
         }
-        if findings.contains(where: { $0.level == .fatal }) { throw ExitCode(1) }
+        if fatal { throw ExitCode(1) }
         var tcp: LocalAddress?
         if let metricsAddress {
             guard let address = LocalAddress.tcp(parsing: metricsAddress) else {

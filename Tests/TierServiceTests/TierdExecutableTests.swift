@@ -90,6 +90,29 @@ struct TierdExecutableTests {
         #expect(output.contains("(dry run: nothing was moved)"))
     }
 
+    /// Before the fix `--once` without `--dry-run` printed its fatal findings and exited 1 only
+    /// after its tick had moved pages. Here tierd lacks CAP_SYS_NICE (the tree's CapEff is 0) and
+    /// DRAM is short: the plan is shown, nothing is moved, and the exit status is 1.
+    @Test func onceWithAFatalFindingMovesNothing() throws {
+        let tree = try FixtureTree()
+        let status = try #require(tree.read("/proc/self/status"))
+        tree.write("/proc/self/status", status.replacing(/CapEff:\t[0-9a-f]+/, with: "CapEff:\t0000000000000000"))
+        tree.setNode(0, freeBytes: 1 << 20)
+        let path = try policyFile("controller: {dram: {low: 50%, high: 60%}}\nworkloads:\n  - {name: batch, match: [batch.slice], demote: allowed}\n")
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let journal = tree.root + "/journal.jsonl"
+        let (exit, output) = try run(["--config", path, "--once", "--root", tree.root, "--journal", journal, "--log-level", "error"])
+        #expect(exit == 1)
+        #expect(output.contains("# fatal: tierd lacks CAP_SYS_NICE"))
+        #expect(output.contains("action 1: demote /batch.slice/"), "\(output)")
+        #expect(output.contains("(dry run: nothing was moved)"))
+        let results = (tree.read("/journal.jsonl") ?? "").split(separator: "\n").flatMap { line in
+            line.matches(of: /"result": ?"([a-z_]+)"/).map { String($0.output.1) }
+        }
+        // A task of the captured tree with no /proc entry here counts as exited; none may be moved or tried.
+        #expect(results.contains("would_move") && results.allSatisfy { ["would_move", "exited"].contains($0) }, "task results: \(results)")
+    }
+
     /// A policy mounted from a ConfigMap is replaced by swapping its `..data` symlink: the daemon
     /// reloads it without a signal, refuses a version that does not compile and keeps running.
     @Test func aChangedPolicyFileIsReloadedWithoutASignal() async throws {
