@@ -62,7 +62,7 @@ let package = Package(
             swiftSettings: strict),
         .executableTarget(
             name: "tierlab",
-            dependencies: ["TierLinux", "TierCore", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            dependencies: ["TierLinux", "TierCore", "TierTestSupport", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: strict),
         .executableTarget(
             name: "tierbench",

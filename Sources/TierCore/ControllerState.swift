@@ -35,6 +35,37 @@ public struct ByteBucket: Sendable, Equatable {
     }
 
     public mutating func take(_ bytes: UInt64) { tokens -= min(tokens, bytes) }
+
+    /// Returns unspent bytes, never past `capacity`.
+    public mutating func give(_ bytes: UInt64) { tokens = min(capacity, tokens + min(bytes, capacity)) }
+}
+
+/// A group held back from one direction of moves after a try that moved nothing: it is planned
+/// that way again once its tasks change, its bytes change (where they are compared), or its
+/// backoff ends. The backoff doubles with each fruitless try, from ``firstRetry`` to ``longestRetry``.
+public struct HeldBack: Sendable, Equatable {
+    public static let firstRetry: Duration = .seconds(10)
+    public static let longestRetry: Duration = .seconds(300)
+
+    /// The group's tasks at the try, sorted.
+    public var pids: [Int32]
+    /// Its bytes on the source nodes at the try, or nil when they are not compared.
+    public var bytes: UInt64?
+    public var retryAt: Instant
+    /// Fruitless tries in a row.
+    public var attempts: Int
+
+    public init(after previous: HeldBack?, pids: [Int32], bytes: UInt64?, now: Instant) {
+        attempts = (previous?.attempts ?? 0) + 1
+        let doublings = min(attempts - 1, 16)
+        let delay = min(Self.firstRetry * (1 << doublings), Self.longestRetry)
+        self.pids = pids.sorted(); self.bytes = bytes; retryAt = Instant(now.sinceBoot + delay)
+    }
+
+    /// Whether the group is still held back, as it is in this snapshot at `now`.
+    public func holds(pids: [Int32], bytes: UInt64, now: Instant) -> Bool {
+        now < retryAt && self.pids == pids.sorted() && (self.bytes.map { $0 == bytes } ?? true)
+    }
 }
 
 /// What the planner carries from one tick to the next, and nothing else: copied forward
@@ -48,17 +79,38 @@ public struct ControllerState: Sendable, Equatable {
     public var pressureTotals: [CgroupPath: (some: UInt64, full: UInt64)] = [:]
     public var lastTick: Instant?
     /// Groups whose last promotion moved nothing although DRAM had room (pages pinned, shared
-    /// in a way the kernel will not move, or otherwise stuck), with their slow-node bytes then.
-    /// They are not tried again until that figure changes: a retry every tick would rescan the
-    /// whole task to move nothing.
-    public var stuckOnSlowNodes: [CgroupPath: UInt64] = [:]
+    /// in a way the kernel will not move, a transient EBUSY): a retry every tick would rescan the
+    /// whole task to move nothing, and never retrying would leave an idle protected job in slow
+    /// memory for good.
+    public var stuckOnSlowNodes: [CgroupPath: HeldBack] = [:]
+    /// Opted-in groups whose last demotion moved nothing although the slow nodes had room: every
+    /// task refused (its mempolicy binds it to DRAM, say). Passed over, so that the demand goes to
+    /// the next candidate instead of to the same refusal tick after tick.
+    public var blockedSources: [CgroupPath: HeldBack] = [:]
 
     public init() {}
 
-    /// What the executed plan taught: a promotion that moved nothing, with room to spare, marks
-    /// its group stuck at `slowBytes` (its own bytes on slow nodes in the snapshot planned on).
-    public mutating func notePromotion(of group: CgroupPath, slowBytes: UInt64, movedBytes: UInt64, targetsFull: Bool) {
-        if movedBytes == 0 && !targetsFull { stuckOnSlowNodes[group] = slowBytes } else { stuckOnSlowNodes[group] = nil }
+    /// What the executed plan taught: a promotion that moved nothing, with room to spare, holds
+    /// its group back (`slowBytes`: its own bytes on slow nodes in the snapshot planned on); one
+    /// that moved something, or found DRAM full, releases it.
+    public mutating func notePromotion(of group: CgroupPath, pids: [Int32], slowBytes: UInt64, movedBytes: UInt64, targetsFull: Bool, now: Instant) {
+        stuckOnSlowNodes[group] = movedBytes == 0 && !targetsFull
+            ? HeldBack(after: stuckOnSlowNodes[group], pids: pids, bytes: slowBytes, now: now) : nil
+    }
+
+    /// The same for a demotion: one that moved nothing with room on its targets holds the group
+    /// back until its tasks change or the backoff ends (its bytes in DRAM change as it runs, and
+    /// say nothing about its tasks' mempolicies).
+    public mutating func noteDemotion(of group: CgroupPath, pids: [Int32], movedBytes: UInt64, targetsFull: Bool, now: Instant) {
+        blockedSources[group] = movedBytes == 0 && !targetsFull
+            ? HeldBack(after: blockedSources[group], pids: pids, bytes: nil, now: now) : nil
+    }
+
+    /// Forgets what it carried for groups no longer in the snapshot: on a host where pods come
+    /// and go, the maps would otherwise grow for the daemon's life.
+    public mutating func forgetGroups(notIn present: Set<CgroupPath>) {
+        stuckOnSlowNodes = stuckOnSlowNodes.filter { present.contains($0.key) }
+        blockedSources = blockedSources.filter { present.contains($0.key) }
     }
 
     /// Charges bytes moved outside the plan (a manual move) to the rate limits, so that tierd's own
@@ -68,9 +120,22 @@ public struct ControllerState: Sendable, Equatable {
         workloadBuckets[workload]?.take(bytes)
     }
 
+    /// Settles an executed action with the rate limits: the planner spent `planned` tokens;
+    /// what did not move (failed, dropped, stopped early) goes back, and a move that overshot
+    /// (whole pages past the byte budget) pays its excess.
+    public mutating func settle(planned: UInt64, moved: UInt64, workload: String) {
+        if moved > planned {
+            charge(moved - planned, workload: workload)
+        } else {
+            globalBucket?.give(planned - moved)
+            workloadBuckets[workload]?.give(planned - moved)
+        }
+    }
+
     public static func == (a: ControllerState, b: ControllerState) -> Bool {
         a.reclaiming == b.reclaiming && a.globalBucket == b.globalBucket && a.workloadBuckets == b.workloadBuckets
-            && a.lastTick == b.lastTick && a.stuckOnSlowNodes == b.stuckOnSlowNodes && a.pressureTotals.count == b.pressureTotals.count
+            && a.lastTick == b.lastTick && a.stuckOnSlowNodes == b.stuckOnSlowNodes && a.blockedSources == b.blockedSources
+            && a.pressureTotals.count == b.pressureTotals.count
             && a.pressureTotals.allSatisfy { k, v in b.pressureTotals[k].map { $0 == v } ?? false }
     }
 }

@@ -54,8 +54,12 @@ public enum SkipReason: Sendable, Equatable, CustomStringConvertible {
     case atDramFloor(fastBytes: UInt64, floor: UInt64)
     case rateLimited(scope: String)
     case noRoomInDram(neededBytes: UInt64)
-    /// The last promotion of these bytes moved nothing; retried once they change.
-    case stuckOnSlowNodes(bytes: UInt64)
+    /// The last promotion of these bytes moved nothing; retried once they or the tasks change,
+    /// or at the end of its backoff, `retryIn` from now.
+    case stuckOnSlowNodes(bytes: UInt64, retryIn: Duration)
+    /// The last demotion moved nothing with room on the slow nodes (every task refused); the
+    /// demand went to the next candidate. Retried once the tasks change, or in `retryIn`.
+    case demotionMovedNothing(retryIn: Duration)
 
     /// A short stable name, used as a metrics label.
     public var code: String {
@@ -70,6 +74,7 @@ public enum SkipReason: Sendable, Equatable, CustomStringConvertible {
         case .rateLimited: "rate_limited"
         case .noRoomInDram: "no_room_in_dram"
         case .stuckOnSlowNodes: "stuck_on_slow_nodes"
+        case .demotionMovedNothing: "demotion_moved_nothing"
         }
     }
 
@@ -85,7 +90,10 @@ public enum SkipReason: Sendable, Equatable, CustomStringConvertible {
         case .atDramFloor(let f, let floor): return "at its DRAM floor (\(formatBytes(f)) in DRAM, floor \(formatBytes(floor)))"
         case .rateLimited(let scope): return "rate limit reached (\(scope))"
         case .noRoomInDram(let n): return "needs \(formatBytes(n)) of DRAM and none can be made"
-        case .stuckOnSlowNodes(let b): return "the last try to promote its \(formatBytes(b)) on slow nodes moved nothing: retried when that changes"
+        case .stuckOnSlowNodes(let b, let wait):
+            return "the last try to promote its \(formatBytes(b)) on slow nodes moved nothing: retried when that or its tasks change, or in \(Int(wait.seconds.rounded(.up))) s"
+        case .demotionMovedNothing(let wait):
+            return "its last demotion moved nothing (every task refused): passed over until its tasks change, or for \(Int(wait.seconds.rounded(.up))) s"
         }
     }
 }

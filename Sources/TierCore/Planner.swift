@@ -57,7 +57,10 @@ public enum Planner {
             guard workload.rule.promote else { skip(.promotionDisabled(slowBytes: slowBytes)); continue }
             guard !group.pids.isEmpty else { skip(.noTasks(bytes: slowBytes)); continue }
             guard !group.cpusetMems.isDisjoint(with: fast) else { skip(.confinedToSlowNodes(cpuset: group.cpusetMems)); continue }
-            guard state.stuckOnSlowNodes[group.path] != slowBytes else { skip(.stuckOnSlowNodes(bytes: slowBytes)); continue }
+            if let hold = state.stuckOnSlowNodes[group.path], hold.holds(pids: group.pids, bytes: slowBytes, now: now) {
+                skip(.stuckOnSlowNodes(bytes: slowBytes, retryIn: hold.retryAt - now))
+                continue
+            }
             let targets = fast.intersection(group.cpusetMems).intersection(allowed)
             guard !targets.isEmpty else {
                 skip(.noTargetNodes(detail: "DRAM nodes \(fast) ∩ cpuset \(group.cpusetMems) ∩ tierd's own nodes \(allowed) is empty"))
@@ -140,6 +143,10 @@ public enum Planner {
                 if remaining == 0 { break }
                 let rule = workload.rule
                 guard !group.pids.isEmpty else { skip(.noTasks(bytes: fastBytes)); continue }
+                if let hold = state.blockedSources[group.path], hold.holds(pids: group.pids, bytes: fastBytes, now: now) {
+                    skip(.demotionMovedNothing(retryIn: hold.retryAt - now))
+                    continue
+                }
                 if let pressureGuard = rule.pressureGuard {
                     let line = pressureGuard.kind == .some ? group.pressure.some : group.pressure.full
                     let recent = stallShares[group.path].map { pressureGuard.kind == .some ? $0.some : $0.full } ?? 0

@@ -11,6 +11,9 @@ public struct TickReport: Sendable {
     public var outcomes: [ActionOutcome]
     /// Set when the host could not be read at all this tick.
     public var collectError: String?
+    /// A group was held back this tick (its move moved nothing): the next candidate is worth
+    /// planning soon, not an interval later.
+    public var newlyHeldBack = false
 
     public init(snapshot: HostSnapshot?, plan: MigrationPlan, outcomes: [ActionOutcome], collectError: String? = nil) {
         self.snapshot = snapshot; self.plan = plan; self.outcomes = outcomes; self.collectError = collectError
@@ -109,23 +112,45 @@ public final class TierController {
             warnedAboutNice = true
             logger.warning("cannot move pages at nice \(nice) (CAP_SYS_NICE missing?): moving at the thread's own priority")
         }
-        // A group may have two promotions in a tick (into free DRAM, then into the room made): judged together.
-        var promoted: [CgroupPath: (moved: UInt64, targetsFull: Bool)] = [:]
-        for outcome in outcomes where outcome.action.direction == .promote && outcome.dropped == nil {
-            let full = outcome.tasks.contains { if case .targetsFull = $0.result { true } else { false } }
-            let sofar = promoted[outcome.action.group] ?? (0, false)
-            promoted[outcome.action.group] = (sofar.moved + outcome.movedBytes, sofar.targetsFull || full)
-        }
-        for (group, result) in promoted {
-            state.notePromotion(of: group, slowBytes: plan.slowBytesToPromote[group] ?? 0,
-                                movedBytes: result.moved, targetsFull: result.targetsFull)
-        }
+        let heldBefore = state.blockedSources.count + state.stuckOnSlowNodes.count
+        learn(from: outcomes, plan: plan, now: now)
+        state.forgetGroups(notIn: Set(snapshot.groups.map(\.path)))
+        ledger.forgetGroups(notIn: Set(snapshot.groups.map(\.path)))
         ledger.record(plan, outcomes, vanished: snapshot.vanishedWhileReading)
         audit?.record(outcomes, tick: ledger.ticks, time: Self.wallClock())
         report(plan, outcomes, snapshot, elapsed)
-        let result = TickReport(snapshot: snapshot, plan: plan, outcomes: outcomes, collectError: nil)
+        var result = TickReport(snapshot: snapshot, plan: plan, outcomes: outcomes, collectError: nil)
+        result.newlyHeldBack = state.blockedSources.count + state.stuckOnSlowNodes.count > heldBefore
         lastReport = result
         return result
+    }
+
+    /// What the executed plan taught the carried state: every action settles its rate-limit
+    /// tokens with what it moved; a group whose moves in one direction moved nothing although
+    /// nothing said they could not (no full target, not a dry run, not stopped for the next tick)
+    /// is held back, and one that moved is released. A group may have two promotions in a tick
+    /// (into free DRAM, then into the room made): they are judged together.
+    private func learn(from outcomes: [ActionOutcome], plan: MigrationPlan, now: Instant) {
+        struct Tried { var moved: UInt64 = 0, fruitful = false, pids: [Int32] = [] }
+        var tried: [MigrationAction.Direction: [CgroupPath: Tried]] = [:]
+        for outcome in outcomes {
+            let action = outcome.action
+            state.settle(planned: action.bytes, moved: outcome.movedBytes, workload: action.workload)
+            guard outcome.dropped == nil, !(outcome.stoppedForNextTick && outcome.movedBytes == 0) else { continue }
+            var entry = tried[action.direction, default: [:]][action.group] ?? Tried(pids: action.pids)
+            entry.moved += outcome.movedBytes
+            entry.fruitful = entry.fruitful || outcome.tasks.contains {
+                switch $0.result { case .targetsFull, .wouldMove: true; default: false }
+            }
+            tried[action.direction, default: [:]][action.group] = entry
+        }
+        for (group, entry) in tried[.promote] ?? [:] {
+            state.notePromotion(of: group, pids: entry.pids, slowBytes: plan.slowBytesToPromote[group] ?? 0,
+                                movedBytes: entry.moved, targetsFull: entry.fruitful, now: now)
+        }
+        for (group, entry) in tried[.demote] ?? [:] {
+            state.noteDemotion(of: group, pids: entry.pids, movedBytes: entry.moved, targetsFull: entry.fruitful, now: now)
+        }
     }
 
     /// Runs an operator's request now: planned by `ManualPlanner` on a fresh snapshot, moved by the

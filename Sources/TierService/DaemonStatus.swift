@@ -166,7 +166,8 @@ public enum DaemonStatusBuilder {
             groups: groups,
             carried: DaemonStatus.Carried(reclaiming: carried.reclaiming, globalTokens: carried.globalBucket?.tokens,
                                           workloadTokens: carried.workloadBuckets.mapValues(\.tokens),
-                                          heldBackGroups: carried.stuckOnSlowNodes.keys.map(\.description).sorted()),
+                                          heldBackGroups: Set(carried.stuckOnSlowNodes.keys).union(carried.blockedSources.keys)
+                                              .map(\.description).sorted()),
             lastPlan: actions(report),
             skips: report.plan.skips.map(skip),
             moved: DaemonStatus.Moved(demotedBytes: ledger.total(.demote), promotedBytes: ledger.total(.promote),
@@ -216,19 +217,13 @@ public enum DaemonStatusBuilder {
                 pressure: DaemonStatus.Pressure(someAvg10: group.pressure.some.avg10, fullAvg10: group.pressure.full.avg10),
                 actions: planned[group.path.description] ?? [], lastActions: [], lastActionsTick: nil,
                 skip: skips[group.path].map(skip),
-                heldBack: carried.stuckOnSlowNodes[group.path] != nil)
+                heldBack: carried.stuckOnSlowNodes[group.path] != nil || carried.blockedSources[group.path] != nil)
         }
     }
 
     static func workloads(_ groups: [DaemonStatus.Group], policy: Policy, ledger: MoveLedger) -> [DaemonStatus.Workload] {
         let names = policy.workloads.map(\.name) + [Policy.defaultWorkloadName]
-        var moved: [String: (demote: UInt64, promote: UInt64)] = [:]
-        let workloadOf = Dictionary(groups.map { ($0.path, $0.workload) }, uniquingKeysWith: { a, _ in a })
-        for (group, byDirection) in ledger.bytesMoved {
-            guard let name = ledger.workloadOf[group] ?? workloadOf[group.description] else { continue }
-            moved[name, default: (0, 0)].demote += byDirection[.demote] ?? 0
-            moved[name, default: (0, 0)].promote += byDirection[.promote] ?? 0
-        }
+        let moved = ledger.movedByWorkload.mapValues { (demote: $0[.demote] ?? 0, promote: $0[.promote] ?? 0) }
         let byWorkload = Dictionary(grouping: groups, by: \.workload)
         return names.map { name in
             let members = byWorkload[name] ?? []

@@ -4,10 +4,15 @@ import TierLinux
 /// tierd's own accounting. The kernel's pgdemote/pgpromote counters do not see moves made
 /// with migrate_pages(2), so every byte tierd moves is counted here, per group and direction.
 public struct MoveLedger: Sendable, Equatable {
-    /// Bytes moved, keyed by group and direction.
+    /// Bytes moved, keyed by group and direction, for the groups still there
+    /// (``forgetGroups(notIn:)``): pods come and go, and the map must not grow with them.
     public var bytesMoved: [CgroupPath: [MigrationAction.Direction: UInt64]] = [:]
     /// The workload each group in `bytesMoved` was moved as.
     public var workloadOf: [CgroupPath: String] = [:]
+    /// Bytes moved per workload and direction, gone groups included.
+    public var movedByWorkload: [String: [MigrationAction.Direction: UInt64]] = [:]
+    /// Bytes moved per direction over the daemon's life.
+    public var movedTotal: [MigrationAction.Direction: UInt64] = [:]
     /// Task results by code ("moved", "exited", "mempolicy", ...).
     public var taskResults: [String: UInt64] = [:]
     /// Planner skips by reason code.
@@ -32,14 +37,21 @@ public struct MoveLedger: Sendable, Equatable {
             if outcome.dropped != nil { actionsDropped += 1 }
             let moved = outcome.movedBytes
             if moved > 0 {
-                bytesMoved[outcome.action.group, default: [:]][outcome.action.direction, default: 0] += moved
-                workloadOf[outcome.action.group] = outcome.action.workload
+                let action = outcome.action
+                bytesMoved[action.group, default: [:]][action.direction, default: 0] += moved
+                workloadOf[action.group] = action.workload
+                movedByWorkload[action.workload, default: [:]][action.direction, default: 0] += moved
+                movedTotal[action.direction, default: 0] += moved
             }
             for task in outcome.tasks { taskResults[task.result.code, default: 0] += 1 }
         }
     }
 
-    public func total(_ direction: MigrationAction.Direction) -> UInt64 {
-        bytesMoved.values.reduce(0) { $0 + ($1[direction] ?? 0) }
+    public func total(_ direction: MigrationAction.Direction) -> UInt64 { movedTotal[direction] ?? 0 }
+
+    /// Drops the per-group figures of groups no longer on the host; the totals keep their bytes.
+    public mutating func forgetGroups(notIn present: Set<CgroupPath>) {
+        bytesMoved = bytesMoved.filter { present.contains($0.key) }
+        workloadOf = workloadOf.filter { present.contains($0.key) }
     }
 }

@@ -29,7 +29,7 @@ public enum StatusText {
             })
         }
         if !status.carried.heldBackGroups.isEmpty {
-            out.append("held back (last promotion moved nothing): " + status.carried.heldBackGroups.joined(separator: ", "))
+            out.append("held back (their last move moved nothing; tried again when their tasks change, or after a backoff): " + status.carried.heldBackGroups.joined(separator: ", "))
         }
         out.append("")
         out.append("moved so far: demoted \(formatBytes(status.moved.demotedBytes)), promoted \(formatBytes(status.moved.promotedBytes))"

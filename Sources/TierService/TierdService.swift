@@ -141,11 +141,12 @@ public struct TierdService: Service {
                     watched = Set(groups.keys)
                     for (group, why) in failed { logger.debug("no PSI trigger on \(group): \(why)") }
                 }
-                // A tick that moved memory, or whose work the rate limit deferred, is followed soon by
+                // A tick that moved memory, or whose work the rate limit deferred, or that held a
+                // fruitless group back (the next candidate takes its place), is followed soon by
                 // another: moves take seconds, and the host has changed meanwhile. Otherwise wait for
                 // the timer or an event.
                 let moved = report.outcomes.contains { $0.movedBytes > 0 }
-                let pause = moved || report.plan.summary.deferredBytes > 0
+                let pause = moved || report.plan.summary.deferredBytes > 0 || report.newlyHeldBack
                     ? min(controller.policy.controller.interval, .milliseconds(100)) : controller.policy.controller.interval
                 let timer = Task { try await Task.sleep(for: pause); wake.yield(.timer) }
                 let next = await iterator.next()

@@ -57,6 +57,9 @@ struct TierdRun {
     /// Its status socket and audit log.
     var socket: String = ""
     var audit: String = ""
+    /// What runs `tierctl` as this daemon's own container would: nothing on a host; under a pod
+    /// launch, the DaemonSet's seccomp profile (or strace, when its system calls are measured).
+    var tierctlPrefix: (_ label: String) -> [String] = { _ in [] }
 
     /// GET `path` from the daemon's endpoint; nil if it did not answer 200.
     func get(_ path: String) -> [UInt8]? {
@@ -87,9 +90,11 @@ struct TierdRun {
         return (sum("demote"), sum("promote"))
     }
 
-    /// The audit log's records, one per task move.
+    /// The audit log's records, one per task move, oldest first: its rotated files (FILE.3 to
+    /// FILE.1), then FILE.
     func auditRecords() -> [[String: Any]] {
-        let text = (try? String(contentsOfFile: audit, encoding: .utf8)) ?? ""
+        let files = ["\(audit).3", "\(audit).2", "\(audit).1", audit]
+        let text = files.compactMap { try? String(contentsOfFile: $0, encoding: .utf8) }.joined()
         return text.split(separator: "\n").compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
     }
 
@@ -117,7 +122,7 @@ struct TierdRun {
     /// exited 0, and what it printed.
     func tierctl(_ arguments: [String], lab: GuestLab, label: String) -> (ok: Bool, text: String) {
         let output = lab.out + "/\(label).txt"
-        let process = lab.spawn(group: nil, [lab.bin + "/tierctl"] + arguments + ["--socket", socket], output: output)
+        let process = lab.spawn(group: nil, tierctlPrefix(label) + [lab.bin + "/tierctl"] + arguments + ["--socket", socket], output: output)
         process.waitUntilExit()
         return (process.terminationStatus == 0, (try? String(contentsOfFile: output, encoding: .utf8)) ?? "")
     }
@@ -145,15 +150,18 @@ struct TierdRun {
 final class GuestLab {
     let out: String
     let bin: String
+    /// The project's checkout, which the guest sees at the host's path.
+    let project: String
     let files = RootedHostFiles()
     let collector: SnapshotCollector
     var processes: [Process] = []
     var migratepagesMiBPerSecond: Double?
     let labSlice = "lab.slice"
 
-    init(out: String, bin: String) throws {
+    init(out: String, bin: String, project: String) throws {
         self.out = out
         self.bin = bin
+        self.project = project
         collector = try SnapshotCollector(files: files)
         try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
     }
@@ -306,9 +314,24 @@ final class GuestLab {
         case host
         /// In a cgroup of its own (three levels down, as a pod's container is), in a private cgroup
         /// namespace rooted there, its own mount namespace holding the runtime's namespaced cgroup2
-        /// mount at /sys/fs/cgroup with the host's cgroupfs bind-mounted over it (the hostPath volume).
+        /// mount at /sys/fs/cgroup with the host's cgroupfs bind-mounted over it (the hostPath volume),
+        /// under the DaemonSet's seccomp profile with refusals logged (``seccompPrefix``).
         case pod
+        /// As `pod`, but under `strace -f` instead of the profile: what the profile must allow,
+        /// measured (``Scenarios/probeSyscalls(_:)``).
+        case podTraced
     }
+
+    /// The seccomp profile the DaemonSet ships, applied by scripts/seccomp-exec.py as a container
+    /// runtime applies it; the kernel logs each refused call (audit type 1326).
+    var seccompPrefix: [String] {
+        ["/usr/bin/python3", project + "/scripts/seccomp-exec.py", project + "/deploy/kubernetes/tierd-seccomp.json", "--"]
+    }
+
+    /// `strace -f` writing every system call of the command and its threads to `file`; the tracer
+    /// runs detached (`-D`), so the command keeps the pid a signal is sent to, and the file ends
+    /// with a `+++ exited` line once the command's last thread has gone.
+    static func stracePrefix(_ file: String) -> [String] { ["strace", "-f", "-D", "-q", "-o", file] }
 
     /// tierd's cgroup when launched `.pod`.
     var podGroup: String { "\(labSlice)/kubepods-podtierd.slice/cri-containerd-tierd.scope" }
@@ -324,20 +347,25 @@ final class GuestLab {
         try? FileManager.default.removeItem(atPath: audit)
         let argv = pin + [bin + "/tierd", "--config", policyPath, "--journal", journal, "--socket", socket, "--audit-log", audit]
         let process: Process
+        var tierctlPrefix: (String) -> [String] = { _ in [] }
         switch launch {
         case .host:
             process = spawn(group: nil, argv, output: out + "/\(name).log")
-        case .pod:
+        case .pod, .podTraced:
+            let confinement = launch == .pod ? seccompPrefix : Self.stracePrefix(out + "/\(name).strace")
+            // The rarer paths a pod's life takes, under the same confinement: audit log rotation, the textfile.
+            let rarePaths = ["--audit-log-max-size", "32KiB", "--metrics-textfile", out + "/\(name).prom"]
+            tierctlPrefix = launch == .pod ? { [seccompPrefix] _ in seccompPrefix } : { [out] label in Self.stracePrefix(out + "/\(label).strace") }
             makeGroup(podGroup)
             // A fresh /sys/fs stands in for the container's own sysfs, which has no cgroup mount yet.
             let mounts = "mkdir -p /run/hostcg && mount --bind /sys/fs/cgroup /run/hostcg"
                 + " && mount -t tmpfs tmpfs /sys/fs && mkdir /sys/fs/cgroup && mount -t cgroup2 cgroup2 /sys/fs/cgroup"
                 + " && mount --bind /run/hostcg /sys/fs/cgroup && umount -l /run/hostcg && exec \"$@\""
-            process = spawn(group: podGroup, ["unshare", "--cgroup", "--mount", "--propagation", "private", "sh", "-c", mounts, "sh"] + argv,
+            process = spawn(group: podGroup, ["unshare", "--cgroup", "--mount", "--propagation", "private", "sh", "-c", mounts, "sh"] + confinement + argv + rarePaths,
                             output: out + "/\(name).log")
         }
         _ = waitFor(seconds: 30) { FileManager.default.fileExists(atPath: journal) && !(try! String(contentsOfFile: journal, encoding: .utf8)).isEmpty }
-        return TierdRun(process: process, journal: journal, policyPath: policyPath, socket: socket, audit: audit)
+        return TierdRun(process: process, journal: journal, policyPath: policyPath, socket: socket, audit: audit, tierctlPrefix: tierctlPrefix)
     }
 
     /// One real tick of tierd (`--once`, not a dry run), waited for without polling; with `cpu`,

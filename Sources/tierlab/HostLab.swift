@@ -117,7 +117,7 @@ struct HostLab {
     func boot(_ boot: Boot) throws -> [ScenarioResult] {
         let dir = out + "/" + boot.topology.name
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        let command = "\(bin)/tierlab guest --out \(dir) --bin \(bin) --scenarios \(boot.scenarios.joined(separator: ","))"
+        let command = "\(bin)/tierlab guest --out \(dir) --bin \(bin) --project \(project) --scenarios \(boot.scenarios.joined(separator: ","))"
         FileHandle.standardError.write(Data("tierlab: booting the \(boot.topology.name) guest for \(boot.scenarios.joined(separator: ", "))\n".utf8))
         let started = Date()
         var status = try runGuest(topology: boot.topology, rwdir: dir, command: command, log: dir + "/console.log",

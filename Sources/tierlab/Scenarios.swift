@@ -1,6 +1,7 @@
 import Foundation
 import TierCore
 import TierLinux
+import TierTestSupport
 
 #if canImport(Glibc)
 import Glibc
@@ -33,6 +34,7 @@ enum Scenarios {
         case "probe-split": return probeSplit(lab)
         case "probe-direct": return probeSplit(lab, rounds: 6, ways: ["migratepages", "one-thread"], name: "probe-direct")
         case "late-protected-pod": return lateProtected(lab, mode: .tierd, launch: .pod)
+        case "probe-syscalls": return probeSyscalls(lab)
         case "late-protected-nice0": return lateProtected(lab, mode: .tierd, variant: ("nice0", ", mover_nice: 0"))
         case "late-protected-anycpu": return lateProtected(lab, mode: .tierd, variant: ("anycpu", ", move_on_task_cpu: false"))
         case "late-protected-serial": return lateProtected(lab, mode: .tierd, variant: ("serial", ", parallel_moves: false"))
@@ -832,7 +834,8 @@ enum Scenarios {
     /// `launch: .pod` runs tierd as the Kubernetes DaemonSet does (``GuestLab/TierdLaunch/pod``).
     static func lateProtected(_ lab: GuestLab, mode: Mode, variant: (name: String, settings: String)? = nil,
                               launch: GuestLab.TierdLaunch = .host) -> ScenarioResult {
-        let name = mode == .tierd ? "late-protected" + (variant.map { "-" + $0.name } ?? "") + (launch == .pod ? "-pod" : "")
+        let launchSuffix = [GuestLab.TierdLaunch.host: "", .pod: "-pod", .podTraced: "-pod-traced"][launch]!
+        let name = mode == .tierd ? "late-protected" + (variant.map { "-" + $0.name } ?? "") + launchSuffix
             : mode == .kernelDemotion ? "demo-kernel" : "demo-numa-balancing"
         var result = ScenarioResult(scenario: name, checks: [])
         let batchGroup = "\(lab.labSlice)/batch", protectedGroup = "\(lab.labSlice)/protected"
@@ -921,6 +924,8 @@ enum Scenarios {
         // achieves in this guest under the same load (both jobs still running, the protected job
         // writing every page): it moves the protected job out and back. The idle rate is reported too.
         result.checks += endpointChecks(lab, tierd, name: name, groups: [batchGroup, protectedGroup])
+        if launch != .host { result.checks += podLifeChecks(lab, tierd, name: name, opted: batchGroup) }
+        if launch == .pod { result.checks += seccompRefusalChecks(lab) }
         // tierd stops first: it would otherwise bring the protected job back while migratepages moves it out.
         lab.stop(tierd.process)
         let mustDemote = slowAtStart > dramFreeAtStart ? slowAtStart - dramFreeAtStart : 0
@@ -954,7 +959,7 @@ enum Scenarios {
         result.checks.append(Check(name: "tierd never demotes the protected job", ok: tierd.movedBytes(group: protectedGroup, direction: "demote") == 0
                                    && !tierd.events("action").contains { $0["group"] as? String == "/" + protectedGroup && $0["direction"] as? String == "demote" },
                                    detail: "demote actions on \(protectedGroup): \(tierd.events("action").filter { $0["group"] as? String == "/" + protectedGroup && $0["direction"] as? String == "demote" }.count)"))
-        if launch == .pod {
+        if launch != .host {
             let log = (try? String(contentsOfFile: lab.out + "/tierd-\(name).log", encoding: .utf8)) ?? ""
             let line = log.split(separator: "\n").first { $0.contains("cgroup namespace of its own") }
             result.checks.append(Check(name: "tierd ran in a cgroup namespace of its own and mapped cgroups through it", ok: line != nil,
@@ -962,7 +967,7 @@ enum Scenarios {
         }
         let misread = tierd.taskResults("left_group")
         result.checks.append(Check(name: "no task is taken for one that left its group", ok: misread == 0,
-                                   detail: "\(misread) task moves skipped as left_group" + (launch == .pod ? " (tierd in a private cgroup namespace)" : "")))
+                                   detail: "\(misread) task moves skipped as left_group" + (launch != .host ? " (tierd in a private cgroup namespace)" : "")))
         result.checks.append(Check(name: "the protected job's bytes on the slow node never grow after it started", ok: increases == 0,
                                    detail: "\(slowSamples.count) samples of memory.numa_stat, \(increases) increases"))
         if let floor = result.figures["floor_seconds"], let reached = result.figures["seconds_to_99"] {
@@ -1018,6 +1023,96 @@ enum Scenarios {
             checks.append(Check(name: "/metrics counts the bytes the audit log's task moves add up to", ok: false, detail: "no answer on \(tierd.socket)"))
         }
         return checks
+    }
+
+    /// The rest of a pod's life, through the container's own confinement: the readiness probe's
+    /// `tierctl health --ready`, a SIGHUP reload, a changed policy file picked up unasked (the
+    /// ConfigMap's way), and a manual demotion of 16 MiB of the opted-in group.
+    static func podLifeChecks(_ lab: GuestLab, _ tierd: TierdRun, name: String, opted: String) -> [Check] {
+        let ready = tierd.tierctl(["health", "--ready"], lab: lab, label: "\(name)-ready")
+        let reloadsBefore = tierd.events("reload").count
+        kill(tierd.process.processIdentifier, SIGHUP)
+        let reloaded = lab.waitFor(seconds: 20) { tierd.events("reload").count > reloadsBefore }
+        let policy = (try? String(contentsOfFile: tierd.policyPath, encoding: .utf8)) ?? ""
+        try? (policy + "# changed\n").write(toFile: tierd.policyPath + ".new", atomically: false, encoding: .utf8)
+        rename(tierd.policyPath + ".new", tierd.policyPath)
+        let watched = lab.waitFor(seconds: 20) { tierd.events("reload").contains { $0["cause"] as? String != "signal" && $0["ok"] as? Bool == true } }
+        // The daemon's own ticks may demote the group meanwhile: the audit log tells the manual move apart.
+        let before = lab.numaStat(opted).bytes(on: 1)
+        let manual = tierd.tierctl(["demote", opted, "--bytes", "16MiB"], lab: lab, label: "\(name)-manual-demote")
+        let gained = Int64(lab.numaStat(opted).bytes(on: 1)) - Int64(before)
+        let audited = tierd.auditRecords().filter { ($0["reason"] as? String)?.hasPrefix("manual: tierctl demote") == true }
+            .reduce(0) { $0 + Int64(($1["moved"] as? Int) ?? 0) }
+        return [
+            Check(name: "tierctl health --ready answers ready", ok: ready.ok, detail: ready.text.trimmingCharacters(in: .whitespacesAndNewlines)),
+            Check(name: "SIGHUP and a changed policy file are both reloaded", ok: reloaded && watched,
+                  detail: tierd.events("reload").map { "\($0["cause"] ?? "?"): ok \($0["ok"] ?? "?")" }.joined(separator: ", ")),
+            Check(name: "tierctl demote --bytes 16MiB moves about 16 MiB to the slow node, audited as manual",
+                  ok: manual.ok && (12 << 20...20 << 20).contains(audited) && gained >= audited - (1 << 20),
+                  detail: String(format: "audit %.1f MiB; slow node +%.1f MiB; ", Double(audited) / mib, Double(gained) / mib)
+                      + (manual.text.split(separator: "\n").first.map(String.init) ?? manual.text)),
+        ]
+    }
+
+    /// The seccomp audit records (type 1326) in the kernel log, as (command, system call number).
+    static func seccompRefusals(_ lab: GuestLab) -> [(comm: String, syscall: Int)] {
+        let dmesg = lab.out + "/dmesg.txt"
+        lab.spawn(group: nil, ["dmesg"], output: dmesg).waitUntilExit()
+        let text = (try? String(contentsOfFile: dmesg, encoding: .utf8)) ?? ""
+        return text.split(separator: "\n").filter { $0.contains("type=1326") }.compactMap { line in
+            func field(_ key: String) -> String? {
+                guard let range = line.range(of: " " + key + "=") else { return nil }
+                return line[range.upperBound...].split(separator: " ").first.map { $0.trimmingCharacters(in: CharacterSet(charactersIn: "\"")) }
+            }
+            guard let comm = field("comm"), let call = field("syscall").flatMap({ Int($0) }) else { return nil }
+            return (comm, call)
+        }
+    }
+
+    /// tierd and tierctl ran under the DaemonSet's profile with refusals logged: none of their
+    /// calls was refused. The control: unshare(1) under the same profile, whose unshare(2) it
+    /// refuses, must leave a record, or the kernel log is not one to trust.
+    static func seccompRefusalChecks(_ lab: GuestLab) -> [Check] {
+        lab.spawn(group: nil, lab.seccompPrefix + ["/usr/bin/unshare", "--uts", "true"], output: lab.out + "/seccomp-control.txt").waitUntilExit()
+        let refusals = seccompRefusals(lab)
+        let control = refusals.filter { $0.comm == "unshare" }
+        let ours = refusals.filter { $0.comm.hasPrefix("tierd") || $0.comm.hasPrefix("tierctl") }
+        let names = Set(ours.map { "\($0.comm):\($0.syscall)" }).sorted()
+        return [
+            Check(name: "the kernel logs what the seccomp profile refuses (control: unshare(2))", ok: !control.isEmpty,
+                  detail: "\(control.count) records for unshare; \(refusals.count) type-1326 records in all"),
+            Check(name: "no system call of tierd or tierctl was refused by deploy/kubernetes/tierd-seccomp.json", ok: !control.isEmpty && ours.isEmpty,
+                  detail: ours.isEmpty ? "0 refusals" : "refused (command:number): " + names.joined(separator: ", ")),
+        ]
+    }
+
+    /// What tierd and tierctl call in a pod's life (the headline under `strace -f`, the probe,
+    /// a reload, a manual move): the system call names, each with its count, into
+    /// `tierd-syscalls.txt`, and the profile that allows them into `tierd-seccomp.json`.
+    static func probeSyscalls(_ lab: GuestLab) -> ScenarioResult {
+        var result = lateProtected(lab, mode: .tierd, launch: .podTraced)
+        result.scenario = "probe-syscalls"
+        let traces = ((try? FileManager.default.contentsOfDirectory(atPath: lab.out)) ?? []).filter { $0.hasSuffix(".strace") }
+        let complete = lab.waitFor(seconds: 30) {
+            traces.allSatisfy { ((try? String(contentsOfFile: lab.out + "/" + $0, encoding: .utf8)) ?? "").hasSuffix("+++\n") }
+        }
+        result.checks.append(Check(name: "every trace ran to its command's exit", ok: complete, detail: traces.joined(separator: ", ")))
+        var counts: [String: Int] = [:]
+        for trace in traces {
+            let text = (try? String(contentsOfFile: lab.out + "/" + trace, encoding: .utf8)) ?? ""
+            for line in text.split(separator: "\n") {
+                guard let name = SeccompProfile.syscallName(inTraceLine: line) else { continue }
+                counts[name, default: 0] += 1
+            }
+        }
+        let listing = counts.keys.sorted().map { "\($0) \(counts[$0]!)" }.joined(separator: "\n") + "\n"
+        try? listing.write(toFile: lab.out + "/tierd-syscalls.txt", atomically: true, encoding: .utf8)
+        try? SeccompProfile.document(allowing: Set(counts.keys)).write(toFile: lab.out + "/tierd-seccomp.json", atomically: true, encoding: .utf8)
+        result.figures["syscalls_traced"] = Double(counts.count)
+        result.figures["trace_files"] = Double(traces.count)
+        result.checks.append(Check(name: "system calls traced", ok: counts["move_pages"] != nil || counts["migrate_pages"] != nil,
+                                   detail: "\(counts.count) distinct calls in \(traces.count) traces"))
+        return result
     }
 
     /// migratepages' rate on the running protected job: out to the slow node and back, timed.

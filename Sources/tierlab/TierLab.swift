@@ -40,9 +40,10 @@ struct Guest: ParsableCommand {
     @Option var out: String
     @Option var scenarios: String
     @Option(help: "Directory holding tierd and tierload.") var bin: String
+    @Option(help: "The project's checkout (deploy/ and scripts/ come from it).") var project: String
 
     func run() throws {
-        let lab = try GuestLab(out: out, bin: bin)
+        let lab = try GuestLab(out: out, bin: bin, project: project)
         lab.runAll(scenarios.split(separator: ",").map(String.init))
     }
 }

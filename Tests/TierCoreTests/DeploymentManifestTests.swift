@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import TierCore
+import TierTestSupport
 import Yams
 
 /// The Kubernetes manifest, parsed as Kubernetes would read it: every field tierd needs in a pod
@@ -68,8 +69,61 @@ struct DeploymentManifestTests {
         #expect(security["privileged"] as? Bool == false)
         #expect(security["allowPrivilegeEscalation"] as? Bool == false)
         // RuntimeDefault refuses migrate_pages(2) and move_pages(2): it would leave tierd moving nothing.
-        #expect(value(security, "seccompProfile.type") as? String != "RuntimeDefault")
-        #expect(value(security, "seccompProfile.type") != nil)
+        #expect(value(security, "seccompProfile.type") as? String == "Localhost")
+        #expect(value(security, "seccompProfile.localhostProfile") as? String == "profiles/" + Self.seccompProfileName)
+    }
+
+    static let seccompProfileName = "tierd-seccomp.json"
+
+    static var shippedSeccompProfile: Data {
+        get throws {
+            try Data(contentsOf: ShippedConfigTests.configDirectory.deletingLastPathComponent()
+                .appendingPathComponent("deploy/kubernetes/" + seccompProfileName))
+        }
+    }
+
+    @Test func theSeccompProfileRefusesByDefaultAndAllowsTheMovers() throws {
+        let object = try #require(try JSONSerialization.jsonObject(with: Self.shippedSeccompProfile) as? [String: Any])
+        #expect(object["defaultAction"] as? String == "SCMP_ACT_ERRNO")
+        #expect(object["architectures"] as? [String] == ["SCMP_ARCH_X86_64"])
+        let allowed = try SeccompProfile.allowedNames(in: Self.shippedSeccompProfile)
+        // The moves, the PSI triggers' wait, the socket, the mover's priority and placement.
+        for call in ["move_pages", "migrate_pages", "get_mempolicy", "epoll_wait", "accept", "setpriority", "sched_setaffinity"] {
+            #expect(allowed.contains(call), "\(call) is not in the profile")
+        }
+        #expect(SeccompProfile.runtimeCalls.isSubset(of: allowed))
+        #expect(SeccompProfile.codeCalls.isSubset(of: allowed))
+        // Nothing a filter-escaping or namespace-changing process would want.
+        for call in ["ptrace", "unshare", "setns", "mount", "bpf", "kexec_load", "init_module"] {
+            #expect(!allowed.contains(call), "\(call) should stay refused")
+        }
+    }
+
+    /// A direct system call added to the shim without a place in the profile would be refused in a pod.
+    @Test func everySystemCallTheShimMakesIsAllowed() throws {
+        let shim = try String(contentsOf: ShippedConfigTests.configDirectory.deletingLastPathComponent()
+            .appendingPathComponent("Sources/CNuma/shim.h"), encoding: .utf8)
+        let named = Set(shim.matches(of: /SYS_([a-z0-9_]+)/).map { String($0.output.1) })
+        #expect(!named.isEmpty)
+        #expect(named.isSubset(of: SeccompProfile.codeCalls), "not in SeccompProfile.codeCalls: \(named.subtracting(SeccompProfile.codeCalls).sorted())")
+    }
+
+    @Test func theSeccompProfileIsInItsGeneratedForm() throws {
+        let shipped = try Self.shippedSeccompProfile
+        let regenerated = SeccompProfile.document(allowing: try SeccompProfile.allowedNames(in: shipped))
+        #expect(String(decoding: shipped, as: UTF8.self) == regenerated)
+    }
+
+    @Test func straceLinesNameTheirSystemCalls() throws {
+        let lines: [Substring] = [
+            "4242  move_pages(4250, 512, 0x7f3c2a1fe010, 0x7f3c2a1ff010, 0x7f3c2a200010, MPOL_MF_MOVE) = 0",
+            "4243  <... futex resumed>)                = 0",
+            "4242  --- SIGHUP {si_signo=SIGHUP, si_code=SI_USER, si_pid=1, si_uid=0} ---",
+            "4242  +++ exited with 0 +++",
+            "4244  epoll_wait(7,  <unfinished ...>",
+            "4242  restart_syscall(<... resuming interrupted read ...>) = 0",
+        ]
+        #expect(lines.map(SeccompProfile.syscallName(inTraceLine:)) == ["move_pages", nil, nil, nil, "epoll_wait", "restart_syscall"])
     }
 
     @Test func theContainerIsBoundedAndOpensNoPort() throws {

@@ -186,17 +186,99 @@ struct PlannerTests {
         dram(free: 600)
         tree.addGroup("test.slice/db", pids: [600], anon: [1: 50 * Self.mib])
         var state = ControllerState()
-        state.notePromotion(of: CgroupPath("test.slice/db"), slowBytes: 50 * Self.mib, movedBytes: 0, targetsFull: false)
+        state.notePromotion(of: CgroupPath("test.slice/db"), pids: [600], slowBytes: 50 * Self.mib, movedBytes: 0, targetsFull: false,
+                            now: Instant(.seconds(9)))
         var (plan, _) = try self.plan(state: state)
         #expect(plan.actions.isEmpty)
-        #expect(plan.skips.contains { $0.reason == .stuckOnSlowNodes(bytes: 50 * Self.mib) })
+        #expect(plan.skips.contains { $0.reason == .stuckOnSlowNodes(bytes: 50 * Self.mib, retryIn: .seconds(9)) })
         tree.addGroup("test.slice/db", pids: [600], anon: [1: 51 * Self.mib])
         (plan, _) = try self.plan(state: state)
         #expect(plan.actions.map(\.direction) == [.promote])
         // Out of room is not stuck: room may come.
-        state.notePromotion(of: CgroupPath("test.slice/db"), slowBytes: 51 * Self.mib, movedBytes: 0, targetsFull: true)
+        state.notePromotion(of: CgroupPath("test.slice/db"), pids: [600], slowBytes: 51 * Self.mib, movedBytes: 0, targetsFull: true,
+                            now: Instant(.seconds(9)))
         (plan, _) = try self.plan(state: state)
         #expect(plan.actions.map(\.direction) == [.promote])
+    }
+
+    /// Before, one fruitless promotion (a transient EBUSY) held an idle protected job, whose
+    /// slow-node bytes never change, in slow memory for good. Now the hold ends after a backoff
+    /// that doubles with each fruitless try, and at once when its tasks change.
+    @Test func aStuckPromotionIsRetriedAfterABackoffThatDoubles() throws {
+        dram(free: 600)
+        tree.addGroup("test.slice/db", pids: [600], anon: [1: 50 * Self.mib])
+        let db = CgroupPath("test.slice/db")
+        var state = ControllerState()
+        state.notePromotion(of: db, pids: [600], slowBytes: 50 * Self.mib, movedBytes: 0, targetsFull: false, now: Instant(.seconds(10)))
+        #expect(try plan(state: state, now: .seconds(19)).0.actions.isEmpty)
+        #expect(try plan(state: state, now: .seconds(20)).0.actions.map(\.direction) == [.promote])
+        // The retry moved nothing either: twice as long.
+        state.notePromotion(of: db, pids: [600], slowBytes: 50 * Self.mib, movedBytes: 0, targetsFull: false, now: Instant(.seconds(20)))
+        #expect(try plan(state: state, now: .seconds(39)).0.actions.isEmpty)
+        #expect(try plan(state: state, now: .seconds(40)).0.actions.map(\.direction) == [.promote])
+        // A new task in the group: tried at once.
+        tree.addGroup("test.slice/db", pids: [600, 601], anon: [1: 50 * Self.mib])
+        #expect(try plan(state: state, now: .seconds(21)).0.actions.map(\.direction) == [.promote])
+        // The backoff stops growing at its longest.
+        var hold: HeldBack?
+        for _ in 0..<12 { hold = HeldBack(after: hold, pids: [600], bytes: 1, now: Instant(.zero)) }
+        #expect(hold?.retryAt == Instant(HeldBack.longestRetry))
+        // A promotion that moved something releases the group.
+        state.notePromotion(of: db, pids: [600], slowBytes: 50 * Self.mib, movedBytes: 4096, targetsFull: false, now: Instant(.seconds(40)))
+        #expect(state.stuckOnSlowNodes.isEmpty)
+    }
+
+    /// Seen on 7.3 with three nodes: a demotion from a group whose task is bound to DRAM was
+    /// planned 61 times, moved nothing each time, and the other opted-in group, with room on its
+    /// slow node, was never asked. A group whose demotion moved nothing is now passed over: the
+    /// demand goes to the next candidate, until the group's tasks change or its backoff ends.
+    @Test func aDemotionThatMovedNothingHandsTheDemandToTheNextCandidate() throws {
+        dram(free: 50)
+        tree.addGroup("test.slice/batch", pids: [500], anon: [0: 600 * Self.mib])
+        tree.addGroup("test.slice/early", pids: [700], anon: [0: 300 * Self.mib])
+        let batch = CgroupPath("test.slice/batch"), early = CgroupPath("test.slice/early")
+        let (first, _) = try plan()
+        let firstSource = try #require(first.actions.first?.group)
+        var state = ControllerState()
+        state.noteDemotion(of: firstSource, pids: firstSource == batch ? [500] : [700], movedBytes: 0, targetsFull: false, now: Instant(.seconds(9)))
+        let (second, _) = try plan(state: state)
+        let other = firstSource == batch ? early : batch
+        #expect(second.actions.map(\.group) == [other])
+        #expect(second.skips.contains { $0.group == firstSource && $0.reason.code == "demotion_moved_nothing" })
+        // Its bytes in DRAM change as it runs: still passed over. Its tasks change: asked again.
+        tree.addGroup(firstSource.relative, pids: firstSource == batch ? [500] : [700], anon: [0: 650 * Self.mib])
+        #expect(try plan(state: state).0.actions.map(\.group).first == other)
+        tree.addGroup(firstSource.relative, pids: firstSource == batch ? [500, 501] : [700, 701], anon: [0: 650 * Self.mib])
+        #expect(try plan(state: state).0.actions.map(\.group).contains(firstSource))
+        // A full target is no refusal: room may come.
+        state.noteDemotion(of: other, pids: [1], movedBytes: 0, targetsFull: true, now: Instant(.seconds(9)))
+        #expect(state.blockedSources[other] == nil)
+    }
+
+    @Test func theCarriedStateForgetsGroupsThatAreGone() {
+        var state = ControllerState()
+        state.noteDemotion(of: CgroupPath("gone"), pids: [1], movedBytes: 0, targetsFull: false, now: Instant(.zero))
+        state.notePromotion(of: CgroupPath("here"), pids: [2], slowBytes: 1, movedBytes: 0, targetsFull: false, now: Instant(.zero))
+        state.notePromotion(of: CgroupPath("gone2"), pids: [3], slowBytes: 1, movedBytes: 0, targetsFull: false, now: Instant(.zero))
+        state.forgetGroups(notIn: [CgroupPath("here")])
+        #expect(state.blockedSources.isEmpty)
+        #expect(Array(state.stuckOnSlowNodes.keys) == [CgroupPath("here")])
+    }
+
+    /// Tokens were spent when an action was planned and never reconciled: a failed move still
+    /// spent them, and a move past its budget was not charged the excess.
+    @Test func rateTokensSettleOnTheBytesActuallyMoved() {
+        var state = ControllerState()
+        state.globalBucket = ByteBucket(rate: 100, capacity: 100)
+        state.workloadBuckets["batch"] = ByteBucket(rate: 50, capacity: 50)
+        state.charge(40, workload: "batch")
+        state.settle(planned: 40, moved: 0, workload: "batch")
+        #expect(state.globalBucket?.tokens == 100 && state.workloadBuckets["batch"]?.tokens == 50)
+        state.charge(40, workload: "batch")
+        state.settle(planned: 40, moved: 46, workload: "batch")
+        #expect(state.globalBucket?.tokens == 54 && state.workloadBuckets["batch"]?.tokens == 4)
+        state.settle(planned: 200, moved: 0, workload: "batch")
+        #expect(state.globalBucket?.tokens == 100 && state.workloadBuckets["batch"]?.tokens == 50)
     }
 
     @Test func oneTickDemotesAtMostItsBatchAndTheNextTickGoesOn() throws {

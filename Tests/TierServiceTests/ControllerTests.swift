@@ -43,6 +43,62 @@ struct ControllerTests {
         return (controller, path)
     }
 
+    /// Before, the tokens a planned action spent stayed spent when it moved nothing: the rate
+    /// limit throttled moves that never happened.
+    @Test func aMoveThatFailedGivesItsRateTokensBack() async throws {
+        tree.setNode(0, freeBytes: 60 * Self.mib)
+        tree.setNode(1, freeBytes: 900 * Self.mib)
+        tree.addGroup("test.slice/batch", pids: [800], anon: [0: 600 * Self.mib])
+        tree.addTask(800, group: "test.slice/batch", pagesPerNode: [0: 153_600])
+        syscalls.failures[800] = EBUSY
+        let (controller, _) = try controller(policyText: Self.policyText.replacingOccurrences(
+            of: "controller: {interval: 1s}", with: "controller: {interval: 1s, rate_limit: 256MiB/s}"))
+        let report = await controller.tick(now: Instant(.seconds(1)))
+        #expect(report.plan.actions.map(\.direction) == [.demote])
+        #expect(report.outcomes.first?.movedBytes == 0)
+        #expect(controller.carried.globalBucket?.tokens == 256 * Self.mib)
+    }
+
+    /// The 7.3 lab's case: the first candidate's only task is bound to DRAM, so its demotion
+    /// moves nothing. Before, every tick planned it again and the other opted-in group, with
+    /// room on the slow node, was never asked; now the next tick (soon after: `newlyHeldBack`)
+    /// demotes the other group.
+    @Test func aSourceWhoseTasksAllRefusedIsPassedOverForTheNext() async throws {
+        tree.setNode(0, freeBytes: 60 * Self.mib)
+        tree.setNode(1, freeBytes: 900 * Self.mib)
+        tree.addGroup("test.slice/batch", pids: [800], anon: [0: 600 * Self.mib])
+        tree.addGroup("test.slice/other", pids: [810], anon: [0: 300 * Self.mib])
+        tree.addTask(800, group: "test.slice/batch", pagesPerNode: [0: 153_600], policy: "bind:0")
+        tree.addTask(810, group: "test.slice/other", pagesPerNode: [0: 76_800])
+        let policy = Self.policyText + "\n  - {name: other, match: [\"test.slice/other\"], demote: allowed, priority: 20}\n"
+        let (controller, _) = try controller(policyText: policy)
+        let first = await controller.tick(now: Instant(.seconds(1)))
+        #expect(first.outcomes.map(\.action.group) == [CgroupPath("test.slice/batch")])
+        #expect(first.outcomes.first?.movedBytes == 0)
+        #expect(first.newlyHeldBack)
+        let second = await controller.tick(now: Instant(.seconds(2)))
+        #expect(second.outcomes.map(\.action.group) == [CgroupPath("test.slice/other")], "\(second.plan.actions)")
+        #expect((second.outcomes.first?.movedBytes ?? 0) > 0)
+        #expect(second.plan.skips.contains { $0.group == CgroupPath("test.slice/batch") && $0.reason.code == "demotion_moved_nothing" })
+    }
+
+    /// Pods come and go: the per-group figures of a removed group are dropped, its bytes stay in the totals.
+    @Test func aRemovedGroupLeavesTheLedgerButNotItsTotals() async throws {
+        tree.setNode(0, freeBytes: 60 * Self.mib)
+        tree.setNode(1, freeBytes: 900 * Self.mib)
+        tree.addGroup("test.slice/batch", pids: [800], anon: [0: 600 * Self.mib])
+        tree.addTask(800, group: "test.slice/batch", pagesPerNode: [0: 153_600])
+        let (controller, _) = try controller()
+        _ = await controller.tick(now: Instant(.seconds(1)))
+        let demoted = controller.ledger.total(.demote)
+        #expect(demoted > 0 && controller.ledger.bytesMoved[CgroupPath("test.slice/batch")] != nil)
+        tree.removeTask(800)
+        tree.removeGroup("test.slice/batch")
+        _ = await controller.tick(now: Instant(.seconds(2)))
+        #expect(controller.ledger.bytesMoved.isEmpty && controller.ledger.workloadOf.isEmpty)
+        #expect(controller.ledger.total(.demote) == demoted)
+    }
+
     @Test func aTickDemotesPromotesAndAccountsEveryByte() async throws {
         tree.setNode(0, freeBytes: 60 * Self.mib)
         tree.setNode(1, freeBytes: 900 * Self.mib)
