@@ -32,11 +32,10 @@ def build_filter(profile):
     errno_ret = profile.get("defaultErrnoRet", 1)
     rules = seccomp.SyscallFilter(defaction=action(profile["defaultAction"], errno_ret))
     rules.set_attr(seccomp.Attr.CTL_LOG, 1)
-    native = seccomp.system_arch()
     for arch in profile.get("architectures", []):
         if arch not in ARCHES:
             sys.exit(f"seccomp-exec: unsupported architecture {arch}")
-        if ARCHES[arch] != native:
+        if not rules.exist_arch(ARCHES[arch]):
             rules.add_arch(ARCHES[arch])
     for entry in profile.get("syscalls", []):
         verdict = action(entry["action"], entry.get("errnoRet", errno_ret))

@@ -14,11 +14,14 @@ public enum SeccompProfile {
         "exit", "exit_group", "close", "fcntl", "write", "capget", "capset", "prctl", "fstat", "newfstatat",
     ]
 
-    /// Calls tierd's own code makes by name (Sources/CNuma/shim.h, and libnuma's two movers),
-    /// allowed whether or not the measured run took their paths: whole-task moves through
-    /// migrate_pages(2) with CAP_SYS_NICE lowered around them, and the mover's CPU placement.
+    /// Calls tierd's own code makes by name (Sources/CNuma/shim.h, libnuma's two movers, and
+    /// libc calls on paths a pod's life may not take), allowed whether or not the measured run
+    /// took their paths: whole-task moves through migrate_pages(2) with CAP_SYS_NICE lowered
+    /// around them, and the mover's CPU placement.
     public static let codeCalls: Set<String> = [
         "migrate_pages", "move_pages", "capget", "capset", "sched_getaffinity", "sched_setaffinity", "getcpu", "gettid",
+        // The policy file's trust check (geteuid), and realpath(3) of a relative --config (getcwd).
+        "geteuid", "getcwd",
     ]
 
     /// The system call an `strace -f -o FILE` line starts, or nil for the lines that do not start

@@ -1054,8 +1054,9 @@ enum Scenarios {
         ]
     }
 
-    /// The seccomp audit records (type 1326) in the kernel log, as (command, system call number).
-    static func seccompRefusals(_ lab: GuestLab) -> [(comm: String, syscall: Int)] {
+    /// The seccomp audit records (type 1326) in the kernel log, as (executable, system call number).
+    /// The executable, not the thread's name: Dispatch names its threads ("oot.default-qos").
+    static func seccompRefusals(_ lab: GuestLab) -> [(exe: String, syscall: Int)] {
         let dmesg = lab.out + "/dmesg.txt"
         lab.spawn(group: nil, ["dmesg"], output: dmesg).waitUntilExit()
         let text = (try? String(contentsOfFile: dmesg, encoding: .utf8)) ?? ""
@@ -1064,8 +1065,8 @@ enum Scenarios {
                 guard let range = line.range(of: " " + key + "=") else { return nil }
                 return line[range.upperBound...].split(separator: " ").first.map { $0.trimmingCharacters(in: CharacterSet(charactersIn: "\"")) }
             }
-            guard let comm = field("comm"), let call = field("syscall").flatMap({ Int($0) }) else { return nil }
-            return (comm, call)
+            guard let exe = field("exe"), let call = field("syscall").flatMap({ Int($0) }) else { return nil }
+            return (exe, call)
         }
     }
 
@@ -1075,14 +1076,14 @@ enum Scenarios {
     static func seccompRefusalChecks(_ lab: GuestLab) -> [Check] {
         lab.spawn(group: nil, lab.seccompPrefix + ["/usr/bin/unshare", "--uts", "true"], output: lab.out + "/seccomp-control.txt").waitUntilExit()
         let refusals = seccompRefusals(lab)
-        let control = refusals.filter { $0.comm == "unshare" }
-        let ours = refusals.filter { $0.comm.hasPrefix("tierd") || $0.comm.hasPrefix("tierctl") }
-        let names = Set(ours.map { "\($0.comm):\($0.syscall)" }).sorted()
+        let control = refusals.filter { $0.exe == "/usr/bin/unshare" }
+        let ours = refusals.filter { $0.exe.hasPrefix(lab.bin) || $0.exe.hasSuffix("/tierd") || $0.exe.hasSuffix("/tierctl") }
+        let names = Set(ours.map { "\(URL(fileURLWithPath: $0.exe).lastPathComponent):\($0.syscall)" }).sorted()
         return [
             Check(name: "the kernel logs what the seccomp profile refuses (control: unshare(2))", ok: !control.isEmpty,
                   detail: "\(control.count) records for unshare; \(refusals.count) type-1326 records in all"),
             Check(name: "no system call of tierd or tierctl was refused by deploy/kubernetes/tierd-seccomp.json", ok: !control.isEmpty && ours.isEmpty,
-                  detail: ours.isEmpty ? "0 refusals" : "refused (command:number): " + names.joined(separator: ", ")),
+                  detail: ours.isEmpty ? "0 refusals" : "refused (executable:number): " + names.joined(separator: ", ")),
         ]
     }
 
