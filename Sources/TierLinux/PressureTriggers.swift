@@ -21,14 +21,24 @@ public final class PressureTriggerWatcher: Sendable {
     public let events: AsyncStream<PressureEvent>
     private let continuation: AsyncStream<PressureEvent>.Continuation
     private let files: RootedHostFiles
-    private let trigger: String
-    private struct Armed { var fds: [CgroupPath: Int32] = [:]; var stopped = false }
-    private let armed = Mutex(Armed())
+    private struct Armed {
+        var fds: [CgroupPath: Int32] = [:]
+        /// The trigger each group's file was armed with.
+        var armedWith: [CgroupPath: String] = [:]
+        var trigger: String
+        var stopped = false
+    }
+    private let armed: Mutex<Armed>
     private let wakeRead: Int32, wakeWrite: Int32
+
+    /// The trigger text the kernel takes: "some <stall µs> <window µs>".
+    public static func trigger(stall: Duration, window: Duration) -> String {
+        "some \(Int64(stall.seconds * 1e6)) \(Int64(window.seconds * 1e6))"
+    }
 
     public init(files: RootedHostFiles, stall: Duration, window: Duration) {
         self.files = files
-        trigger = "some \(Int64(stall.seconds * 1e6)) \(Int64(window.seconds * 1e6))"
+        armed = Mutex(Armed(trigger: Self.trigger(stall: stall, window: window)))
         (events, continuation) = AsyncStream.makeStream(bufferingPolicy: .bufferingNewest(256))
         var pipeFds: [Int32] = [0, 0]
         if pipe(&pipeFds) == 0 {
@@ -42,15 +52,31 @@ public final class PressureTriggerWatcher: Sendable {
         thread.start()
     }
 
-    /// Arms triggers for `groups` (by their cgroupfs directory) and disarms all others.
+    /// The trigger armed from now on; true if it differs from the one before. The groups armed
+    /// with the old one are re-armed at the next ``watch(_:)``.
+    @discardableResult
+    public func configure(stall: Duration, window: Duration) -> Bool {
+        let trigger = Self.trigger(stall: stall, window: window)
+        return armed.withLock { state in
+            defer { state.trigger = trigger }
+            return state.trigger != trigger
+        }
+    }
+
+    /// The trigger text new arms get.
+    public var trigger: String { armed.withLock { $0.trigger } }
+
+    /// Arms triggers for `groups` (by their cgroupfs directory) and disarms all others; a group
+    /// armed with an older trigger is armed anew (a trigger's file descriptor keeps the trigger
+    /// it was written, so it is closed and the file opened again).
     /// - Returns: groups whose trigger could not be armed, with why.
     @discardableResult
     public func watch(_ groups: [CgroupPath: String]) -> [CgroupPath: String] {
         var failures: [CgroupPath: String] = [:]
-        let current = armed.withLock { $0.fds }
+        let (current, armedWith, trigger) = armed.withLock { ($0.fds, $0.armedWith, $0.trigger) }
         var next: [CgroupPath: Int32] = [:]
         for (group, fd) in current {
-            if groups[group] != nil { next[group] = fd } else { close(fd) }
+            if groups[group] != nil && armedWith[group] == trigger { next[group] = fd } else { close(fd) }
         }
         for (group, dir) in groups where next[group] == nil {
             let path = files.resolve(dir + "/memory.pressure")
@@ -63,7 +89,10 @@ public final class PressureTriggerWatcher: Sendable {
             guard written >= 0 else { failures[group] = String(cString: strerror(errno)); close(fd); continue }
             next[group] = fd
         }
-        armed.withLock { $0.fds = next }
+        armed.withLock { state in
+            state.fds = next
+            state.armedWith = next.mapValues { _ in trigger }
+        }
         wake()
         return failures
     }
@@ -103,7 +132,10 @@ public final class PressureTriggerWatcher: Sendable {
             }
             if !gone.isEmpty {
                 armed.withLock { state in
-                    for group in gone { if let fd = state.fds.removeValue(forKey: group) { close(fd) } }
+                    for group in gone {
+                        if let fd = state.fds.removeValue(forKey: group) { close(fd) }
+                        state.armedWith[group] = nil
+                    }
                 }
             }
         }

@@ -1270,6 +1270,7 @@ enum Scenarios {
         result.figures["psi_wakes"] = Double(psiWakes)
         result.checks.append(Check(name: "the group's PSI trigger woke tierd", ok: psiWakes > 0,
                                    detail: "\(psiWakes) wake-ups from the trigger on \(group)/memory.pressure"))
+        result.checks.append(psiTriggerReloadCheck(lab, tierd, group: group))
         lab.setFile(lab.cgroupDir(group) + "/memory.high", "max")
         _ = lab.waitFor(seconds: 60) { tierd.movedBytes(group: group, direction: "demote") > 0 }
         let demotedAfter = tierd.movedBytes(group: group, direction: "demote")
@@ -1279,6 +1280,23 @@ enum Scenarios {
         _ = job
         if !result.passed { result.diagnostics = lab.describe([group]) + "\ntierd journal:\n" + tierd.tail() }
         return result
+    }
+
+    /// A SIGHUP with a changed `psi_trigger` re-arms the kernel's triggers with the new one:
+    /// before, the triggers armed at start stayed until tierd restarted. The journal's `psi`
+    /// event says what was armed, and on how many groups, after the kernel took the writes.
+    static func psiTriggerReloadCheck(_ lab: GuestLab, _ tierd: TierdRun, group: String) -> Check {
+        func armed(_ trigger: String) -> [[String: Any]] {
+            tierd.events("psi").filter { $0["trigger"] as? String == trigger && ($0["armed"] as? Int ?? 0) >= 1 && $0["failed"] as? Int == 0 }
+        }
+        let atStart = armed("some 150000 1000000")
+        let policy = (try? String(contentsOfFile: tierd.policyPath, encoding: .utf8)) ?? ""
+        tierd.requestReload(policy.replacingOccurrences(of: "controller: {interval: 1s}",
+                                                        with: "controller: {interval: 1s, psi_trigger: {stall: 200ms, window: 2s}}"))
+        let rearmed = lab.waitFor(seconds: 20) { !armed("some 200000 2000000").isEmpty }
+        return Check(name: "SIGHUP with a new psi_trigger re-arms the kernel's triggers with it", ok: !atStart.isEmpty && rearmed,
+                     detail: tierd.events("psi").map { "\($0["trigger"] ?? "?") on \($0["armed"] ?? "?") (failed \($0["failed"] ?? "?"))" }
+                         .joined(separator: "; "))
     }
 
     // MARK: cpusets (three-node guest)
