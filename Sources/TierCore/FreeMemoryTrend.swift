@@ -39,8 +39,13 @@ public struct FreeMemoryTrend: Sendable, Equatable {
 
     /// Free DRAM `lookahead` from the last sample if it keeps falling at `fallRate`.
     public func projectedFree(after lookahead: Duration) -> UInt64? {
-        guard let last = samples.last else { return nil }
+        samples.last.map { projectedFree(from: $0.freeBytes, after: lookahead) }
+    }
+
+    /// `free` less `lookahead` of the fall: for samples that are not free DRAM itself (free with
+    /// tierd's own promotions added back, whose rate is the allocations' alone).
+    public func projectedFree(from free: UInt64, after lookahead: Duration) -> UInt64 {
         let fall = UInt64(Double(fallRate) * lookahead.seconds)
-        return last.freeBytes - min(last.freeBytes, fall)
+        return free - min(free, fall)
     }
 }

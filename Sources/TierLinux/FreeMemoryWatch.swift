@@ -2,6 +2,17 @@ import Foundation
 import Synchronization
 import TierCore
 
+/// Bytes tierd's own promotions have brought into DRAM, counted as each move_pages(2) or
+/// migrate_pages(2) call returns. The free-DRAM watch adds them back to what it samples: tierd
+/// promoting a protected job is not an allocation, and read as one it made the next tick demote
+/// as much again to keep pace with a fall tierd itself caused.
+public final class PromotedBytes: Sendable {
+    private let total = Atomic<UInt64>(0)
+    public init() {}
+    public func add(_ bytes: UInt64) { total.add(bytes, ordering: .relaxed) }
+    public var value: UInt64 { total.load(ordering: .relaxed) }
+}
+
 /// Samples free DRAM (the fast nodes' `MemFree`) every `period` on its own task, keeps the
 /// `FreeMemoryTrend`, and, when armed, alerts once free DRAM one lookahead ahead falls below
 /// the low watermark: a tick then starts the demotion while the allocation is still on its
@@ -17,6 +28,7 @@ public final class FreeMemoryWatch: Sendable {
     public let alerts: AsyncStream<Alert>
     private let continuation: AsyncStream<Alert>.Continuation
     private let collector: SnapshotCollector
+    private let promoted: PromotedBytes?
     private let origin: ContinuousClock.Instant
     private struct State {
         var trend = FreeMemoryTrend()
@@ -30,8 +42,11 @@ public final class FreeMemoryWatch: Sendable {
     private let state: Mutex<State>
     private let sampler = Mutex<Task<Void, Never>?>(nil)
 
-    public init(collector: SnapshotCollector, period: Duration, lookahead: Duration, origin: ContinuousClock.Instant = .now) {
+    /// - Parameter promoted: tierd's own promotions, discounted from the fall (nil: none are).
+    public init(collector: SnapshotCollector, period: Duration, lookahead: Duration, origin: ContinuousClock.Instant = .now,
+                promoted: PromotedBytes? = nil) {
         self.collector = collector
+        self.promoted = promoted
         self.origin = origin
         state = Mutex(State(period: period, lookahead: lookahead))
         (alerts, continuation) = AsyncStream.makeStream(bufferingPolicy: .bufferingNewest(1))
@@ -81,10 +96,11 @@ public final class FreeMemoryWatch: Sendable {
     public func sample(at now: Instant) {
         let nodes = state.withLock { $0.nodes }
         guard !nodes.isEmpty, let free = collector.freeBytes(on: nodes) else { return }
+        let ownPromotions = promoted?.value ?? 0
         let alert: Alert? = state.withLock { state in
-            state.trend.add(freeBytes: free, at: now)
-            guard let low = state.armedBelow, let projected = state.trend.projectedFree(after: state.lookahead),
-                  projected < low else { return nil }
+            state.trend.add(freeBytes: free + ownPromotions, at: now)
+            let projected = state.trend.projectedFree(from: free, after: state.lookahead)
+            guard let low = state.armedBelow, projected < low else { return nil }
             state.armedBelow = nil
             return Alert(freeBytes: free, fallRate: state.trend.fallRate)
         }

@@ -240,6 +240,8 @@ public struct TaskMigrator: PageMigrator {
     public var pacedChunkPages = 2048
     /// Where each task's last partial move stopped: the next resumes there.
     public let cursors = MoveCursors()
+    /// Counts the bytes promotions bring into DRAM as they go (for the free-DRAM watch).
+    public var promoted: PromotedBytes?
 
     public init(collector: SnapshotCollector, syscalls: any PageMoveSyscalls, dryRun: Bool, selfPid: Int32 = getpid()) {
         self.collector = collector; self.syscalls = syscalls; self.dryRun = dryRun; self.selfPid = selfPid
@@ -374,6 +376,7 @@ public struct TaskMigrator: PageMigrator {
         case .success(let notMoved):
             outcome.wholeMoves += 1
             let moved = bytesLeft(pid, action.from, before: sourceBytes, notMovedPages: notMoved)
+            if action.direction == .promote { promoted?.add(moved) }
             // The nearest target may have run out of room: the next ones get the rest page by page.
             if notMoved > 0, targets.count > 1, budget > moved {
                 let rest = movePart(pid, action, targets: targets.sorted, budget: budget - moved, stayed: stayed)
@@ -568,6 +571,7 @@ public struct TaskMigrator: PageMigrator {
                     }
                 }
                 if !takesRoom { pacer?.roomMade(moved - movedBefore) }
+                if action.direction == .promote { promoted?.add(moved - movedBefore) }
                 // Every target refused these pages for want of room: later chunks would fare no better.
                 if !candidates.isEmpty { resume(at: chunkStart); return .targetsFull(movedBytes: moved) }
             }

@@ -51,14 +51,16 @@ public struct TierdService: Service {
     public func run() async throws {
         let logger = self.logger
         let journal = try Journal(path: options.journalPath) { logger.error("journal: \($0)") }
-        let migrator = TaskMigrator(collector: collector, syscalls: LibnumaSyscalls(), dryRun: options.dryRun)
+        let promoted = PromotedBytes()
+        var migrator = TaskMigrator(collector: collector, syscalls: LibnumaSyscalls(), dryRun: options.dryRun)
+        migrator.promoted = promoted
         let controller = TierController(policy: policy, collector: collector, migrator: migrator, logger: logger, journal: journal, audit: options.audit)
         let psi = PressureTriggerWatcher(files: RootedHostFiles(root: options.root),
                                          stall: policy.controller.psiStall, window: policy.controller.psiWindow)
         let clock = ContinuousClock()
         let origin = clock.now
         let freeMemory = FreeMemoryWatch(collector: collector, period: policy.controller.dramWatch,
-                                         lookahead: policy.controller.dramLookahead, origin: origin)
+                                         lookahead: policy.controller.dramLookahead, origin: origin, promoted: promoted)
         let (wakes, wake) = AsyncStream<Wake>.makeStream(bufferingPolicy: .bufferingNewest(64))
         let signals = await UnixSignalsSequence(trapping: .sighup, .sigusr1)
         let forwarders = [
@@ -89,16 +91,18 @@ public struct TierdService: Service {
         var iterator = wakes.makeAsyncIterator()
         var policyFile = PolicyFileWatch(path: options.configPath)
         var policyState = DaemonStatus.PolicyState(file: options.configPath, generation: 1)
+        var watched: Set<CgroupPath> = []
         func reloadPolicy(cause: TierController.ReloadCause) {
             let ok = controller.reload(path: options.configPath, cause: cause)
             freeMemory.configure(period: controller.policy.controller.dramWatch, lookahead: controller.policy.controller.dramLookahead)
+            // A changed psi_trigger re-arms every watched group after the next tick.
+            if psi.configure(stall: controller.policy.controller.psiStall, window: controller.policy.controller.psiWindow) { watched = [] }
             if ok { policyState.generation += 1 }
             policyState.lastReloadOK = ok
             policyState.lastReloadError = ok ? nil : controller.lastReloadError
             board.metrics.recordReload(ok: ok, generation: policyState.generation)
         }
         await withGracefulShutdownHandler {
-            var watched: Set<CgroupPath> = []
             while !Task.isCancelled {
                 if policyFile.changed() {
                     logger.notice("the policy file changed: reloading it", metadata: ["file": "\(options.configPath)"])
@@ -140,6 +144,8 @@ public struct TierdService: Service {
                     let failed = psi.watch(groups)
                     watched = Set(groups.keys)
                     for (group, why) in failed { logger.debug("no PSI trigger on \(group): \(why)") }
+                    journal.write(["event": "psi", "trigger": .string(psi.trigger), "armed": .int(Int64(psi.watchedCount)),
+                                   "failed": .int(Int64(failed.count))])
                 }
                 // A tick that moved memory, or whose work the rate limit deferred, or that held a
                 // fruitless group back (the next candidate takes its place), is followed soon by

@@ -38,6 +38,39 @@ struct FreeMemoryWatchTests {
         #expect(alerts.first.map { $0.fallRate / Self.mib } == 333)
     }
 
+    /// tierd promoting 50 MiB in 100 ms makes free DRAM fall at 500 MiB/s: a watch that does not
+    /// know its own promotions reads that as an allocation (and the next tick demotes for it).
+    /// Told what tierd promoted, the watch sees no fall, yet a real allocation beside it still shows.
+    @Test func tierdsOwnPromotionIsNotAFall() async throws {
+        let promoted = PromotedBytes()
+        let counted = FreeMemoryWatch(collector: try SnapshotCollector(files: RootedHostFiles(root: tree.root)),
+                                      period: .milliseconds(100), lookahead: .seconds(1), promoted: promoted)
+        counted.track(nodes: [0])
+        defer { counted.stop() }
+        for watched in [watch, counted] {
+            tree.setNode(0, freeBytes: 400 * Self.mib)
+            watched.sample(at: Instant(.milliseconds(0)))
+        }
+        promoted.add(50 * Self.mib)
+        tree.setNode(0, freeBytes: 350 * Self.mib)
+        for watched in [watch, counted] { watched.sample(at: Instant(.milliseconds(100))) }
+        #expect(watch.fallRate == 500 * Self.mib)
+        #expect(counted.fallRate == 0)
+        // An allocation of 20 MiB in the next 100 ms: 100 MiB/s over the 200 ms window.
+        tree.setNode(0, freeBytes: 330 * Self.mib)
+        counted.sample(at: Instant(.milliseconds(200)))
+        #expect(counted.fallRate == 100 * Self.mib)
+        // Its alert judges the real free DRAM: 330 MiB less 100 MiB in the lookahead.
+        counted.arm(below: 240 * Self.mib)
+        tree.setNode(0, freeBytes: 320 * Self.mib)
+        counted.sample(at: Instant(.milliseconds(300)))
+        #expect(counted.fallRate == 100 * Self.mib)
+        counted.stop()
+        var alerts: [FreeMemoryWatch.Alert] = []
+        for await alert in counted.alerts { alerts.append(alert) }
+        #expect(alerts == [FreeMemoryWatch.Alert(freeBytes: 320 * Self.mib, fallRate: 100 * Self.mib)])
+    }
+
     @Test func freeAlreadyBelowLowAlertsWithoutAFall() async {
         watch.arm(below: 100 * Self.mib)
         sample(free: 80, at: 0)

@@ -44,6 +44,22 @@ struct MigratorTests {
         #expect(outcome.movedBytes == 100 * 4096)
     }
 
+    /// What promotions bring into DRAM is counted as they go, whole or page by page; demotions are not.
+    @Test func promotionsCountTheBytesTheyBringIntoDram() {
+        tree.addTask(700, group: "test.slice/batch", pagesPerNode: [1: 100])
+        tree.addTask(701, group: "test.slice/batch", pagesPerNode: [1: 100, 0: 50])
+        syscalls.pageNode = { pid, _ in pid == 701 ? 1 : 0 }
+        var counted = migrator()
+        counted.promoted = PromotedBytes()
+        let whole = counted.execute(promote([700]))
+        #expect(whole.wholeMoves == 1 && counted.promoted?.value == 100 * 4096)
+        let part = counted.execute(promote([701], bytes: 40 * 4096))
+        #expect(part.wholeMoves == 0 && part.movedBytes > 0)
+        #expect(counted.promoted?.value == 100 * 4096 + part.movedBytes)
+        _ = counted.execute(demote([701]))
+        #expect(counted.promoted?.value == 100 * 4096 + part.movedBytes)
+    }
+
     @Test func pagesLeftBehindAreReportedAsPartial() {
         tree.addTask(700, group: "test.slice/batch", pagesPerNode: [1: 100])
         syscalls.notMoved[700] = 30
