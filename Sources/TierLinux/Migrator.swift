@@ -242,6 +242,10 @@ public struct TaskMigrator: PageMigrator {
     public let cursors = MoveCursors()
     /// Counts the bytes promotions bring into DRAM as they go (for the free-DRAM watch).
     public var promoted: PromotedBytes?
+    /// The kernel's base page: the step between the addresses handed to move_pages(2), and what
+    /// each page it reports moved or left behind counts for (16 or 64 KiB on some arm64 kernels).
+    public var pageSize = TaskMigrator.systemPageSize
+    public static let systemPageSize = UInt64(max(sysconf(Int32(_SC_PAGESIZE)), 4096))
 
     public init(collector: SnapshotCollector, syscalls: any PageMoveSyscalls, dryRun: Bool, selfPid: Int32 = getpid()) {
         self.collector = collector; self.syscalls = syscalls; self.dryRun = dryRun; self.selfPid = selfPid
@@ -413,7 +417,7 @@ public struct TaskMigrator: PageMigrator {
     /// is gone by then, what the kernel did not report as failed.
     func bytesLeft(_ pid: Int32, _ source: NodeSet, before: UInt64, notMovedPages: Int) -> UInt64 {
         guard let text = try? files.read(KernelPaths.process(pid) + "/numa_maps") else {
-            return before - min(before, UInt64(notMovedPages) * 4096)
+            return before - min(before, UInt64(notMovedPages) * pageSize)
         }
         let after = KernelText.numaMaps(text).reduce(0) { $0 + $1.bytes(on: source) }
         return before - min(before, after)
@@ -465,7 +469,7 @@ public struct TaskMigrator: PageMigrator {
         var seen = pacer.state.made
         while true {
             guard let (_, room) = room(on: targets, keeping: keeping) else { return 0 }
-            if room >= max(atLeast, 4096) { return room }
+            if room >= max(atLeast, pageSize) { return room }
             let progress = pacer.waitForProgress(after: seen)
             if progress.finished && progress.made == seen { return 0 }
             seen = progress.made
@@ -498,7 +502,6 @@ public struct TaskMigrator: PageMigrator {
             resume(at: nil)
             return .exited
         }
-        let pageSize: UInt64 = 4096
         // As in a whole move: a promotion brings the pages the task shares along (without them,
         // every tick found a protected job's library pages on the slow node and failed on them
         // again), a demotion leaves them.

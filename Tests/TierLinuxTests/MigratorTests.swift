@@ -60,6 +60,20 @@ struct MigratorTests {
         #expect(counted.promoted?.value == 100 * 4096 + part.movedBytes)
     }
 
+    /// The moving code stepped and counted by 4 KiB: on a kernel with 16 KiB base pages it would
+    /// hand move_pages(2) four addresses per page and count each as 4 KiB moved.
+    @Test func aPartialMoveStepsAndCountsByTheKernelsBasePage() {
+        tree.addTask(700, group: "test.slice/batch", pagesPerNode: [0: 64])   // 256 KiB: 16 pages of 16 KiB
+        var sixteen = migrator()
+        sixteen.pageSize = 16384
+        let outcome = sixteen.execute(demote([700], bytes: 8 * 16384, to: [1]))
+        #expect(syscalls.calls.first == .query(pid: 700, pages: 16))
+        #expect(syscalls.calls.contains(.move(pid: 700, pages: 8, to: 1)))
+        #expect(syscalls.movedAddresses.allSatisfy { $0 % 16384 == 0 } && syscalls.movedAddresses.count == 8)
+        #expect(outcome.movedBytes == 8 * 16384)
+        #expect(TaskMigrator.systemPageSize == UInt64(sysconf(Int32(_SC_PAGESIZE))))
+    }
+
     @Test func pagesLeftBehindAreReportedAsPartial() {
         tree.addTask(700, group: "test.slice/batch", pagesPerNode: [1: 100])
         syscalls.notMoved[700] = 30
