@@ -131,7 +131,8 @@ public final class TierController {
     /// is held back, and one that moved is released. A group may have two promotions in a tick
     /// (into free DRAM, then into the room made): they are judged together.
     private func learn(from outcomes: [ActionOutcome], plan: MigrationPlan, now: Instant) {
-        struct Tried { var moved: UInt64 = 0, fruitful = false, pids: [Int32] = [] }
+        /// `excused`: a full target or a dry run explains moving nothing; no refusal to hold back for.
+        struct Tried { var moved: UInt64 = 0, excused = false, pids: [Int32] = [] }
         var tried: [MigrationAction.Direction: [CgroupPath: Tried]] = [:]
         for outcome in outcomes {
             let action = outcome.action
@@ -139,17 +140,17 @@ public final class TierController {
             guard outcome.dropped == nil, !(outcome.stoppedForNextTick && outcome.movedBytes == 0) else { continue }
             var entry = tried[action.direction, default: [:]][action.group] ?? Tried(pids: action.pids)
             entry.moved += outcome.movedBytes
-            entry.fruitful = entry.fruitful || outcome.tasks.contains {
+            entry.excused = entry.excused || outcome.tasks.contains {
                 switch $0.result { case .targetsFull, .wouldMove: true; default: false }
             }
             tried[action.direction, default: [:]][action.group] = entry
         }
         for (group, entry) in tried[.promote] ?? [:] {
             state.notePromotion(of: group, pids: entry.pids, slowBytes: plan.slowBytesToPromote[group] ?? 0,
-                                movedBytes: entry.moved, targetsFull: entry.fruitful, now: now)
+                                movedBytes: entry.moved, targetsFull: entry.excused, now: now)
         }
         for (group, entry) in tried[.demote] ?? [:] {
-            state.noteDemotion(of: group, pids: entry.pids, movedBytes: entry.moved, targetsFull: entry.fruitful, now: now)
+            state.noteDemotion(of: group, pids: entry.pids, movedBytes: entry.moved, targetsFull: entry.excused, now: now)
         }
     }
 
