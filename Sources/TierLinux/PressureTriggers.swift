@@ -23,8 +23,8 @@ public final class PressureTriggerWatcher: Sendable {
     private let files: RootedHostFiles
     private struct Armed {
         var fds: [CgroupPath: Int32] = [:]
-        /// The trigger each group's file was armed with.
-        var armedWith: [CgroupPath: String] = [:]
+        /// The trigger every fd in `fds` was armed with (one `watch` arms them all alike).
+        var fdsTrigger: String?
         var trigger: String
         var stopped = false
     }
@@ -73,10 +73,10 @@ public final class PressureTriggerWatcher: Sendable {
     @discardableResult
     public func watch(_ groups: [CgroupPath: String]) -> [CgroupPath: String] {
         var failures: [CgroupPath: String] = [:]
-        let (current, armedWith, trigger) = armed.withLock { ($0.fds, $0.armedWith, $0.trigger) }
+        let (current, stale, trigger) = armed.withLock { ($0.fds, $0.fdsTrigger != $0.trigger, $0.trigger) }
         var next: [CgroupPath: Int32] = [:]
         for (group, fd) in current {
-            if groups[group] != nil && armedWith[group] == trigger { next[group] = fd } else { close(fd) }
+            if groups[group] != nil && !stale { next[group] = fd } else { close(fd) }
         }
         for (group, dir) in groups where next[group] == nil {
             let path = files.resolve(dir + "/memory.pressure")
@@ -91,7 +91,7 @@ public final class PressureTriggerWatcher: Sendable {
         }
         armed.withLock { state in
             state.fds = next
-            state.armedWith = next.mapValues { _ in trigger }
+            state.fdsTrigger = trigger
         }
         wake()
         return failures
@@ -132,10 +132,7 @@ public final class PressureTriggerWatcher: Sendable {
             }
             if !gone.isEmpty {
                 armed.withLock { state in
-                    for group in gone {
-                        if let fd = state.fds.removeValue(forKey: group) { close(fd) }
-                        state.armedWith[group] = nil
-                    }
+                    for group in gone { if let fd = state.fds.removeValue(forKey: group) { close(fd) } }
                 }
             }
         }

@@ -112,15 +112,15 @@ public final class TierController {
             warnedAboutNice = true
             logger.warning("cannot move pages at nice \(nice) (CAP_SYS_NICE missing?): moving at the thread's own priority")
         }
-        let heldBefore = state.blockedSources.count + state.stuckOnSlowNodes.count
-        learn(from: outcomes, plan: plan, now: now)
-        state.forgetGroups(notIn: Set(snapshot.groups.map(\.path)))
-        ledger.forgetGroups(notIn: Set(snapshot.groups.map(\.path)))
+        let heldBack = learn(from: outcomes, plan: plan, now: now)
+        let present = Set(snapshot.groups.map(\.path))
+        state.forgetGroups(notIn: present)
+        ledger.forgetGroups(notIn: present)
         ledger.record(plan, outcomes, vanished: snapshot.vanishedWhileReading)
         audit?.record(outcomes, tick: ledger.ticks, time: Self.wallClock())
         report(plan, outcomes, snapshot, elapsed)
         var result = TickReport(snapshot: snapshot, plan: plan, outcomes: outcomes, collectError: nil)
-        result.newlyHeldBack = state.blockedSources.count + state.stuckOnSlowNodes.count > heldBefore
+        result.newlyHeldBack = heldBack
         lastReport = result
         return result
     }
@@ -130,7 +130,8 @@ public final class TierController {
     /// nothing said they could not (no full target, not a dry run, not stopped for the next tick)
     /// is held back, and one that moved is released. A group may have two promotions in a tick
     /// (into free DRAM, then into the room made): they are judged together.
-    private func learn(from outcomes: [ActionOutcome], plan: MigrationPlan, now: Instant) {
+    /// - Returns: whether a group tried this tick was held back.
+    private func learn(from outcomes: [ActionOutcome], plan: MigrationPlan, now: Instant) -> Bool {
         /// `excused`: a full target or a dry run explains moving nothing; no refusal to hold back for.
         struct Tried { var moved: UInt64 = 0, excused = false, pids: [Int32] = [] }
         var tried: [MigrationAction.Direction: [CgroupPath: Tried]] = [:]
@@ -152,6 +153,8 @@ public final class TierController {
         for (group, entry) in tried[.demote] ?? [:] {
             state.noteDemotion(of: group, pids: entry.pids, movedBytes: entry.moved, targetsFull: entry.excused, now: now)
         }
+        return tried[.promote, default: [:]].keys.contains { state.stuckOnSlowNodes[$0] != nil }
+            || tried[.demote, default: [:]].keys.contains { state.blockedSources[$0] != nil }
     }
 
     /// Runs an operator's request now: planned by `ManualPlanner` on a fresh snapshot, moved by the

@@ -7,8 +7,6 @@ public struct MoveLedger: Sendable, Equatable {
     /// Bytes moved, keyed by group and direction, for the groups still there
     /// (``forgetGroups(notIn:)``): pods come and go, and the map must not grow with them.
     public var bytesMoved: [CgroupPath: [MigrationAction.Direction: UInt64]] = [:]
-    /// The workload each group in `bytesMoved` was moved as.
-    public var workloadOf: [CgroupPath: String] = [:]
     /// Bytes moved per workload and direction, gone groups included.
     public var movedByWorkload: [String: [MigrationAction.Direction: UInt64]] = [:]
     /// Bytes moved per direction over the daemon's life.
@@ -39,7 +37,6 @@ public struct MoveLedger: Sendable, Equatable {
             if moved > 0 {
                 let action = outcome.action
                 bytesMoved[action.group, default: [:]][action.direction, default: 0] += moved
-                workloadOf[action.group] = action.workload
                 movedByWorkload[action.workload, default: [:]][action.direction, default: 0] += moved
                 movedTotal[action.direction, default: 0] += moved
             }
@@ -52,6 +49,5 @@ public struct MoveLedger: Sendable, Equatable {
     /// Drops the per-group figures of groups no longer on the host; the totals keep their bytes.
     public mutating func forgetGroups(notIn present: Set<CgroupPath>) {
         bytesMoved = bytesMoved.filter { present.contains($0.key) }
-        workloadOf = workloadOf.filter { present.contains($0.key) }
     }
 }
