@@ -161,7 +161,15 @@ public enum KernelText {
     public static func processStat(_ text: String) -> (command: Substring, fields: [Substring])? {
         guard let open = text.firstIndex(of: "("), let close = text.lastIndex(of: ")"), open < close else { return nil }
         return (text[text.index(after: open)..<close],
-                text[text.index(after: close)...].split(separator: " ", omittingEmptySubsequences: true))
+                text[text.index(after: close)...].split(omittingEmptySubsequences: true) { $0 == " " || $0 == "\n" })
+    }
+
+    /// `/proc/PID/stat`: when the task started, in clock ticks after boot (field 22, "starttime",
+    /// `fields[19]`). With the pid it names one task for the life of the system: a pid reused by
+    /// a later task comes with a later start time.
+    public static func startTime(stat text: String) -> UInt64? {
+        guard let fields = processStat(text)?.fields, fields.count > 19 else { return nil }
+        return UInt64(fields[19])
     }
 
     /// `/proc/PID/stat`: the CPU the task last ran on (field 39, "processor", `fields[36]`).

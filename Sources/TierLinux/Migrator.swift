@@ -113,6 +113,17 @@ public struct LibnumaSyscalls: PageMoveSyscalls {
     }
 }
 
+/// One task as its move first saw it: the pid and the start time the kernel gave the task.
+///
+/// The kernel moves pages by pid alone, and a pid freed by a task that exits may be given to the
+/// next task forked, in any group. Checking the start time before every call of a move that runs
+/// for seconds narrows a wrong move to the instant between that check and the call.
+public struct TaskIdentity: Hashable, Sendable {
+    public var pid: Int32
+    public var startTime: UInt64
+    public init(pid: Int32, startTime: UInt64) { self.pid = pid; self.startTime = startTime }
+}
+
 /// What happened to one task of an action.
 public enum TaskResult: Sendable, Equatable, CustomStringConvertible {
     case moved(bytes: UInt64)
@@ -127,6 +138,8 @@ public enum TaskResult: Sendable, Equatable, CustomStringConvertible {
     case exited
     /// The pid now belongs to another cgroup (it moved, or the pid was reused).
     case leftGroup(now: CgroupPath?)
+    /// The group's cpuset, or tierd's own, no longer allows the target part-way: the move stopped there.
+    case cpusetChanged(now: NodeSet, movedBytes: UInt64)
     case mempolicy(Mempolicy)
     case isTierd
     case failed(String)
@@ -141,6 +154,7 @@ public enum TaskResult: Sendable, Equatable, CustomStringConvertible {
         case .nothingToMove: "nothing_to_move"
         case .exited: "exited"
         case .leftGroup: "left_group"
+        case .cpusetChanged: "cpuset_changed"
         case .mempolicy: "mempolicy"
         case .isTierd: "is_tierd"
         case .failed: "failed"
@@ -149,7 +163,7 @@ public enum TaskResult: Sendable, Equatable, CustomStringConvertible {
 
     public var movedBytes: UInt64 {
         switch self {
-        case .moved(let b), .partial(let b, _), .targetsFull(let b): b
+        case .moved(let b), .partial(let b, _), .targetsFull(let b), .cpusetChanged(_, let b): b
         default: 0
         }
     }
@@ -161,8 +175,9 @@ public enum TaskResult: Sendable, Equatable, CustomStringConvertible {
         case .partial(let b, let n): "moved \(formatBytes(b)), \(n) pages stayed"
         case .targetsFull(let b): "moved \(formatBytes(b)), then the target nodes had no room left"
         case .nothingToMove: "nothing on the source nodes"
-        case .exited: "exited before the move"
+        case .exited: "exited before or during the move"
         case .leftGroup(let now): "no longer in the group (now \(now.map { "\($0)" } ?? "outside the cgroup tree tierd sees")): skipped"
+        case .cpusetChanged(let now, let b): "the nodes its cpuset and tierd's allow became \(now) part-way: stopped after moving \(formatBytes(b))"
         case .mempolicy(let policy): "its mempolicy \(policy) excludes the targets: left alone (mempolicy: respect)"
         case .isTierd: "tierd's own process: skipped"
         case .failed(let why): "failed: \(why)"
@@ -268,17 +283,10 @@ public struct TaskMigrator: PageMigrator {
 
     func perform(_ action: MigrationAction, pacer: RoomPacer?, deadline: Deadline? = nil) -> ActionOutcome {
         var outcome = ActionOutcome(action: action, tasks: [])
-        let cpuset: NodeSet
-        do {
-            cpuset = try currentCpuset(action.group)
-        } catch {
-            outcome.dropped = "cgroup \(action.group) vanished before the move"
-            return outcome
-        }
-        let targets = action.to.filter { cpuset.contains($0) }
-        guard let target = targets.first else {
-            outcome.dropped = "cpuset.mems.effective of \(action.group) is now \(cpuset): no target left"
-            return outcome
+        var targets: [Int]
+        switch allowedTargets(action) {
+        case .success(let allowed): targets = allowed
+        case .failure(let why): outcome.dropped = why.description; return outcome
         }
         var remaining = action.bytes
         // A paced promotion's room is still being made: it looks for room batch by batch.
@@ -292,7 +300,15 @@ public struct TaskMigrator: PageMigrator {
         for pid in action.pids {
             // Past the next tick's time, a yielding action stops once it moved something.
             guard remaining > 0, !(deadline?.passed == true && outcome.movedBytes > 0) else { break }
-            let result = moveTask(pid, action, targets: NodeSet(targets), first: target, budget: remaining, pacer: pacer,
+            // A cpuset may change between two tasks: each goes only where it allows now.
+            if pid != action.pids.first {
+                switch allowedTargets(action) {
+                case .success(let allowed): targets = allowed
+                case .failure(let why): outcome.dropped = why.description
+                }
+                if outcome.dropped != nil { break }
+            }
+            let result = moveTask(pid, action, targets: NodeSet(targets), first: targets[0], budget: remaining, pacer: pacer,
                                   deadline: deadline, outcome: &outcome)
             remaining -= min(remaining, result.movedBytes)
             if case .wouldMove(let bytes) = result { remaining -= min(remaining, bytes) }
@@ -300,6 +316,36 @@ public struct TaskMigrator: PageMigrator {
             if case .targetsFull = result { break }
         }
         return outcome
+    }
+
+    /// Why an action or a task's move has no target left.
+    enum NoTarget: Error, CustomStringConvertible {
+        case vanished(CgroupPath)
+        case outsideNodes(CgroupPath, allowed: NodeSet)
+        var description: String {
+            switch self {
+            case .vanished(let group): "cgroup \(group) vanished before the move"
+            case .outsideNodes(let group, let allowed):
+                "cpuset.mems.effective of \(group) and tierd's own cpuset now allow \(allowed): no target left"
+            }
+        }
+    }
+
+    /// The nodes a move into the group may target now: its cpuset.mems.effective and tierd's own.
+    /// With CAP_SYS_NICE in effect (a promotion) migrate_pages(2) does not check a task's cpuset
+    /// itself, so this is the check.
+    func allowedNodes(_ group: CgroupPath) throws(NoTarget) -> NodeSet {
+        let cpuset: NodeSet
+        do { cpuset = try currentCpuset(group) } catch { throw .vanished(group) }
+        return collector.tierdAllowedNodes().map(cpuset.intersection) ?? cpuset
+    }
+
+    /// The action's targets allowed now, in its order of preference.
+    func allowedTargets(_ action: MigrationAction) -> Result<[Int], NoTarget> {
+        let allowed: NodeSet
+        do { allowed = try allowedNodes(action.group) } catch { return .failure(error) }
+        let targets = action.to.filter { allowed.contains($0) }
+        return targets.isEmpty ? .failure(.outsideNodes(action.group, allowed: allowed)) : .success(targets)
     }
 
     func currentCpuset(_ group: CgroupPath) throws(HostFileError) -> NodeSet {
@@ -319,6 +365,36 @@ public struct TaskMigrator: PageMigrator {
         return now == group ? nil : .leftGroup(now: now)
     }
 
+    /// The task the pid names now, by its start time; nil once no task has that pid.
+    func identity(of pid: Int32) -> TaskIdentity? {
+        guard let text = try? files.read(KernelPaths.process(pid) + "/stat"), let started = KernelText.startTime(stat: text) else { return nil }
+        return TaskIdentity(pid: pid, startTime: started)
+    }
+
+    /// Why the next call of a task's move must not be made: its pid names another task now (or
+    /// none), the task left the group, or `target` is no longer a node the move may use.
+    enum Interruption {
+        case taskGone(TaskResult)
+        case outsideNodes(NodeSet)
+    }
+
+    /// Checked before every call that moves pages: a move may run for seconds of calls.
+    func interruption(_ task: TaskIdentity, _ action: MigrationAction, target: Int) -> Interruption? {
+        guard identity(of: task.pid) == task else { return .taskGone(.exited) }
+        if let gone = stillInGroup(task.pid, action.group) { return .taskGone(gone) }
+        let allowed: NodeSet
+        do { allowed = try allowedNodes(action.group) } catch { return .taskGone(.exited) }
+        return allowed.contains(target) ? nil : .outsideNodes(allowed)
+    }
+
+    /// What a task's move that was interrupted after moving `moved` bytes comes to.
+    func stopped(by interruption: Interruption, moved: UInt64, stayed: Int) -> TaskResult {
+        switch interruption {
+        case .taskGone(let why): moved == 0 ? why : .partial(movedBytes: moved, notMovedPages: stayed)
+        case .outsideNodes(let allowed): .cpusetChanged(now: allowed, movedBytes: moved)
+        }
+    }
+
     func moveTask(_ pid: Int32, _ action: MigrationAction, targets: NodeSet, first: Int, budget: UInt64,
                   pacer: RoomPacer?, deadline: Deadline?, outcome: inout ActionOutcome) -> TaskResult {
         if pid == selfPid { return .isTierd }
@@ -335,7 +411,8 @@ public struct TaskMigrator: PageMigrator {
         let sourceBytes = entries.reduce(0) { $0 + $1.bytes(on: action.from) }
         guard sourceBytes > 0 else { return .nothingToMove }
         if dryRun { return .wouldMove(bytes: min(sourceBytes, budget)) }
-        // Re-checked last thing before the call: a pid reused since the snapshot is never moved.
+        // Pinned, then the group checked again: the task found in the group is the one moved, to the last call.
+        guard let task = identity(of: pid) else { return .exited }
         if let gone = stillInGroup(pid, action.group) { return gone }
         let clock = ContinuousClock()
         let started = clock.now
@@ -346,11 +423,11 @@ public struct TaskMigrator: PageMigrator {
         }
         guard action.onTaskCPU, let text = try? files.read(KernelPaths.process(pid) + "/stat"),
               let cpu = KernelText.lastCPU(stat: text) else {
-            return move(pid, action, targets: targets, first: first, budget: budget, sourceBytes: sourceBytes,
+            return move(task, action, targets: targets, first: first, budget: budget, sourceBytes: sourceBytes,
                         pacer: pacer, deadline: deadline, mappings: entries, stayed: stayed, outcome: &outcome)
         }
         let (result, applied) = ThreadPlacement.onCPU(cpu) {
-            move(pid, action, targets: targets, first: first, budget: budget, sourceBytes: sourceBytes,
+            move(task, action, targets: targets, first: first, budget: budget, sourceBytes: sourceBytes,
                  pacer: pacer, deadline: deadline, mappings: entries, stayed: stayed, outcome: &outcome)
         }
         if applied { outcome.movedOnTaskCPU += 1 }
@@ -364,18 +441,20 @@ public struct TaskMigrator: PageMigrator {
     /// for room for all of them, then moving whole. In three of seven lab runs that one
     /// migrate_pages(2) call took 6.6 to 19 s, reporting some 2,700 pages it could not move,
     /// where batches of move_pages(2) never took more than 4.3 s.
-    func move(_ pid: Int32, _ action: MigrationAction, targets: NodeSet, first: Int, budget: UInt64, sourceBytes: UInt64,
+    func move(_ task: TaskIdentity, _ action: MigrationAction, targets: NodeSet, first: Int, budget: UInt64, sourceBytes: UInt64,
               pacer: RoomPacer?, deadline: Deadline?, mappings: [NumaMapsEntry]? = nil, stayed: StayedPages? = nil,
               outcome: inout ActionOutcome) -> TaskResult {
+        let pid = task.pid
         // A page shared with another process (a library, shared memory) may be a protected
         // workload's too: demotion leaves it; promotion brings it along, which harms no one.
         let shared: SharedPages = action.direction == .promote ? .include : .leave
         if pacer != nil || deadline != nil
             || !Self.wholeMoveFits(mappings, sourceBytes: sourceBytes, from: action.from, sharedPages: shared, budget: budget) {
-            let result = movePart(pid, action, targets: targets.sorted, budget: budget, pacer: pacer, deadline: deadline,
+            let result = movePart(task, action, targets: targets.sorted, budget: budget, pacer: pacer, deadline: deadline,
                                   mappings: mappings, stayed: stayed)
             return withBytesLeft(result, pid, action.from, before: sourceBytes)
         }
+        if let stop = interruption(task, action, target: first) { return stopped(by: stop, moved: 0, stayed: 0) }
         switch syscalls.migratePages(pid: pid, from: action.from, to: NodeSet([first]), sharedPages: shared) {
         case .success(let notMoved):
             outcome.wholeMoves += 1
@@ -383,7 +462,7 @@ public struct TaskMigrator: PageMigrator {
             if action.direction == .promote { promoted?.add(moved) }
             // The nearest target may have run out of room: the next ones get the rest page by page.
             if notMoved > 0, targets.count > 1, budget > moved {
-                let rest = movePart(pid, action, targets: targets.sorted, budget: budget - moved, stayed: stayed)
+                let rest = movePart(task, action, targets: targets.sorted, budget: budget - moved, stayed: stayed)
                 return combine(moved: moved, notMovedPages: notMoved, with: rest)
             }
             return notMoved == 0 ? .moved(bytes: moved) : .partial(movedBytes: moved, notMovedPages: notMoved)
@@ -392,7 +471,7 @@ public struct TaskMigrator: PageMigrator {
         case .failure where action.direction == .demote:
             // Lowering CAP_SYS_NICE can fail, or the kernel refuse a whole move (EPERM for a target
             // outside the task's own cpuset): page by page gives the same guarantee.
-            return movePart(pid, action, targets: targets.sorted, budget: budget, stayed: stayed)
+            return movePart(task, action, targets: targets.sorted, budget: budget, stayed: stayed)
         case .failure(let error):
             return failure(error)
         }
@@ -483,11 +562,12 @@ public struct TaskMigrator: PageMigrator {
     /// `mappings`, the task's numa_maps read just before: mappings it shows no page of on the
     /// source nodes are not queried (a promotion of a few MiB of a 400 MiB job spent seconds
     /// querying pages already in DRAM).
-    func movePart(_ pid: Int32, _ action: MigrationAction, targets: [Int], budget: UInt64, pacer: RoomPacer? = nil,
+    func movePart(_ task: TaskIdentity, _ action: MigrationAction, targets: [Int], budget: UInt64, pacer: RoomPacer? = nil,
                   deadline: Deadline? = nil, mappings: [NumaMapsEntry]? = nil, stayed stayedPages: StayedPages? = nil) -> TaskResult {
+        let pid = task.pid
         // Where the next move of this task resumes: the first page this one did not look at, or
         // the start of a chunk whose pages found no room; nil after a whole pass.
-        func resume(at address: UInt64?) { cursors.record(pid: pid, direction: action.direction, stoppedAt: address) }
+        func resume(at address: UInt64?) { cursors.record(task: task, direction: action.direction, stoppedAt: address) }
         let ranges: [Range<UInt64>]
         do {
             var mapped = KernelText.mapRanges(try files.read(KernelPaths.process(pid) + "/maps"))
@@ -497,7 +577,7 @@ public struct TaskMigrator: PageMigrator {
                 // A mapping numa_maps did not list (new since) is still looked at.
                 mapped = mapped.filter { withSourcePages.contains($0.lowerBound) || !known.contains($0.lowerBound) }
             }
-            ranges = MoveCursors.scanOrder(mapped, from: cursors.resumeAddress(pid: pid, direction: action.direction))
+            ranges = MoveCursors.scanOrder(mapped, from: cursors.resumeAddress(task: task, direction: action.direction))
         } catch {
             resume(at: nil)
             return .exited
@@ -554,6 +634,10 @@ public struct TaskMigrator: PageMigrator {
                 }
                 let movedBefore = moved
                 for target in orderedTargets where !candidates.isEmpty {
+                    if let stop = interruption(task, action, target: target) {
+                        resume(at: chunkStart)
+                        return stopped(by: stop, moved: moved, stayed: stayed)
+                    }
                     switch syscalls.movePages(pid: pid, addresses: candidates, to: target, sharedPages: shared) {
                     case .success(let status):
                         var retry = [UInt64]()

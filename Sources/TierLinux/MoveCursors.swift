@@ -8,10 +8,11 @@ import TierCore
 /// would so have every tick query again all the pages the earlier ticks already moved, a cost
 /// that grows with each tick. The cursor is only a hint: the scan goes on past the end of the
 /// address space from its lowest address up to the cursor, so a reused pid or a remapped task
-/// is still moved right.
+/// is still moved right. Keyed by the task's identity, not its pid alone, so that a task never
+/// starts where another one that had its pid stopped.
 public final class MoveCursors: @unchecked Sendable {
     private struct Key: Hashable {
-        var pid: Int32
+        var task: TaskIdentity
         var direction: MigrationAction.Direction
     }
     private let lock = NSLock()
@@ -23,15 +24,15 @@ public final class MoveCursors: @unchecked Sendable {
     public init(capacity: Int = 4096) { self.capacity = capacity }
 
     /// The address the task's last move in this direction stopped at, if any.
-    public func resumeAddress(pid: Int32, direction: MigrationAction.Direction) -> UInt64? {
+    public func resumeAddress(task: TaskIdentity, direction: MigrationAction.Direction) -> UInt64? {
         lock.lock(); defer { lock.unlock() }
-        return cursors[Key(pid: pid, direction: direction)]
+        return cursors[Key(task: task, direction: direction)]
     }
 
     /// Records where a move stopped; nil when it scanned the whole task (the next starts afresh).
-    public func record(pid: Int32, direction: MigrationAction.Direction, stoppedAt address: UInt64?) {
+    public func record(task: TaskIdentity, direction: MigrationAction.Direction, stoppedAt address: UInt64?) {
         lock.lock(); defer { lock.unlock() }
-        let key = Key(pid: pid, direction: direction)
+        let key = Key(task: task, direction: direction)
         guard let address else { cursors[key] = nil; return }
         if cursors[key] == nil && cursors.count >= capacity { cursors.removeAll(keepingCapacity: true) }
         cursors[key] = address

@@ -96,9 +96,12 @@ public final class FixtureTree: @unchecked Sendable {
     }
 
     /// A process: its /proc/PID/cgroup, a numa_maps with one anonymous mapping per node that
-    /// holds pages (and the given policy), and the matching /proc/PID/maps ranges.
-    public func addTask(_ pid: Int32, group: String, pagesPerNode: [Int: UInt64], policy: String = "default") {
+    /// holds pages (and the given policy), the matching /proc/PID/maps ranges, and a stat with
+    /// `startTime` (by default the one it has, or one derived from the pid). A new start time
+    /// makes it another task that was given the same pid.
+    public func addTask(_ pid: Int32, group: String, pagesPerNode: [Int: UInt64], policy: String = "default", startTime: UInt64? = nil) {
         let process = KernelPaths.process(pid)
+        if startTime != nil || read(process + "/stat") == nil { setStat(pid, startTime: startTime ?? 100_000 + UInt64(pid)) }
         write(process + "/cgroup", "0::/\(group)\n")
         var maps: [String] = [], numa: [String] = []
         var address: UInt64 = 0x7f00_0000_0000
@@ -146,8 +149,15 @@ public final class FixtureTree: @unchecked Sendable {
 
     /// Writes the task's /proc/PID/stat from a captured one, with `cpu` as the CPU it last ran on.
     public func setLastCPU(_ pid: Int32, _ cpu: Int) throws {
-        let captured = try String(contentsOfFile: Self.fixtures + "/proc-stat-cpu1.txt", encoding: .utf8)
-        var fields = KernelText.processStat(captured)!.fields.map(String.init)
+        setStat(pid, startTime: read(KernelPaths.process(pid) + "/stat").flatMap(KernelText.startTime) ?? 100_000 + UInt64(pid), cpu: cpu)
+    }
+
+    /// Writes the task's /proc/PID/stat from a captured one, with its start time and last CPU.
+    public func setStat(_ pid: Int32, startTime: UInt64, cpu: Int = 1) {
+        let captured = (try? String(contentsOfFile: Self.fixtures + "/proc-stat-cpu1.txt", encoding: .utf8)) ?? ""
+        var fields = KernelText.processStat(captured)?.fields.map(String.init) ?? []
+        precondition(fields.count > 36, "the captured /proc/PID/stat fixture is missing")
+        fields[19] = String(startTime)
         fields[36] = String(cpu)
         write(KernelPaths.process(pid) + "/stat", "\(pid) (tierload) " + fields.joined(separator: " "))
     }

@@ -259,10 +259,12 @@ struct MigratorTests {
 
     @Test func aTaskWhoseCPUCannotBeReadIsMovedWhereTierdRuns() {
         tree.addTask(700, group: "test.slice/batch", pagesPerNode: [0: 100])
+        // A stat cut short after the start time (field 22): no "processor" field.
+        tree.write("/proc/700/stat", "700 (tierload) S" + String(repeating: " 0", count: 18) + " 100700\n")
         var action = demote([700])
         action.onTaskCPU = true
         let outcome = migrator().execute(action)
-        #expect(outcome.movedBytes == 100 * 4096)
+        #expect(outcome.movedBytes == 100 * 4096, "\(outcome.tasks.map(\.result))")
         #expect(outcome.movedOnTaskCPU == 0)
     }
 
@@ -442,15 +444,18 @@ struct MigratorTests {
 
     @Test func cursorsAreDroppedWhenTooManyTasksPileUp() {
         let cursors = MoveCursors(capacity: 2)
-        cursors.record(pid: 1, direction: .demote, stoppedAt: 0x1000)
-        cursors.record(pid: 2, direction: .demote, stoppedAt: 0x2000)
-        #expect(cursors.resumeAddress(pid: 1, direction: .demote) == 0x1000)
-        #expect(cursors.resumeAddress(pid: 1, direction: .promote) == nil)
-        cursors.record(pid: 3, direction: .demote, stoppedAt: 0x3000)
-        #expect(cursors.resumeAddress(pid: 1, direction: .demote) == nil)
-        #expect(cursors.resumeAddress(pid: 3, direction: .demote) == 0x3000)
-        cursors.record(pid: 3, direction: .demote, stoppedAt: nil)
-        #expect(cursors.resumeAddress(pid: 3, direction: .demote) == nil)
+        func task(_ pid: Int32) -> TaskIdentity { TaskIdentity(pid: pid, startTime: 50) }
+        cursors.record(task: task(1), direction: .demote, stoppedAt: 0x1000)
+        cursors.record(task: task(2), direction: .demote, stoppedAt: 0x2000)
+        #expect(cursors.resumeAddress(task: task(1), direction: .demote) == 0x1000)
+        #expect(cursors.resumeAddress(task: task(1), direction: .promote) == nil)
+        // Another task given the same pid starts afresh.
+        #expect(cursors.resumeAddress(task: TaskIdentity(pid: 1, startTime: 51), direction: .demote) == nil)
+        cursors.record(task: task(3), direction: .demote, stoppedAt: 0x3000)
+        #expect(cursors.resumeAddress(task: task(1), direction: .demote) == nil)
+        #expect(cursors.resumeAddress(task: task(3), direction: .demote) == 0x3000)
+        cursors.record(task: task(3), direction: .demote, stoppedAt: nil)
+        #expect(cursors.resumeAddress(task: task(3), direction: .demote) == nil)
     }
 
     @Test func aTaskThatExitedBeforeItsMoveIsSkipped() {
@@ -507,8 +512,95 @@ struct MigratorTests {
         let callsBefore = syscalls.calls.count
         tree.write("/sys/fs/cgroup/test.slice/batch/cpuset.mems.effective", "0\n")
         outcome = migrator().execute(demote([700]))
-        #expect(outcome.dropped == "cpuset.mems.effective of /test.slice/batch is now 0: no target left")
+        #expect(outcome.dropped == "cpuset.mems.effective of /test.slice/batch and tierd's own cpuset now allow 0: no target left")
         #expect(syscalls.calls.count == callsBefore)
+    }
+
+    /// A pid whose task exits part-way through a move of many chunks and is given to a task of
+    /// another group: before identity was checked per call, every chunk after the reuse moved
+    /// the new task's pages.
+    @Test func aPidReusedByAnotherGroupsTaskMidMoveMovesNothingOfTheNewTask() {
+        tree.addTask(700, group: "test.slice/batch", pagesPerNode: [0: 40_000])
+        var moves = 0
+        syscalls.beforeCall = { [tree] pid in
+            guard pid == 700 else { return }
+            moves += 1
+            // After the first query and move, the pid names a task of another group.
+            if moves == 2 { tree.addTask(700, group: "other.slice/victim", pagesPerNode: [0: 40_000], startTime: 900_000) }
+        }
+        syscalls.pageNode = { _, _ in 0 }
+        let outcome = migrator().execute(demote([700], bytes: 30_000 * 4096, to: [1]))
+        let moveCalls = syscalls.calls.filter { if case .move = $0 { true } else { false } }
+        #expect(moveCalls == [.move(pid: 700, pages: 8192, to: 1)])
+        #expect(outcome.tasks.map(\.result) == [.partial(movedBytes: 8192 * 4096, notMovedPages: 0)])
+    }
+
+    /// The same with the pid reused inside the same group: the cgroup check alone passes, the
+    /// start time does not.
+    @Test func aPidReusedInTheSameGroupMidMoveIsNotMovedEither() {
+        tree.addTask(700, group: "test.slice/batch", pagesPerNode: [0: 40_000])
+        var calls = 0
+        syscalls.beforeCall = { [tree] pid in
+            calls += 1
+            if calls == 2 { tree.addTask(pid, group: "test.slice/batch", pagesPerNode: [0: 40_000], startTime: 900_000) }
+        }
+        let outcome = migrator().execute(demote([700], bytes: 30_000 * 4096, to: [1]))
+        #expect(syscalls.calls.filter { if case .move = $0 { true } else { false } }.count == 1)
+        #expect(outcome.movedBytes == 8192 * 4096)
+    }
+
+    /// A whole move is the one call: a pid reused between the task's inspection and it is not moved.
+    @Test func aPidReusedBeforeAWholeMoveIsNotMoved() {
+        tree.addTask(700, group: "test.slice/batch", pagesPerNode: [1: 100])
+        // Right after the migrator pins the task (its first read of the stat).
+        let reused = TaskMigratorRace(tree: tree, pid: 700, trigger: "stat", rewrite: { tree in
+            tree.setStat(700, startTime: 900_000)
+        })
+        let outcome = reused.run(migrator(), promote([700]))
+        #expect(outcome.tasks.map(\.result) == [.exited])
+        #expect(syscalls.calls.isEmpty)
+    }
+
+    /// The cpuset shrinks part-way through a task's move: no chunk goes to the node it dropped.
+    @Test func aCpusetChangedMidMoveStopsTheMoveBeforeTheNodeItDropped() {
+        tree.addTask(700, group: "test.slice/batch", pagesPerNode: [0: 40_000])
+        var calls = 0
+        syscalls.beforeCall = { [tree] _ in
+            calls += 1
+            if calls == 2 { tree.write("/sys/fs/cgroup/test.slice/batch/cpuset.mems.effective", "0,2\n") }
+        }
+        let outcome = migrator().execute(demote([700], bytes: 30_000 * 4096, to: [1]))
+        #expect(syscalls.calls.filter { if case .move = $0 { true } else { false } } == [.move(pid: 700, pages: 8192, to: 1)])
+        #expect(outcome.tasks.map(\.result) == [.cpusetChanged(now: NodeSet([0, 2]), movedBytes: 8192 * 4096)])
+        #expect(outcome.movedBytes == 8192 * 4096)
+    }
+
+    /// The cpuset changes between two tasks of one action: the second goes only where it allows
+    /// now (before, the targets read for the first task served the whole task set).
+    @Test func eachTaskGoesOnlyWhereTheCpusetAllowsWhenItsTurnComes() {
+        tree.addTask(700, group: "test.slice/batch", pagesPerNode: [0: 100])
+        tree.addTask(701, group: "test.slice/batch", pagesPerNode: [0: 100])
+        syscalls.afterMigrate = { [tree] pid, from, to in
+            tree.relocate(pid, from: from, to: to.first!)
+            if pid == 700 { tree.write("/sys/fs/cgroup/test.slice/batch/cpuset.mems.effective", "0,2\n") }
+        }
+        let outcome = migrator().execute(demote([700, 701]))
+        #expect(syscalls.calls == [.migrate(pid: 700, from: NodeSet([0]), to: NodeSet([1]), sharedPages: .leave),
+                                   .migrate(pid: 701, from: NodeSet([0]), to: NodeSet([2]), sharedPages: .leave)])
+        #expect(outcome.movedBytes == 200 * 4096)
+    }
+
+    /// tierd's own cpuset bounds the targets at execution too: with CAP_SYS_NICE in effect a
+    /// promotion's migrate_pages(2) does not check the task's, and silently ANDs with tierd's.
+    @Test func targetsOutsideTierdsOwnCpusetAreNeverUsed() {
+        tree.addTask(700, group: "test.slice/batch", pagesPerNode: [0: 100])
+        tree.write("/proc/self/status", "Name:\ttierd\nMems_allowed_list:\t0,2\n")
+        let outcome = migrator().execute(demote([700]))
+        #expect(syscalls.calls == [.migrate(pid: 700, from: NodeSet([0]), to: NodeSet([2]), sharedPages: .leave)])
+        #expect(outcome.movedBytes == 100 * 4096)
+        tree.write("/proc/self/status", "Name:\ttierd\nMems_allowed_list:\t0\n")
+        let none = migrator().execute(demote([700]))
+        #expect(none.dropped == "cpuset.mems.effective of /test.slice/batch and tierd's own cpuset now allow 0: no target left")
     }
 
     @Test func aGroupRemovedBeforeItsMoveIsDropped() {
@@ -537,8 +629,10 @@ struct MigratorTests {
 struct TaskMigratorRace {
     let tree: FixtureTree
     let pid: Int32
+    var trigger = "numa_maps"
+    var rewrite: @Sendable (FixtureTree) -> Void = { tree in tree.write("/proc/700/cgroup", "0::/other.slice/new\n") }
     func run(_ migrator: TaskMigrator, _ action: MigrationAction) -> ActionOutcome {
-        let files = SwitchingFiles(inner: RootedHostFiles(root: tree.root), pid: pid, tree: tree)
+        let files = SwitchingFiles(inner: RootedHostFiles(root: tree.root), pid: pid, tree: tree, trigger: trigger, rewrite: rewrite)
         let collector = try! SnapshotCollector(files: files)
         let racing = TaskMigrator(collector: collector, syscalls: migrator.syscalls, dryRun: false, selfPid: 1)
         return racing.execute(action)
@@ -550,11 +644,17 @@ final class SwitchingFiles: HostFiles, @unchecked Sendable {
     let inner: RootedHostFiles
     let pid: Int32
     let tree: FixtureTree
-    init(inner: RootedHostFiles, pid: Int32, tree: FixtureTree) { self.inner = inner; self.pid = pid; self.tree = tree }
+    let trigger: String
+    let rewrite: @Sendable (FixtureTree) -> Void
+    private var fired = false
+    init(inner: RootedHostFiles, pid: Int32, tree: FixtureTree, trigger: String, rewrite: @escaping @Sendable (FixtureTree) -> Void) {
+        self.inner = inner; self.pid = pid; self.tree = tree; self.trigger = trigger; self.rewrite = rewrite
+    }
     var root: String { inner.root }
+    /// Rewrites once, after the first read of the trigger file.
     func read(_ path: String) throws(HostFileError) -> String {
         let text = try inner.read(path)
-        if path == "/proc/\(pid)/numa_maps" { tree.write("/proc/\(pid)/cgroup", "0::/other.slice/new\n") }
+        if !fired && path == "/proc/\(pid)/\(trigger)" { fired = true; rewrite(tree) }
         return text
     }
     func write(_ path: String, _ text: String) throws(HostFileError) { try inner.write(path, text) }
