@@ -297,6 +297,9 @@ public struct TaskMigrator: PageMigrator {
             }
             remaining = min(remaining, room)
         }
+        // Every task is pinned before the first one moves: a pid that names another task by its
+        // turn (the first exited during a long move, its pid reused) is not the task planned on.
+        let pinned = dryRun ? [:] : pin(action.pids)
         for pid in action.pids {
             // Past the next tick's time, a yielding action stops once it moved something.
             guard remaining > 0, !(deadline?.passed == true && outcome.movedBytes > 0) else { break }
@@ -308,8 +311,8 @@ public struct TaskMigrator: PageMigrator {
                 }
                 if outcome.dropped != nil { break }
             }
-            let result = moveTask(pid, action, targets: NodeSet(targets), first: targets[0], budget: remaining, pacer: pacer,
-                                  deadline: deadline, outcome: &outcome)
+            let result = moveTask(pid, pinned: pinned[pid], action, targets: NodeSet(targets), first: targets[0], budget: remaining,
+                                  pacer: pacer, deadline: deadline, outcome: &outcome)
             remaining -= min(remaining, result.movedBytes)
             if case .wouldMove(let bytes) = result { remaining -= min(remaining, bytes) }
             outcome.tasks.append((pid, result))
@@ -366,6 +369,13 @@ public struct TaskMigrator: PageMigrator {
     }
 
     /// The task the pid names now, by its start time; nil once no task has that pid.
+    /// Each pid's identity now; pids with none (exited) are left out.
+    func pin(_ pids: [Int32]) -> [Int32: TaskIdentity] {
+        var pinned: [Int32: TaskIdentity] = [:]
+        for pid in pids { if let task = identity(of: pid) { pinned[pid] = task } }
+        return pinned
+    }
+
     func identity(of pid: Int32) -> TaskIdentity? {
         guard let text = try? files.read(KernelPaths.process(pid) + "/stat"), let started = KernelText.startTime(stat: text) else { return nil }
         return TaskIdentity(pid: pid, startTime: started)
@@ -395,7 +405,8 @@ public struct TaskMigrator: PageMigrator {
         }
     }
 
-    func moveTask(_ pid: Int32, _ action: MigrationAction, targets: NodeSet, first: Int, budget: UInt64,
+    /// `pinned`: the task's identity when the action began (nil: it had exited, or a dry run).
+    func moveTask(_ pid: Int32, pinned: TaskIdentity?, _ action: MigrationAction, targets: NodeSet, first: Int, budget: UInt64,
                   pacer: RoomPacer?, deadline: Deadline?, outcome: inout ActionOutcome) -> TaskResult {
         if pid == selfPid { return .isTierd }
         if let gone = stillInGroup(pid, action.group) { return gone }
@@ -411,8 +422,8 @@ public struct TaskMigrator: PageMigrator {
         let sourceBytes = entries.reduce(0) { $0 + $1.bytes(on: action.from) }
         guard sourceBytes > 0 else { return .nothingToMove }
         if dryRun { return .wouldMove(bytes: min(sourceBytes, budget)) }
-        // Pinned, then the group checked again: the task found in the group is the one moved, to the last call.
-        guard let task = identity(of: pid) else { return .exited }
+        // Still the task pinned, then the group checked again: that task is the one moved, to the last call.
+        guard let task = pinned, identity(of: pid) == task else { return .exited }
         if let gone = stillInGroup(pid, action.group) { return gone }
         let clock = ContinuousClock()
         let started = clock.now

@@ -535,6 +535,19 @@ struct MigratorTests {
         #expect(outcome.tasks.map(\.result) == [.partial(movedBytes: 8192 * 4096, notMovedPages: 0)])
     }
 
+    /// Every task of an action is pinned before the first one moves: a pid whose task exits during
+    /// another task's move and is reused in the same group by its turn is not the task planned on.
+    @Test func aPidReusedInTheGroupBeforeItsTurnIsNotMoved() {
+        tree.addTask(700, group: "test.slice/batch", pagesPerNode: [0: 100])
+        tree.addTask(701, group: "test.slice/batch", pagesPerNode: [0: 100])
+        syscalls.beforeCall = { [tree] pid in
+            if pid == 700 { tree.addTask(701, group: "test.slice/batch", pagesPerNode: [0: 100], startTime: 900_000) }
+        }
+        let outcome = migrator().execute(demote([700, 701]))
+        #expect(syscalls.calls == [.migrate(pid: 700, from: NodeSet([0]), to: NodeSet([1]), sharedPages: .leave)])
+        #expect(outcome.tasks.map(\.result) == [.moved(bytes: 100 * 4096), .exited])
+    }
+
     /// The same with the pid reused inside the same group: the cgroup check alone passes, the
     /// start time does not.
     @Test func aPidReusedInTheSameGroupMidMoveIsNotMovedEither() {
