@@ -65,7 +65,8 @@ enum ByteScanner {
         guard field.count >= 4, field[0] == UInt8(ascii: "N"),
               let eq = field.firstIndex(of: equals),
               let node = uint64(UnsafeBufferPointer(rebasing: field[1..<eq])),
-              let value = uint64(UnsafeBufferPointer(rebasing: field[(eq + 1)...])) else { return nil }
+              let value = uint64(UnsafeBufferPointer(rebasing: field[(eq + 1)...])),
+              node <= UInt64(NodeSet.maxNodeID) else { return nil }
         return (Int(node), value)
     }
 

@@ -1,6 +1,18 @@
 /// Parsers from the text the kernel writes to models. Each comment quotes the text it parses.
 /// Parsers never throw on an unknown line: newer kernels add fields, and tierd must keep working.
 public enum KernelText {
+    /// More bytes than any node or process can hold (52-bit physical addresses, the most x86-64
+    /// and arm64 have): a larger count is not the kernel's and is ignored, so that no sum of
+    /// counts over 1,024 nodes can overflow.
+    public static let maxBytes: UInt64 = 1 << 52
+
+    /// The lines of kernel text, split at each newline byte. Splitting at the Character "\n"
+    /// does not: "\r\n" is one Character, and the names the kernel prints raw (a mapped file, a
+    /// cgroup) may end in "\r", which would swallow the next line.
+    static func lines(_ text: String) -> [Substring] {
+        text.utf8.split(separator: UInt8(ascii: "\n")).map { Substring($0) }
+    }
+
     /// `/sys/fs/cgroup/<group>/memory.pressure` or `/proc/pressure/memory`:
     /// ```
     /// some avg10=4.64 avg60=4.50 avg300=1.22 total=3883755
@@ -47,7 +59,7 @@ public enum KernelText {
             let isAnon = ByteScanner.equals(item, "anon")
             guard isAnon || ByteScanner.equals(item, "file") else { return }
             ByteScanner.forEachField(UnsafeBufferPointer(rebasing: line[5...])) { field in
-                guard let (node, bytes) = ByteScanner.nodeValue(field), node <= NodeSet.maxNodeID else { return }
+                guard let (node, bytes) = ByteScanner.nodeValue(field), bytes <= maxBytes else { return }
                 if isAnon { stat.set(anon: bytes, node: node) } else { stat.set(file: bytes, node: node) }
             }
         }
@@ -88,9 +100,9 @@ public enum KernelText {
     /// - Returns: (total, free) in bytes, or nil if either line is missing.
     public static func nodeMeminfo(_ text: String) -> (total: UInt64, free: UInt64)? {
         var total: UInt64?, free: UInt64?
-        for line in text.split(separator: "\n") {
+        for line in lines(text) {
             let fields = line.split(separator: " ")
-            guard fields.count >= 4, let kib = UInt64(fields[3]) else { continue }
+            guard fields.count >= 4, let kib = UInt64(fields[3]), kib <= maxBytes / 1024 else { continue }
             switch fields[2] {
             case "MemTotal:": total = kib * 1024
             case "MemFree:": free = kib * 1024
@@ -122,7 +134,7 @@ public enum KernelText {
     /// 408 407 0:26 /../../../.. /sys/fs/cgroup rw,relatime - cgroup2 cgroup2 rw
     /// ```
     public static func cgroup2Mounts(mountinfo: String) -> [CgroupMount] {
-        mountinfo.split(separator: "\n").compactMap { line in
+        lines(mountinfo).compactMap { line in
             let fields = line.split(separator: " ")
             guard let dash = fields.firstIndex(of: "-"), dash + 1 < fields.count, fields.count > 4,
                   fields[dash + 1] == "cgroup2" else { return nil }
@@ -149,7 +161,7 @@ public enum KernelText {
 
     /// `/proc/PID/status`, the line "Mems_allowed_list:\t0-2": the nodes that task may use.
     public static func memsAllowed(status: String) -> NodeSet? {
-        for line in status.split(separator: "\n") where line.hasPrefix("Mems_allowed_list:") {
+        for line in lines(status) where line.hasPrefix("Mems_allowed_list:") {
             return NodeSet.parseList(line.dropFirst("Mems_allowed_list:".count))
         }
         return nil
@@ -183,19 +195,21 @@ public enum KernelText {
     /// - Returns: the path as written, relative to the reader's cgroup namespace root
     ///   (``CgroupNamespace`` maps it into the mounted tree).
     public static func cgroupOfProcess(_ text: String) -> String? {
-        for line in text.split(separator: "\n") where line.hasPrefix("0::") {
+        for line in lines(text) where line.hasPrefix("0::") {
             return String(line.dropFirst(3))
         }
         return nil
     }
 
-    /// `cgroup.procs`: one pid per line.
+    /// `cgroup.procs`: one pid per line. The kernel writes 0 for a task outside the reader's pid
+    /// namespace; such a task has no pid tierd could name (and to the page-moving calls, pid 0
+    /// is the caller itself), so it is left out.
     public static func pids(_ text: String) -> [Int32] { ByteScanner.withBytes(text, pids(bytes:)) }
 
     public static func pids(bytes: UnsafeBufferPointer<UInt8>) -> [Int32] {
         var pids: [Int32] = []
         ByteScanner.forEachLine(bytes) { line in
-            if let value = ByteScanner.uint64(line), value <= UInt64(Int32.max) { pids.append(Int32(value)) }
+            if let value = ByteScanner.uint64(line), value > 0, value <= UInt64(Int32.max) { pids.append(Int32(value)) }
         }
         return pids
     }
@@ -206,7 +220,7 @@ public enum KernelText {
     /// 7f1c... default anon=30721 dirty=30721 active=0 N0=30721 kernelpagesize_kB=4
     /// ```
     public static func numaMaps(_ text: String) -> [NumaMapsEntry] {
-        text.split(separator: "\n").compactMap(numaMapsLine)
+        lines(text).compactMap(numaMapsLine)
     }
 
     static func numaMapsLine(_ line: Substring) -> NumaMapsEntry? {
@@ -236,10 +250,12 @@ public enum KernelText {
         var maxMapCount = 1
         for field in afterPolicy.split(separator: " ") {
             if field.hasPrefix("N"), let eq = field.firstIndex(of: "="),
-               let node = Int(field[field.index(after: field.startIndex)..<eq]),
+               let node = Int(field[field.index(after: field.startIndex)..<eq]), node >= 0, node <= NodeSet.maxNodeID,
                let pages = UInt64(field[field.index(after: eq)...]) {
                 pagesPerNode[node] = pages
-            } else if field.hasPrefix("kernelpagesize_kB="), let kib = UInt64(field.dropFirst(18)) {
+            } else if field.hasPrefix("kernelpagesize_kB=") {
+                // A power of two from 4 KiB to 16 GiB (the largest huge page), or not the kernel's line.
+                guard let kib = UInt64(field.dropFirst(18)), kib >= 4, kib <= 16 << 20, kib & (kib - 1) == 0 else { return nil }
                 pageSize = kib * 1024
             } else if field.hasPrefix("anon=") {
                 isAnonymous = true
@@ -249,6 +265,8 @@ public enum KernelText {
                 maxMapCount = count
             }
         }
+        let pages = pagesPerNode.values.reduce(UInt64(0)) { $0 &+ min($1, maxBytes) }
+        guard pages <= maxBytes / pageSize else { return nil }
         return NumaMapsEntry(start: start, policy: policy, pagesPerNode: pagesPerNode,
                              pageSize: pageSize, hasAnonymousPages: isAnonymous, file: file, maxMapCount: maxMapCount)
     }
@@ -256,7 +274,7 @@ public enum KernelText {
     /// `/proc/PID/maps`: "7f1c00000000-7f1c40000000 rw-p 00000000 00:00 0   [heap]".
     /// - Returns: the start and end address of every mapping.
     public static func mapRanges(_ text: String) -> [Range<UInt64>] {
-        text.split(separator: "\n").compactMap { line in
+        lines(text).compactMap { line in
             guard let dash = line.firstIndex(of: "-"), let space = line.firstIndex(of: " "),
                   let lo = UInt64(line[..<dash], radix: 16),
                   let hi = UInt64(line[line.index(after: dash)..<space], radix: 16), lo < hi else { return nil }

@@ -365,8 +365,10 @@ private struct Compiler {
 enum AliasScanner {
     static func firstAnchorOrAlias(in text: String) -> (line: Int, column: Int)? {
         var blockIndent: Int?
-        for (lineIndex, rawLine) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
-            let line = Array(rawLine.unicodeScalars)
+        // Lines end at each "\n" scalar: split at the Character, a file with CRLF endings would be
+        // one line ("\r\n" is one Character), and an anchor starting its second line go unseen.
+        for (lineIndex, rawLine) in text.unicodeScalars.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+            let line = Array(rawLine)
             let indent = line.prefix { $0 == " " }.count
             if let block = blockIndent {
                 if indent > block || line.allSatisfy({ $0 == " " || $0 == "\r" }) { continue }

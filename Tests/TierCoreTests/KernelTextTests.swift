@@ -132,4 +132,39 @@ struct KernelTextTests {
         let configured = Topology.classify(nodes, selection: .explicit(fast: NodeSet([0, 1]), slow: NodeSet([2])))
         #expect(configured.fast == NodeSet([0, 1]) && configured.slow == NodeSet([2]))
     }
+
+    // Found by the fuzz targets (scripts/fuzz.sh): each trapped or misread before its fix.
+
+    /// A task outside the reader's pid namespace is listed as 0 (as in a pod without the host's
+    /// pid namespace); pid 0 to move_pages(2) would mean tierd itself.
+    @Test func cgroupProcsLeavesOutTasksOfOtherPidNamespaces() throws {
+        let captured = try captured("/sys/fs/cgroup/batch.slice/job2/cgroup.procs")
+        #expect(!KernelText.pids(captured).isEmpty)
+        #expect(KernelText.pids("0\n0\n" + captured + "0\n") == KernelText.pids(captured))
+        #expect(KernelText.pids("0\n").isEmpty)
+    }
+
+    @Test func countsNoKernelWritesAreIgnoredNotTrapped() throws {
+        let meminfo = try captured("/sys/devices/system/node/node0/meminfo")
+        let huge = meminfo.replacingOccurrences(of: "MemFree:", with: "MemFree: 99999999999999999 kB\nNode 0 Ignored:")
+        #expect(KernelText.nodeMeminfo(huge) == nil)
+
+        let numaStat = try captured("/sys/fs/cgroup/system.slice/memory.numa_stat")
+        let parsed = KernelText.numaStat(numaStat)
+        #expect(KernelText.numaStat(numaStat + "anon N\(UInt64.max)=1 N3=\(UInt64.max)\n") == parsed)
+
+        let line = "7f1c00000000 default anon=10 N0=10 kernelpagesize_kB=4"
+        #expect(KernelText.numaMaps(line).first?.bytes(on: NodeSet([0])) == 40960)
+        #expect(KernelText.numaMaps("7f1c00000000 default anon=10 N0=10 kernelpagesize_kB=99999999999999999").isEmpty)
+        #expect(KernelText.numaMaps("7f1c00000000 default anon=10 N0=10 kernelpagesize_kB=12").isEmpty)
+        #expect(KernelText.numaMaps("7f1c00000000 default anon=1 N0=\(UInt64.max) kernelpagesize_kB=4").isEmpty)
+        #expect(KernelText.numaMaps("7f1c00000000 default anon=1 N-1=5 N0=1 kernelpagesize_kB=4").first?.pagesPerNode == [0: 1])
+    }
+
+    /// The kernel prints a cgroup's path raw at the end of the line: a name ending in "\r" must
+    /// not swallow the newline after it.
+    @Test func aCgroupNameEndingInCarriageReturnEndsItsLine() {
+        #expect(KernelText.cgroupOfProcess("0::/batch.slice/job\r\n") == "/batch.slice/job\r")
+        #expect(KernelText.cgroupOfProcess("0::/batch.slice/job\r\n0::/other\n") == "/batch.slice/job\r")
+    }
 }

@@ -82,6 +82,8 @@ struct PolicyCompilerTests {
         ("tiers: {fast: [0], slow: [0, 1]}\n", "t.yaml:1:26: tiers.slow: node 0 is listed as both fast and slow"),
         ("workloads:\n  - name: a\n    match: [x]\n    demote: never\n    demote: allowed\n", "t.yaml:4:5: duplicate key 'demote' in this mapping"),
         ("base: &b {demote: never}\n", "t.yaml:1:7: YAML anchors and aliases (& and *) are not allowed in a policy; quote a glob that starts with *"),
+        // CRLF line endings: the anchor starts the second line.
+        ("base:\r\n  &b {demote: never}\r\n", "t.yaml:2:3: YAML anchors and aliases (& and *) are not allowed in a policy; quote a glob that starts with *"),
         ("workloads:\n  - name: a\n    match:\n      - **/batch\n", "t.yaml:4:9: YAML anchors and aliases (& and *) are not allowed in a policy; quote a glob that starts with *"),
         ("workloads: [\n", "t.yaml:2:1: invalid YAML: did not find expected node content"),
         ("", "t.yaml:1:1: the file is empty; a policy needs at least `workloads: []`"),
