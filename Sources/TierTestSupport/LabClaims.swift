@@ -1,0 +1,74 @@
+/// The lab's claims about what it measured, as pure functions over the series it sampled, so
+/// that unit tests can feed each one a series that breaks it. Every claim fails on missing data:
+/// a series too short to judge, a floor never measured, a pair never timed.
+public enum LabClaims {
+    /// A claim's outcome and the evidence the report prints.
+    public struct Verdict: Equatable, Sendable {
+        public let ok: Bool
+        public let detail: String
+        public init(ok: Bool, detail: String) { self.ok = ok; self.detail = detail }
+        static func fail(_ detail: String) -> Verdict { Verdict(ok: false, detail: detail) }
+    }
+
+    /// One placement report: seconds since the scenario's start, and the share asked about.
+    public struct Sample: Equatable, Sendable {
+        public let seconds: Double
+        public let share: Double
+        public init(seconds: Double, share: Double) { self.seconds = seconds; self.share = share }
+    }
+
+    /// Fewer samples than this cannot show a share held, nor bytes that did not grow.
+    public static let minimumSamples = 2
+
+    /// The share reaches `threshold` and stays at or above it at every later sample.
+    /// - Returns: the verdict and when the threshold was first reached.
+    public static func reachesAndHolds(_ samples: [Sample], threshold: Double) -> (Verdict, reachedAt: Double?) {
+        guard samples.count >= minimumSamples else { return (.fail("\(samples.count) placement reports: too few to judge"), nil) }
+        guard let first = samples.firstIndex(where: { $0.share >= threshold }) else {
+            return (.fail(percent("final share", samples.last!.share) + ", never \(percent(threshold))"), nil)
+        }
+        let reached = samples[first].seconds
+        if let drop = samples[first...].first(where: { $0.share < threshold }) {
+            return (.fail(String(format: "reached at %.1f s, then %@ at %.1f s", reached, percent(drop.share), drop.seconds)), reached)
+        }
+        let after = samples.count - first - 1
+        return (Verdict(ok: true, detail: String(format: "after %.1f s, and held at all %d reports after", reached, after)), reached)
+    }
+
+    /// Bytes on a node never grow by more than `allowance` from one sample to the next: one page
+    /// unless the scenario says why it allows more.
+    public static func neverGrows(_ samples: [UInt64], allowance: UInt64 = 4096) -> Verdict {
+        guard samples.count >= minimumSamples else { return .fail("\(samples.count) samples of memory.numa_stat: too few to judge") }
+        let increases = zip(samples.indices, zip(samples, samples.dropFirst())).filter { $0.1.1 > $0.1.0 + allowance }
+        guard let first = increases.first else {
+            return Verdict(ok: true, detail: "\(samples.count) samples of memory.numa_stat, no growth beyond \(allowance) bytes")
+        }
+        return .fail("\(samples.count) samples, \(increases.count) increases beyond \(allowance) bytes; the first at sample \(first.0 + 1): \(first.1.0) -> \(first.1.1) bytes")
+    }
+
+    /// The median of paired ratios meets `goal`, with every pair measured.
+    public static func meetsRatio(_ ratios: [Double], pairs expected: Int, goal: Double) -> Verdict {
+        guard ratios.count == expected, expected > 0 else { return .fail("\(ratios.count) of \(expected) pairs measured") }
+        guard ratios.allSatisfy(\.isFinite) else { return .fail("a ratio that is not a number: \(ratios)") }
+        let median = ratios.sorted()[ratios.count / 2]
+        let listed = ratios.map { String(format: "%.2f", $0) }.joined(separator: " ")
+        return Verdict(ok: median >= goal, detail: String(format: "median of %d paired ratios %.2f against a goal of %.2f (pairs %@)",
+                                                           ratios.count, median, goal, listed))
+    }
+
+    /// The time to a placement goal within `factor` × the floor measured in the same boot, or,
+    /// when almost nothing was left to move (a floor near zero), within `factor` × floor plus
+    /// `ticks` seconds of controller ticks. No time, or no floor, fails.
+    public static func withinFloor(reached: Double?, floor: Double?, factor: Double = 2, ticks: Double = 2) -> Verdict {
+        guard let reached else { return .fail("the goal was never reached") }
+        guard let floor, floor.isFinite, floor >= 0 else { return .fail(String(format: "%.1f s, but no floor was measured", reached)) }
+        let ratio = floor > 0 ? reached / floor : .infinity
+        if ratio <= factor { return Verdict(ok: true, detail: String(format: "%.1f s vs floor %.1f s: ratio %.2f", reached, floor, ratio)) }
+        let allowed = factor * floor + ticks
+        return Verdict(ok: reached <= allowed, detail: String(format: "%.1f s vs floor %.1f s: ratio %.2f; allowed %.1f s (%.0f× floor + %.0f ticks)",
+                                                               reached, floor, ratio, allowed, factor, ticks))
+    }
+
+    static func percent(_ share: Double) -> String { String(format: "%.1f%%", share * 100) }
+    static func percent(_ label: String, _ share: Double) -> String { label + " " + percent(share) }
+}

@@ -1,0 +1,55 @@
+import Testing
+import TierTestSupport
+
+/// The lab's claims reject a series that breaks them once, and missing data, so that a lab pass
+/// means what it says.
+struct LabClaimsTests {
+    func series(_ shares: [Double]) -> [LabClaims.Sample] {
+        shares.enumerated().map { LabClaims.Sample(seconds: Double($0.offset) * 0.5, share: $0.element) }
+    }
+
+    @Test func aShareReachedAndHeldPassesWithItsTime() {
+        let (verdict, reached) = LabClaims.reachesAndHolds(series([0.2, 0.6, 0.99, 0.995, 1.0]), threshold: 0.99)
+        #expect(verdict.ok && reached == 1.0)
+    }
+
+    @Test func oneSampleBelowTheShareAfterReachingItFails() {
+        let (verdict, reached) = LabClaims.reachesAndHolds(series([0.2, 0.99, 1.0, 0.985, 1.0]), threshold: 0.99)
+        #expect(!verdict.ok && reached == 0.5)
+        #expect(verdict.detail.contains("98.5%"))
+    }
+
+    @Test func aShareNeverReachedOrNotSampledFails() {
+        #expect(!LabClaims.reachesAndHolds(series([0.2, 0.98]), threshold: 0.99).0.ok)
+        #expect(!LabClaims.reachesAndHolds(series([1.0]), threshold: 0.99).0.ok)
+        #expect(!LabClaims.reachesAndHolds([], threshold: 0.99).0.ok)
+    }
+
+    @Test func bytesThatNeverGrowBeyondAPagePass() {
+        #expect(LabClaims.neverGrows([900 << 20, 600 << 20, 600 << 20 + 4096, 0, 0]).ok)
+    }
+
+    @Test func oneGrowthBeyondAPageFails() {
+        let verdict = LabClaims.neverGrows([900 << 20, 600 << 20, 600 << 20 + 8192, 0])
+        #expect(!verdict.ok && verdict.detail.contains("1 increases"))
+        #expect(LabClaims.neverGrows([0, 8192], allowance: 8192).ok)
+        #expect(!LabClaims.neverGrows([0]).ok && !LabClaims.neverGrows([]).ok)
+    }
+
+    @Test func aRatioGoalNeedsEveryPairAndItsMedian() {
+        #expect(LabClaims.meetsRatio([1.01, 0.99, 1.02, 0.97, 1.0], pairs: 5, goal: 0.95).ok)
+        #expect(!LabClaims.meetsRatio([1.01, 0.90, 0.93, 0.94, 1.0], pairs: 5, goal: 0.95).ok)
+        #expect(!LabClaims.meetsRatio([1.01, 0.99, 1.02, 0.97], pairs: 5, goal: 0.95).ok)
+        #expect(!LabClaims.meetsRatio([], pairs: 0, goal: 0.95).ok)
+        #expect(!LabClaims.meetsRatio([1.0, .nan, 1.0], pairs: 3, goal: 0.95).ok)
+    }
+
+    @Test func aTimeWithinTheFloorNeedsTheFloor() {
+        #expect(LabClaims.withinFloor(reached: 7, floor: 4).ok)
+        #expect(!LabClaims.withinFloor(reached: 12, floor: 4).ok)
+        #expect(LabClaims.withinFloor(reached: 2.3, floor: 0.2).ok && !LabClaims.withinFloor(reached: 2.5, floor: 0.2).ok)
+        #expect(!LabClaims.withinFloor(reached: 3, floor: nil).ok)
+        #expect(!LabClaims.withinFloor(reached: nil, floor: 4).ok)
+        #expect(!LabClaims.withinFloor(reached: 3, floor: .nan).ok)
+    }
+}
