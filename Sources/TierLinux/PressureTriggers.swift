@@ -21,8 +21,13 @@ public final class PressureTriggerWatcher: Sendable {
     public let events: AsyncStream<PressureEvent>
     private let continuation: AsyncStream<PressureEvent>.Continuation
     private let files: RootedHostFiles
+    /// Each fd has one owner at a time: this state, under its lock, or a `watch` call that took it
+    /// out. Only the owner closes it, so no fd is closed twice (a second close could hit whatever
+    /// file reused the number meanwhile).
     private struct Armed {
         var fds: [CgroupPath: Int32] = [:]
+        /// Bumped whenever `fds` is replaced: a poll that began on older fds has nothing to close.
+        var generation = 0
         /// The trigger every fd in `fds` was armed with (one `watch` arms them all alike).
         var fdsTrigger: String?
         var trigger: String
@@ -73,7 +78,10 @@ public final class PressureTriggerWatcher: Sendable {
     @discardableResult
     public func watch(_ groups: [CgroupPath: String]) -> [CgroupPath: String] {
         var failures: [CgroupPath: String] = [:]
-        let (current, stale, trigger) = armed.withLock { ($0.fds, $0.fdsTrigger != $0.trigger, $0.trigger) }
+        let (current, stale, trigger) = armed.withLock { state in
+            defer { state.fds = [:]; state.generation += 1 }
+            return (state.fds, state.fdsTrigger != state.trigger, state.trigger)
+        }
         var next: [CgroupPath: Int32] = [:]
         for (group, fd) in current {
             if groups[group] != nil && !stale { next[group] = fd } else { close(fd) }
@@ -92,6 +100,7 @@ public final class PressureTriggerWatcher: Sendable {
         armed.withLock { state in
             state.fds = next
             state.fdsTrigger = trigger
+            state.generation += 1
         }
         wake()
         return failures
@@ -113,7 +122,7 @@ public final class PressureTriggerWatcher: Sendable {
 
     private func pollLoop() {
         while true {
-            let (stopped, fds) = armed.withLock { ($0.stopped, $0.fds) }
+            let (stopped, fds, generation) = armed.withLock { ($0.stopped, $0.fds, $0.generation) }
             if stopped { break }
             let groups = Array(fds.keys)
             var pollfds = [pollfd(fd: wakeRead, events: Int16(POLLIN), revents: 0)]
@@ -124,6 +133,9 @@ public final class PressureTriggerWatcher: Sendable {
                 var drain = [UInt8](repeating: 0, count: 64)
                 while read(wakeRead, &drain, drain.count) > 0 {}
             }
+            // Polled fds that a `watch` replaced meanwhile may have been closed and their numbers
+            // reused: what they report is not about these groups. The timer tick covers a lost wake.
+            guard armed.withLock({ $0.generation }) == generation else { continue }
             var gone: [CgroupPath] = []
             for (index, group) in groups.enumerated() {
                 let revents = Int32(pollfds[index + 1].revents)
@@ -132,6 +144,7 @@ public final class PressureTriggerWatcher: Sendable {
             }
             if !gone.isEmpty {
                 armed.withLock { state in
+                    guard state.generation == generation else { return }
                     for group in gone { if let fd = state.fds.removeValue(forKey: group) { close(fd) } }
                 }
             }
