@@ -12,6 +12,7 @@ let package = Package(
         .executable(name: "tierlab", targets: ["tierlab"]),
         .executable(name: "tierload", targets: ["tierload"]),
         .executable(name: "tierbench", targets: ["tierbench"]),
+        .executable(name: "tierfuzz", targets: ["tierfuzz"]),
         .library(name: "TierCore", targets: ["TierCore"]),
     ],
     dependencies: [
@@ -69,6 +70,8 @@ let package = Package(
             dependencies: ["TierService", "TierLinux", "TierCore", "TierTestSupport",
                            .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: strict),
+        // Fuzz targets for every parser of kernel text and for the policy (scripts/fuzz.sh).
+        .executableTarget(name: "tierfuzz", dependencies: ["TierCore"], swiftSettings: strict),
         .testTarget(name: "TierCoreTests", dependencies: ["TierCore", "TierTestSupport", .product(name: "Yams", package: "Yams")],
                     swiftSettings: strict),
         .testTarget(name: "TierLinuxTests", dependencies: ["TierLinux", "TierCore", "TierTestSupport"], swiftSettings: strict),

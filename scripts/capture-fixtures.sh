@@ -32,7 +32,7 @@ free=$(cat $cg/batch.slice/job1/cgroup.procs | head -n 1)
 mkdir -p $cg/batch.slice/tight
 echo 30M > $cg/batch.slice/tight/memory.high
 sh -c "echo \$\$ > $cg/batch.slice/tight/cgroup.procs; exec timeout 5 python3 -c '$alloc' 60" || true
-for f in /proc/self/mountinfo /proc/pressure/memory /proc/meminfo /proc/self/status \
+for f in /proc/self/mountinfo /proc/pressure/memory /proc/meminfo /proc/self/status /proc/zoneinfo \
          /sys/kernel/mm/numa/demotion_enabled /proc/sys/kernel/numa_balancing \
          /sys/devices/system/node/online /sys/devices/system/node/possible \
          /sys/devices/system/node/has_cpu /sys/devices/system/node/has_memory \

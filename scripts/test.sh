@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Every test tierd has, from a fresh machine: provisions (idempotent), builds with warnings as
-# failures, runs the unit tests, a dry-run smoke test of the daemon against a captured kernel
+# failures, runs the unit tests (property tests among them), a short run of every fuzz target on
+# its corpus, a dry-run smoke test of the daemon against a captured kernel
 # tree, systemd-analyze verify and security on the unit, then every end-to-end scenario in the
 # two-tier lab guests.
 set -euo pipefail
@@ -18,6 +19,9 @@ grep -q 'Build complete' "$log" || { echo "test.sh: build failed"; tail -n 40 "$
 
 echo "== unit tests"
 swift test --skip-build
+
+echo "== fuzz: every parser of kernel text and the policy loader, 10 s each (scripts/fuzz.sh)"
+bash scripts/fuzz.sh smoke 10
 
 echo "== tierd --once --dry-run on the captured guest tree"
 .build/debug/tierd --once --dry-run --config config/examples/systemd-slices.yaml --root Tests/Fixtures/guest-3node --log-level warning
