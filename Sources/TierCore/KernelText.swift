@@ -159,6 +159,39 @@ public enum KernelText {
         return String(decoding: out, as: UTF8.self)
     }
 
+    /// `/proc/zoneinfo`: each node's high watermark, the sum of its zones' `high`, in pages.
+    /// ```
+    /// Node 1, zone   Normal
+    ///   pages free     250036
+    ///         min      5574
+    ///         low      6967
+    ///         high     8360
+    /// ```
+    public static func zoneHighWatermarks(_ zoneinfo: String) -> [Int: UInt64] {
+        var pages: [Int: UInt64] = [:]
+        var node: Int?
+        for line in lines(zoneinfo) {
+            if line.hasPrefix("Node ") {
+                let id = line.dropFirst(5).prefix { $0 != "," }
+                node = Int(id).flatMap { $0 >= 0 && $0 <= NodeSet.maxNodeID ? $0 : nil }
+                continue
+            }
+            let fields = line.split(separator: " ")
+            guard let node, fields.count == 2, fields[0] == "high", let high = UInt64(fields[1]), high <= maxBytes / 4096 else { continue }
+            pages[node, default: 0] += high
+        }
+        return pages
+    }
+
+    /// A "Key:   123 kB" line of `/proc/PID/status` (VmRSS, VmHWM), in KiB.
+    public static func statusKiB(_ status: String, key: String) -> UInt64? {
+        for line in lines(status) where line.hasPrefix(key + ":") {
+            let fields = line.split(whereSeparator: { $0 == " " || $0 == "\t" })
+            return fields.count >= 2 ? UInt64(fields[1]) : nil
+        }
+        return nil
+    }
+
     /// `/proc/PID/status`, the line "Mems_allowed_list:\t0-2": the nodes that task may use.
     public static func memsAllowed(status: String) -> NodeSet? {
         for line in lines(status) where line.hasPrefix("Mems_allowed_list:") {

@@ -60,6 +60,10 @@ public enum SkipReason: Sendable, Equatable, CustomStringConvertible {
     /// The last demotion moved nothing with room on the slow nodes (every task refused); the
     /// demand went to the next candidate. Retried once the tasks change, or in `retryIn`.
     case demotionMovedNothing(retryIn: Duration)
+    /// The slow nodes the group may demote to have no free memory above the kernel's high
+    /// watermark left (this tick's earlier demotions counted): nothing is moved into them until
+    /// room appears.
+    case slowNodesFull(nodes: NodeSet, freeBytes: UInt64, highWatermark: UInt64)
 
     /// A short stable name, used as a metrics label.
     public var code: String {
@@ -75,6 +79,7 @@ public enum SkipReason: Sendable, Equatable, CustomStringConvertible {
         case .noRoomInDram: "no_room_in_dram"
         case .stuckOnSlowNodes: "stuck_on_slow_nodes"
         case .demotionMovedNothing: "demotion_moved_nothing"
+        case .slowNodesFull: "slow_nodes_full"
         }
     }
 
@@ -94,6 +99,8 @@ public enum SkipReason: Sendable, Equatable, CustomStringConvertible {
             return "the last try to promote its \(formatBytes(b)) on slow nodes moved nothing: retried when that or its tasks change, or in \(Int(wait.seconds.rounded(.up))) s"
         case .demotionMovedNothing(let wait):
             return "its last demotion moved nothing (every task refused): passed over until its tasks change, or for \(Int(wait.seconds.rounded(.up))) s"
+        case .slowNodesFull(let nodes, let free, let high):
+            return "slow nodes \(nodes) have \(formatBytes(free)) free, none above the kernel's high watermark (\(formatBytes(high))): nothing demoted until room appears"
         }
     }
 }

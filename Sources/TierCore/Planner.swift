@@ -124,6 +124,10 @@ public enum Planner {
 
         // 3. Demote opted-in groups to cover the demand. The part that makes room for the
         // protected pages runs before their promotion; the watermark's extra waits behind it.
+        // No slow node is filled past the kernel's high watermark: below it kswapd reclaims there,
+        // and a move into a full node fails page by page after the kernel tried to make room.
+        var slowRoom: [Int: UInt64] = [:]
+        for id in slow { slowRoom[id] = topology.node(id)?.roomAboveHighWatermark ?? 0 }
         var demoted: UInt64 = 0
         var roomMaking: [MigrationAction] = [], afterPromotion: [MigrationAction] = []
         if demand > 0 {
@@ -165,18 +169,32 @@ public enum Planner {
                     continue
                 }
                 guard fastBytes > rule.dramFloor else { skip(.atDramFloor(fastBytes: fastBytes, floor: rule.dramFloor)); continue }
-                let wanted = min(fastBytes - rule.dramFloor, remaining)
+                let ordered = topology.orderedByDistance(targets)
+                let room = ordered.reduce(0) { $0 + slowRoom[$1, default: 0] }
+                guard room > 0 else {
+                    let nodes = ordered.compactMap { topology.node($0) }
+                    skip(.slowNodesFull(nodes: targets, freeBytes: nodes.reduce(0) { $0 + $1.freeBytes },
+                                        highWatermark: nodes.reduce(0) { $0 + ($1.highWatermark ?? 0) }))
+                    continue
+                }
+                let wanted = min(fastBytes - rule.dramFloor, remaining, room)
                 let budget = allowance(state, workload.name)
                 guard budget > 0 else { skip(.rateLimited(scope: budgetScope(state, workload.name))); plan.summary.deferredBytes += wanted; continue }
                 let bytes = min(wanted, budget)
                 plan.summary.deferredBytes += wanted - bytes
                 spend(&state, workload.name, bytes)
                 demoted += bytes
+                var placing = bytes
+                for node in ordered where placing > 0 {
+                    let taken = min(placing, slowRoom[node, default: 0])
+                    slowRoom[node, default: 0] -= taken
+                    placing -= taken
+                }
                 let stat = own[group.path] ?? NumaStat()
                 let forRoom = min(bytes, promotionShortfall - min(promotionShortfall, demoted - bytes))
                 func demotion(_ bytes: UInt64, _ reason: String) -> MigrationAction {
                     var action = MigrationAction(group: group.path, workload: workload.name, direction: .demote, pids: group.pids,
-                                                 from: NodeSet(fast.filter { stat.bytes(on: $0) > 0 }), to: topology.orderedByDistance(targets),
+                                                 from: NodeSet(fast.filter { stat.bytes(on: $0) > 0 }), to: ordered,
                                                  bytes: bytes, mempolicy: rule.mempolicy, reason: reason)
                     action.onTaskCPU = settings.moveOnTaskCPU
                     return action

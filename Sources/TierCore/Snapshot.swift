@@ -44,12 +44,18 @@ public struct MemoryNode: Sendable, Equatable {
     public var memoryTier: Int?
     /// Distance to every other node (SLIT), by node id.
     public var distances: [Int: Int]
+    /// The kernel's high watermark for the node (its zones' `high` in /proc/zoneinfo), in bytes:
+    /// below it kswapd reclaims there, and a move into the node competes with that. nil: unknown.
+    public var highWatermark: UInt64?
 
     public init(id: Int, hasCPU: Bool, totalBytes: UInt64, freeBytes: UInt64,
-                memoryTier: Int? = nil, distances: [Int: Int] = [:]) {
+                memoryTier: Int? = nil, distances: [Int: Int] = [:], highWatermark: UInt64? = nil) {
         self.id = id; self.hasCPU = hasCPU; self.totalBytes = totalBytes; self.freeBytes = freeBytes
-        self.memoryTier = memoryTier; self.distances = distances
+        self.memoryTier = memoryTier; self.distances = distances; self.highWatermark = highWatermark
     }
+
+    /// Free bytes above the high watermark: what a demotion may fill without making the kernel reclaim.
+    public var roomAboveHighWatermark: UInt64 { freeBytes - min(freeBytes, highWatermark ?? 0) }
 }
 
 /// Which nodes are fast (DRAM) and which slow, and how that was decided.

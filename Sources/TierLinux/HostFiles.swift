@@ -178,10 +178,13 @@ public enum KernelPaths {
     public static let dropCaches = "/proc/sys/vm/drop_caches"
     public static let transparentHugepages = "/sys/kernel/mm/transparent_hugepage/enabled"
     public static let vmstat = "/proc/vmstat"
+    public static let zoneinfo = "/proc/zoneinfo"
     public static let interrupts = "/proc/interrupts"
     public static let cpuTimes = "/proc/stat"
     public static let processRoot = "/proc"
     public static let compactMemory = "/proc/sys/vm/compact_memory"
+    /// The last pid handed out in this pid namespace; writing N makes N+1 the next (the lab's pid reuse).
+    public static let lastPid = "/proc/sys/kernel/ns_last_pid"
 
     public static func node(_ id: Int) -> String { "\(nodeRoot)/node\(id)" }
     public static func process(_ pid: Int32) -> String { "\(processRoot)/\(pid)" }

@@ -96,6 +96,8 @@ public struct SnapshotCollector: Sendable {
                 for node in nodes { tierOf[node] = tier }
             }
         }
+        // One read for every node's watermark; an unreadable file leaves them unknown.
+        let highWatermarkPages = (try? files.read(KernelPaths.zoneinfo)).map(KernelText.zoneHighWatermarks) ?? [:]
         var nodes: [MemoryNode] = []
         let onlineOrder = online.sorted
         for id in online.intersection(withMemory) {
@@ -104,7 +106,8 @@ public struct SnapshotCollector: Sendable {
             var distances: [Int: Int] = [:]
             for (index, distance) in row.enumerated() where index < onlineOrder.count { distances[onlineOrder[index]] = distance }
             nodes.append(MemoryNode(id: id, hasCPU: withCPU.contains(id), totalBytes: memory.total, freeBytes: memory.free,
-                                    memoryTier: tierOf[id], distances: distances))
+                                    memoryTier: tierOf[id], distances: distances,
+                                    highWatermark: highWatermarkPages[id].map { $0 * TaskMigrator.systemPageSize }))
         }
         return Topology.classify(nodes, selection: selection)
     }

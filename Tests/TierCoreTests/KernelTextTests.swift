@@ -133,6 +133,21 @@ struct KernelTextTests {
         #expect(configured.fast == NodeSet([0, 1]) && configured.slow == NodeSet([2]))
     }
 
+    /// The zones' `high` per node, not the per-CPU pagesets' "high:" lines beneath them.
+    @Test func highWatermarksFromRealZoneinfo() throws {
+        let watermarks = KernelText.zoneHighWatermarks(try captured("/proc/zoneinfo"))
+        #expect(watermarks == [0: 14 + 1092 + 0 + 32, 1: 1021, 2: 1140])
+        #expect(KernelText.zoneHighWatermarks("garbage\n        high 5\n").isEmpty)
+    }
+
+    @Test func processStatusSizesInKiB() throws {
+        let status = try captured("/proc/self/status")
+        let rss = try #require(KernelText.statusKiB(status, key: "VmRSS"))
+        let peak = try #require(KernelText.statusKiB(status, key: "VmHWM"))
+        #expect(rss > 0 && peak >= rss)
+        #expect(KernelText.statusKiB(status, key: "VmNone") == nil)
+    }
+
     // Found by the fuzz targets (scripts/fuzz.sh): each trapped or misread before its fix.
 
     /// A task outside the reader's pid namespace is listed as 0 (as in a pod without the host's

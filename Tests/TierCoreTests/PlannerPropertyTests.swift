@@ -154,7 +154,8 @@ struct GeneratedHost {
             let free = random.chance(0.15) ? 0 : UInt64.random(in: 0...total, using: &random)
             var distances: [Int: Int] = [:]
             for other in 0..<nodeCount { distances[other] = other == id ? 10 : Int.random(in: 12...40, using: &random) }
-            nodes.append(MemoryNode(id: id, hasCPU: fast, totalBytes: total, freeBytes: free, distances: distances))
+            let high = random.chance(0.2) ? nil : UInt64.random(in: 0...(total / 8), using: &random) / 4096 * 4096
+            nodes.append(MemoryNode(id: id, hasCPU: fast, totalBytes: total, freeBytes: free, distances: distances, highWatermark: high))
         }
         let topology = Topology.classify(nodes, selection: .auto)
         let all = Array(0..<nodeCount)
@@ -297,6 +298,12 @@ struct PlanInvariants {
         }
         let demoted = demotedPerGroup.values.reduce(0, +)
         if demoted > plan.summary.demotionDemand { fail("demotes \(demoted), more than the demand \(plan.summary.demotionDemand)") }
+        // No slow node is filled past the kernel's high watermark, counting the tick's demotions together.
+        let room = { (nodes: [Int]) in nodes.reduce(UInt64(0)) { $0 + (snapshot.topology.node($1)?.roomAboveHighWatermark ?? 0) } }
+        if demoted > room(slow.sorted) { fail("demotes \(demoted) into \(room(slow.sorted)) of room above the slow nodes' high watermarks") }
+        for action in plan.actions where action.direction == .demote && action.bytes > room(action.to) {
+            fail("\(action.group): demotes \(action.bytes) into \(room(action.to)) of room on nodes \(action.to)")
+        }
 
         // Promotion never plans more than DRAM has room for: what is free above half the low
         // watermark, plus what this tick's room-making demotions free.

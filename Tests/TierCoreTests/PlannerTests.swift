@@ -397,4 +397,43 @@ struct PlannerTests {
         #expect(plan.actions.allSatisfy { $0.group != CgroupPath("test.slice/batch/keep") })
         #expect(action.bytes <= 50 * Self.mib)
     }
+
+    /// The kernel's high watermark of each slow node, from the captured /proc/zoneinfo.
+    func slowHighWatermarks() throws -> (UInt64, UInt64) {
+        let topology = try SnapshotCollector(files: RootedHostFiles(root: tree.root)).topology(selection: .auto)
+        return (try #require(topology.node(1)?.highWatermark), try #require(topology.node(2)?.highWatermark))
+    }
+
+    /// Tried in the lab before: tierd filled a 256 MiB slow node to 11 MiB free and re-planned the
+    /// same move into it every tick. A node at its high watermark takes nothing, and says why.
+    @Test func slowNodesAtTheirHighWatermarkAreNotDemotedInto() throws {
+        let (high1, high2) = try slowHighWatermarks()
+        #expect(high1 > 0 && high2 > 0)
+        tree.setNode(1, freeBytes: high1)
+        tree.setNode(2, freeBytes: high2 - 4096)
+        dram(free: 50)
+        tree.addGroup("test.slice/batch", pids: [500], anon: [0: 600 * Self.mib])
+        let (plan, _) = try plan()
+        #expect(plan.summary.demotionDemand > 0)
+        #expect(plan.actions.isEmpty)
+        let skip = try #require(plan.skips.first { $0.group == CgroupPath("test.slice/batch") })
+        #expect(skip.reason.code == "slow_nodes_full")
+        #expect(skip.reason.description.contains("high watermark"))
+    }
+
+    /// Room above the watermark is shared out across the tick's demotions, nearest node first.
+    @Test func demotionsFillSlowNodesOnlyUpToTheirHighWatermark() throws {
+        let (high1, high2) = try slowHighWatermarks()
+        tree.setNode(1, freeBytes: high1 + 10 * Self.mib)
+        tree.setNode(2, freeBytes: high2 + 6 * Self.mib)
+        dram(free: 50)
+        tree.addGroup("test.slice/batch", pids: [500], anon: [0: 8 * Self.mib])
+        tree.addGroup("test.slice/early", pids: [501], anon: [0: 600 * Self.mib])
+        let (plan, _) = try plan()
+        // `early` (priority 5) goes first and takes all the room; `batch` finds none left.
+        let demoted = plan.actions.filter { $0.direction == .demote }
+        #expect(demoted.map(\.group) == [CgroupPath("test.slice/early")])
+        #expect(demoted.first?.bytes == 16 * Self.mib && demoted.first?.to == [1, 2])
+        #expect(plan.skips.contains { $0.group == CgroupPath("test.slice/batch") && $0.reason.code == "slow_nodes_full" })
+    }
 }
