@@ -8,12 +8,19 @@ import TierTestSupport
 import Glibc
 #endif
 
-/// Times one collect+plan cycle over fixture trees of many cgroups on a tmpfs, beside the floor
-/// measured in the same run: a plain loop that only opens and reads the same per-group files.
+/// tierd's costs on fixture trees of many cgroups: one control cycle against a floor measured in
+/// the same run (`cycle`), and the running daemon's CPU time and memory over minutes (`idle`).
 @main
 struct TierBench: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "tierbench", abstract: "Benchmark tierd's collect+plan cycle against a plain read-the-files floor.")
+        commandName: "tierbench", abstract: "Benchmark what tierd costs the host.",
+        subcommands: [Cycle.self, Idle.self], defaultSubcommand: Cycle.self)
+}
+
+/// Times one collect+plan cycle over fixture trees of many cgroups on a tmpfs, beside the floor
+/// measured in the same run: a plain loop that only opens and reads the same per-group files.
+struct Cycle: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "One collect+plan cycle against a plain read-the-files floor.")
 
     @Option(help: "Group counts to measure (comma-separated).") var groups: String = "100,1000,10000"
     @Option(help: "Tasks per group.") var tasks: Int = 10
@@ -68,9 +75,11 @@ struct TierBench: ParsableCommand {
         }
     }
 
+    func build(_ tree: FixtureTree, groups: Int) { Self.build(tree, groups: groups, tasks: tasks) }
+
     /// One group per cgroup, `tasks` pids each, every file in the kernel's format, and a
     /// /proc/PID tree per task so that any numa_maps read would be real (and counted).
-    func build(_ tree: FixtureTree, groups: Int) {
+    static func build(_ tree: FixtureTree, groups: Int, tasks: Int) {
         tree.setNode(0, freeBytes: 40 << 20)
         tree.addGroup("bench.slice", anon: [0: 1 << 30])
         for g in 0..<groups {
