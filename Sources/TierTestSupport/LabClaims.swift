@@ -62,7 +62,10 @@ public enum LabClaims {
     public static func withinFloor(reached: Double?, floor: Double?, factor: Double = 2, ticks: Double = 2) -> Verdict {
         guard let reached else { return .fail("the goal was never reached") }
         guard let floor, floor.isFinite, floor >= 0 else { return .fail(String(format: "%.1f s, but no floor was measured", reached)) }
-        let ratio = floor > 0 ? reached / floor : .infinity
+        guard floor > 0 else {
+            return Verdict(ok: reached <= ticks, detail: String(format: "%.1f s with nothing left to move (allowed: %.0f ticks)", reached, ticks))
+        }
+        let ratio = reached / floor
         if ratio <= factor { return Verdict(ok: true, detail: String(format: "%.1f s vs floor %.1f s: ratio %.2f", reached, floor, ratio)) }
         let allowed = factor * floor + ticks
         return Verdict(ok: reached <= allowed, detail: String(format: "%.1f s vs floor %.1f s: ratio %.2f; allowed %.1f s (%.0f× floor + %.0f ticks)",

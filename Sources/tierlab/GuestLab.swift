@@ -239,6 +239,17 @@ final class GuestLab {
         return (stat.pagesDemotedByKernel, stat.pagesPromotedByKernel)
     }
 
+    func dramTotalBytes() -> UInt64 {
+        (try? files.read(KernelPaths.node(0) + "/meminfo")).flatMap(KernelText.nodeMeminfo)?.total ?? 0
+    }
+
+    /// The kernel's tiering settings as text, to show tierd left them as it found them.
+    func tieringSettings() -> String {
+        [KernelPaths.demotionEnabled, KernelPaths.numaBalancing].map { path in
+            "\(path)=" + ((try? files.read(path))?.trimmingCharacters(in: .whitespacesAndNewlines) ?? "?")
+        }.joined(separator: " ")
+    }
+
     func dramFreeBytes() -> UInt64 {
         (try? files.read(KernelPaths.node(0) + "/meminfo")).flatMap(KernelText.nodeMeminfo)?.free ?? 0
     }

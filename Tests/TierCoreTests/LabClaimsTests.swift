@@ -51,5 +51,6 @@ struct LabClaimsTests {
         #expect(!LabClaims.withinFloor(reached: 3, floor: nil).ok)
         #expect(!LabClaims.withinFloor(reached: nil, floor: 4).ok)
         #expect(!LabClaims.withinFloor(reached: 3, floor: .nan).ok)
+        #expect(LabClaims.withinFloor(reached: 1.5, floor: 0).ok && !LabClaims.withinFloor(reached: 2.5, floor: 0).ok)
     }
 }
