@@ -159,16 +159,31 @@ public enum KernelText {
         return String(decoding: out, as: UTF8.self)
     }
 
-    /// `/proc/zoneinfo`: each node's high watermark, the sum of its zones' `high`, in pages.
+    /// One node's reserve as `/proc/zoneinfo` gives it, in pages.
+    public struct NodeWatermark: Equatable, Sendable {
+        /// The sum of its zones' `high` watermarks.
+        public var high: UInt64 = 0
+        /// The sum of its zones' per-CPU page lists' `high:` (their most): free pages on those
+        /// lists are not in MemFree, so a move into the node can lower MemFree by up to this more
+        /// than it uses.
+        public var perCPUListsHigh: UInt64 = 0
+        public init(high: UInt64 = 0, perCPUListsHigh: UInt64 = 0) { self.high = high; self.perCPUListsHigh = perCPUListsHigh }
+    }
+
+    /// `/proc/zoneinfo`: each node's zones' `high` and their per-CPU lists' `high:`, in pages.
     /// ```
-    /// Node 1, zone   Normal
-    ///   pages free     250036
-    ///         min      5574
-    ///         low      6967
-    ///         high     8360
+    /// Node 1, zone    DMA32
+    ///   pages free     211755
+    ///         min      531
+    ///         low      760
+    ///         high     989
+    ///   pagesets
+    ///     cpu: 0
+    ///               count: 380
+    ///               high:  380
     /// ```
-    public static func zoneHighWatermarks(_ zoneinfo: String) -> [Int: UInt64] {
-        var pages: [Int: UInt64] = [:]
+    public static func zoneWatermarks(_ zoneinfo: String) -> [Int: NodeWatermark] {
+        var marks: [Int: NodeWatermark] = [:]
         var node: Int?
         for line in lines(zoneinfo) {
             if line.hasPrefix("Node ") {
@@ -177,10 +192,11 @@ public enum KernelText {
                 continue
             }
             let fields = line.split(separator: " ")
-            guard let node, fields.count == 2, fields[0] == "high", let high = UInt64(fields[1]), high <= maxBytes / 4096 else { continue }
-            pages[node, default: 0] += high
+            guard let node, fields.count == 2, let pages = UInt64(fields[1]), pages <= maxBytes / 4096 else { continue }
+            if fields[0] == "high" { marks[node, default: NodeWatermark()].high += pages }
+            else if fields[0] == "high:" { marks[node, default: NodeWatermark()].perCPUListsHigh += pages }
         }
-        return pages
+        return marks
     }
 
     /// A "Key:   123 kB" line of `/proc/PID/status` (VmRSS, VmHWM), in KiB.

@@ -100,7 +100,7 @@ public enum SkipReason: Sendable, Equatable, CustomStringConvertible {
         case .demotionMovedNothing(let wait):
             return "its last demotion moved nothing (every task refused): passed over until its tasks change, or for \(Int(wait.seconds.rounded(.up))) s"
         case .slowNodesFull(let nodes, let free, let high):
-            return "slow nodes \(nodes) have \(formatBytes(free)) free, none above the kernel's high watermark (\(formatBytes(high))): nothing demoted until room appears"
+            return "slow nodes \(nodes) have \(formatBytes(free)) free, none above the kernel's high watermark and per-CPU lists (\(formatBytes(high))): nothing demoted until room appears"
         }
     }
 }

@@ -174,7 +174,7 @@ public enum Planner {
                 guard room > 0 else {
                     let nodes = ordered.compactMap { topology.node($0) }
                     skip(.slowNodesFull(nodes: targets, freeBytes: nodes.reduce(0) { $0 + $1.freeBytes },
-                                        highWatermark: nodes.reduce(0) { $0 + ($1.highWatermark ?? 0) }))
+                                        highWatermark: nodes.reduce(0) { $0 + $1.reserve }))
                     continue
                 }
                 let wanted = min(fastBytes - rule.dramFloor, remaining, room)

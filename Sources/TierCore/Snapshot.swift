@@ -47,15 +47,22 @@ public struct MemoryNode: Sendable, Equatable {
     /// The kernel's high watermark for the node (its zones' `high` in /proc/zoneinfo), in bytes:
     /// below it kswapd reclaims there, and a move into the node competes with that. nil: unknown.
     public var highWatermark: UInt64?
+    /// The most its per-CPU page lists hold, in bytes: free, but not in MemFree. A move into the
+    /// node refills them from the free pages, so MemFree can fall by this much more than the move.
+    public var perCPUListsHigh: UInt64
 
     public init(id: Int, hasCPU: Bool, totalBytes: UInt64, freeBytes: UInt64,
-                memoryTier: Int? = nil, distances: [Int: Int] = [:], highWatermark: UInt64? = nil) {
+                memoryTier: Int? = nil, distances: [Int: Int] = [:], highWatermark: UInt64? = nil, perCPUListsHigh: UInt64 = 0) {
         self.id = id; self.hasCPU = hasCPU; self.totalBytes = totalBytes; self.freeBytes = freeBytes
         self.memoryTier = memoryTier; self.distances = distances; self.highWatermark = highWatermark
+        self.perCPUListsHigh = perCPUListsHigh
     }
 
-    /// Free bytes above the high watermark: what a demotion may fill without making the kernel reclaim.
-    public var roomAboveHighWatermark: UInt64 { freeBytes - min(freeBytes, highWatermark ?? 0) }
+    /// What must stay free for the node to stay above its high watermark as the kernel counts it.
+    public var reserve: UInt64 { (highWatermark ?? 0) + perCPUListsHigh }
+
+    /// Free bytes above the reserve: what a demotion may fill without making the kernel reclaim.
+    public var roomAboveHighWatermark: UInt64 { freeBytes - min(freeBytes, reserve) }
 }
 
 /// Which nodes are fast (DRAM) and which slow, and how that was decided.

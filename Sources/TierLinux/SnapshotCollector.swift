@@ -97,7 +97,8 @@ public struct SnapshotCollector: Sendable {
             }
         }
         // One read for every node's watermark; an unreadable file leaves them unknown.
-        let highWatermarkPages = (try? files.read(KernelPaths.zoneinfo)).map(KernelText.zoneHighWatermarks) ?? [:]
+        let watermarks = (try? files.read(KernelPaths.zoneinfo)).map(KernelText.zoneWatermarks) ?? [:]
+        let page = TaskMigrator.systemPageSize
         var nodes: [MemoryNode] = []
         let onlineOrder = online.sorted
         for id in online.intersection(withMemory) {
@@ -107,7 +108,8 @@ public struct SnapshotCollector: Sendable {
             for (index, distance) in row.enumerated() where index < onlineOrder.count { distances[onlineOrder[index]] = distance }
             nodes.append(MemoryNode(id: id, hasCPU: withCPU.contains(id), totalBytes: memory.total, freeBytes: memory.free,
                                     memoryTier: tierOf[id], distances: distances,
-                                    highWatermark: highWatermarkPages[id].map { $0 * TaskMigrator.systemPageSize }))
+                                    highWatermark: watermarks[id].map { $0.high * page },
+                                    perCPUListsHigh: (watermarks[id]?.perCPUListsHigh ?? 0) * page))
         }
         return Topology.classify(nodes, selection: selection)
     }

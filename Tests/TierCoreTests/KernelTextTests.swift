@@ -133,11 +133,13 @@ struct KernelTextTests {
         #expect(configured.fast == NodeSet([0, 1]) && configured.slow == NodeSet([2]))
     }
 
-    /// The zones' `high` per node, not the per-CPU pagesets' "high:" lines beneath them.
-    @Test func highWatermarksFromRealZoneinfo() throws {
-        let watermarks = KernelText.zoneHighWatermarks(try captured("/proc/zoneinfo"))
-        #expect(watermarks == [0: 14 + 1092 + 0 + 32, 1: 1021, 2: 1140])
-        #expect(KernelText.zoneHighWatermarks("garbage\n        high 5\n").isEmpty)
+    /// The zones' `high` per node, and apart from it their per-CPU lists' "high:" lines.
+    @Test func watermarksFromRealZoneinfo() throws {
+        let marks = KernelText.zoneWatermarks(try captured("/proc/zoneinfo"))
+        #expect(marks.mapValues(\.high) == [0: 14 + 1092 + 0 + 32, 1: 1021, 2: 1140])
+        #expect(marks[1]?.perCPUListsHigh == 380 + 2218)
+        #expect(marks.values.allSatisfy { $0.perCPUListsHigh > 0 })
+        #expect(KernelText.zoneWatermarks("garbage\n        high 5\n").isEmpty)
     }
 
     @Test func processStatusSizesInKiB() throws {

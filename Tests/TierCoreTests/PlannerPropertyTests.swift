@@ -155,7 +155,9 @@ struct GeneratedHost {
             var distances: [Int: Int] = [:]
             for other in 0..<nodeCount { distances[other] = other == id ? 10 : Int.random(in: 12...40, using: &random) }
             let high = random.chance(0.2) ? nil : UInt64.random(in: 0...(total / 8), using: &random) / 4096 * 4096
-            nodes.append(MemoryNode(id: id, hasCPU: fast, totalBytes: total, freeBytes: free, distances: distances, highWatermark: high))
+            let perCPU = UInt64.random(in: 0...(total / 64), using: &random) / 4096 * 4096
+            nodes.append(MemoryNode(id: id, hasCPU: fast, totalBytes: total, freeBytes: free, distances: distances,
+                                    highWatermark: high, perCPUListsHigh: perCPU))
         }
         let topology = Topology.classify(nodes, selection: .auto)
         let all = Array(0..<nodeCount)

@@ -398,10 +398,12 @@ struct PlannerTests {
         #expect(action.bytes <= 50 * Self.mib)
     }
 
-    /// The kernel's high watermark of each slow node, from the captured /proc/zoneinfo.
+    /// What each slow node keeps free (its high watermark and per-CPU lists), from the captured /proc/zoneinfo.
     func slowHighWatermarks() throws -> (UInt64, UInt64) {
         let topology = try SnapshotCollector(files: RootedHostFiles(root: tree.root)).topology(selection: .auto)
-        return (try #require(topology.node(1)?.highWatermark), try #require(topology.node(2)?.highWatermark))
+        let (one, two) = (try #require(topology.node(1)), try #require(topology.node(2)))
+        #expect(one.highWatermark != nil && one.perCPUListsHigh > 0 && one.reserve == one.highWatermark! + one.perCPUListsHigh)
+        return (one.reserve, two.reserve)
     }
 
     /// Tried in the lab before: tierd filled a 256 MiB slow node to 11 MiB free and re-planned the
