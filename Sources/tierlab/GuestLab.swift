@@ -67,6 +67,17 @@ struct TierdRun {
         return answer.body
     }
 
+    /// The sum of a `/metrics` family's series whose labels contain `label` (say `reason="x"`); nil if no answer.
+    func metric(_ family: String, label: String = "") -> Double? {
+        guard let body = get("/metrics") else { return nil }
+        var total = 0.0
+        for line in String(decoding: body, as: UTF8.self).split(separator: "\n") where line.hasPrefix(family) && line.contains(label) {
+            let parts = line.split(separator: " ")
+            if parts.count == 2, let value = Double(parts[1]) { total += value }
+        }
+        return total
+    }
+
     /// The bytes moved per direction as `/metrics` counts them, and the ticks they cover.
     func metricsMoved() -> (ticks: Int, demote: UInt64, promote: UInt64)? {
         guard let body = get("/metrics") else { return nil }
@@ -239,6 +250,13 @@ final class GuestLab {
         return (stat.pagesDemotedByKernel, stat.pagesPromotedByKernel)
     }
 
+    /// Free bytes on `node` above the kernel's high watermark for it (negative: below it).
+    func roomAboveHighWatermark(node: Int) -> Int64 {
+        let free = (try? files.read(KernelPaths.node(node) + "/meminfo")).flatMap(KernelText.nodeMeminfo)?.free ?? 0
+        let high = (try? files.read(KernelPaths.zoneinfo)).map(KernelText.zoneWatermarks)?[node]?.high ?? 0
+        return Int64(free) - Int64(high * UInt64(sysconf(Int32(_SC_PAGESIZE))))
+    }
+
     func dramTotalBytes() -> UInt64 {
         (try? files.read(KernelPaths.node(0) + "/meminfo")).flatMap(KernelText.nodeMeminfo)?.total ?? 0
     }
@@ -347,9 +365,10 @@ final class GuestLab {
     /// tierd's cgroup when launched `.pod`.
     var podGroup: String { "\(labSlice)/kubepods-podtierd.slice/cri-containerd-tierd.scope" }
 
-    func startTierd(_ name: String, policy: String, cpu: Int? = nil, launch: TierdLaunch = .host) -> TierdRun {
+    /// - Parameter journalDirectory: where the journal goes (default: the lab's output directory).
+    func startTierd(_ name: String, policy: String, cpu: Int? = nil, launch: TierdLaunch = .host, journalDirectory: String? = nil) -> TierdRun {
         let policyPath = out + "/\(name).yaml"
-        let journal = out + "/\(name).journal.jsonl"
+        let journal = (journalDirectory ?? out) + "/\(name).journal.jsonl"
         try? policy.write(toFile: policyPath, atomically: true, encoding: .utf8)
         try? FileManager.default.removeItem(atPath: journal)
         let pin = cpu.map { ["taskset", "-c", String($0)] } ?? []

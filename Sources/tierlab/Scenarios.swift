@@ -30,6 +30,7 @@ enum Scenarios {
         case "cpuset": return cpuset(lab)
         case "faults-mid-move": return faultsMidMove(lab)
         case "killed-mid-demotion": return killedMidDemotion(lab)
+        case "slow-tier-full": return slowTierFull(lab)
         default:
             return probe(name, in: lab)
                 ?? ScenarioResult(scenario: name, checks: [Check(name: "known scenario", ok: false, detail: "no scenario named \(name)")])
@@ -709,10 +710,12 @@ enum Scenarios {
               - {name: moving, match: ["\(moving)"], demote: allowed, rate_limit: 12MiB/s}
               - {name: doomed, match: ["\(doomed)"], demote: allowed, rate_limit: 12MiB/s}
             """)
-        let big = lab.load("faults-moving", group: moving, mib: 300, hotMiB: 0)
-        let killed = lab.load("faults-killed", group: moving, mib: 100, hotMiB: 0)
+        // The first task listed is the one tierd moves first: it is the one killed mid-move.
+        let killed = lab.load("faults-killed", group: moving, mib: 300, hotMiB: 0)
+        _ = lab.waitFor(seconds: 60) { killed.allocatedAt() != nil }
+        let stays = lab.load("faults-stays", group: moving, mib: 100, hotMiB: 0)
         let gone = lab.load("faults-doomed", group: doomed, mib: 100, hotMiB: 0)
-        guard lab.waitFor(seconds: 120, { big.allocatedAt() != nil && killed.allocatedAt() != nil && gone.allocatedAt() != nil }) else {
+        guard lab.waitFor(seconds: 120, { killed.allocatedAt() != nil && stays.allocatedAt() != nil && gone.allocatedAt() != nil }) else {
             result.checks.append(Check(name: "jobs allocated", ok: false, detail: lab.describe([moving, doomed])))
             return result
         }
@@ -725,6 +728,7 @@ enum Scenarios {
         // 1. The cpuset loses node 1; the kernel moves what was there to the nodes left.
         lab.setFile(lab.cgroupDir(moving) + "/cpuset.mems", "0,2")
         let movedBeforeChange = tierd.movedBytes(group: moving, direction: "demote")
+        let ticksAtFaults = tierd.metricsMoved()?.ticks ?? Int.max
         // 2. A task of the group is killed, its pid given to a new task of an unmanaged group.
         let reusedPid = killed.pid
         let movesOfThePid = { tierd.auditRecords().filter { ($0["pid"] as? Int) == Int(reusedPid) && ($0["moved"] as? Int ?? 0) > 0 }.count }
@@ -754,12 +758,15 @@ enum Scenarios {
                                        + "; \(tierd.taskResults("cpuset_changed")) task moves stopped as cpuset_changed"))
         let victimHeld = LabClaims.neverGrows(victimSlow)
         // Its own allocation may have spilled (DRAM is full): what counts is that nothing moves after.
-        result.checks.append(Check(name: "the task given the killed task's pid is never moved", ok: taker != nil && victimHeld.ok && movesAfterKill == 0,
+        result.checks.append(Check(name: "the task given the killed task's pid is never moved", ok: taker != nil && victimHeld.ok && movesAfterKill == 0
+                                   && movesBeforeKill > 0,
                                    detail: (taker.map { "pid \($0) taken by a task of \(victim); " } ?? "the pid could not be reused; ")
                                        + "\(movesBeforeKill) moves of that pid before the kill, \(movesAfterKill) after; victim's slow-node bytes: " + victimHeld.detail))
-        result.checks.append(Check(name: "tierd stays up through the faults and goes on demoting", ok: tierd.process.isRunning && afterChange > 0,
-                                   detail: String(format: "%.0f MiB demoted from the group after the faults; %d tasks counted exited, %d left their group",
-                                                  Double(afterChange) / mib, tierd.taskResults("exited"), tierd.taskResults("left_group"))))
+        // The killed task's DRAM comes free, so the demand may end: what must go on is the loop.
+        let ticksAfter = (tierd.metricsMoved()?.ticks ?? 0) - min(ticksAtFaults, tierd.metricsMoved()?.ticks ?? 0)
+        result.checks.append(Check(name: "tierd stays up through the faults and goes on planning", ok: tierd.process.isRunning && ticksAfter >= 10,
+                                   detail: String(format: "%d ticks in the 15 s after the faults; %.0f MiB demoted from the group after them; %d tasks counted exited, %d left their group",
+                                                  ticksAfter, Double(afterChange) / mib, tierd.taskResults("exited"), tierd.taskResults("left_group"))))
         if !result.passed { result.diagnostics = lab.describe([moving, victim]) + "\ntierd journal:\n" + tierd.tail() }
         return result
     }
@@ -811,6 +818,70 @@ enum Scenarios {
                                                   job.process.isRunning ? "yes" : "no", job.samples().count - reportsAtKill,
                                                   Double(stat.bytes(on: 0)) / mib, Double(stat.bytes(on: 1)) / mib)))
         if !result.passed { result.diagnostics = lab.describe([batch]) + "\ntierd journal:\n" + second.tail() }
+        return result
+    }
+
+    /// The slow tier nearly full, and tierd's journal on a full disk. An unmanaged job bound to the
+    /// slow node leaves it 48 MiB above the kernel's high watermark; DRAM pressure then asks tierd
+    /// for far more. tierd must demote only into that room, keep the node above its watermark at
+    /// every sample, skip with `slow_nodes_full` instead of trying again each tick, kill nothing,
+    /// and demote again once the bound job ends. DRAM is filled to 60 MiB free: below tierd's low
+    /// watermark, above the kernel's, so the kernel itself does not fall back to the slow node.
+    /// All the while its journal sits on a 4 KiB tmpfs: it must keep managing memory and say once
+    /// that it cannot write.
+    static func slowTierFull(_ lab: GuestLab) -> ScenarioResult {
+        var result = ScenarioResult(scenario: "slow-tier-full", checks: [])
+        let batch = "\(lab.labSlice)/batch", squatter = "\(lab.labSlice)/squatter"
+        lab.makeGroup(batch); lab.makeGroup(squatter)
+        let fullDisk = "/run/tierlab-full"
+        mkdir(fullDisk, 0o755)
+        let mount = lab.spawn(group: nil, ["mount", "-t", "tmpfs", "-o", "size=4k", "tmpfs", fullDisk], output: lab.out + "/slow-full-mount.out")
+        mount.waitUntilExit()
+        defer { lab.spawn(group: nil, ["umount", "-l", fullDisk], output: lab.out + "/slow-full-umount.out").waitUntilExit() }
+        let squatMiB = Int(lab.roomAboveHighWatermark(node: 1) >> 20) - 48
+        let squat = lab.load("slow-full-squatter", group: squatter, mib: squatMiB, hotMiB: 0, prefix: ["numactl", "--membind=1"], interval: 5)
+        let job = lab.load("slow-full-batch", group: batch, mib: 400, hotMiB: 0)
+        guard lab.waitFor(seconds: 180, { squat.allocatedAt() != nil && job.allocatedAt() != nil }) else {
+            result.checks.append(Check(name: "jobs allocated", ok: false, detail: lab.describe([batch, squatter])))
+            return result
+        }
+        let tierd = lab.startTierd("tierd-slow-full", policy: """
+            controller: {interval: 1s}
+            workloads:
+              - {name: batch, match: ["\(batch)"], demote: allowed}
+            """, journalDirectory: fullDisk)
+        _ = lab.fillDram(leaveMiB: 60)
+        var room: [Int64] = []
+        for _ in 0..<40 { room.append(lab.roomAboveHighWatermark(node: 1)); usleep(500_000) }
+        let demotedWhileFull = tierd.metricsMoved()?.demote ?? 0
+        let fullSkips = tierd.metric("tierd_skips_total", label: "reason=\"slow_nodes_full\"") ?? 0
+        // Once full, neither a move nor a refused move: a try into the full node shows as either.
+        let tries = { (tierd.metricsMoved()?.demote ?? 0, tierd.metric("tierd_move_failures_total") ?? 0) }
+        let triesAtFull = tries()
+        for _ in 0..<10 { room.append(lab.roomAboveHighWatermark(node: 1)); usleep(500_000) }
+        let triesLater = tries()
+        // Room appears: the bound job ends.
+        lab.stop(squat.process, signal: SIGKILL)
+        let resumed = lab.waitFor(seconds: 30) { (tierd.metricsMoved()?.demote ?? 0) > demotedWhileFull + (32 << 20) }
+        let log = (try? String(contentsOfFile: lab.out + "/tierd-slow-full.log", encoding: .utf8)) ?? ""
+        let saidOnce = log.split(separator: "\n").filter { $0.contains("cannot write") }.count
+        let lowest = room.min() ?? -1
+        result.figures = ["room_above_high_min_bytes": Double(lowest), "demoted_while_full_bytes": Double(demotedWhileFull),
+                          "slow_nodes_full_skips": fullSkips]
+        result.checks.append(Check(name: "tierd demoted into the room there was, and kept the slow node above its high watermark", ok: demotedWhileFull > 16 << 20 && lowest > 0,
+                                   detail: String(format: "%.0f MiB demoted; the least room above the watermark in %d samples: %.1f MiB",
+                                                  Double(demotedWhileFull) / mib, room.count, Double(lowest) / mib)))
+        // kswapd frees a little on the node now and then: tierd may take that, but never tries a move the node refuses.
+        result.checks.append(Check(name: "then it skipped the full node with its reason, and no move into it failed", ok: fullSkips > 0 && triesLater.1 == triesAtFull.1
+                                   && triesLater.0 - triesAtFull.0 < 4 << 20,
+                                   detail: "\(Int(fullSkips)) slow_nodes_full skips; over 5 s more, demoted bytes \(triesAtFull.0) then \(triesLater.0), failed moves \(Int(triesAtFull.1)) then \(Int(triesLater.1))"))
+        result.checks.append(Check(name: "it demoted again once room appeared", ok: resumed,
+                                   detail: String(format: "%.0f MiB demoted in all", Double(tierd.metricsMoved()?.demote ?? 0) / mib)))
+        result.checks.append(Check(name: "nothing was killed: both jobs ran until the scenario stopped them", ok: job.process.isRunning && tierd.process.isRunning,
+                                   detail: "batch job running: \(job.process.isRunning); tierd running: \(tierd.process.isRunning)"))
+        result.checks.append(Check(name: "with its journal's disk full tierd kept managing memory and said so once", ok: saidOnce == 1 && resumed,
+                                   detail: "\(saidOnce) 'cannot write' lines in tierd's log"))
+        if !result.passed { result.diagnostics = lab.describe([batch, squatter]) + "\n" + log.split(separator: "\n").suffix(20).joined(separator: "\n") }
         return result
     }
 
