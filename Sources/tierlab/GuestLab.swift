@@ -257,6 +257,11 @@ final class GuestLab {
         return Int64(free) - Int64(high * UInt64(sysconf(Int32(_SC_PAGESIZE))))
     }
 
+    /// A process's resident memory (VmRSS), in MiB.
+    func residentMiB(_ pid: Int32) -> Double? {
+        (try? files.read(KernelPaths.process(pid) + "/status")).flatMap { KernelText.statusKiB($0, key: "VmRSS") }.map { Double($0) / 1024 }
+    }
+
     func dramTotalBytes() -> UInt64 {
         (try? files.read(KernelPaths.node(0) + "/meminfo")).flatMap(KernelText.nodeMeminfo)?.total ?? 0
     }

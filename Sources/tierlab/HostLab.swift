@@ -61,7 +61,7 @@ struct Boot: Sendable {
 
 /// Which boots each suite needs. Scenarios share boots: booting under emulation costs ~20 s.
 enum Suites {
-    static let twoTierScenarios = ["late-protected", "late-protected-pod", "opt-out-holds", "mempolicy", "pressure-guard", "killed-mid-demotion", "slow-tier-full"]
+    static let twoTierScenarios = ["late-protected", "late-protected-pod", "opt-out-holds", "mempolicy", "pressure-guard", "killed-mid-demotion", "slow-tier-full", "churn"]
     static let countedScenarios = ["throughput"]
     static let threeNodeScenarios = ["cpuset", "faults-mid-move"]
     static let demoScenarios = ["demo-kernel", "demo-numa-balancing", "late-protected"]

@@ -31,6 +31,7 @@ enum Scenarios {
         case "faults-mid-move": return faultsMidMove(lab)
         case "killed-mid-demotion": return killedMidDemotion(lab)
         case "slow-tier-full": return slowTierFull(lab)
+        case "churn": return churn(lab)
         default:
             return probe(name, in: lab)
                 ?? ScenarioResult(scenario: name, checks: [Check(name: "known scenario", ok: false, detail: "no scenario named \(name)")])
@@ -871,9 +872,10 @@ enum Scenarios {
         result.checks.append(Check(name: "tierd demoted into the room there was, and kept the slow node above its high watermark", ok: demotedWhileFull > 16 << 20 && lowest > 0,
                                    detail: String(format: "%.0f MiB demoted; the least room above the watermark in %d samples: %.1f MiB",
                                                   Double(demotedWhileFull) / mib, room.count, Double(lowest) / mib)))
-        // kswapd frees a little on the node now and then: tierd may take that, but never tries a move the node refuses.
-        result.checks.append(Check(name: "then it skipped the full node with its reason, and no move into it failed", ok: fullSkips > 0 && triesLater.1 == triesAtFull.1
-                                   && triesLater.0 - triesAtFull.0 < 4 << 20,
+        // kswapd frees some on the node now and then, and a boosted watermark decays: tierd takes
+        // that room as it appears (within the watermark, checked above) and never tries a move
+        // the node refuses.
+        result.checks.append(Check(name: "then it skipped the full node with its reason, and no move into it failed", ok: fullSkips > 0 && triesLater.1 == triesAtFull.1,
                                    detail: "\(Int(fullSkips)) slow_nodes_full skips; over 5 s more, demoted bytes \(triesAtFull.0) then \(triesLater.0), failed moves \(Int(triesAtFull.1)) then \(Int(triesLater.1))"))
         result.checks.append(Check(name: "it demoted again once room appeared", ok: resumed,
                                    detail: String(format: "%.0f MiB demoted in all", Double(tierd.metricsMoved()?.demote ?? 0) / mib)))
@@ -882,6 +884,77 @@ enum Scenarios {
         result.checks.append(Check(name: "with its journal's disk full tierd kept managing memory and said so once", ok: saidOnce == 1 && resumed,
                                    detail: "\(saidOnce) 'cannot write' lines in tierd's log"))
         if !result.passed { result.diagnostics = lab.describe([batch, squatter]) + "\n" + log.split(separator: "\n").suffix(20).joined(separator: "\n") }
+        return result
+    }
+
+    /// Churn beside a protected job and an opted-in one under DRAM pressure: for three minutes
+    /// shells create cgroups under an opted-in slice, each with a short-lived task,
+    /// and removes them. tierd must stay up with flat memory (RSS at the end within 10 % of after
+    /// the first minute), never demote the protected job, and keep it in DRAM.
+    static func churn(_ lab: GuestLab, seconds: Int = 180) -> ScenarioResult {
+        var result = ScenarioResult(scenario: "churn", checks: [])
+        let keep = "\(lab.labSlice)/keep", batch = "\(lab.labSlice)/batch", churned = "\(lab.labSlice)/churn"
+        for group in [keep, batch, churned] { lab.makeGroup(group) }
+        try? lab.files.write(lab.cgroupDir(churned) + "/cgroup.subtree_control", "+memory +cpuset")
+        let protected = lab.load("churn-keep", group: keep, mib: 300, hotMiB: 50)
+        let job = lab.load("churn-batch", group: batch, mib: 300, hotMiB: 0)
+        guard lab.waitFor(seconds: 120, { protected.allocatedAt() != nil && job.allocatedAt() != nil }) else {
+            result.checks.append(Check(name: "jobs allocated", ok: false, detail: lab.describe([keep, batch])))
+            return result
+        }
+        let tierd = lab.startTierd("tierd-churn", policy: """
+            controller: {interval: 1s}
+            workloads:
+              - {name: keep, match: ["\(keep)"], demote: never}
+              - {name: batch, match: ["\(batch)", "\(churned)/**"], demote: allowed}
+            """)
+        _ = lab.fillDram(leaveMiB: 60)
+        let dir = lab.cgroupDir(churned)
+        // Three loops side by side (a fork costs tens of milliseconds under emulation): each makes
+        // eight groups a second, a task in each, and removes them once the tasks are gone.
+        let script = """
+            churn() {
+              end=$(( $(date +%s) + \(seconds) )); i=0; made=0
+              while [ $(date +%s) -lt $end ]; do
+                for k in 1 2 3 4 5 6 7 8; do
+                  d=\(dir)/$1$i; mkdir $d && made=$((made + 1))
+                  sh -c "echo \\$\\$ > $d/cgroup.procs && exec sleep 0.5" &
+                  i=$((i + 1))
+                done
+                sleep 1; wait
+                for old in \(dir)/$1*; do rmdir $old 2>/dev/null; done
+              done
+              echo "made $made"
+            }
+            churn a & churn b & churn c & wait
+            """
+        let churner = lab.spawn(group: nil, ["sh", "-c", script], output: lab.out + "/churn.out")
+        let started = monotonic()
+        var rssAtMinute: Double?, slowKeep: [UInt64] = []
+        while churner.isRunning {
+            slowKeep.append(lab.numaStat(keep).bytes(on: 1))
+            if rssAtMinute == nil, monotonic() - started >= 60 { rssAtMinute = lab.residentMiB(tierd.process.processIdentifier) }
+            usleep(1_000_000)
+        }
+        let rssAtEnd = lab.residentMiB(tierd.process.processIdentifier)
+        let elapsed = monotonic() - started
+        let made = ((try? String(contentsOfFile: lab.out + "/churn.out", encoding: .utf8)) ?? "")
+            .split(separator: "\n").filter { $0.hasPrefix("made ") }.compactMap { Int($0.dropFirst(5)) }.reduce(0, +)
+        let perMinute = Double(made) / elapsed * 60
+        result.figures = ["cgroups_made": Double(made), "cgroups_per_minute": perMinute, "seconds": elapsed,
+                          "tierd_rss_mib_at_60s": rssAtMinute ?? .nan, "tierd_rss_mib_at_end": rssAtEnd ?? .nan]
+        result.checks.append(Check(name: "at least 300 cgroups a minute came and went for three minutes", ok: perMinute >= 300 && elapsed >= Double(seconds) - 5,
+                                   detail: String(format: "%d cgroups in %.0f s: %.0f a minute", made, elapsed, perMinute)))
+        let flat = rssAtMinute.flatMap { first in rssAtEnd.map { $0 <= first * 1.1 } } ?? false
+        result.checks.append(Check(name: "tierd stays up and its memory stays flat", ok: tierd.process.isRunning && flat,
+                                   detail: String(format: "running: %@; RSS %.1f MiB after a minute, %.1f MiB at the end", tierd.process.isRunning ? "yes" : "no",
+                                                  rssAtMinute ?? .nan, rssAtEnd ?? .nan)))
+        let neverGrew = LabClaims.neverGrows(slowKeep)
+        result.checks.append(Check(name: "the protected job is never demoted", ok: tierd.movedBytes(group: keep, direction: "demote") == 0 && neverGrew.ok,
+                                   detail: neverGrew.detail))
+        result.checks.append(Check(name: "the opted-in job was demoted under the pressure", ok: tierd.movedBytes(group: batch, direction: "demote") > 0,
+                                   detail: String(format: "%.0f MiB demoted", Double(tierd.movedBytes(group: batch, direction: "demote")) / mib)))
+        if !result.passed { result.diagnostics = lab.describe([keep, batch]) + "\ntierd journal:\n" + tierd.tail() }
         return result
     }
 
