@@ -57,7 +57,8 @@ public enum ManualRefusal: Error, Sendable, Equatable, CustomStringConvertible {
 /// no pressure guard, no rate limit (the bytes moved are charged to it afterwards). Room is kept so
 /// that tierd does not undo the move at its next tick: a promotion leaves DRAM free at the high
 /// watermark (half the low one for an opt-out workload, as tierd's own promotions do), a
-/// demotion leaves `slowKeepFreeShare` of its target nodes free.
+/// demotion leaves `slowKeepFreeShare` of its target nodes free, and at least what keeps them above
+/// the kernel's high watermark (with their per-CPU lists), as tierd's own demotions do.
 public enum ManualPlanner {
     /// The share of a demotion's target nodes that stays free: the slow tier is never filled to
     /// the point where the kernel reclaims (swaps or discards) there instead.
@@ -92,8 +93,9 @@ public enum ManualPlanner {
             movable = sourceBytes - workload.rule.dramFloor
         }
 
+        let reserve = targets.compactMap { topology.node($0)?.reserve }.reduce(0, +)
         let keepFree = demoting
-            ? max(UInt64(Double(topology.totalBytes(targets)) * slowKeepFreeShare), 4096)
+            ? max(UInt64(Double(topology.totalBytes(targets)) * slowKeepFreeShare), reserve, 4096)
             : promotionKeepsFree(topology: topology, policy: policy, optedOut: workload.rule.demote == .never)
         let free = topology.freeBytes(targets)
         guard free > keepFree else {

@@ -70,6 +70,18 @@ struct ManualPlannerTests {
         #expect(refusal(try action(.demote, "test.slice/batch"))?.code == "no_room")
     }
 
+    /// On small slow nodes the kernel's watermarks (with the per-CPU lists) are more than 2 %.
+    @Test func aDemotionKeepsSmallTargetsAboveTheirHighWatermark() throws {
+        tree.setNode(1, freeBytes: 40 * Self.mib, totalBytes: 200 * Self.mib)
+        tree.setNode(2, freeBytes: 40 * Self.mib, totalBytes: 200 * Self.mib)
+        tree.addGroup("test.slice/batch", pids: [500], anon: [0: 400 * Self.mib])
+        let topology = try SnapshotCollector(files: RootedHostFiles(root: tree.root)).topology(selection: .auto)
+        let reserve = try #require(topology.node(1)?.reserve) + (try #require(topology.node(2)?.reserve))
+        #expect(reserve > UInt64(Double(400 * Self.mib) * ManualPlanner.slowKeepFreeShare))
+        let move = try action(.demote, "test.slice/batch").get()
+        #expect(move.keepFreeOnTargets == reserve && move.bytes == 80 * Self.mib - reserve)
+    }
+
     @Test func refusalsNameTheRuleThatBinds() throws {
         tree.addGroup("test.slice/db", pids: [500], anon: [0: 100 * Self.mib])
         tree.addGroup("test.slice/batch/dram-only", pids: [501], anon: [0: 100 * Self.mib], cpuset: "0")
