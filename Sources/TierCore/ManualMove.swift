@@ -93,9 +93,8 @@ public enum ManualPlanner {
             movable = sourceBytes - workload.rule.dramFloor
         }
 
-        let reserve = targets.compactMap { topology.node($0)?.reserve }.reduce(0, +)
         let keepFree = demoting
-            ? max(UInt64(Double(topology.totalBytes(targets)) * slowKeepFreeShare), reserve, 4096)
+            ? max(UInt64(Double(topology.totalBytes(targets)) * slowKeepFreeShare), topology.reserveBytes(targets), 4096)
             : promotionKeepsFree(topology: topology, policy: policy, optedOut: workload.rule.demote == .never)
         let free = topology.freeBytes(targets)
         guard free > keepFree else {

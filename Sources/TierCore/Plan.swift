@@ -63,7 +63,7 @@ public enum SkipReason: Sendable, Equatable, CustomStringConvertible {
     /// The slow nodes the group may demote to have no free memory above the kernel's high
     /// watermark left (this tick's earlier demotions counted): nothing is moved into them until
     /// room appears.
-    case slowNodesFull(nodes: NodeSet, freeBytes: UInt64, highWatermark: UInt64)
+    case slowNodesFull(nodes: NodeSet, freeBytes: UInt64, reserve: UInt64)
 
     /// A short stable name, used as a metrics label.
     public var code: String {
@@ -99,8 +99,8 @@ public enum SkipReason: Sendable, Equatable, CustomStringConvertible {
             return "the last try to promote its \(formatBytes(b)) on slow nodes moved nothing: retried when that or its tasks change, or in \(Int(wait.seconds.rounded(.up))) s"
         case .demotionMovedNothing(let wait):
             return "its last demotion moved nothing (every task refused): passed over until its tasks change, or for \(Int(wait.seconds.rounded(.up))) s"
-        case .slowNodesFull(let nodes, let free, let high):
-            return "slow nodes \(nodes) have \(formatBytes(free)) free, none above the kernel's high watermark and per-CPU lists (\(formatBytes(high))): nothing demoted until room appears"
+        case .slowNodesFull(let nodes, let free, let reserve):
+            return "slow nodes \(nodes) have \(formatBytes(free)) free, none above the kernel's high watermark and per-CPU lists (\(formatBytes(reserve))): nothing demoted until room appears"
         }
     }
 }

@@ -124,13 +124,13 @@ public enum Planner {
 
         // 3. Demote opted-in groups to cover the demand. The part that makes room for the
         // protected pages runs before their promotion; the watermark's extra waits behind it.
-        // No slow node is filled past the kernel's high watermark: below it kswapd reclaims there,
-        // and a move into a full node fails page by page after the kernel tried to make room.
-        var slowRoom: [Int: UInt64] = [:]
-        for id in slow { slowRoom[id] = topology.node(id)?.roomAboveHighWatermark ?? 0 }
         var demoted: UInt64 = 0
         var roomMaking: [MigrationAction] = [], afterPromotion: [MigrationAction] = []
         if demand > 0 {
+            // No slow node is filled past the kernel's high watermark: below it kswapd reclaims
+            // there, and a move into a full node fails page by page after the kernel tried to make room.
+            var slowRoom: [Int: UInt64] = [:]
+            for id in slow { slowRoom[id] = topology.node(id)?.roomAboveHighWatermark ?? 0 }
             var candidates: [(group: CgroupSnapshot, workload: ResolvedWorkload, fastBytes: UInt64)] = []
             for group in snapshot.groups {
                 guard let workload = workloads[group.path], workload.rule.demote == .allowed,
@@ -172,9 +172,7 @@ public enum Planner {
                 let ordered = topology.orderedByDistance(targets)
                 let room = ordered.reduce(0) { $0 + slowRoom[$1, default: 0] }
                 guard room > 0 else {
-                    let nodes = ordered.compactMap { topology.node($0) }
-                    skip(.slowNodesFull(nodes: targets, freeBytes: nodes.reduce(0) { $0 + $1.freeBytes },
-                                        highWatermark: nodes.reduce(0) { $0 + $1.reserve }))
+                    skip(.slowNodesFull(nodes: targets, freeBytes: topology.freeBytes(targets), reserve: topology.reserveBytes(targets)))
                     continue
                 }
                 let wanted = min(fastBytes - rule.dramFloor, remaining, room)

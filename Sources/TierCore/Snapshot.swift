@@ -107,6 +107,8 @@ public struct Topology: Sendable, Equatable {
     public func node(_ id: Int) -> MemoryNode? { nodes.first { $0.id == id } }
     public func freeBytes(_ set: NodeSet) -> UInt64 { nodes.filter { set.contains($0.id) }.reduce(0) { $0 + $1.freeBytes } }
     public func totalBytes(_ set: NodeSet) -> UInt64 { nodes.filter { set.contains($0.id) }.reduce(0) { $0 + $1.totalBytes } }
+    /// What `set` must keep free to stay above the kernel's high watermarks (``MemoryNode/reserve``).
+    public func reserveBytes(_ set: NodeSet) -> UInt64 { nodes.filter { set.contains($0.id) }.reduce(0) { $0 + $1.reserve } }
 
     /// `set` ordered nearest-first from the fast nodes (by SLIT distance), so a move goes to the
     /// closest slow node its cpuset allows.

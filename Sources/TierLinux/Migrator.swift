@@ -368,7 +368,6 @@ public struct TaskMigrator: PageMigrator {
         return now == group ? nil : .leftGroup(now: now)
     }
 
-    /// The task the pid names now, by its start time; nil once no task has that pid.
     /// Each pid's identity now; pids with none (exited) are left out.
     func pin(_ pids: [Int32]) -> [Int32: TaskIdentity] {
         var pinned: [Int32: TaskIdentity] = [:]
@@ -376,6 +375,7 @@ public struct TaskMigrator: PageMigrator {
         return pinned
     }
 
+    /// The task the pid names now, by its start time; nil once no task has that pid.
     func identity(of pid: Int32) -> TaskIdentity? {
         guard let text = try? files.read(KernelPaths.process(pid) + "/stat"), let started = KernelText.startTime(stat: text) else { return nil }
         return TaskIdentity(pid: pid, startTime: started)

@@ -77,10 +77,7 @@ extension Idle {
     /// A counter from the daemon's own `/metrics`, read over its status socket.
     static func counter(_ name: String, socket: String) -> Double? {
         guard let answer = try? LocalHTTPClient.get("/metrics", from: .unix(path: socket, mode: 0o600)), answer.status == 200 else { return nil }
-        for line in String(decoding: answer.body, as: UTF8.self).split(separator: "\n") where line.hasPrefix(name + " ") {
-            return Double(line.split(separator: " ")[1])
-        }
-        return nil
+        return MetricsText.sum(String(decoding: answer.body, as: UTF8.self), family: name)
     }
 }
 

@@ -1,6 +1,7 @@
 import Foundation
 import TierCore
 import TierLinux
+import TierTestSupport
 
 #if canImport(Glibc)
 import Glibc
@@ -69,13 +70,7 @@ struct TierdRun {
 
     /// The sum of a `/metrics` family's series whose labels contain `label` (say `reason="x"`); nil if no answer.
     func metric(_ family: String, label: String = "") -> Double? {
-        guard let body = get("/metrics") else { return nil }
-        var total = 0.0
-        for line in String(decoding: body, as: UTF8.self).split(separator: "\n") where line.hasPrefix(family) && line.contains(label) {
-            let parts = line.split(separator: " ")
-            if parts.count == 2, let value = Double(parts[1]) { total += value }
-        }
-        return total
+        get("/metrics").map { MetricsText.sum(String(decoding: $0, as: UTF8.self), family: family, label: label) }
     }
 
     /// The bytes moved per direction as `/metrics` counts them, and the ticks they cover.
@@ -250,11 +245,11 @@ final class GuestLab {
         return (stat.pagesDemotedByKernel, stat.pagesPromotedByKernel)
     }
 
-    /// Free bytes on `node` above the kernel's high watermark for it (negative: below it).
+    /// Free bytes on `node` above the kernel's high watermark for it, as the kernel counts it
+    /// (without the per-CPU lists tierd keeps free on top); negative: below it.
     func roomAboveHighWatermark(node: Int) -> Int64 {
-        let free = (try? files.read(KernelPaths.node(node) + "/meminfo")).flatMap(KernelText.nodeMeminfo)?.free ?? 0
-        let high = (try? files.read(KernelPaths.zoneinfo)).map(KernelText.zoneWatermarks)?[node]?.high ?? 0
-        return Int64(free) - Int64(high * UInt64(sysconf(Int32(_SC_PAGESIZE))))
+        guard let memory = (try? collector.topology(selection: .auto))?.node(node) else { return 0 }
+        return Int64(memory.freeBytes) - Int64(memory.highWatermark ?? 0)
     }
 
     /// A process's resident memory (VmRSS), in MiB.
@@ -262,9 +257,7 @@ final class GuestLab {
         (try? files.read(KernelPaths.process(pid) + "/status")).flatMap { KernelText.statusKiB($0, key: "VmRSS") }.map { Double($0) / 1024 }
     }
 
-    func dramTotalBytes() -> UInt64 {
-        (try? files.read(KernelPaths.node(0) + "/meminfo")).flatMap(KernelText.nodeMeminfo)?.total ?? 0
-    }
+    func dramTotalBytes() -> UInt64 { dramMeminfo()?.total ?? 0 }
 
     /// The kernel's tiering settings as text, to show tierd left them as it found them.
     func tieringSettings() -> String {
@@ -273,8 +266,10 @@ final class GuestLab {
         }.joined(separator: " ")
     }
 
-    func dramFreeBytes() -> UInt64 {
-        (try? files.read(KernelPaths.node(0) + "/meminfo")).flatMap(KernelText.nodeMeminfo)?.free ?? 0
+    func dramFreeBytes() -> UInt64 { dramMeminfo()?.free ?? 0 }
+
+    private func dramMeminfo() -> (total: UInt64, free: UInt64)? {
+        (try? files.read(KernelPaths.node(0) + "/meminfo")).flatMap(KernelText.nodeMeminfo)
     }
 
     func sysctl(_ path: String, _ value: String) { setFile(path, value) }

@@ -721,7 +721,7 @@ enum Scenarios {
             return result
         }
         _ = lab.fillDram(leaveMiB: 20)
-        let slow = { (group: String) in lab.numaStat(group).bytes(on: 1) + lab.numaStat(group).bytes(on: 2) }
+        let slow = { (group: String) in lab.numaStat(group).bytes(on: NodeSet([1, 2])) }
         let underWay = lab.waitFor(seconds: 30) { slow(moving) > 24 << 20 && slow(doomed) > 0 }
         result.checks.append(Check(name: "tierd was demoting both groups when the faults came", ok: underWay,
                                    detail: String(format: "%.0f MiB and %.0f MiB on the slow nodes", Double(slow(moving)) / mib, Double(slow(doomed)) / mib)))
@@ -764,7 +764,8 @@ enum Scenarios {
                                    detail: (taker.map { "pid \($0) taken by a task of \(victim); " } ?? "the pid could not be reused; ")
                                        + "\(movesBeforeKill) moves of that pid before the kill, \(movesAfterKill) after; victim's slow-node bytes: " + victimHeld.detail))
         // The killed task's DRAM comes free, so the demand may end: what must go on is the loop.
-        let ticksAfter = (tierd.metricsMoved()?.ticks ?? 0) - min(ticksAtFaults, tierd.metricsMoved()?.ticks ?? 0)
+        let ticksNow = tierd.metricsMoved()?.ticks ?? 0
+        let ticksAfter = ticksNow - min(ticksAtFaults, ticksNow)
         result.checks.append(Check(name: "tierd stays up through the faults and goes on planning", ok: tierd.process.isRunning && ticksAfter >= 10,
                                    detail: String(format: "%d ticks in the 15 s after the faults; %.0f MiB demoted from the group after them; %d tasks counted exited, %d left their group",
                                                   ticksAfter, Double(afterChange) / mib, tierd.taskResults("exited"), tierd.taskResults("left_group"))))

@@ -98,6 +98,19 @@ struct StatusOutputTests {
         #expect(!text.contains("tierd_group_memory_bytes{group=\"/batch.slice/job1\""))
     }
 
+    /// What the lab and tierbench read of /metrics: a family summed over its series, or some of them.
+    @Test func metricsTextSumsAFamilyOverTheSeriesAsked() async throws {
+        let (status, metrics, _) = try await Self.tick()
+        let text = metrics.text()
+        let moved = Double(status.moved.demotedBytes + status.moved.promotedBytes)
+        #expect(moved > 0)
+        #expect(MetricsText.sum(text, family: "tierd_moved_bytes_total") == moved)
+        #expect(MetricsText.sum(text, family: "tierd_moved_bytes_total", label: "direction=\"demote\"") == Double(status.moved.demotedBytes))
+        #expect(MetricsText.sum(text, family: "tierd_ticks_total") == 1)
+        // A family's name is matched whole: not a prefix of a longer one.
+        #expect(MetricsText.sum(text, family: "tierd_moved") == 0)
+    }
+
     @Test func aGroupThatGoesTakesItsSeriesWithIt() async throws {
         let (status, metrics, _) = try await Self.tick()
         var gone = status
