@@ -182,8 +182,11 @@ final class GuestLab {
     }
 
     func runAll(_ names: [String]) {
-        log("guest up: scenarios \(names.joined(separator: ", ")); transparent huge pages: \(hugePagesSetting ?? "unknown")")
+        let release = (try? files.read(KernelPaths.kernelRelease))?.trimmingCharacters(in: .whitespacesAndNewlines) ?? "unknown"
+        log("guest up: kernel \(release); scenarios \(names.joined(separator: ", ")); transparent huge pages: \(hugePagesSetting ?? "unknown"); kernel defaults: \(tieringSettings())")
+        print("tierlab guest: kernel \(release)")
         if let problem = verifyTiers() {
+            print("tierlab guest: FAILED: \(problem)")
             for name in names { record(ScenarioResult(scenario: name, checks: [Check(name: "slow nodes in a lower memory tier", ok: false, detail: problem)])) }
             return
         }

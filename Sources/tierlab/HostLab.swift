@@ -51,8 +51,34 @@ struct GuestTopology: Sendable {
     var memoryMiB: Int { nodeMiB.reduce(0, +) }
 }
 
-/// One guest boot: a topology and the scenarios that share it.
+/// A kernel the lab boots, as scripts/provision.sh left it in `.lab-cache/kernels/LABEL`.
+struct LabKernel: Sendable {
+    /// `lts` (the long-term series) or `newest` (the newest series Debian packages); provision.sh names the series.
+    var label: String
+    /// `uname -r` of the guest, say 6.12.95+deb12-amd64.
+    var version: String
+    var image: String
+
+    static let labels = ["lts", "newest"]
+
+    static func provisioned(_ label: String, cache: String) throws -> LabKernel {
+        let stamp = cache + "/kernels/\(label).version"
+        guard let version = try? String(contentsOfFile: stamp, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines),
+              !version.isEmpty else {
+            throw LabError("the \(label) kernel is not provisioned: run scripts/provision.sh --kernels \(label) (no \(stamp))")
+        }
+        let image = cache + "/kernels/\(label)/vmlinuz"
+        guard FileManager.default.fileExists(atPath: image) else {
+            throw LabError("the \(label) kernel is not provisioned: run scripts/provision.sh --kernels \(label) (no \(image))")
+        }
+        return LabKernel(label: label, version: version, image: image)
+    }
+}
+
+/// One guest boot: a kernel, a topology and the scenarios that share it.
 struct Boot: Sendable {
+    /// `LabKernel.label` of the kernel it boots.
+    var kernel: String = "lts"
     var topology: GuestTopology
     var scenarios: [String]
     /// Wall-clock limit for the whole boot, scenarios included.
@@ -65,6 +91,25 @@ enum Suites {
     static let countedScenarios = ["throughput"]
     static let threeNodeScenarios = ["cpuset", "faults-mid-move"]
     static let demoScenarios = ["demo-kernel", "demo-numa-balancing", "late-protected"]
+    /// What the kernel's own behaviour decides (demotion, cpusets, mempolicies, faults around a
+    /// move), run on every kernel; the rest tests tierd alone and runs on the first kernel only.
+    static let kernelDependent: Set<String> = ["late-protected", "opt-out-holds", "mempolicy", "pressure-guard",
+                                               "killed-mid-demotion", "slow-tier-full", "cpuset", "faults-mid-move",
+                                               "demo-kernel", "demo-numa-balancing"]
+
+    /// The boots of `suite` on each kernel of `kernels`, in order: the first kernel runs every
+    /// scenario, later ones the kernel-dependent ones.
+    static func boots(_ suite: String, kernels: [String], only: [String]?, countedProbes: Bool = false) -> [Boot]? {
+        guard let base = boots(suite, only: only, countedProbes: countedProbes) else { return nil }
+        return kernels.enumerated().flatMap { index, kernel in
+            base.compactMap { boot -> Boot? in
+                var boot = boot
+                boot.kernel = kernel
+                if index > 0 && suite != "probe" { boot.scenarios = boot.scenarios.filter(kernelDependent.contains) }
+                return boot.scenarios.isEmpty ? nil : boot
+            }
+        }
+    }
 
     /// - Parameter countedProbes: probes boot the counted-clock guest instead of the host-clock one.
     static func boots(_ suite: String, only: [String]?, countedProbes: Bool = false) -> [Boot]? {
@@ -90,22 +135,21 @@ enum Suites {
 struct HostLab {
     let project: String
     let out: String
-    let kernel: String
+    let kernels: [String: LabKernel]
     let vng: String
     let bin: String
 
-    init(outDirectory: String) throws {
+    /// - Parameter kernels: the labels of the kernels it will boot (`LabKernel.labels`).
+    init(outDirectory: String, kernels labels: [String]) throws {
         let fm = FileManager.default
         project = fm.currentDirectoryPath
         let cache = project + "/.lab-cache"
-        guard let version = try? String(contentsOfFile: cache + "/kernel-version", encoding: .utf8)
-            .trimmingCharacters(in: .whitespacesAndNewlines) else {
-            throw LabError("the lab is not provisioned: run scripts/provision.sh (no \(cache)/kernel-version)")
-        }
-        kernel = cache + "/kernel/boot/vmlinuz-" + version
+        var kernels: [String: LabKernel] = [:]
+        for label in labels { kernels[label] = try LabKernel.provisioned(label, cache: cache) }
+        self.kernels = kernels
         vng = cache + "/venv/bin/vng"
-        guard fm.fileExists(atPath: kernel), fm.isExecutableFile(atPath: vng) else {
-            throw LabError("the lab is not provisioned: run scripts/provision.sh (missing \(kernel) or \(vng))")
+        guard fm.isExecutableFile(atPath: vng) else {
+            throw LabError("the lab is not provisioned: run scripts/provision.sh (missing \(vng))")
         }
         bin = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath().deletingLastPathComponent().path
         out = outDirectory.hasPrefix("/") ? outDirectory : project + "/" + outDirectory
@@ -115,12 +159,13 @@ struct HostLab {
 
     /// Boots one guest, runs its scenarios, and returns their results (a failed boot is a failed result).
     func boot(_ boot: Boot) throws -> [ScenarioResult] {
-        let dir = out + "/" + boot.topology.name
+        guard let kernel = kernels[boot.kernel] else { throw LabError("no \(boot.kernel) kernel loaded for this run") }
+        let dir = out + "/\(boot.kernel)-\(boot.topology.name)"
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         let command = "\(bin)/tierlab guest --out \(dir) --bin \(bin) --project \(project) --scenarios \(boot.scenarios.joined(separator: ","))"
-        FileHandle.standardError.write(Data("tierlab: booting the \(boot.topology.name) guest for \(boot.scenarios.joined(separator: ", "))\n".utf8))
+        FileHandle.standardError.write(Data("tierlab: booting the \(boot.topology.name) guest on \(kernel.version) for \(boot.scenarios.joined(separator: ", "))\n".utf8))
         let started = Date()
-        var status = try runGuest(topology: boot.topology, rwdir: dir, command: command, log: dir + "/console.log",
+        var status = try runGuest(kernel: kernel, topology: boot.topology, rwdir: dir, command: command, log: dir + "/console.log",
                                   timeout: boot.timeoutSeconds)
         // An emulated kernel can panic while it boots (seen once: an int3 oops in early boot under
         // TCG). A guest that never reached its scenarios is booted once more; its console is kept.
@@ -130,10 +175,14 @@ struct HostLab {
             try? FileManager.default.removeItem(atPath: dir + "/console-failed-boot.log")
             try? FileManager.default.moveItem(atPath: dir + "/console.log", toPath: dir + "/console-failed-boot.log")
             FileHandle.standardError.write(Data("tierlab: the \(boot.topology.name) guest never came up (\(Self.guestEnding(status: status, console: failedConsole)); console in \(dir)/console-failed-boot.log): booting it once more\n".utf8))
-            status = try runGuest(topology: boot.topology, rwdir: dir, command: command, log: dir + "/console.log",
+            status = try runGuest(kernel: kernel, topology: boot.topology, rwdir: dir, command: command, log: dir + "/console.log",
                                   timeout: boot.timeoutSeconds)
         }
-        let results = ScenarioResult.load(dir + "/results.jsonl")
+        let results = ScenarioResult.load(dir + "/results.jsonl").map { result in
+            var result = result
+            result.kernel = kernel.version
+            return result
+        }
         let console = (try? String(contentsOfFile: dir + "/console.log", encoding: .utf8)) ?? ""
         let ending = Self.guestEnding(status: status, console: console)
         FileHandle.standardError.write(Data(String(format: "tierlab: %@ guest done in %.0f s (%@)\n",
@@ -141,7 +190,7 @@ struct HostLab {
         let missing = boot.scenarios.filter { name in !results.contains { $0.scenario.hasPrefix(name) } }
         let guestLog = (try? String(contentsOfFile: dir + "/guest.log", encoding: .utf8)) ?? ""
         return results + missing.map { name in
-            ScenarioResult(scenario: name, checks: [Check(name: "scenario ran to completion", ok: false,
+            ScenarioResult(scenario: name, kernel: kernel.version, checks: [Check(name: "scenario ran to completion", ok: false,
                 detail: "\(ending); last guest log lines:\n\(guestLog.suffix(3000))\nconsole:\n\(console.suffix(2000))")])
         }
     }
@@ -161,10 +210,10 @@ struct HostLab {
     /// Parameters every lab guest's kernel boots with.
     static let guestKernelArgs = "transparent_hugepage=never"
 
-    func runGuest(topology: GuestTopology, rwdir: String, command: String, log: String, timeout: Int) throws -> Int32 {
+    func runGuest(kernel: LabKernel, topology: GuestTopology, rwdir: String, command: String, log: String, timeout: Int) throws -> Int32 {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/timeout")
-        process.arguments = ["--kill-after=10", String(timeout), vng, "--run", kernel, "--disable-kvm",
+        process.arguments = ["--kill-after=10", String(timeout), vng, "--run", kernel.image, "--disable-kvm",
                              "--memory", "\(topology.memoryMiB)M", "--cpus", "2", "--rwdir", rwdir,
                              "--qemu-opts=\(topology.qemuOptions)", "--verbose", "--exec", command]
         // Huge pages off: under emulation their migration runs in spells at a tenth of its speed
@@ -188,9 +237,10 @@ struct HostLab {
 
     /// Captures a fixture tree in a 3-node guest with `script` (a file of scripts/, run in the guest).
     func capture(into directory: String, script: String) throws {
+        guard let kernel = kernels["lts"] else { throw LabError("captures boot the lts kernel") }
         let dir = out + "/3node"
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        let status = try runGuest(topology: .threeNode, rwdir: dir,
+        let status = try runGuest(kernel: kernel, topology: .threeNode, rwdir: dir,
                                   command: "\(project)/scripts/\(script) \(dir)/tree", log: dir + "/console.log", timeout: 400)
         guard status == 0 || FileManager.default.fileExists(atPath: dir + "/tree/KERNEL") else {
             throw LabError("capture failed (exit \(status)); see \(dir)/console.log")

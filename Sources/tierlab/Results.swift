@@ -11,6 +11,8 @@ struct Check: Codable, Sendable {
 /// enough of what it saw (per-node bytes, tierd's last decisions) to diagnose from a CI log.
 struct ScenarioResult: Codable, Sendable {
     var scenario: String
+    /// `uname -r` of the guest it ran in (set by the host once the guest is done).
+    var kernel: String = ""
     var checks: [Check]
     var figures: [String: Double] = [:]
     /// Named series of (seconds since the protected job finished allocating, value).
@@ -32,7 +34,7 @@ struct Report {
     func text(suite: String) -> String {
         var lines: [String] = []
         for result in results {
-            lines.append("\(result.passed ? "PASS" : "FAIL") \(result.scenario)")
+            lines.append("\(result.passed ? "PASS" : "FAIL") \(result.scenario)" + (result.kernel.isEmpty ? "" : " [\(result.kernel)]"))
             for check in result.checks { lines.append("  [\(check.ok ? "ok" : "FAILED")] \(check.name): \(check.detail)") }
             for key in result.figures.keys.sorted() { lines.append("  \(key) = \(format(result.figures[key]!))") }
             if !result.passed && !result.diagnostics.isEmpty {
@@ -55,7 +57,15 @@ struct Report {
         ("demo-kernel", "kernel demotion only"), ("demo-numa-balancing", "kernel, numa_balancing=2"), ("late-protected", "tierd"),
     ]
 
+    /// One table per kernel the demo ran on.
     func demoTable() -> String {
+        let kernels = results.map(\.kernel).reduce(into: [String]()) { if !$0.contains($1) { $0.append($1) } }
+        return kernels.map { kernel in
+            (kernel.isEmpty ? "" : "Kernel \(kernel):\n") + Report(results: results.filter { $0.kernel == kernel }).demoTableOfOneKernel()
+        }.joined(separator: "\n\n")
+    }
+
+    func demoTableOfOneKernel() -> String {
         func share(_ r: ScenarioResult, _ key: String) -> String {
             r.figures[key].map { String(format: "%5.1f%%", $0 * 100) } ?? "    –"
         }
@@ -95,11 +105,15 @@ struct Report {
     func writeDemoArtifacts(directory: String) throws {
         try (demoTable() + "\n").write(toFile: directory + "/demo-table.md", atomically: true, encoding: .utf8)
         var plots: [String] = []
-        for (scenario, label) in Self.modes {
-            guard let points = results.first(where: { $0.scenario == scenario })?.series["protected_share"], !points.isEmpty else { continue }
-            let file = directory + "/\(scenario).dat"
-            try points.map { "\($0[0]) \($0[1] * 100)" }.joined(separator: "\n").write(toFile: file, atomically: true, encoding: .utf8)
-            plots.append("'\(file)' using 1:2 with linespoints title '\(label)'")
+        let kernels = results.map(\.kernel).reduce(into: [String]()) { if !$0.contains($1) { $0.append($1) } }
+        for kernel in kernels {
+            for (scenario, label) in Self.modes {
+                guard let points = results.first(where: { $0.scenario == scenario && $0.kernel == kernel })?.series["protected_share"],
+                      !points.isEmpty else { continue }
+                let file = directory + "/\(scenario)\(kernel.isEmpty ? "" : "-" + kernel).dat"
+                try points.map { "\($0[0]) \($0[1] * 100)" }.joined(separator: "\n").write(toFile: file, atomically: true, encoding: .utf8)
+                plots.append("'\(file)' using 1:2 with linespoints title '\(label)\(kernels.count > 1 ? " (\(kernel))" : "")'")
+            }
         }
         guard !plots.isEmpty else { return }
         let script = """

@@ -19,12 +19,19 @@ struct Run: ParsableCommand {
     @Option(help: "Only these scenarios (comma-separated), for a quicker look.") var only: String?
     @Flag(help: "probe: boot the guest whose clock counts instructions (timings free of the host's speed swings).")
     var countedClock = false
+    @Option(help: "Kernels to boot, in order: lts, newest or both (default: both for tests, lts otherwise).")
+    var kernels: String?
 
     func run() throws {
-        guard let plan = Suites.boots(suite, only: only?.split(separator: ",").map(String.init), countedProbes: countedClock) else {
+        let chosen = kernels ?? (suite == "tests" ? "both" : "lts")
+        let labels = chosen == "both" ? LabKernel.labels : chosen.split(separator: ",").map(String.init)
+        guard !labels.isEmpty, labels.allSatisfy(LabKernel.labels.contains) else {
+            throw ValidationError("unknown kernels '\(chosen)': use lts, newest, both, or a comma-separated list of lts and newest")
+        }
+        guard let plan = Suites.boots(suite, kernels: labels, only: only?.split(separator: ",").map(String.init), countedProbes: countedClock) else {
             throw ValidationError("unknown suite '\(suite)': use tests or demo")
         }
-        let lab = try HostLab(outDirectory: out ?? ".lab-out/\(suite)")
+        let lab = try HostLab(outDirectory: out ?? ".lab-out/\(suite)", kernels: labels)
         var results: [ScenarioResult] = []
         for boot in plan { results += try lab.boot(boot) }
         let report = Report(results: results)
@@ -58,7 +65,7 @@ struct Capture: ParsableCommand {
     func run() throws {
         let scripts = ["host": "capture-fixtures.sh", "pod": "capture-pod-fixture.sh"]
         guard let script = scripts[shape] else { throw ValidationError("unknown shape '\(shape)': use host or pod") }
-        let lab = try HostLab(outDirectory: ".lab-out/capture-\(shape)")
+        let lab = try HostLab(outDirectory: ".lab-out/capture-\(shape)", kernels: ["lts"])
         try lab.capture(into: out ?? (shape == "pod" ? "Tests/Fixtures/guest-pod" : "Tests/Fixtures/guest-3node"), script: script)
     }
 }
