@@ -154,6 +154,9 @@ public struct HostSnapshot: Sendable, Equatable {
     /// Bytes per second by which free DRAM was falling when the tick began (`FreeMemoryTrend`),
     /// sampled by the service between ticks; 0 when not falling or not watched.
     public var dramFallRate: UInt64 = 0
+    /// The kernel's own movers as set now: read only for a detailed snapshot (`tierctl explain`);
+    /// the daemon reads them at start and on every reload.
+    public var kernelMovers: KernelMovers?
 
     public init(topology: Topology, groups: [CgroupSnapshot], tierdAllowedNodes: NodeSet, vanishedWhileReading: Int = 0) {
         self.topology = topology; self.groups = groups

@@ -174,6 +174,14 @@ public enum KernelPaths {
     public static let memoryTiering = "/sys/devices/virtual/memory_tiering"
     public static let demotionEnabled = "/sys/kernel/mm/numa/demotion_enabled"
     public static let numaBalancing = "/proc/sys/kernel/numa_balancing"
+    /// `uname -r`: what a kernel can do that older ones could not is read from its release.
+    public static let kernelRelease = "/proc/sys/kernel/osrelease"
+    /// DAMON's sysfs interface: `nr_kdamonds`, and `N/state` ("on" or "off") for each context.
+    public static let damonKdamonds = "/sys/kernel/mm/damon/admin/kdamonds"
+    /// Multi-generational LRU: "0x0000" off, other bits on.
+    public static let lruGenEnabled = "/sys/kernel/mm/lru_gen/enabled"
+    /// One bit per page frame: set marks it idle, still set later means not accessed since.
+    public static let pageIdleBitmap = "/sys/kernel/mm/page_idle/bitmap"
 
     public static let dropCaches = "/proc/sys/vm/drop_caches"
     public static let transparentHugepages = "/sys/kernel/mm/transparent_hugepage/enabled"

@@ -177,8 +177,10 @@ public struct SnapshotCollector: Sendable {
                                          memoryCurrent: current, pressure: pressure, cpusetMems: cpuset))
             for child in children { stack.append((path.appending(child), cpuset)) }
         }
-        return HostSnapshot(topology: topology, groups: groups,
-                            tierdAllowedNodes: tierdAllowedNodes() ?? allNodes, vanishedWhileReading: vanished)
+        var snapshot = HostSnapshot(topology: topology, groups: groups,
+                                    tierdAllowedNodes: tierdAllowedNodes() ?? allNodes, vanishedWhileReading: vanished)
+        if depth == .detailed { snapshot.kernelMovers = kernelMovers() }
+        return snapshot
     }
 
     /// The files a planning tick reads per group; without the memory controller the memory files

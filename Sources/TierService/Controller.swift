@@ -63,6 +63,7 @@ public final class TierController {
             lastReloadError = nil
             logger.notice("policy reloaded", metadata: ["file": "\(path)", "workloads": "\(next.workloads.count)"])
             journal.write(["event": "reload", "ok": .bool(true), "cause": .string(cause.rawValue)])
+            reportKernelMovers()
             return true
         } catch {
             logger.error("policy reload refused, keeping the running policy: \(error)")
@@ -70,6 +71,23 @@ public final class TierController {
             journal.write(["event": "reload", "ok": .bool(false), "cause": .string(cause.rawValue), "error": .string("\(error)")])
             return false
         }
+    }
+
+    /// Reads the kernel's own movers, logs a warning for each that is on (what it will undo), and
+    /// journals them: at start and after every reload, so that a sysctl changed since is seen.
+    public func reportKernelMovers() {
+        let movers = collector.kernelMovers()
+        for finding in movers.findings { logger.warning("kernel mover: \(finding.text)") }
+        journalKernelMovers(movers)
+    }
+
+    /// The journal's `kernel_movers` event: each mover's setting and the codes of those that are on.
+    public func journalKernelMovers(_ movers: KernelMovers) {
+        journal.write(["event": "kernel_movers", "numa_balancing": movers.numaBalancing.map { .int(Int64($0)) } ?? .null,
+                       "demotion_enabled": movers.demotionEnabled.map { .bool($0) } ?? .null,
+                       "damon_running": movers.runningDamonContexts.map { .int(Int64($0)) } ?? .null,
+                       "release": movers.release.map { .string($0) } ?? .null,
+                       "findings": .array(movers.findings.map { .string($0.code) })])
     }
 
     /// Groups worth a PSI trigger: every group whose workload may be moved either way.

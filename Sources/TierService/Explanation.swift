@@ -40,6 +40,8 @@ public struct Explanation: Codable, Sendable, Equatable {
     public var promotionTargets: Targets
     /// What tierd would do now: each action, or the skip's reason; "nothing to do" when neither.
     public var decisions: [String]
+    /// The kernel's own movers that are on and may undo tierd's placement for this group's rule.
+    public var kernelMovers: [String] = []
     /// What the daemon last did to the group, task by task (from its status; none offline).
     public var lastActions: [DaemonStatus.Action] = []
     public var lastActionsTick: UInt64?
@@ -70,6 +72,7 @@ public struct Explanation: Codable, Sendable, Equatable {
         let skips = plan.skips.filter { $0.group == path }.map { "skipped, \($0.reason)" }
         decisions = actions + skips
         if decisions.isEmpty { decisions = ["nothing to do"] }
+        if let movers = snapshot.kernelMovers, let rule = resolved?.rule { kernelMovers = movers.findings(for: rule).map(\.text) }
     }
 
     static func rule(_ rule: WorkloadRule) -> Rule {
@@ -105,6 +108,7 @@ public struct Explanation: Codable, Sendable, Equatable {
             lines.append("\(name) targets: \(tierName) \(targets.tier) ∩ cpuset \(targets.cpuset) ∩ tierd \(targets.tierdNodes) = \(targets.nodes.isEmpty ? "none" : targets.nodes)")
         }
         lines += decisions.map { "decision now: \($0)" }
+        lines += kernelMovers.map { "kernel mover, may undo it: \($0)" }
         if let tick = lastActionsTick {
             for action in lastActions {
                 let moved = action.movedBytes.map { formatBytes($0) } ?? "nothing"

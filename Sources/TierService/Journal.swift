@@ -68,6 +68,8 @@ public final class AuditLog: Sendable {
 /// The little JSON tierd writes, without going through Codable for every line.
 public enum JSONValue: Sendable, ExpressibleByStringLiteral, ExpressibleByIntegerLiteral {
     case string(String), int(Int64), double(Double), bool(Bool), array([JSONValue]), object([String: JSONValue])
+    /// A value the kernel did not show (a file absent from this build).
+    case null
 
     public init(stringLiteral value: String) { self = .string(value) }
     public init(integerLiteral value: Int64) { self = .int(value) }
@@ -79,6 +81,7 @@ public enum JSONValue: Sendable, ExpressibleByStringLiteral, ExpressibleByIntege
         case .int(let i): return String(i)
         case .double(let d): return d.isFinite ? String(format: "%.6g", d) : "null"
         case .bool(let b): return b ? "true" : "false"
+        case .null: return "null"
         case .array(let a): return "[" + a.map(\.encoded).joined(separator: ",") + "]"
         case .object(let o):
             return "{" + o.keys.sorted().map { JSONValue.quote($0) + ":" + o[$0]!.encoded }.joined(separator: ",") + "}"

@@ -49,6 +49,9 @@ public enum StartupChecks {
             findings.append(.init(level: .warning, message:
                 "tierd's own cpuset allows nodes \(allowed) but the slow tier is \(topology.slow): migrate_pages(2) cannot target \(topology.slow.subtracting(allowed)); run tierd in a cgroup whose cpuset.mems includes them"))
         }
+        for mover in collector.kernelMovers().findings {
+            findings.append(.init(level: .warning, message: "kernel mover: \(mover.text)"))
+        }
         if !dryRun, let status = try? files.read(KernelPaths.selfStatus) {
             let capEff = status.split(separator: "\n").first { $0.hasPrefix("CapEff:") }
                 .flatMap { UInt64($0.dropFirst("CapEff:".count).trimmingWhitespace(), radix: 16) } ?? 0

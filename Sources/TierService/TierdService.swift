@@ -55,6 +55,8 @@ public struct TierdService: Service {
         var migrator = TaskMigrator(collector: collector, syscalls: LibnumaSyscalls(), dryRun: options.dryRun)
         migrator.promoted = promoted
         let controller = TierController(policy: policy, collector: collector, migrator: migrator, logger: logger, journal: journal, audit: options.audit)
+        // Logged with the start-up findings already; the journal gets them here.
+        controller.journalKernelMovers(collector.kernelMovers())
         let psi = PressureTriggerWatcher(files: RootedHostFiles(root: options.root),
                                          stall: policy.controller.psiStall, window: policy.controller.psiWindow)
         let clock = ContinuousClock()

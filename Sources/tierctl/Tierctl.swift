@@ -101,7 +101,10 @@ struct Explain: AsyncParsableCommand {
         let (policy, controller, report) = try await host.dryRunTick()
         guard var snapshot = report.snapshot else { print("tierctl: cannot read the host"); throw ExitCode(1) }
         // The plan came from a planning snapshot; the explanation also shows memory.stat and memory.current.
-        if let detailed = try? controller.collector.collect(selection: policy.tiers, depth: .detailed) { snapshot.groups = detailed.groups }
+        if let detailed = try? controller.collector.collect(selection: policy.tiers, depth: .detailed) {
+            snapshot.groups = detailed.groups
+            snapshot.kernelMovers = detailed.kernelMovers
+        }
         guard let cgroup = snapshot.groups.first(where: { $0.path == path }) else {
             print("tierctl: no cgroup \(path) under the cgroup root")
             throw ExitCode(1)

@@ -53,3 +53,29 @@ struct CollectorTests {
         #expect(throws: SnapshotCollector.SetupError.self) { try SnapshotCollector(files: RootedHostFiles(root: tree.root)) }
     }
 }
+
+struct KernelMoversReaderTests {
+    /// The captured 6.12 guest booted with Debian's defaults: numa_balancing 1, demotion off.
+    @Test func theCapturedGuestShowsTheKernelsDefaults() throws {
+        let tree = try FixtureTree()
+        let movers = try SnapshotCollector(files: RootedHostFiles(root: tree.root)).kernelMovers()
+        #expect(movers.numaBalancing == 1)
+        #expect(movers.demotionEnabled == false)
+        #expect(movers.runningDamonContexts == nil)
+        #expect(movers.findings.map(\.code) == ["numa_balancing"])
+    }
+
+    @Test func damonContextsAreCountedByState() throws {
+        let tree = try FixtureTree()
+        tree.write(KernelPaths.damonKdamonds + "/nr_kdamonds", "3\n")
+        tree.write(KernelPaths.damonKdamonds + "/0/state", "off\n")
+        tree.write(KernelPaths.damonKdamonds + "/1/state", "on\n")
+        tree.write(KernelPaths.damonKdamonds + "/2/state", "on\n")
+        tree.write(KernelPaths.demotionEnabled, "true\n")
+        tree.write(KernelPaths.numaBalancing, "2\n")
+        tree.write(KernelPaths.kernelRelease, "7.3.4+deb13-amd64\n")
+        let movers = try SnapshotCollector(files: RootedHostFiles(root: tree.root)).kernelMovers()
+        #expect(movers == KernelMovers(numaBalancing: 2, demotionEnabled: true, runningDamonContexts: 2, release: "7.3.4+deb13-amd64"))
+        #expect(movers.demotionRespectsCpusets)
+    }
+}
