@@ -79,7 +79,12 @@ public enum Planner {
         let projectedFree = dramFree - min(dramFree, anticipated)
         plan.summary.dramFallRate = snapshot.dramFallRate
         plan.summary.projectedDramFree = projectedFree
-        if projectedFree < low { state.reclaiming = true } else if projectedFree >= high { state.reclaiming = false }
+        // A controller without history (its first tick, as after a restart) cannot know whether a
+        // reclaim was under way: below `high` it finishes one. A tierd killed mid-demotion and
+        // restarted with free DRAM between the watermarks otherwise left the work undone.
+        let firstTick = previous.lastTick == nil
+        if projectedFree < low || (firstTick && projectedFree < high) { state.reclaiming = true }
+        else if projectedFree >= high { state.reclaiming = false }
         let watermarkDemand = state.reclaiming ? high - min(high, projectedFree) : 0
         // A protected workload's pages may use DRAM down to half the low watermark: the band
         // between them is demotion's hysteresis, and protected memory outranks it. With less

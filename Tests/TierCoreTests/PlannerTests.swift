@@ -296,11 +296,13 @@ struct PlannerTests {
     @Test func aFastFallStartsDemotionAboveLowAndKeepsPaceWithIt() throws {
         tree.addGroup("test.slice/batch", pids: [500], anon: [0: 700 * Self.mib])
         let capped = PlannerTests.yaml.replacingOccurrences(of: "demotion_per_tick: 1GiB", with: "demotion_per_tick: 64MiB")
-        dram(free: 180)  // above low (~100 MiB): as it is, nothing to do
+        dram(free: 250)  // a first tick above high: not reclaiming
         var (plan, state) = try self.plan(capped)
+        dram(free: 180)  // above low (~100 MiB): as it is, nothing to do
+        (plan, state) = try self.plan(capped, state: state)
         #expect(plan.actions.isEmpty && !state.reclaiming)
         // Falling at 200 MiB/s: in the default 1 s lookahead free would be gone.
-        (plan, state) = try self.plan(capped, fallRate: 200 * Self.mib)
+        (plan, state) = try self.plan(capped, state: state, fallRate: 200 * Self.mib)
         #expect(state.reclaiming)
         #expect(plan.summary.projectedDramFree == 0)
         // The band is high less the projected 0; the batch grows from 64 MiB to what the fall
@@ -310,7 +312,7 @@ struct PlannerTests {
         #expect(plan.actions.first?.yieldsToNextTick == true)
         #expect(plan.actions.first?.reason.contains("falling at 200.0 MiB/s") == true)
         // A slow fall that stays above low within the lookahead changes nothing.
-        (plan, state) = try self.plan(capped, fallRate: 20 * Self.mib)
+        (plan, state) = try self.plan(capped, state: ControllerState.afterOneTick, fallRate: 20 * Self.mib)
         #expect(plan.actions.isEmpty && !state.reclaiming)
     }
 
@@ -318,7 +320,7 @@ struct PlannerTests {
         tree.addGroup("test.slice/batch", pids: [500], anon: [0: 700 * Self.mib])
         let noLookahead = PlannerTests.yaml.replacingOccurrences(of: "dram: {low: 10%, high: 20%}", with: "dram: {low: 10%, high: 20%, lookahead: 0s}")
         dram(free: 180)
-        let (plan, state) = try self.plan(noLookahead, fallRate: 500 * Self.mib)
+        let (plan, state) = try self.plan(noLookahead, state: ControllerState.afterOneTick, fallRate: 500 * Self.mib)
         #expect(plan.actions.isEmpty && !state.reclaiming)
         #expect(plan.summary.projectedDramFree == 180 * Self.mib)
     }
@@ -331,10 +333,25 @@ struct PlannerTests {
         #expect(plan.skips.contains { $0.reason == .confinedToSlowNodes(cpuset: NodeSet([1])) })
     }
 
+    /// Killed mid-demotion and restarted with free DRAM between the watermarks, tierd finishes the
+    /// reclaim; with a tick behind it and not reclaiming, the same free DRAM is left alone.
+    @Test func aFirstTickBelowHighFinishesAReclaim() throws {
+        tree.addGroup("test.slice/batch", pids: [500], anon: [0: 700 * Self.mib])
+        dram(free: 150)
+        let (fresh, state) = try plan()
+        #expect(state.reclaiming)
+        #expect(fresh.actions.map(\.direction) == [.demote])
+        let (steady, next) = try plan(state: ControllerState.afterOneTick)
+        #expect(steady.actions.isEmpty && !next.reclaiming)
+        dram(free: 250)
+        let (above, aboveState) = try plan()
+        #expect(above.actions.isEmpty && !aboveState.reclaiming)
+    }
+
     @Test func watermarksHaveHysteresis() throws {
         tree.addGroup("test.slice/batch", pids: [500], anon: [0: 700 * Self.mib])
         dram(free: 150)  // between low (~100 MiB) and high (~201 MiB), not reclaiming yet
-        var (plan, state) = try plan()
+        var (plan, state) = try plan(state: ControllerState.afterOneTick)
         #expect(plan.actions.isEmpty && !state.reclaiming)
         dram(free: 80)   // below low: start
         (plan, state) = try self.plan(state: state, now: .seconds(11))
@@ -437,5 +454,14 @@ struct PlannerTests {
         #expect(demoted.map(\.group) == [CgroupPath("test.slice/early")])
         #expect(demoted.first?.bytes == 16 * Self.mib && demoted.first?.to == [1, 2])
         #expect(plan.skips.contains { $0.group == CgroupPath("test.slice/batch") && $0.reason.code == "slow_nodes_full" })
+    }
+}
+
+extension ControllerState {
+    /// A controller that has ticked once, a second ago, and is not reclaiming.
+    static var afterOneTick: ControllerState {
+        var state = ControllerState()
+        state.lastTick = Instant(.seconds(9))
+        return state
     }
 }
