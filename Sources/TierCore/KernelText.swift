@@ -67,7 +67,7 @@ public enum KernelText {
     }
 
     /// `memory.stat`: "key value" per line. Keeps the counters tierd reports
-    /// (`anon`, `file`, `pgdemote_*`, `pgpromote_success`, `workingset_refault_*`).
+    /// (`anon`, `file`, `pgdemote_*`, `pgsteal_*`, `pgpromote_success`, `workingset_refault_*`).
     /// ```
     /// anon 175087616
     /// pgdemote_direct 0
@@ -85,6 +85,11 @@ public enum KernelText {
             else if ByteScanner.equals(key, "file") { stat.fileBytes = value }
             else if ByteScanner.equals(key, "pgdemote_kswapd") || ByteScanner.equals(key, "pgdemote_direct")
                         || ByteScanner.equals(key, "pgdemote_khugepaged") { stat.pagesDemotedByKernel += value }
+            else if ByteScanner.equals(key, "pgdemote_proactive") { stat.pagesDemotedProactively = value }
+            else if ByteScanner.equals(key, "pgsteal_kswapd") || ByteScanner.equals(key, "pgsteal_direct")
+                        || ByteScanner.equals(key, "pgsteal_khugepaged") || ByteScanner.equals(key, "pgsteal_proactive") {
+                stat.pagesStolen += value
+            }
             else if ByteScanner.equals(key, "pgpromote_success") { stat.pagesPromotedByKernel = value }
             else if ByteScanner.equals(key, "workingset_refault_anon") { stat.refaultsAnon = value }
             else if ByteScanner.equals(key, "workingset_refault_file") { stat.refaultsFile = value }
@@ -421,7 +426,14 @@ public struct NumaStat: Sendable, Equatable {
 public struct MemoryStat: Sendable, Equatable {
     public var anonBytes: UInt64 = 0
     public var fileBytes: UInt64 = 0
+    /// `pgdemote_kswapd`, `_direct` and `_khugepaged`: demotions by the kernel's reclaim (on
+    /// 6.12, a `memory.reclaim` request's demotions count as `_direct`).
     public var pagesDemotedByKernel: UInt64 = 0
+    /// `pgdemote_proactive` (6.14 and later): demotions asked through `memory.reclaim`.
+    public var pagesDemotedProactively: UInt64 = 0
+    /// Every `pgsteal_*`: pages reclaim took from the group, demoted or not. What was stolen and
+    /// not demoted was discarded (page cache) or swapped.
+    public var pagesStolen: UInt64 = 0
     public var pagesPromotedByKernel: UInt64 = 0
     public var refaultsAnon: UInt64 = 0
     public var refaultsFile: UInt64 = 0

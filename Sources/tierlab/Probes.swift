@@ -26,6 +26,7 @@ extension Scenarios {
         case "probe-promote": return probePromote(lab)
         case "probe-cursor": return probeCursor(lab)
         case "probe-busy-thp": return probeBusyHugePages(lab)
+        case "probe-cold": return probeCold(lab)
         case "probe-ways":
             return probeWholeMoves(lab, rounds: 2, ways: ["migratepages", "in-process-move-all", "in-process", "in-process-after-numa-maps",
                                                           "tierd-unpinned", "tierd"], name: "probe-ways")
