@@ -87,6 +87,12 @@ public struct ControllerState: Sendable, Equatable {
     /// task refused (its mempolicy binds it to DRAM, say). Passed over, so that the demand goes to
     /// the next candidate instead of to the same refusal tick after tick.
     public var blockedSources: [CgroupPath: HeldBack] = [:]
+    /// Workloads whose `cold` demotion once stole pages it did not demote (discarded page cache,
+    /// swapped memory): they demote by `task` from then on, until a reload. The value says why.
+    public var coldDisabled: [String: String] = [:]
+    /// Groups whose `cold` demotion a task's mempolicy refused (the kernel's reclaim would demote
+    /// its pages whatever the policy): demoted by `task` until their tasks change.
+    public var coldRefused: [CgroupPath: (pids: [Int32], reason: String)] = [:]
 
     public init() {}
 
@@ -111,6 +117,7 @@ public struct ControllerState: Sendable, Equatable {
     public mutating func forgetGroups(notIn present: Set<CgroupPath>) {
         stuckOnSlowNodes = stuckOnSlowNodes.filter { present.contains($0.key) }
         blockedSources = blockedSources.filter { present.contains($0.key) }
+        coldRefused = coldRefused.filter { present.contains($0.key) }
     }
 
     /// Charges bytes moved outside the plan (a manual move) to the rate limits, so that tierd's own
@@ -135,6 +142,9 @@ public struct ControllerState: Sendable, Equatable {
     public static func == (a: ControllerState, b: ControllerState) -> Bool {
         a.reclaiming == b.reclaiming && a.globalBucket == b.globalBucket && a.workloadBuckets == b.workloadBuckets
             && a.lastTick == b.lastTick && a.stuckOnSlowNodes == b.stuckOnSlowNodes && a.blockedSources == b.blockedSources
+            && a.coldDisabled == b.coldDisabled
+            && a.coldRefused.count == b.coldRefused.count
+            && a.coldRefused.allSatisfy { k, v in b.coldRefused[k].map { $0.pids == v.pids && $0.reason == v.reason } ?? false }
             && a.pressureTotals.count == b.pressureTotals.count
             && a.pressureTotals.allSatisfy { k, v in b.pressureTotals[k].map { $0 == v } ?? false }
     }

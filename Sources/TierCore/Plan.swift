@@ -1,3 +1,39 @@
+/// How a demotion is carried out.
+public enum DemotionMechanism: Sendable, Equatable, CustomStringConvertible {
+    /// The group's tasks one by one, with migrate_pages(2) and move_pages(2), pages in address order.
+    case taskMoves
+    /// The kernel's reclaim of the group's coldest pages through its `memory.reclaim`, with kernel
+    /// demotion on, so that they are demoted rather than discarded; `argument` follows the byte
+    /// count ("swappiness=max": anonymous memory only), nil for none.
+    case kernelReclaim(argument: String?)
+
+    public var mode: DemotionMode {
+        switch self {
+        case .taskMoves: .task
+        case .kernelReclaim: .cold
+        }
+    }
+
+    public var description: String {
+        switch self {
+        case .taskMoves: "task (whole task sets)"
+        case .kernelReclaim(let argument): "cold (memory.reclaim" + (argument.map { ", " + $0 } ?? "") + ")"
+        }
+    }
+}
+
+/// The mechanism a demotion of one group takes now, and why `cold` fell back to `task`.
+public struct MechanismChoice: Sendable, Equatable {
+    public var mechanism: DemotionMechanism
+    /// Why the rule's `cold` could not be used; nil when it is, or when the rule asked for `task`.
+    public var fallback: String?
+    public init(_ mechanism: DemotionMechanism, fallback: String? = nil) { self.mechanism = mechanism; self.fallback = fallback }
+
+    public var description: String {
+        mechanism.description + (fallback.map { "; cold cannot be used: \($0)" } ?? "")
+    }
+}
+
 /// One move the planner asks for: some of a group's memory from `from` nodes to `to` nodes.
 public struct MigrationAction: Sendable, Equatable, CustomStringConvertible {
     /// Toward the slow tier, or back to DRAM.
@@ -30,6 +66,8 @@ public struct MigrationAction: Sendable, Equatable, CustomStringConvertible {
     /// so that a long reclaim never keeps the controller from seeing a new need for more than an
     /// interval and a batch. The rest is planned again on fresh state.
     public var yieldsToNextTick = false
+    /// How a demotion is carried out (promotions always move tasks).
+    public var mechanism: DemotionMechanism = .taskMoves
 
     public init(group: CgroupPath, workload: String, direction: Direction, pids: [Int32], from: NodeSet,
                 to: [Int], bytes: UInt64, mempolicy: MempolicyMode, reason: String) {
@@ -38,7 +76,8 @@ public struct MigrationAction: Sendable, Equatable, CustomStringConvertible {
     }
 
     public var description: String {
-        "\(direction.rawValue) \(group) [\(workload)] \(formatBytes(bytes)) nodes \(from) -> \(NodeSet(to)) (\(pids.count) tasks): \(reason)"
+        let how = mechanism == .taskMoves ? "\(pids.count) tasks" : "coldest pages, memory.reclaim"
+        return "\(direction.rawValue) \(group) [\(workload)] \(formatBytes(bytes)) nodes \(from) -> \(NodeSet(to)) (\(how)): \(reason)"
     }
 }
 

@@ -45,6 +45,7 @@ public enum Planner {
 
         let workloads = policy.resolve(snapshot.groups.map(\.path))
         let own = snapshot.ownNumaStats()
+        let parents = snapshot.parentGroups()
 
         // 1. What opt-out workloads need back.
         var promotions: [(group: CgroupSnapshot, workload: ResolvedWorkload, from: NodeSet, to: [Int], bytes: UInt64)] = []
@@ -195,11 +196,14 @@ public enum Planner {
                 }
                 let stat = own[group.path] ?? NumaStat()
                 let forRoom = min(bytes, promotionShortfall - min(promotionShortfall, demoted - bytes))
+                let mechanism = demotionMechanism(rule: rule, workload: workload.name, group: group, snapshot: snapshot,
+                                                  hasChildren: parents.contains(group.path), state: state).mechanism
                 func demotion(_ bytes: UInt64, _ reason: String) -> MigrationAction {
                     var action = MigrationAction(group: group.path, workload: workload.name, direction: .demote, pids: group.pids,
                                                  from: NodeSet(fast.filter { stat.bytes(on: $0) > 0 }), to: ordered,
                                                  bytes: bytes, mempolicy: rule.mempolicy, reason: reason)
                     action.onTaskCPU = settings.moveOnTaskCPU
+                    action.mechanism = mechanism
                     return action
                 }
                 if forRoom > 0 {
@@ -234,6 +238,50 @@ public enum Planner {
             plan.skips.append(PlanSkip(group: promotion.group.path, workload: promotion.workload.name, reason: reason))
         }
         return (plan, state)
+    }
+
+    /// How a demotion of `group` is carried out now: `cold` (the kernel's reclaim of its coldest
+    /// pages) where the rule asks for it and the kernel can do it without breaking tierd's rules;
+    /// otherwise `task`, with the reason. The kernel's reclaim demotes only while demotion is on
+    /// and into its own lower memory tier, takes a group's children with it, and before 6.16
+    /// demotes to any slow node whatever the cpuset; a workload that once lost pages to it
+    /// (discarded or swapped) and a group whose task's mempolicy refused it stay with `task`.
+    public static func demotionMechanism(rule: WorkloadRule, workload: String, group: CgroupSnapshot, snapshot: HostSnapshot,
+                                         hasChildren: Bool, state: ControllerState) -> MechanismChoice {
+        guard rule.demotionMode == .cold else { return MechanismChoice(.taskMoves) }
+        func task(_ why: String) -> MechanismChoice { MechanismChoice(.taskMoves, fallback: why) }
+        if let why = state.coldDisabled[workload] { return task(why) }
+        if let refused = state.coldRefused[group.path], refused.pids == group.pids.sorted() { return task(refused.reason) }
+        guard let movers = snapshot.kernelMovers, let enabled = movers.demotionEnabled else {
+            return task("the kernel's demotion switch cannot be read")
+        }
+        guard enabled else {
+            return task("kernel demotion is off (demotion_enabled=false): memory.reclaim would discard or swap, not demote")
+        }
+        let topology = snapshot.topology
+        guard topology.source == .memoryTiers else {
+            return task("the slow nodes come from \(topology.source.rawValue), not from the kernel's memory tiers: the kernel may have nowhere to demote")
+        }
+        guard !hasChildren else { return task("the group has child groups: memory.reclaim would take their memory too") }
+        let allowed = group.cpusetMems.intersection(snapshot.tierdAllowedNodes)
+        let release = movers.release.flatMap(KernelRelease.init)
+        let kernelTargets = movers.demotionRespectsCpusets ? topology.slow.intersection(group.cpusetMems) : topology.slow
+        guard kernelTargets.isSubset(of: allowed) else {
+            return task(movers.demotionRespectsCpusets
+                ? "the kernel would demote to \(kernelTargets), outside tierd's own nodes \(snapshot.tierdAllowedNodes)"
+                : "kernel \(release.map { "\($0)" } ?? "of unknown release") demotes to any slow node (\(topology.slow)) whatever the cpuset (\(group.cpusetMems)); from 6.16 it keeps to it")
+        }
+        return MechanismChoice(.kernelReclaim(argument: anonOnlyArgument(release)))
+    }
+
+    /// What asks `memory.reclaim` for anonymous memory only: page cache whose demotion fails is
+    /// dropped, not kept. `swappiness=max` from 6.15, 200 (the multi-generational LRU's anon-only
+    /// value) from 6.8, when the argument came; nothing before.
+    static func anonOnlyArgument(_ release: KernelRelease?) -> String? {
+        guard let release else { return nil }
+        if release >= KernelRelease(major: 6, minor: 15) { return "swappiness=max" }
+        if release >= KernelRelease(major: 6, minor: 8) { return "swappiness=200" }
+        return nil
     }
 
     /// The share of time each group stalled since the previous tick, from cumulative PSI totals.

@@ -12,6 +12,16 @@ public enum DemoteMode: String, Sendable, Equatable {
     case never
 }
 
+/// How an opted-in workload's pages leave DRAM.
+public enum DemotionMode: String, Sendable, Equatable, Codable {
+    /// Its coldest pages first: the kernel's LRU picks them through the group's `memory.reclaim`
+    /// while kernel demotion is on. Where that cannot be used safely it falls back to `task`, and
+    /// says why (``Planner/demotionMechanism(for:rule:workload:snapshot:childGroups:state:)``).
+    case cold
+    /// Whole task sets, pages in address order, with migrate_pages(2) and move_pages(2).
+    case task
+}
+
 /// Whether a task's own NUMA memory policy (numactl, set_mempolicy, mbind) limits tierd.
 public enum MempolicyMode: String, Sendable, Equatable {
     /// A task whose policy keeps it on nodes other than the move's targets is left alone.
@@ -44,6 +54,8 @@ public struct WorkloadRule: Sendable, Equatable {
     public var promote: Bool
     /// Bytes per second for this workload's moves; nil leaves only the global limit.
     public var rateLimit: UInt64?
+    /// How its pages leave DRAM (opted-in workloads only).
+    public var demotionMode: DemotionMode = .cold
 
     public init(demote: DemoteMode, priority: Int = 0, dramFloor: UInt64 = 0, pressureGuard: PressureGuard? = nil,
                 mempolicy: MempolicyMode = .respect, promote: Bool = false, rateLimit: UInt64? = nil) {

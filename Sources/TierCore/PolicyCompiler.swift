@@ -294,7 +294,7 @@ private struct Compiler {
         return WorkloadPolicy(name: name, matches: globs, rule: rule)
     }
 
-    static let ruleKeys = ["demote", "priority", "dram_floor", "pressure_guard", "mempolicy", "promote", "rate_limit"]
+    static let ruleKeys = ["demote", "priority", "dram_floor", "pressure_guard", "mempolicy", "promote", "rate_limit", "demotion_mode"]
 
     func workloadRule(_ node: Node, _ field: String, requireDemote: Bool,
                       entries: [String: (key: Node, value: Node)]? = nil) throws -> WorkloadRule {
@@ -330,6 +330,13 @@ private struct Compiler {
             rule.priority = priority
         }
         if let entry = map["dram_floor"] { rule.dramFloor = try parsed(entry.value, "\(field).dram_floor", Quantity.parseSize) }
+        if let entry = map["demotion_mode"] {
+            let text = try string(entry.value, "\(field).demotion_mode")
+            guard let mode = DemotionMode(rawValue: text) else {
+                throw fail(entry.value, "\(field).demotion_mode", "'\(text)' is not `cold` (coldest pages first) or `task` (whole task sets)")
+            }
+            rule.demotionMode = mode
+        }
         if let entry = map["pressure_guard"] {
             let guardMap = try mapping(entry.value, "\(field).pressure_guard", allowed: ["some_avg10", "full_avg10"])
             guard guardMap.count == 1, let (key, pair) = guardMap.first else {
@@ -346,7 +353,7 @@ private struct Compiler {
     /// misplaced `dram_floor` cannot silently do nothing.
     func optOutOnly(_ map: [String: (key: Node, value: Node)], _ field: String, _ base: WorkloadRule) throws -> WorkloadRule {
         var rule = base
-        for key in ["priority", "dram_floor", "pressure_guard"] {
+        for key in ["priority", "dram_floor", "pressure_guard", "demotion_mode"] {
             if let entry = map[key] { throw fail(entry.key, "\(field).\(key)", "applies only to `demote: allowed` workloads") }
         }
         if let entry = map["promote"] {

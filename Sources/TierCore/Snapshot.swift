@@ -154,13 +154,18 @@ public struct HostSnapshot: Sendable, Equatable {
     /// Bytes per second by which free DRAM was falling when the tick began (`FreeMemoryTrend`),
     /// sampled by the service between ticks; 0 when not falling or not watched.
     public var dramFallRate: UInt64 = 0
-    /// The kernel's own movers as set now: read only for a detailed snapshot (`tierctl explain`);
-    /// the daemon reads them at start and on every reload.
+    /// The kernel's own movers as set now (nil: not read, as in a generated snapshot): whether
+    /// `cold` demotion can use the kernel's reclaim, and what `tierctl explain` warns of.
     public var kernelMovers: KernelMovers?
 
     public init(topology: Topology, groups: [CgroupSnapshot], tierdAllowedNodes: NodeSet, vanishedWhileReading: Int = 0) {
         self.topology = topology; self.groups = groups
         self.tierdAllowedNodes = tierdAllowedNodes; self.vanishedWhileReading = vanishedWhileReading
+    }
+
+    /// The groups that have a child group in the snapshot.
+    public func parentGroups() -> Set<CgroupPath> {
+        Set(groups.compactMap { $0.path.parent }.filter { !$0.isRoot })
     }
 
     /// Each group's own bytes per node: its numa_stat less its direct children's.

@@ -209,8 +209,18 @@ public struct ActionOutcome: Sendable, Equatable {
     /// Pages move_pages(2) left where they were, by errno: where a promotion's time went when it
     /// keeps meeting pages it cannot move. (migrate_pages(2) reports a count only.)
     public var stayedByError: [Int32: Int] = [:]
+    /// A `cold` demotion: bytes the kernel's reclaim demoted from the group (its `pgdemote_*`).
+    public var reclaimedBytes: UInt64 = 0
+    /// A `cold` demotion: bytes the kernel's reclaim took from the group and did not demote
+    /// (discarded or swapped). Must stay zero; any makes the workload demote by `task`.
+    public var lostBytes: UInt64 = 0
+    /// A `cold` demotion a task's mempolicy refused before any request (the kernel's reclaim would
+    /// demote that task's pages whatever its policy): why, for the group's fallback to `task`.
+    public var coldRefused: String?
+    /// A `cold` demotion in a dry run: the bytes it would have asked for.
+    public var wouldReclaimBytes: UInt64 = 0
 
-    public var movedBytes: UInt64 { tasks.reduce(0) { $0 + $1.result.movedBytes } }
+    public var movedBytes: UInt64 { tasks.reduce(0) { $0 + $1.result.movedBytes } + reclaimedBytes }
 
     public init(action: MigrationAction, tasks: [(pid: Int32, result: TaskResult)], dropped: String? = nil) {
         self.action = action; self.tasks = tasks; self.dropped = dropped
@@ -218,6 +228,7 @@ public struct ActionOutcome: Sendable, Equatable {
 
     public static func == (a: ActionOutcome, b: ActionOutcome) -> Bool {
         a.action == b.action && a.dropped == b.dropped && a.stoppedForNextTick == b.stoppedForNextTick && a.tasks.count == b.tasks.count
+            && a.reclaimedBytes == b.reclaimedBytes && a.lostBytes == b.lostBytes && a.coldRefused == b.coldRefused
             && zip(a.tasks, b.tasks).allSatisfy { $0.pid == $1.pid && $0.result == $1.result }
     }
 }
@@ -282,6 +293,9 @@ public struct TaskMigrator: PageMigrator {
     }
 
     func perform(_ action: MigrationAction, pacer: RoomPacer?, deadline: Deadline? = nil) -> ActionOutcome {
+        if case .kernelReclaim(let argument) = action.mechanism {
+            return reclaimColdest(action, argument: argument, pacer: pacer, deadline: deadline)
+        }
         var outcome = ActionOutcome(action: action, tasks: [])
         var targets: [Int]
         switch allowedTargets(action) {

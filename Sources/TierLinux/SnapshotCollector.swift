@@ -179,7 +179,7 @@ public struct SnapshotCollector: Sendable {
         }
         var snapshot = HostSnapshot(topology: topology, groups: groups,
                                     tierdAllowedNodes: tierdAllowedNodes() ?? allNodes, vanishedWhileReading: vanished)
-        if depth == .detailed { snapshot.kernelMovers = kernelMovers() }
+        snapshot.kernelMovers = kernelMovers()
         return snapshot
     }
 

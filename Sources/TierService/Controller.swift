@@ -60,6 +60,7 @@ public final class TierController {
             let next = try PolicyFileLoader.load(path: path)
             policy = next
             loggedSkips = [:]
+            state.coldDisabled = [:]
             lastReloadError = nil
             logger.notice("policy reloaded", metadata: ["file": "\(path)", "workloads": "\(next.workloads.count)"])
             journal.write(["event": "reload", "ok": .bool(true), "cause": .string(cause.rawValue)])
@@ -156,10 +157,21 @@ public final class TierController {
         for outcome in outcomes {
             let action = outcome.action
             state.settle(planned: action.bytes, moved: outcome.movedBytes, workload: action.workload)
+            if outcome.lostBytes > 0 {
+                let why = "its cold demotion of \(action.group) lost \(formatBytes(outcome.lostBytes)) (taken by reclaim and discarded or swapped, not demoted)"
+                state.coldDisabled[action.workload] = why
+                logger.error("workload \(action.workload): \(why): demoting it by task from now on (a reload retries cold)")
+                journal.write(["event": "cold_lost", "group": .string(action.group.description), "workload": .string(action.workload),
+                               "lost": .bytes(outcome.lostBytes), "moved": .bytes(outcome.reclaimedBytes)])
+            }
+            if let refusal = outcome.coldRefused {
+                state.coldRefused[action.group] = (action.pids.sorted(), refusal)
+                continue
+            }
             guard outcome.dropped == nil, !(outcome.stoppedForNextTick && outcome.movedBytes == 0) else { continue }
             var entry = tried[action.direction, default: [:]][action.group] ?? Tried(pids: action.pids)
             entry.moved += outcome.movedBytes
-            entry.excused = entry.excused || outcome.tasks.contains {
+            entry.excused = entry.excused || outcome.wouldReclaimBytes > 0 || outcome.tasks.contains {
                 switch $0.result { case .targetsFull, .wouldMove: true; default: false }
             }
             tried[action.direction, default: [:]][action.group] = entry
@@ -221,6 +233,8 @@ public final class TierController {
             "demand": .bytes(s.demotionDemand), "deferred": .bytes(s.deferredBytes),
             "groups": .int(Int64(snapshot.groups.count)), "vanished": .int(Int64(snapshot.vanishedWhileReading)),
             "cpu_user_s": .double(cpu.user), "cpu_system_s": .double(cpu.system),
+            "demoted_cold_total": .bytes(ledger.demotedByMode[.cold] ?? 0), "demoted_task_total": .bytes(ledger.demotedByMode[.task] ?? 0),
+            "lost_total": .bytes(ledger.lostTotal),
         ]) }
         logOutcomes(outcomes, event: "action", elapsed: elapsed)
         var current: [CgroupPath: String] = [:]

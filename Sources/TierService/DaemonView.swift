@@ -43,7 +43,8 @@ public struct DaemonView: Sendable {
     public func explanation(of group: CgroupPath, _ context: Context, last: DaemonStatus.Group? = nil) -> Explanation? {
         let report = plan(context, depth: .detailed)
         guard let snapshot = report.snapshot, let cgroup = snapshot.groups.first(where: { $0.path == group }) else { return nil }
-        var explanation = Explanation(path: group, cgroup: cgroup, snapshot: snapshot, policy: context.policy, plan: report.plan)
+        var explanation = Explanation(path: group, cgroup: cgroup, snapshot: snapshot, policy: context.policy, plan: report.plan,
+                                      state: context.carried)
         if let last, let tick = last.lastActionsTick {
             explanation.lastActions = last.lastActions
             explanation.lastActionsTick = tick

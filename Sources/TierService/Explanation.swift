@@ -40,13 +40,18 @@ public struct Explanation: Codable, Sendable, Equatable {
     public var promotionTargets: Targets
     /// What tierd would do now: each action, or the skip's reason; "nothing to do" when neither.
     public var decisions: [String]
+    /// An opted-in group's demotion mode now: `cold` or `task`, and why `cold` could not be used.
+    public var demotionMode: String?
     /// The kernel's own movers that are on and may undo tierd's placement for this group's rule.
     public var kernelMovers: [String] = []
     /// What the daemon last did to the group, task by task (from its status; none offline).
     public var lastActions: [DaemonStatus.Action] = []
     public var lastActionsTick: UInt64?
 
-    public init(path: CgroupPath, cgroup: CgroupSnapshot, snapshot: HostSnapshot, policy: Policy, plan: MigrationPlan) {
+    /// - Parameter state: what the planner carries (the daemon's, or a fresh one offline): a
+    ///   workload whose cold demotion lost pages, or a group a mempolicy refused, demotes by task.
+    public init(path: CgroupPath, cgroup: CgroupSnapshot, snapshot: HostSnapshot, policy: Policy, plan: MigrationPlan,
+                state: ControllerState = ControllerState()) {
         let topology = snapshot.topology
         let resolved = policy.resolve(snapshot.groups.map(\.path))[path]
         let own = snapshot.ownNumaStats()[path] ?? NumaStat()
@@ -73,6 +78,10 @@ public struct Explanation: Codable, Sendable, Equatable {
         decisions = actions + skips
         if decisions.isEmpty { decisions = ["nothing to do"] }
         if let movers = snapshot.kernelMovers, let rule = resolved?.rule { kernelMovers = movers.findings(for: rule).map(\.text) }
+        if let resolved, resolved.rule.demote == .allowed {
+            demotionMode = Planner.demotionMechanism(rule: resolved.rule, workload: resolved.name, group: cgroup, snapshot: snapshot,
+                                                     hasChildren: snapshot.parentGroups().contains(path), state: state).description
+        }
     }
 
     static func rule(_ rule: WorkloadRule) -> Rule {
@@ -96,6 +105,7 @@ public struct Explanation: Codable, Sendable, Equatable {
             ruleText += ", mempolicy: \(rule.mempolicy)"
             lines.append("rule: \(ruleText)")
         }
+        if let demotionMode { lines.append("demotion mode: \(demotionMode)") }
         let nodes = ownBytesPerNode.keys.compactMap(Int.init).sorted()
         lines.append("own memory: " + nodes.map { "node \($0) \(formatBytes(ownBytesPerNode[String($0)] ?? 0))" }.joined(separator: ", "))
         lines.append("pressure: some avg10 \(Self.percent(pressure.someAvg10)), full avg10 \(Self.percent(pressure.fullAvg10))")

@@ -42,13 +42,24 @@ public final class AuditLog: Sendable {
             let leftByError = JSONValue.object(Dictionary(uniqueKeysWithValues: outcome.stayedByError.map {
                 (SyscallError($0.key).name, JSONValue.int(Int64($0.value)))
             }))
+            if case .kernelReclaim(let argument) = action.mechanism, outcome.tasks.isEmpty {
+                return [JSONValue.object([
+                    "time": .string(time), "tick": .int(Int64(tick)), "group": .string(action.group.description),
+                    "workload": .string(action.workload), "direction": .string(action.direction.rawValue),
+                    "mode": "cold", "from": .string(action.from.description), "to": .string(NodeSet(action.to).description),
+                    "asked": .bytes(action.bytes), "moved": .bytes(outcome.reclaimedBytes), "lost": .bytes(outcome.lostBytes),
+                    "result": .string(outcome.lostBytes > 0 ? "lost" : outcome.dropped != nil ? "dropped" : "reclaimed"),
+                    "detail": .string("memory.reclaim" + (argument.map { " " + $0 } ?? "") + (outcome.dropped.map { ": " + $0 } ?? "")),
+                    "reason": .string(action.reason),
+                ]).encoded]
+            }
             return outcome.tasks.map { task in
                 var pagesLeft: UInt64 = 0
                 if case .partial(_, let notMoved) = task.result { pagesLeft = UInt64(notMoved) }
                 return JSONValue.object([
                     "time": .string(time), "tick": .int(Int64(tick)), "group": .string(action.group.description),
                     "workload": .string(action.workload), "pid": .int(Int64(task.pid)), "direction": .string(action.direction.rawValue),
-                    "mode": "task", "from": .string(action.from.description), "to": .string(NodeSet(action.to).description),
+                    "mode": .string(action.mechanism.mode.rawValue), "from": .string(action.from.description), "to": .string(NodeSet(action.to).description),
                     "asked": .bytes(action.bytes), "moved": .bytes(task.result.movedBytes), "result": .string(task.result.code),
                     "detail": .string(task.result.description), "pages_left": .bytes(pagesLeft), "action_pages_left_by_error": leftByError,
                     "reason": .string(action.reason),

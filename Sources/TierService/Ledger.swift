@@ -11,6 +11,13 @@ public struct MoveLedger: Sendable, Equatable {
     public var movedByWorkload: [String: [MigrationAction.Direction: UInt64]] = [:]
     /// Bytes moved per direction over the daemon's life.
     public var movedTotal: [MigrationAction.Direction: UInt64] = [:]
+    /// Bytes demoted per mode (`cold`, `task`) over the daemon's life.
+    public var demotedByMode: [DemotionMode: UInt64] = [:]
+    /// Bytes promoted back to DRAM for opted-in workloads (their newly hot pages).
+    public var promotedForOptedIn: UInt64 = 0
+    /// Bytes the kernel's reclaim took in `cold` demotions and did not demote: discarded or
+    /// swapped. Must stay zero.
+    public var lostTotal: UInt64 = 0
     /// Task results by code ("moved", "exited", "mempolicy", ...).
     public var taskResults: [String: UInt64] = [:]
     /// Planner skips by reason code.
@@ -39,7 +46,9 @@ public struct MoveLedger: Sendable, Equatable {
                 bytesMoved[action.group, default: [:]][action.direction, default: 0] += moved
                 movedByWorkload[action.workload, default: [:]][action.direction, default: 0] += moved
                 movedTotal[action.direction, default: 0] += moved
+                if action.direction == .demote { demotedByMode[action.mechanism.mode, default: 0] += moved }
             }
+            lostTotal += outcome.lostBytes
             for task in outcome.tasks { taskResults[task.result.code, default: 0] += 1 }
         }
     }

@@ -17,6 +17,7 @@ public final class TierMetrics: Sendable {
         MetricNameDescriptor(namespace: "tierd", metricName: metric, unitName: unit, helpText: help)
     }
 
+    static var lostBytes: MetricNameDescriptor { name("reclaim_lost", "bytes_total", "Bytes a cold demotion's reclaim took and did not demote (discarded or swapped); must stay 0.") }
     static var movedBytes: MetricNameDescriptor { name("moved", "bytes_total", "Bytes tierd moved, by direction, mode and workload (what left the source nodes).") }
     static var moveFailures: MetricNameDescriptor { name("move_failures", "total", "Task moves that moved nothing or less than asked, by reason.") }
     static var actionsDropped: MetricNameDescriptor { name("actions_dropped", "total", "Planned actions dropped before any move (group gone, cpuset changed, room taken).") }
@@ -82,8 +83,11 @@ public final class TierMetrics: Sendable {
             let action = outcome.action
             if outcome.movedBytes > 0 {
                 registry.makeCounter(descriptor: Self.movedBytes, labels: [
-                    ("direction", action.direction.rawValue), ("mode", "task"), ("workload", action.workload),
+                    ("direction", action.direction.rawValue), ("mode", action.mechanism.mode.rawValue), ("workload", action.workload),
                 ]).increment(by: Int64(outcome.movedBytes))
+            }
+            if outcome.lostBytes > 0 {
+                registry.makeCounter(descriptor: Self.lostBytes, labels: [("workload", action.workload)]).increment(by: Int64(outcome.lostBytes))
             }
             if outcome.dropped != nil { registry.makeCounter(descriptor: Self.actionsDropped).increment() }
             for task in outcome.tasks where !Self.successfulResults.contains(task.result.code) {

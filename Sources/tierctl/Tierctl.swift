@@ -109,7 +109,8 @@ struct Explain: AsyncParsableCommand {
             print("tierctl: no cgroup \(path) under the cgroup root")
             throw ExitCode(1)
         }
-        let explanation = Explanation(path: path, cgroup: cgroup, snapshot: snapshot, policy: policy, plan: report.plan)
+        let explanation = Explanation(path: path, cgroup: cgroup, snapshot: snapshot, policy: policy, plan: report.plan,
+                                      state: controller.carried)
         if json { printJSON(explanation) } else { print(explanation.text) }
     }
 }

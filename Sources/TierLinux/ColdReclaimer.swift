@@ -1,0 +1,66 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import TierCore
+
+extension TaskMigrator {
+    /// A `cold` demotion: the kernel's reclaim of the group's coldest pages through its
+    /// `memory.reclaim`, with kernel demotion on so that they go to the slow tier. Before the first
+    /// request the group's cpuset must still hold every node the kernel may demote to, and no task
+    /// of the group may have a mempolicy that keeps it off them (the kernel's reclaim would demote
+    /// its pages whatever the policy). Requests go in ``ColdReclaim/requestBytes`` steps, each
+    /// checked in the group's `memory.stat`: a step that demoted nothing ends the action, and one
+    /// that lost pages (discarded or swapped instead of demoted) ends it and reports them.
+    func reclaimColdest(_ action: MigrationAction, argument: String?, pacer: RoomPacer?, deadline: Deadline?) -> ActionOutcome {
+        var outcome = ActionOutcome(action: action, tasks: [])
+        let dir = collector.directory(of: action.group)
+        do {
+            let allowed = try allowedNodes(action.group)
+            guard NodeSet(action.to).isSubset(of: allowed) else {
+                outcome.dropped = "cpuset.mems.effective of \(action.group) and tierd's own now allow \(allowed), not every node the kernel may demote to (\(NodeSet(action.to)))"
+                return outcome
+            }
+        } catch {
+            outcome.dropped = error.description
+            return outcome
+        }
+        let pids = ((try? files.read(dir + "/cgroup.procs")).map(KernelText.pids) ?? []).filter { $0 != selfPid }
+        for pid in pids {
+            guard let text = try? files.read(KernelPaths.process(pid) + "/numa_maps") else { continue }
+            if let policy = MempolicyGate.blockingPolicy(KernelText.numaMaps(text), targets: NodeSet(action.to), mode: action.mempolicy) {
+                outcome.tasks.append((pid, .mempolicy(policy)))
+                outcome.coldRefused = "task \(pid)'s mempolicy \(policy) keeps it off \(NodeSet(action.to)), and the kernel's reclaim would demote it anyway"
+                return outcome
+            }
+        }
+        if dryRun {
+            outcome.wouldReclaimBytes = action.bytes
+            return outcome
+        }
+        let clock = ContinuousClock()
+        var remaining = action.bytes
+        while remaining > 0 {
+            if deadline?.passed == true && outcome.reclaimedBytes > 0 { break }
+            let asked = min(remaining, ColdReclaim.requestBytes)
+            guard let before = memoryStat(dir) else { outcome.dropped = "cgroup \(action.group) vanished before the move"; break }
+            let started = clock.now
+            var refusal: HostFileError?
+            do { try files.write(dir + "/memory.reclaim", ColdReclaim.request(bytes: asked, argument: argument)) } catch { refusal = error }
+            outcome.syscallDuration += clock.now - started
+            guard let after = memoryStat(dir) else { break }
+            let step = ColdReclaim.step(before: before, after: after)
+            outcome.reclaimedBytes += step.demotedPages * pageSize
+            outcome.lostBytes += step.lostPages * pageSize
+            remaining -= min(remaining, step.demotedPages * pageSize)
+            pacer?.roomMade(step.demotedPages * pageSize)
+            // EAGAIN: the kernel reclaimed less than asked and gave up; anything else is a refusal.
+            if case .failed(_, let code) = refusal, code != EAGAIN { outcome.dropped = "memory.reclaim: \(refusal!)"; break }
+            if step.lostPages > 0 || step.demotedPages == 0 || refusal != nil { break }
+        }
+        return outcome
+    }
+
+    func memoryStat(_ dir: String) -> MemoryStat? {
+        (try? files.read(dir + "/memory.stat")).map(KernelText.memoryStat)
+    }
+}
