@@ -132,7 +132,7 @@ public struct RootedHostFiles: HostFiles {
     }
 
     public func write(_ path: String, _ text: String) throws(HostFileError) {
-        let fd = open(resolve(path), O_WRONLY | O_CLOEXEC)
+        let fd = open(resolve(path), O_WRONLY | O_TRUNC | O_CLOEXEC)
         guard fd >= 0 else { throw Self.classify(path, errno) }
         defer { close(fd) }
         let code: Int32 = text.utf8CString.withUnsafeBufferPointer { buffer in

@@ -44,10 +44,14 @@ public final class TierController {
 
     /// One line per task move, when the operator asked for an audit log.
     let audit: AuditLog?
+    /// Raises `memory.low` of the groups tierd would not demote while the kernel's reclaim demotes
+    /// (nil: a dry run or a one-shot run, which change nothing).
+    let shield: KernelShieldKeeper?
 
-    public init(policy: Policy, collector: SnapshotCollector, migrator: any PageMigrator, logger: Logger, journal: Journal, audit: AuditLog? = nil) {
+    public init(policy: Policy, collector: SnapshotCollector, migrator: any PageMigrator, logger: Logger, journal: Journal,
+                audit: AuditLog? = nil, shield: KernelShieldKeeper? = nil) {
         self.policy = policy; self.collector = collector; self.migrator = migrator
-        self.logger = logger; self.journal = journal; self.audit = audit
+        self.logger = logger; self.journal = journal; self.audit = audit; self.shield = shield
     }
 
     /// What asked for a reload, as the journal records it.
@@ -120,6 +124,14 @@ public final class TierController {
             let report = TickReport(snapshot: nil, plan: MigrationPlan(), outcomes: [], collectError: "\(error)")
             lastReport = report
             return report
+        }
+        if let shield {
+            let done = shield.apply(KernelShield.protections(snapshot: snapshot, policy: policy))
+            if done != KernelShieldKeeper.Report() {
+                logger.info("kernel shield: memory.low raised on \(done.raised) groups, put back on \(done.restored), \(done.failed) failed; \(shield.shielded.count) held")
+                journal.write(["event": "shield", "t": .double(elapsed), "raised": .int(Int64(done.raised)), "restored": .int(Int64(done.restored)),
+                               "failed": .int(Int64(done.failed)), "held": .int(Int64(shield.shielded.count))])
+            }
         }
         let (plan, next) = Planner.plan(snapshot: snapshot, policy: policy, state: state, now: now)
         state = next

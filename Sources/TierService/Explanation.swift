@@ -42,6 +42,8 @@ public struct Explanation: Codable, Sendable, Equatable {
     public var decisions: [String]
     /// An opted-in group's demotion mode now: `cold` or `task`, and why `cold` could not be used.
     public var demotionMode: String?
+    /// While the kernel's reclaim demotes: the `memory.low` tierd holds the group at, and why.
+    public var kernelShield: String?
     /// The kernel's own movers that are on and may undo tierd's placement for this group's rule.
     public var kernelMovers: [String] = []
     /// What the daemon last did to the group, task by task (from its status; none offline).
@@ -78,6 +80,10 @@ public struct Explanation: Codable, Sendable, Equatable {
         decisions = actions + skips
         if decisions.isEmpty { decisions = ["nothing to do"] }
         if let movers = snapshot.kernelMovers, let rule = resolved?.rule { kernelMovers = movers.findings(for: rule).map(\.text) }
+        if let claim = KernelShield.protections(snapshot: snapshot, policy: policy)[path] {
+            let why = resolved.flatMap { KernelShield.reason(cgroup, $0, slow: topology.slow) } ?? "it holds shielded groups"
+            kernelShield = "memory.low held at \(formatBytes(claim)) or its own value if higher, so the kernel's reclaim does not demote it (\(why))"
+        }
         if let resolved, resolved.rule.demote == .allowed {
             demotionMode = Planner.demotionMechanism(rule: resolved.rule, workload: resolved.name, group: cgroup, snapshot: snapshot,
                                                      hasChildren: snapshot.parentGroups().contains(path), state: state).description
@@ -119,6 +125,7 @@ public struct Explanation: Codable, Sendable, Equatable {
         }
         lines += decisions.map { "decision now: \($0)" }
         lines += kernelMovers.map { "kernel mover, may undo it: \($0)" }
+        if let kernelShield { lines.append("kernel shield: \(kernelShield)") }
         if let tick = lastActionsTick {
             for action in lastActions {
                 let moved = action.movedBytes.map { formatBytes($0) } ?? "nothing"

@@ -57,6 +57,7 @@ public final class TierMetrics: Sendable {
         _ = registry.makeCounter(descriptor: Self.ticks)
         _ = registry.makeCounter(descriptor: Self.collectFailures)
         _ = registry.makeCounter(descriptor: Self.actionsDropped)
+        _ = registry.makeCounter(descriptor: Self.lostBytes)
         registry.makeGauge(descriptor: Self.policyGeneration).set(Double(1))
     }
 
@@ -87,7 +88,7 @@ public final class TierMetrics: Sendable {
                 ]).increment(by: Int64(outcome.movedBytes))
             }
             if outcome.lostBytes > 0 {
-                registry.makeCounter(descriptor: Self.lostBytes, labels: [("workload", action.workload)]).increment(by: Int64(outcome.lostBytes))
+                registry.makeCounter(descriptor: Self.lostBytes).increment(by: Int64(outcome.lostBytes))
             }
             if outcome.dropped != nil { registry.makeCounter(descriptor: Self.actionsDropped).increment() }
             for task in outcome.tasks where !Self.successfulResults.contains(task.result.code) {

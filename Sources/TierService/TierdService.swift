@@ -20,10 +20,14 @@ public struct TierdOptions: Sendable {
     public var audit: AuditLog?
     /// `/metrics` rewritten after each tick for node_exporter; nil: none.
     public var textfile: MetricsTextfile?
+    /// Where the `memory.low` values tierd raised are kept, to be put back after a crash; nil: in memory only.
+    public var stateFile: String?
     public init(configPath: String, root: String = "/", dryRun: Bool = false, journalPath: String? = nil,
-                socketPath: String? = nil, metricsAddress: LocalAddress? = nil, audit: AuditLog? = nil, textfile: MetricsTextfile? = nil) {
+                socketPath: String? = nil, metricsAddress: LocalAddress? = nil, audit: AuditLog? = nil, textfile: MetricsTextfile? = nil,
+                stateFile: String? = nil) {
         self.configPath = configPath; self.root = root; self.dryRun = dryRun; self.journalPath = journalPath
         self.socketPath = socketPath; self.metricsAddress = metricsAddress; self.audit = audit; self.textfile = textfile
+        self.stateFile = stateFile
     }
 }
 
@@ -54,7 +58,14 @@ public struct TierdService: Service {
         let promoted = PromotedBytes()
         var migrator = TaskMigrator(collector: collector, syscalls: LibnumaSyscalls(), dryRun: options.dryRun)
         migrator.promoted = promoted
-        let controller = TierController(policy: policy, collector: collector, migrator: migrator, logger: logger, journal: journal, audit: options.audit)
+        // A dry run changes nothing, the kernel's settings included.
+        let shield = options.dryRun ? nil : KernelShieldKeeper(collector: collector, stateFile: options.stateFile)
+        if let leftover = shield?.restoreLeftovers(), leftover.restored > 0 {
+            logger.notice("put back memory.low of \(leftover.restored) groups that a tierd which did not stop cleanly had raised")
+        }
+        defer { shield?.restoreAll() }
+        let controller = TierController(policy: policy, collector: collector, migrator: migrator, logger: logger, journal: journal,
+                                        audit: options.audit, shield: shield)
         // Logged with the start-up findings already; the journal gets them here.
         controller.journalKernelMovers(collector.kernelMovers())
         let psi = PressureTriggerWatcher(files: RootedHostFiles(root: options.root),

@@ -48,6 +48,8 @@ struct TierdCommand: AsyncParsableCommand {
 
     @Option(name: .long, help: "Also write /metrics to this file after each tick, for node_exporter's textfile collector (a *.prom path).")
     var metricsTextfile: String?
+    @Option(name: .long, help: "Where tierd keeps the memory.low values it raised to shield groups from the kernel's demotion, to put them back after a crash; 'none': in memory only.")
+    var stateFile = "/run/tierd/kernel-settings.json"
 
     func run() async throws {
         let policy: Policy
@@ -118,7 +120,8 @@ struct TierdCommand: AsyncParsableCommand {
             }
         }
         let options = TierdOptions(configPath: config, root: root, dryRun: dryRun, journalPath: journal,
-                                   socketPath: socket == "none" ? nil : socket, metricsAddress: tcp, audit: audit, textfile: textfile)
+                                   socketPath: socket == "none" ? nil : socket, metricsAddress: tcp, audit: audit, textfile: textfile,
+                                   stateFile: stateFile == "none" ? nil : stateFile)
         let board = StatusBoard(stallLimit: TierdService.stallLimit(policy), view: DaemonView(collector: collector))
         let endpoints: [LocalHTTPServer]
         do { endpoints = try TierdService.startEndpoints(options, board: board, logger: logger) } catch {

@@ -1,0 +1,50 @@
+/// Keeps the kernel's own demotion off the groups tierd would not demote. While the kernel's
+/// reclaim may demote (demotion on, or NUMA balancing's tiering mode), it takes any group's cold
+/// pages, protected workloads' included, and before 6.16 ignores cpusets. `memory.low` keeps
+/// reclaim, and so the kernel's demotion, off a group's memory up to that amount; it only holds
+/// where every ancestor below the root holds as much for its protected descendants, so the
+/// ancestors are raised too. tierd's own `cold` reclaim of an opted-in group is not hindered: a
+/// reclaim ignores the protection of the group it was asked of.
+///
+/// Pure: the snapshot, the policy and the values the groups had before tierd raised them in, the
+/// `memory.low` each group should have out.
+public enum KernelShield {
+    /// What a shielded group may grow by between two ticks and stay covered.
+    public static func headroom(_ usage: UInt64) -> UInt64 { max(usage / 8, 32 << 20) }
+
+    /// Whether the kernel's reclaim may demote now.
+    public static func kernelDemotes(_ movers: KernelMovers?) -> Bool {
+        guard let movers else { return false }
+        return movers.demotionEnabled == true || (movers.numaBalancing ?? 0) & 2 != 0
+    }
+
+    /// Why a group is shielded, or nil: an opt-out workload the policy names, or an opted-in group
+    /// whose cpuset holds no slow node (tierd never demotes it; the kernel before 6.16 would).
+    public static func reason(_ group: CgroupSnapshot, _ workload: ResolvedWorkload, slow: NodeSet) -> String? {
+        if workload.rule.demote == .never { return workload.matchedAt != nil ? "opt-out workload \(workload.name)" : nil }
+        if group.cpusetMems.isDisjoint(with: slow) { return "cpuset \(group.cpusetMems) holds no slow node" }
+        return nil
+    }
+
+    /// The `memory.low` each group should have now: a shielded group covers its own memory and
+    /// some headroom, every group covers what its descendants claim, never less than the group had
+    /// (`original`). Empty while the kernel's reclaim does not demote: every value goes back.
+    public static func protections(snapshot: HostSnapshot, policy: Policy) -> [CgroupPath: UInt64] {
+        guard kernelDemotes(snapshot.kernelMovers), !snapshot.topology.slow.isEmpty else { return [:] }
+        let workloads = policy.resolve(snapshot.groups.map(\.path))
+        let own = snapshot.ownNumaStats()
+        var claims: [CgroupPath: UInt64] = [:]
+        // Children come after their parents: walking backwards sums each subtree before its root.
+        for group in snapshot.groups.reversed() {
+            var claim = claims[group.path, default: 0]
+            if let workload = workloads[group.path], reason(group, workload, slow: snapshot.topology.slow) != nil {
+                let usage = own[group.path].map { $0.bytes(on: $0.nodes) } ?? 0
+                if usage > 0 { claim += usage + headroom(usage) }
+            }
+            guard claim > 0 else { continue }
+            claims[group.path] = claim
+            if let parent = group.path.parent, !parent.isRoot { claims[parent, default: 0] += claim }
+        }
+        return claims
+    }
+}

@@ -1,0 +1,105 @@
+import Foundation
+import TierCore
+
+/// Carries out `KernelShield`: raises `memory.low` where the core asks, never below what the group
+/// had, and puts every value back when the group no longer needs it, when tierd stops, and — from
+/// the file it keeps them in — when a tierd that died is started again. Each group's value from
+/// before tierd touched it is written to the file before the group is raised.
+public final class KernelShieldKeeper: @unchecked Sendable {
+    let collector: SnapshotCollector
+    /// Where the values from before are kept (nil: kept in memory only, as in a one-shot run).
+    let stateFile: String?
+    private let lock = NSLock()
+    /// `memory.low` as it was before tierd raised it, by group, as the kernel wrote it ("0", "max").
+    private var originals: [String: String] = [:]
+    /// What tierd last wrote, by group.
+    private var applied: [CgroupPath: UInt64] = [:]
+
+    public init(collector: SnapshotCollector, stateFile: String?) {
+        self.collector = collector; self.stateFile = stateFile
+    }
+
+    /// What one pass did.
+    public struct Report: Sendable, Equatable {
+        public var raised = 0, restored = 0, failed = 0
+        public init() {}
+    }
+
+    /// Groups tierd holds raised now, with the value it wrote.
+    public var shielded: [CgroupPath: UInt64] { lock.lock(); defer { lock.unlock() }; return applied }
+
+    /// Puts back the values a tierd that died left raised, as its file has them, then forgets them.
+    @discardableResult
+    public func restoreLeftovers() -> Report {
+        lock.lock(); defer { lock.unlock() }
+        guard let stateFile, let data = FileManager.default.contents(atPath: stateFile),
+              let saved = try? JSONDecoder().decode([String: [String: String]].self, from: data) else { return Report() }
+        originals = saved["memory.low"] ?? [:]
+        let report = restore(Set(originals.keys))
+        persist()
+        return report
+    }
+
+    /// Raises the groups of `claims` to at least their claim (never below their own value) and
+    /// restores the groups tierd raised that are no longer claimed. A group is rewritten only when
+    /// its claim outgrew what was written or fell well below it.
+    @discardableResult
+    public func apply(_ claims: [CgroupPath: UInt64]) -> Report {
+        lock.lock(); defer { lock.unlock() }
+        var report = restore(Set(originals.keys).subtracting(claims.keys.map(\.relative)))
+        for (group, claim) in claims.sorted(by: { $0.key < $1.key }) {
+            if let written = applied[group], claim <= written, claim + KernelShield.headroom(claim) >= written { continue }
+            let file = collector.directory(of: group) + "/memory.low"
+            if originals[group.relative] == nil {
+                guard let text = try? collector.files.read(file) else { report.failed += 1; continue }
+                originals[group.relative] = text.trimmingCharacters(in: .whitespacesAndNewlines)
+                persist()
+            }
+            let own = originals[group.relative].flatMap { UInt64($0) } ?? (originals[group.relative] == "max" ? .max : 0)
+            guard own < claim else { applied[group] = claim; continue }
+            do {
+                try collector.files.write(file, String(claim))
+                applied[group] = claim
+                report.raised += 1
+            } catch { report.failed += 1 }
+        }
+        return report
+    }
+
+    /// Every raised group back to its value from before (at a stop).
+    @discardableResult
+    public func restoreAll() -> Report {
+        lock.lock(); defer { lock.unlock() }
+        let report = restore(Set(originals.keys))
+        persist()
+        return report
+    }
+
+    /// Lock held. A group that is gone needs nothing back.
+    private func restore(_ groups: Set<String>) -> Report {
+        var report = Report()
+        for relative in groups.sorted() {
+            guard let value = originals[relative] else { continue }
+            let group = CgroupPath(relative)
+            do {
+                try collector.files.write(collector.directory(of: group) + "/memory.low", value)
+                report.restored += 1
+            } catch HostFileError.vanished {
+            } catch { report.failed += 1 }
+            originals[relative] = nil
+            applied[group] = nil
+        }
+        if report.restored > 0 || !groups.isEmpty { persist() }
+        return report
+    }
+
+    /// Lock held. Written whole to a temporary file, then renamed over the old one.
+    private func persist() {
+        guard let stateFile else { return }
+        if originals.isEmpty { try? FileManager.default.removeItem(atPath: stateFile); return }
+        guard let data = try? JSONEncoder().encode(["memory.low": originals]) else { return }
+        let directory = URL(fileURLWithPath: stateFile).deletingLastPathComponent().path
+        try? FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        try? data.write(to: URL(fileURLWithPath: stateFile), options: .atomic)
+    }
+}

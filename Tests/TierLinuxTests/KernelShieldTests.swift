@@ -1,0 +1,89 @@
+import Foundation
+import Testing
+import TierCore
+import TierLinux
+import TierTestSupport
+
+/// The shield against the kernel's own demotion, on the captured guest: which groups claim
+/// `memory.low` (pure), and how the keeper raises, keeps and puts back the files.
+struct KernelShieldTests {
+    let tree: FixtureTree
+    static let mib: UInt64 = 1 << 20
+    static let policy = """
+        workloads:
+          - {name: db, match: [test.slice/db], demote: never}
+          - {name: batch, match: [test.slice/batch, test.slice/pinned], demote: allowed}
+        """
+
+    init() throws {
+        tree = try FixtureTree()
+        tree.addGroup("test.slice/db", pids: [600], anon: [0: 300 * Self.mib, 1: 20 * Self.mib])
+        tree.addGroup("test.slice/batch", pids: [700], anon: [0: 500 * Self.mib])
+        tree.addGroup("test.slice/pinned", pids: [800], anon: [0: 100 * Self.mib], cpuset: "0")
+        tree.addGroup("other.slice/misc", pids: [900], anon: [0: 50 * Self.mib])
+        for group in ["test.slice", "test.slice/db", "test.slice/batch", "test.slice/pinned", "other.slice", "other.slice/misc"] {
+            tree.write("/sys/fs/cgroup/\(group)/memory.low", "0\n")
+        }
+    }
+
+    func claims(demotion: Bool) throws -> [CgroupPath: UInt64] {
+        tree.write(KernelPaths.demotionEnabled, demotion ? "true\n" : "false\n")
+        let policy = try PolicyCompiler.compile(yaml: Self.policy, file: "t.yaml")
+        let snapshot = try SnapshotCollector(files: RootedHostFiles(root: tree.root)).collect(selection: .auto)
+        return KernelShield.protections(snapshot: snapshot, policy: policy)
+    }
+
+    @Test func optOutGroupsAndGroupsWithoutASlowNodeClaimTheirMemoryAndTheirAncestorsTheSum() throws {
+        let found = try claims(demotion: true)
+        let db: UInt64 = 320 * Self.mib + 40 * Self.mib        // usage + usage/8
+        let pinned: UInt64 = 100 * Self.mib + 32 * Self.mib    // usage + the 32 MiB least headroom
+        #expect(found[CgroupPath("test.slice/db")] == db)
+        #expect(found[CgroupPath("test.slice/pinned")] == pinned)
+        #expect(found[CgroupPath("test.slice")] == db + pinned)
+        // Opted in with a slow node in its cpuset, or matched by no workload: left to the kernel.
+        #expect(found[CgroupPath("test.slice/batch")] == nil)
+        #expect(found[CgroupPath("other.slice/misc")] == nil && found[CgroupPath("other.slice")] == nil)
+    }
+
+    @Test func withTheKernelsDemotionOffNothingIsClaimed() throws {
+        #expect(try claims(demotion: false).isEmpty)
+        tree.write(KernelPaths.numaBalancing, "2\n")
+        #expect(try !claims(demotion: false).isEmpty)
+    }
+
+    func keeper(_ stateFile: String?) throws -> KernelShieldKeeper {
+        KernelShieldKeeper(collector: try SnapshotCollector(files: RootedHostFiles(root: tree.root)), stateFile: stateFile)
+    }
+
+    func low(_ group: String) -> String? { tree.read("/sys/fs/cgroup/\(group)/memory.low")?.trimmingCharacters(in: .whitespacesAndNewlines) }
+
+    @Test func theKeeperRaisesKeepsTheOldValuesOnDiskAndPutsThemBack() throws {
+        let state = tree.root + "/kernel-settings.json"
+        tree.write("/sys/fs/cgroup/test.slice/memory.low", "max\n")
+        let keeper = try keeper(state)
+        let report = keeper.apply(try claims(demotion: true))
+        #expect(report.raised == 2 && report.failed == 0)
+        #expect(low("test.slice/db") == String(360 * Self.mib))
+        #expect(low("test.slice") == "max")   // never lowered
+        let saved = try JSONDecoder().decode([String: [String: String]].self, from: Data(contentsOf: URL(fileURLWithPath: state)))
+        #expect(saved["memory.low"]?["test.slice/db"] == "0" && saved["memory.low"]?["test.slice"] == "max")
+        // A claim that grew within the headroom is not rewritten; the kernel's demotion off puts all back.
+        #expect(keeper.apply(try claims(demotion: true)) == KernelShieldKeeper.Report())
+        let back = keeper.apply(try claims(demotion: false))
+        #expect(back.restored == 3)
+        #expect(low("test.slice/db") == "0" && low("test.slice") == "max" && low("test.slice/pinned") == "0")
+        #expect(!FileManager.default.fileExists(atPath: state))
+    }
+
+    /// What a tierd killed with groups raised left on disk is put back by the next one at start.
+    @Test func aRestartedTierdPutsBackWhatTheKilledOneRaised() throws {
+        let state = tree.root + "/kernel-settings.json"
+        let killed = try keeper(state)
+        killed.apply(try claims(demotion: true))
+        #expect(low("test.slice/db") != "0")
+        let restarted = try keeper(state)
+        #expect(restarted.restoreLeftovers().restored == 3)
+        #expect(low("test.slice/db") == "0" && low("test.slice/pinned") == "0" && low("test.slice") == "0")
+        #expect(!FileManager.default.fileExists(atPath: state))
+    }
+}
