@@ -34,5 +34,5 @@ set -e
 echo "== the systemd unit, as systemd reads it"
 bash scripts/check-systemd-unit.sh .build/debug/tierd
 
-echo "== lab: end-to-end scenarios on a real 6.12 kernel with a slow memory tier"
+echo "== lab: end-to-end scenarios on real kernels (6.12 LTS and the newest series) with a slow memory tier"
 bash scripts/lab.sh tests

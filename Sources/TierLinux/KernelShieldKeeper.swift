@@ -48,7 +48,7 @@ public final class KernelShieldKeeper: @unchecked Sendable {
         lock.lock(); defer { lock.unlock() }
         var report = restore(Set(originals.keys).subtracting(claims.keys.map(\.relative)))
         for (group, claim) in claims.sorted(by: { $0.key < $1.key }) {
-            if let written = applied[group], claim <= written, claim + KernelShield.headroom(claim) >= written { continue }
+            if let written = applied[group], claim <= written, written <= claim + 2 * Self.slack(claim) { continue }
             let file = collector.directory(of: group) + "/memory.low"
             if originals[group.relative] == nil {
                 guard let text = try? collector.files.read(file) else { report.failed += 1; continue }
@@ -56,10 +56,11 @@ public final class KernelShieldKeeper: @unchecked Sendable {
                 persist()
             }
             let own = originals[group.relative].flatMap { UInt64($0) } ?? (originals[group.relative] == "max" ? .max : 0)
-            guard own < claim else { applied[group] = claim; continue }
+            let target = claim + Self.slack(claim)
+            guard own < target else { applied[group] = target; continue }
             do {
-                try collector.files.write(file, String(claim))
-                applied[group] = claim
+                try collector.files.write(file, String(target))
+                applied[group] = target
                 report.raised += 1
             } catch { report.failed += 1 }
         }
@@ -74,6 +75,9 @@ public final class KernelShieldKeeper: @unchecked Sendable {
         persist()
         return report
     }
+
+    /// Written above the claim, so that a group growing by a few pages is not rewritten every tick.
+    static func slack(_ claim: UInt64) -> UInt64 { max(claim / 16, 8 << 20) }
 
     /// Lock held. A group that is gone needs nothing back.
     private func restore(_ groups: Set<String>) -> Report {

@@ -35,6 +35,17 @@ public enum LabClaims {
         return (Verdict(ok: true, detail: String(format: "after %.1f s, and held at all %d reports after", reached, after)), reached)
     }
 
+    /// The share is at or above `threshold` at every sample: an opted-in job's hot set kept in DRAM.
+    public static func holdsThroughout(_ samples: [Sample], threshold: Double) -> Verdict {
+        guard samples.count >= minimumSamples else { return .fail("\(samples.count) placement reports: too few to judge") }
+        if let low = samples.min(by: { $0.share < $1.share }), low.share < threshold {
+            let below = samples.filter { $0.share < threshold }.count
+            return .fail(String(format: "%@ at %.1f s; %d of %d reports below %@", percent("lowest", low.share), low.seconds, below, samples.count, percent(threshold)))
+        }
+        let low = samples.map(\.share).min()!
+        return Verdict(ok: true, detail: "\(percent("lowest", low)) over \(samples.count) reports")
+    }
+
     /// Bytes on a node never grow by more than `allowance` from one sample to the next: one page
     /// unless the scenario says why it allows more.
     public static func neverGrows(_ samples: [UInt64], allowance: UInt64 = 4096) -> Verdict {

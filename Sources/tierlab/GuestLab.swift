@@ -323,11 +323,12 @@ final class GuestLab {
     }
 
     func load(_ name: String, group: String, mib: Int, hotMiB: Int, prefix: [String] = [], interval: Double = 1,
-              shared: (file: String, mib: Int)? = nil) -> Load {
+              shared: (file: String, mib: Int)? = nil, hotWhileAllocating: Bool = false) -> Load {
         let report = out + "/\(name).jsonl"
         try? FileManager.default.removeItem(atPath: report)
         let argv = prefix + [bin + "/tierload", "--mib", String(mib), "--hot-mib", String(hotMiB), "--report", report,
                              "--interval", String(interval)] + (shared.map { ["--shared-file", $0.file, "--shared-mib", String($0.mib)] } ?? [])
+            + (hotWhileAllocating ? ["--hot-while-allocating"] : [])
         return Load(process: spawn(group: group, argv, output: out + "/\(name).out"), report: report)
     }
 
@@ -378,7 +379,8 @@ final class GuestLab {
         let socket = "/run/tierd-lab/\(name).sock"
         let audit = out + "/\(name).audit.jsonl"
         try? FileManager.default.removeItem(atPath: audit)
-        let argv = pin + [bin + "/tierd", "--config", policyPath, "--journal", journal, "--socket", socket, "--audit-log", audit]
+        let argv = pin + [bin + "/tierd", "--config", policyPath, "--journal", journal, "--socket", socket, "--audit-log", audit,
+                          "--state-file", out + "/\(name).kernel-settings.json"]
         let process: Process
         var tierctlPrefix: (String) -> [String] = { _ in [] }
         switch launch {

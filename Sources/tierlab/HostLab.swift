@@ -87,20 +87,20 @@ struct Boot: Sendable {
 
 /// Which boots each suite needs. Scenarios share boots: booting under emulation costs ~20 s.
 enum Suites {
-    static let twoTierScenarios = ["late-protected", "late-protected-pod", "opt-out-holds", "mempolicy", "pressure-guard", "killed-mid-demotion", "slow-tier-full", "churn"]
+    static let twoTierScenarios = ["late-protected", "late-protected-cold", "late-protected-pod", "opt-out-holds", "mempolicy", "pressure-guard", "killed-mid-demotion", "slow-tier-full", "churn"]
     static let countedScenarios = ["throughput"]
     static let threeNodeScenarios = ["cpuset", "faults-mid-move"]
-    static let demoScenarios = ["demo-kernel", "demo-numa-balancing", "late-protected"]
+    static let demoScenarios = ["demo-kernel", "demo-numa-balancing", "late-protected", "late-protected-cold"]
     /// What the kernel's own behaviour decides (demotion, cpusets, mempolicies, faults around a
     /// move), run on every kernel; the rest tests tierd alone and runs on the first kernel only.
-    static let kernelDependent: Set<String> = ["late-protected", "opt-out-holds", "mempolicy", "pressure-guard",
+    static let kernelDependent: Set<String> = ["late-protected", "late-protected-cold", "opt-out-holds", "mempolicy", "pressure-guard",
                                                "killed-mid-demotion", "slow-tier-full", "cpuset", "faults-mid-move",
                                                "demo-kernel", "demo-numa-balancing"]
 
     /// The boots of `suite` on each kernel of `kernels`, in order: the first kernel runs every
     /// scenario, later ones the kernel-dependent ones.
-    static func boots(_ suite: String, kernels: [String], only: [String]?, countedProbes: Bool = false) -> [Boot]? {
-        guard let base = boots(suite, only: only, countedProbes: countedProbes) else { return nil }
+    static func boots(_ suite: String, kernels: [String], only: [String]?, countedProbes: Bool = false, throughput: Bool = false) -> [Boot]? {
+        guard let base = boots(suite, only: only, countedProbes: countedProbes, throughput: throughput) else { return nil }
         return kernels.enumerated().flatMap { index, kernel in
             base.compactMap { boot -> Boot? in
                 var boot = boot
@@ -112,7 +112,9 @@ enum Suites {
     }
 
     /// - Parameter countedProbes: probes boot the counted-clock guest instead of the host-clock one.
-    static func boots(_ suite: String, only: [String]?, countedProbes: Bool = false) -> [Boot]? {
+    /// - Parameter throughput: the demo also boots the counted-clock guest for the throughput pairs
+    ///   (5 minutes more); the tests always do.
+    static func boots(_ suite: String, only: [String]?, countedProbes: Bool = false, throughput: Bool = false) -> [Boot]? {
         func keep(_ list: [String]) -> [String] { only.map { wanted in list.filter(wanted.contains) } ?? list }
         if suite == "probe" {
             return [Boot(topology: countedProbes ? .twoTierCounted : .twoTier, scenarios: only ?? ["probe-moves"], timeoutSeconds: 1500)]
@@ -124,7 +126,8 @@ enum Suites {
                     Boot(topology: .threeNode, scenarios: keep(threeNodeScenarios), timeoutSeconds: 600)]
                 .filter { !$0.scenarios.isEmpty }
         case "demo":
-            return [counted, Boot(topology: .twoTier, scenarios: keep(demoScenarios), timeoutSeconds: 1500)].filter { !$0.scenarios.isEmpty }
+            return ((throughput ? [counted] : []) + [Boot(topology: .twoTier, scenarios: keep(demoScenarios), timeoutSeconds: 1500)])
+                .filter { !$0.scenarios.isEmpty }
         default:
             return nil
         }

@@ -54,7 +54,8 @@ struct Report {
     }
 
     static let modes: [(scenario: String, label: String)] = [
-        ("demo-kernel", "kernel demotion only"), ("demo-numa-balancing", "kernel, numa_balancing=2"), ("late-protected", "tierd"),
+        ("demo-kernel", "kernel demotion only"), ("demo-numa-balancing", "kernel, numa_balancing=2"), ("late-protected", "tierd, task"),
+        ("late-protected-cold", "tierd, cold (batch hot set hot while it allocates)"),
     ]
 
     /// One table per kernel the demo ran on.
@@ -70,12 +71,14 @@ struct Report {
             r.figures[key].map { String(format: "%5.1f%%", $0 * 100) } ?? "    –"
         }
         var rows = ["Late protected job (400 MiB, all hot) after a batch job filled DRAM (900 MiB, 50 MiB hot); DRAM share of the protected job:",
-                    "| mode | +5 s | +15 s | +30 s | +60 s | end | time to ≥99 % | batch hot in DRAM | demoted from batch | demoted from protected | pages moved |",
-                    "|---|---|---|---|---|---|---|---|---|---|---|"]
+                    "| mode | +5 s | +15 s | +30 s | +60 s | end | time to ≥99 % | batch hot in DRAM (end) | batch hot set in DRAM (lowest sample) | demoted from batch | demoted from protected | pages moved | bytes moved / DRAM deficit |",
+                    "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
         for (scenario, label) in Self.modes {
             guard let r = results.first(where: { $0.scenario == scenario }) else { continue }
             let reach = r.figures["seconds_to_99"].map { String(format: "%.1f s", $0) } ?? "never (\(Int(r.figures["observed_seconds"] ?? 0)) s)"
-            rows.append("| \(label) | \(share(r, "share_at_5s")) | \(share(r, "share_at_15s")) | \(share(r, "share_at_30s")) | \(share(r, "share_at_60s")) | \(share(r, "share_final")) | \(reach) | \(share(r, "batch_hot_share_final")) | \(mib(r.figures["batch_demoted_bytes"])) | \(mib(r.figures["protected_demoted_bytes"])) | \(Int(r.figures["pages_moved"] ?? 0)) |")
+            let moved = (r.figures["pages_moved"] ?? 0) * 4096, deficit = r.figures["dram_deficit_bytes"] ?? 0
+            let perDeficit = deficit > 0 && r.figures["pages_moved"] != nil ? String(format: "%.0f / %.0f MiB = %.2f", moved / 1048576, deficit / 1048576, moved / deficit) : "–"
+            rows.append("| \(label) | \(share(r, "share_at_5s")) | \(share(r, "share_at_15s")) | \(share(r, "share_at_30s")) | \(share(r, "share_at_60s")) | \(share(r, "share_final")) | \(reach) | \(share(r, "batch_hot_share_final")) | \(share(r, "batch_hot_share_lowest")) | \(mib(r.figures["batch_demoted_bytes"])) | \(mib(r.figures["protected_demoted_bytes"])) | \(Int(r.figures["pages_moved"] ?? 0)) | \(perDeficit) |")
         }
         if let tierd = results.first(where: { $0.scenario == "late-protected" }), tierd.figures["bytes_that_had_to_move"] == 0 {
             rows.append("")

@@ -15,6 +15,10 @@ enum Scenarios {
         case "throughput": return throughput(lab)
         // One run: a miss is a miss, never run again.
         case "late-protected": return lateProtected(lab, mode: .tierd)
+        case "late-protected-cold": return lateProtected(lab, mode: .tierd, cold: true, hotEarly: true)
+        // Not in a suite: the batch job's hot set is untouched while it allocates, so it is the
+        // coldest memory then, demoted, and nothing brings it back once hot (issue 14, item 6).
+        case "late-protected-cold-hot-late": return lateProtected(lab, mode: .tierd, cold: true)
         case let name where name.hasPrefix("late-protected-run"):
             // Repeated runs in one boot (late-protected-run1,-run2, …), each figure kept.
             return lateProtected(lab, mode: .tierd, variant: (String(name.dropFirst("late-protected-".count)), ""))
@@ -206,10 +210,13 @@ enum Scenarios {
     /// memory; the kernel-only modes are measured the same way for the demo's table.
     /// `variant` names a probe run of tierd with other controller settings (", key: value" text).
     /// `launch: .pod` runs tierd as the Kubernetes DaemonSet does (``GuestLab/TierdLaunch/pod``).
+    /// `cold`: kernel demotion on, as an operator who wants `cold` demotion sets it, and the batch
+    /// workload in its default mode, `cold`: its hot set must stay in DRAM throughout. `hotEarly`:
+    /// the batch job keeps its hot set hot while it allocates the rest, not only afterwards.
     static func lateProtected(_ lab: GuestLab, mode: Mode, variant: (name: String, settings: String)? = nil,
-                              launch: GuestLab.TierdLaunch = .host) -> ScenarioResult {
+                              launch: GuestLab.TierdLaunch = .host, cold: Bool = false, hotEarly: Bool = false) -> ScenarioResult {
         let launchSuffix = [GuestLab.TierdLaunch.host: "", .pod: "-pod", .podTraced: "-pod-traced"][launch]!
-        let name = mode == .tierd ? "late-protected" + (variant.map { "-" + $0.name } ?? "") + launchSuffix
+        let name = mode == .tierd ? "late-protected" + (cold ? (hotEarly ? "-cold" : "-cold-hot-late") : "") + (variant.map { "-" + $0.name } ?? "") + launchSuffix
             : mode == .kernelDemotion ? "demo-kernel" : "demo-numa-balancing"
         var result = ScenarioResult(scenario: name, checks: [])
         let batchGroup = "\(lab.labSlice)/batch", protectedGroup = "\(lab.labSlice)/protected"
@@ -223,6 +230,7 @@ enum Scenarios {
         case .tierd:
             lab.kernelTiering(demotion: false, numaBalancing: 0)
             idleRates = (0..<2).compactMap { _ in lab.calibrateMigratepages(mib: 256)?.mibPerSecond }
+            if cold { lab.kernelTiering(demotion: true, numaBalancing: 0) }
             tierd = lab.startTierd("tierd-\(name)", policy: """
                 controller: {interval: 1s, dram: {low: 10%, high: 20%}, rate_limit: 2GiB/s\(variant?.settings ?? "")}
                 workloads:
@@ -232,12 +240,13 @@ enum Scenarios {
         case .kernelDemotion: lab.kernelTiering(demotion: true, numaBalancing: 0)
         case .numaBalancing: lab.kernelTiering(demotion: true, numaBalancing: 2)
         }
-        let batch = lab.load("\(name)-batch", group: batchGroup, mib: 900, hotMiB: 50)
+        let batch = lab.load("\(name)-batch", group: batchGroup, mib: 900, hotMiB: 50, hotWhileAllocating: hotEarly)
         guard lab.waitFor(seconds: 180, { batch.allocatedAt() != nil }) else {
             result.checks.append(Check(name: "batch job allocated", ok: false, detail: lab.describe([batchGroup])))
             return result
         }
         sleep(5)
+        let dramFreeBeforeProtected = lab.dramFreeBytes()
         // Placement reported twice a second: the time to 99 % is read to half a second.
         let protected = lab.load("\(name)-protected", group: protectedGroup, mib: 400, hotMiB: 400, interval: 0.5)
         // What the kernel did while the job allocated and came back: whether node 0 ran into its
@@ -274,6 +283,8 @@ enum Scenarios {
         result.figures["observed_seconds"] = (samples.last?.t ?? t0) - t0
         if let reachedAt { result.figures["seconds_to_99"] = reachedAt }
         if let batchLast = batch.samples().last { result.figures["batch_hot_share_final"] = batchLast.hotShare }
+        let batchAllocated = batch.allocatedAt() ?? .infinity
+        if let lowest = batch.samples().filter({ $0.t >= batchAllocated }).map(\.hotShare).min() { result.figures["batch_hot_share_lowest"] = lowest }
         result.figures["protected_slow_bytes_at_start"] = Double(slowAtStart)
         let kernelBatch = lab.kernelMovedPages(batchGroup), kernelProtected = lab.kernelMovedPages(protectedGroup)
         if let tierd {
@@ -298,10 +309,16 @@ enum Scenarios {
         // achieves in this guest under the same load (both jobs still running, the protected job
         // writing every page): it moves the protected job out and back. The idle rate is reported too.
         result.checks += endpointChecks(lab, tierd, name: name, groups: [batchGroup, protectedGroup])
+        if cold { result.checks += coldChecks(lab, tierd, batch: batch, protectedGroup: protectedGroup, t0: t0, result: &result) }
         if launch != .host { result.checks += podLifeChecks(lab, tierd, name: name, opted: batchGroup) }
         if launch == .pod { result.checks += seccompRefusalChecks(lab) }
         // tierd stops first: it would otherwise bring the protected job back while migratepages moves it out.
         lab.stop(tierd.process)
+        if cold {
+            let low = (try? lab.files.read(lab.cgroupDir(protectedGroup) + "/memory.low"))?.trimmingCharacters(in: .whitespacesAndNewlines)
+            result.checks.append(Check(name: "tierd put the protected group's memory.low back when it stopped", ok: low == "0",
+                                       detail: "memory.low after SIGTERM: \(low ?? "unreadable")"))
+        }
         let mustDemote = slowAtStart > dramFreeAtStart ? slowAtStart - dramFreeAtStart : 0
         // At ≥ 99 % in its first placement report, nothing had to move to reach it: the time is
         // the report's own latency, and a floor of the few KiB on the slow node would be noise.
@@ -309,6 +326,9 @@ enum Scenarios {
         if atFirstReport { result.figures["at_99_at_first_report"] = 1 }
         let mustMove = atFirstReport ? 0 : Double(slowAtStart + mustDemote)
         result.figures["bytes_that_had_to_move"] = mustMove
+        // What had to leave DRAM for the protected job to fit, whenever tierd moved it: its size
+        // less the DRAM free when the batch job was settled (printed beside the bytes moved).
+        result.figures["dram_deficit_bytes"] = Double(400 << 20) - min(Double(400 << 20), Double(dramFreeBeforeProtected))
         if let loaded = migratepagesUnderLoad(lab, protected, group: protectedGroup) {
             result.figures["migratepages_loaded_mib_per_s"] = loaded
             let floor = mustMove / mib / loaded
@@ -355,6 +375,37 @@ enum Scenarios {
                 + "\ntierd journal:\n" + tierd.tail()
         }
         return result
+    }
+
+    /// `cold` demotion kept the batch job's hot set: at least 95 % of it in DRAM at every report from
+    /// its allocation on; tierd's `/metrics` show cold demotion used and no byte lost to it; with
+    /// kernel demotion on, tierd held the protected group's `memory.low` up and the kernel's
+    /// reclaim demoted none of it (its `memory.stat` counts every demotion but tierd's own moves).
+    static func coldChecks(_ lab: GuestLab, _ tierd: TierdRun, batch: Load, protectedGroup: String, t0: Double,
+                           result: inout ScenarioResult) -> [Check] {
+        let allocated = batch.allocatedAt() ?? .infinity
+        let reports = batch.samples().filter { $0.t >= allocated }.map { LabClaims.Sample(seconds: $0.t - t0, share: $0.hotShare) }
+        let hot = LabClaims.holdsThroughout(reports, threshold: 0.95)
+        let coldBytes = tierd.metric("tierd_moved_bytes_total", label: "mode=\"cold\"")
+        let taskDemoted = tierd.metric("tierd_moved_bytes_total", label: "mode=\"task\",workload=\"batch\"")
+        let lost = tierd.metric("tierd_reclaim_lost_bytes_total")
+        if let coldBytes { result.figures["cold_demoted_bytes"] = coldBytes }
+        if let taskDemoted { result.figures["task_demoted_batch_bytes"] = taskDemoted }
+        if let lost { result.figures["lost_bytes"] = lost }
+        let used = coldBytes.map { $0 > 0 } ?? false
+        let kernelDemoted = lab.kernelMovedPages(protectedGroup).demoted
+        let low = (try? lab.files.read(lab.cgroupDir(protectedGroup) + "/memory.low"))?.trimmingCharacters(in: .whitespacesAndNewlines) ?? "?"
+        let shieldEvents = tierd.events("shield").count
+        result.figures["protected_kernel_demoted_pages"] = Double(kernelDemoted)
+        return [
+            Check(name: "the kernel's reclaim demoted none of the protected job (tierd raised its memory.low)",
+                  ok: kernelDemoted == 0 && shieldEvents > 0 && (UInt64(low) ?? 0) > 0,
+                  detail: "pgdemote of the protected group: \(kernelDemoted) pages; its memory.low now \(low); \(shieldEvents) shield events"),
+            Check(name: "the batch job's hot set stays ≥ 95 % in DRAM at every report (cold demotion)", ok: hot.ok, detail: hot.detail),
+            Check(name: "tierd demoted by cold and lost nothing to reclaim", ok: used && lost == 0 && (taskDemoted ?? 0) == 0,
+                  detail: coldBytes == nil || lost == nil ? "no /metrics answer"
+                    : String(format: "cold %.1f MiB, task %.1f MiB, lost %.0f bytes", coldBytes! / mib, (taskDemoted ?? 0) / mib, lost!)),
+        ]
     }
 
     /// What the running daemon's endpoint says, against the kernel and its own journal:

@@ -22,6 +22,8 @@ struct TierLoad: ParsableCommand {
     @Option(help: "Also map this file shared (created on a tmpfs such as /dev/shm if missing) and write every page of it once.")
     var sharedFile: String?
     @Option(help: "MiB of --shared-file to map.") var sharedMib: Int = 0
+    @Flag(help: "Keep the hot part hot while the rest is allocated (touched again after every 16 MiB), not only afterwards.")
+    var hotWhileAllocating = false
 
     func validate() throws {
         guard mib > 0, hotMib >= 0, hotMib <= mib else { throw ValidationError("need 0 <= --hot-mib <= --mib and --mib > 0") }
@@ -67,7 +69,12 @@ struct TierLoad: ParsableCommand {
         let chunks = stride(from: 0, to: pages, by: 16384).map { Array(addresses[$0..<min($0 + 16384, pages)]) }
         let syscalls = LibnumaSyscalls()
         _ = syscalls.movePages(pid: 0, addresses: chunks.first ?? [], to: nil)
-        for page in 0..<pages { base.storeBytes(of: UInt8(truncatingIfNeeded: page | 1), toByteOffset: page * pageSize, as: UInt8.self) }
+        for page in 0..<pages {
+            base.storeBytes(of: UInt8(truncatingIfNeeded: page | 1), toByteOffset: page * pageSize, as: UInt8.self)
+            if hotWhileAllocating, page > hotPages, page % 4096 == 0 {
+                for hot in 0..<hotPages { base.storeBytes(of: UInt8(truncatingIfNeeded: page), toByteOffset: hot * pageSize, as: UInt8.self) }
+            }
+        }
         emit("{\"event\":\"allocated\",\"pid\":\(pid),\"t\":\(now()),\"seconds\":\(now() - start)}")
         var nextReport = now()
         var sweep: UInt8 = 0

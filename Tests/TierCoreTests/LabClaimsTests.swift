@@ -53,4 +53,12 @@ struct LabClaimsTests {
         #expect(!LabClaims.withinFloor(reached: 3, floor: .nan).ok)
         #expect(LabClaims.withinFloor(reached: 1.5, floor: 0).ok && !LabClaims.withinFloor(reached: 2.5, floor: 0).ok)
     }
+
+    @Test func aShareHeldThroughoutFailsOnOneLowSampleAndOnMissingData() {
+        #expect(LabClaims.holdsThroughout(series([0.97, 1.0, 0.99, 0.95]), threshold: 0.95).ok)
+        let broken = LabClaims.holdsThroughout(series([1.0, 1.0, 0.94, 1.0]), threshold: 0.95)
+        #expect(!broken.ok && broken.detail.contains("94.0%") && broken.detail.contains("1 of 4"))
+        #expect(!LabClaims.holdsThroughout(series([1.0]), threshold: 0.95).ok)
+        #expect(!LabClaims.holdsThroughout([], threshold: 0.95).ok)
+    }
 }
