@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import Foundation
 import TierCore
 
@@ -32,7 +35,7 @@ public final class KernelShieldKeeper: @unchecked Sendable {
     @discardableResult
     public func restoreLeftovers() -> Report {
         lock.lock(); defer { lock.unlock() }
-        guard let stateFile, let data = FileManager.default.contents(atPath: stateFile),
+        guard let stateFile, let data = Self.readWhole(stateFile),
               let saved = try? JSONDecoder().decode([String: [String: String]].self, from: data) else { return Report() }
         originals = saved["memory.low"] ?? [:]
         let report = restore(Set(originals.keys))
@@ -97,13 +100,32 @@ public final class KernelShieldKeeper: @unchecked Sendable {
         return report
     }
 
-    /// Lock held. Written whole to a temporary file, then renamed over the old one.
+    /// Lock held. Written whole to a temporary file, then renamed over the old one, with the plain
+    /// calls the DaemonSet's seccomp profile allows (open, write, rename, unlink, mkdir).
     private func persist() {
         guard let stateFile else { return }
-        if originals.isEmpty { try? FileManager.default.removeItem(atPath: stateFile); return }
+        if originals.isEmpty { unlink(stateFile); return }
         guard let data = try? JSONEncoder().encode(["memory.low": originals]) else { return }
-        let directory = URL(fileURLWithPath: stateFile).deletingLastPathComponent().path
-        try? FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
-        try? data.write(to: URL(fileURLWithPath: stateFile), options: .atomic)
+        if let slash = stateFile.lastIndex(of: "/"), slash != stateFile.startIndex { mkdir(String(stateFile[..<slash]), 0o700) }
+        let temporary = stateFile + ".new"
+        let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { return }
+        let written = data.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+        close(fd)
+        if written == data.count { rename(temporary, stateFile) } else { unlink(temporary) }
+    }
+
+    static func readWhole(_ path: String) -> Data? {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        var data = Data()
+        var buffer = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            if n < 0 && errno == EINTR { continue }
+            guard n > 0 else { return n == 0 ? data : nil }
+            data.append(contentsOf: buffer[0..<n])
+        }
     }
 }
