@@ -39,15 +39,18 @@ extension TaskMigrator {
         }
         let clock = ContinuousClock()
         var remaining = action.bytes
+        // One request's counters after are the next one's before: memory.stat is read once per step.
+        var last = memoryStat(dir)
         while remaining > 0 {
             if deadline?.passed == true && outcome.reclaimedBytes > 0 { break }
             let asked = min(remaining, ColdReclaim.requestBytes)
-            guard let before = memoryStat(dir) else { outcome.dropped = "cgroup \(action.group) vanished before the move"; break }
+            guard let before = last else { outcome.dropped = "cgroup \(action.group) vanished before the move"; break }
             let started = clock.now
             var refusal: HostFileError?
             do { try files.write(dir + "/memory.reclaim", ColdReclaim.request(bytes: asked, argument: argument)) } catch { refusal = error }
             outcome.syscallDuration += clock.now - started
             guard let after = memoryStat(dir) else { break }
+            last = after
             let step = ColdReclaim.step(before: before, after: after)
             outcome.reclaimedBytes += step.demotedPages * pageSize
             outcome.lostBytes += step.lostPages * pageSize

@@ -43,12 +43,10 @@ extension Scenarios {
             result.figures["reclaim_seconds"] = seconds
             result.figures["reclaim_left_dram_bytes"] = Double(left)
             result.figures["reclaim_mib_per_s"] = Double(left) / 1048576 / max(seconds, 1e-6)
-            let demotedAfter = after.pagesDemotedByKernel + after.pagesDemotedProactively
-            let demotedBefore = before.pagesDemotedByKernel + before.pagesDemotedProactively
-            let demoted = demotedAfter - min(demotedAfter, demotedBefore)
-            let stolen = after.pagesStolen - min(after.pagesStolen, before.pagesStolen)
+            let step = ColdReclaim.step(before: before, after: after)
+            let demoted = step.demotedPages, stolen = step.demotedPages + step.lostPages
             result.figures["reclaim_demoted_pages"] = Double(demoted)
-            result.figures["reclaim_stolen_not_demoted_pages"] = Double(stolen - min(stolen, demoted))
+            result.figures["reclaim_stolen_not_demoted_pages"] = Double(step.lostPages)
             result.figures["reclaim_stolen_pages"] = Double(stolen)
             result.figures["reclaim_request_succeeded"] = written ? 1 : 0
             result.figures["reclaim_hot_share_after"] = coldProbeHotShare(job, after: monotonic(), lab) ?? -1
@@ -64,12 +62,10 @@ extension Scenarios {
                     continue
                 }
                 let after = stat()
-                let demoted = (after.pagesDemotedByKernel + after.pagesDemotedProactively)
-                    - min(after.pagesDemotedByKernel + after.pagesDemotedProactively, before.pagesDemotedByKernel + before.pagesDemotedProactively)
-                let stolen = after.pagesStolen - min(after.pagesStolen, before.pagesStolen)
+                let step = ColdReclaim.step(before: before, after: after)
                 result.figures["reclaim_swappiness_\(label)_accepted"] = 1
-                result.figures["reclaim_swappiness_\(label)_demoted_pages"] = Double(demoted)
-                result.figures["reclaim_swappiness_\(label)_stolen_not_demoted_pages"] = Double(stolen - min(stolen, demoted))
+                result.figures["reclaim_swappiness_\(label)_demoted_pages"] = Double(step.demotedPages)
+                result.figures["reclaim_swappiness_\(label)_stolen_not_demoted_pages"] = Double(step.lostPages)
             }
             result.figures["reclaim_hot_share_after_all"] = coldProbeHotShare(job, after: monotonic(), lab) ?? -1
             lab.stop(job.process, signal: SIGKILL)
