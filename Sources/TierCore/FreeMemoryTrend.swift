@@ -8,8 +8,9 @@ public struct FreeMemoryTrend: Sendable, Equatable {
     /// One reading of free DRAM.
     public struct Sample: Sendable, Equatable {
         public var at: Instant
-        public var freeBytes: UInt64
-        public init(at: Instant, freeBytes: UInt64) { self.at = at; self.freeBytes = freeBytes }
+        /// Signed: the watch adds tierd's own moves to free DRAM, and its demotions may exceed it.
+        public var freeBytes: Int64
+        public init(at: Instant, freeBytes: Int64) { self.at = at; self.freeBytes = freeBytes }
     }
 
     /// How far back the rate looks: long enough to span several samples, short enough to
@@ -19,7 +20,7 @@ public struct FreeMemoryTrend: Sendable, Equatable {
 
     public init(window: Duration = .milliseconds(500)) { self.window = window }
 
-    public mutating func add(freeBytes: UInt64, at now: Instant) {
+    public mutating func add(freeBytes: Int64, at now: Instant) {
         samples.removeAll { $0.at > now }
         samples.append(Sample(at: now, freeBytes: freeBytes))
         // The oldest sample kept is the last one at or before the window's start, so that the
@@ -37,13 +38,13 @@ public struct FreeMemoryTrend: Sendable, Equatable {
         return UInt64(Double(first.freeBytes - last.freeBytes) / (last.at - first.at).seconds)
     }
 
-    /// Free DRAM `lookahead` from the last sample if it keeps falling at `fallRate`.
+    /// The last sample `lookahead` on if it keeps falling at `fallRate` (never below zero).
     public func projectedFree(after lookahead: Duration) -> UInt64? {
-        samples.last.map { projectedFree(from: $0.freeBytes, after: lookahead) }
+        samples.last.map { projectedFree(from: UInt64(max(0, $0.freeBytes)), after: lookahead) }
     }
 
-    /// `free` less `lookahead` of the fall: for samples that are not free DRAM itself (free with
-    /// tierd's own promotions added back, whose rate is the allocations' alone).
+    /// `free` less `lookahead` of the fall. The samples need not be free DRAM itself: the watch's
+    /// are free DRAM with tierd's own moves taken back out, whose fall is the allocations' alone.
     public func projectedFree(from free: UInt64, after lookahead: Duration) -> UInt64 {
         let fall = UInt64(Double(fallRate) * lookahead.seconds)
         return free - min(free, fall)

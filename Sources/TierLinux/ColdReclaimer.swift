@@ -56,6 +56,7 @@ extension TaskMigrator {
             outcome.lostBytes += step.lostPages * pageSize
             remaining -= min(remaining, step.demotedPages * pageSize)
             pacer?.roomMade(step.demotedPages * pageSize)
+            ownMoves?.add((step.demotedPages + step.lostPages) * pageSize, .demote)
             // EAGAIN: the kernel reclaimed less than asked and gave up; anything else is a refusal.
             if case .failed(_, let code) = refusal, code != EAGAIN { outcome.dropped = "memory.reclaim: \(refusal!)"; break }
             if step.lostPages > 0 || step.demotedPages == 0 || refusal != nil { break }

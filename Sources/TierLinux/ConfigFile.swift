@@ -8,9 +8,9 @@ import TierCore
 ///
 /// A root daemon takes orders from this file, so it trusts it as sshd's StrictModes trusts a key
 /// file: a regular file (a FIFO would block the read forever, a device would never end), owned by
-/// root or by the user tierd runs as, writable by no one else, in directories no one else can
-/// write to (a sticky directory such as /tmp or a ConfigMap volume's root excepted: others cannot
-/// replace what they do not own there). Anything else is refused with the reason, and a reload
+/// root or by the user tierd runs as, writable by no one else, reached only through directories
+/// no one else can write to, a symlink's own directory included (a sticky directory such as /tmp
+/// or a ConfigMap volume's root excepted: others cannot replace what they do not own there). Anything else is refused with the reason, and a reload
 /// keeps the running policy.
 public enum PolicyFileLoader {
     public static func load(path: String) throws -> Policy {
@@ -50,16 +50,60 @@ enum PolicyFileTrust {
             return "not a regular file (\(kind(info.st_mode))): tierd reads its policy only from a regular file"
         }
         if let problem = ownership(info, what: "the file", user: user) { return problem }
-        guard let resolved = realpath(path, nil) else { return "cannot resolve the path: \(String(cString: strerror(errno)))" }
-        defer { free(resolved) }
-        var directory = String(cString: resolved)
-        while directory != "/" {
-            directory = parent(of: directory)
-            var dir = stat()
-            guard stat(directory, &dir) == 0 else { return "cannot stat \(directory): \(String(cString: strerror(errno)))" }
-            if let problem = ownership(dir, what: "its directory \(directory)", user: user, stickyAllowed: true) { return problem }
+        return directoriesProblem(path: path, user: user)
+    }
+
+    /// Why a directory the path is resolved through is not to be trusted, or nil. Every directory
+    /// a name is looked up in counts, a symlink's own as much as its target's: whoever can write
+    /// where a link lies can point it at another file.
+    static func directoriesProblem(path: String, user: uid_t) -> String? {
+        var checked = Set<String>()
+        func check(_ directory: String) -> String? {
+            guard checked.insert(directory).inserted else { return nil }
+            var info = stat()
+            guard stat(directory, &info) == 0 else { return "cannot stat \(directory): \(String(cString: strerror(errno)))" }
+            return ownership(info, what: "its directory \(directory)", user: user, stickyAllowed: true)
+        }
+        var current = "/"
+        var pending = components(of: path.hasPrefix("/") ? path : workingDirectory() + "/" + path)
+        var links = 0
+        while !pending.isEmpty {
+            let name = pending.removeFirst()
+            if name == "." { continue }
+            if name == ".." { current = parent(of: current); continue }
+            if let problem = check(current) { return problem }
+            let next = current == "/" ? "/" + name : current + "/" + name
+            var info = stat()
+            guard lstat(next, &info) == 0 else { return "cannot stat \(next): \(String(cString: strerror(errno)))" }
+            if info.st_mode & S_IFMT == S_IFLNK {
+                links += 1
+                guard links <= 40, let target = linkTarget(next) else { return "cannot resolve the path at \(next)" }
+                if target.hasPrefix("/") { current = "/" }
+                pending = components(of: target) + pending
+            } else if pending.isEmpty {
+                return nil
+            } else {
+                current = next
+            }
         }
         return nil
+    }
+
+    static func components(of path: String) -> [String] {
+        path.split(separator: "/").map(String.init)
+    }
+
+    static func workingDirectory() -> String {
+        guard let cwd = getcwd(nil, 0) else { return "/" }
+        defer { free(cwd) }
+        return String(cString: cwd)
+    }
+
+    static func linkTarget(_ path: String) -> String? {
+        var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
+        let n = readlink(path, &buffer, buffer.count - 1)
+        guard n > 0 else { return nil }
+        return String(decoding: buffer[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 
     static func ownership(_ info: stat, what: String, user: uid_t, stickyAllowed: Bool = false) -> String? {

@@ -2,15 +2,26 @@ import Foundation
 import Synchronization
 import TierCore
 
-/// Bytes tierd's own promotions have brought into DRAM, counted as each move_pages(2) or
-/// migrate_pages(2) call returns. The free-DRAM watch adds them back to what it samples: tierd
-/// promoting a protected job is not an allocation, and read as one it made the next tick demote
-/// as much again to keep pace with a fall tierd itself caused.
-public final class PromotedBytes: Sendable {
-    private let total = Atomic<UInt64>(0)
+/// Bytes tierd's own moves have brought into and taken out of DRAM, counted as each
+/// move_pages(2), migrate_pages(2) call or `memory.reclaim` request returns. The free-DRAM watch
+/// takes them back out of what it samples: tierd promoting a protected job is not an allocation,
+/// and read as one it made the next tick demote as much again to keep pace with a fall tierd
+/// itself caused; tierd demoting is no free memory an allocation could not have taken, and read
+/// as such it hid the allocation's fall beside it.
+public final class OwnMoves: Sendable {
+    private let promotedTotal = Atomic<UInt64>(0)
+    private let demotedTotal = Atomic<UInt64>(0)
     public init() {}
-    public func add(_ bytes: UInt64) { total.add(bytes, ordering: .relaxed) }
-    public var value: UInt64 { total.load(ordering: .relaxed) }
+    public func add(_ bytes: UInt64, _ direction: MigrationAction.Direction) {
+        switch direction {
+        case .promote: promotedTotal.add(bytes, ordering: .relaxed)
+        case .demote: demotedTotal.add(bytes, ordering: .relaxed)
+        }
+    }
+    public var promoted: UInt64 { promotedTotal.load(ordering: .relaxed) }
+    public var demoted: UInt64 { demotedTotal.load(ordering: .relaxed) }
+    /// Bytes tierd moved into DRAM less those it moved out, over its life.
+    public var netIntoDRAM: Int64 { Int64(bitPattern: promoted &- demoted) }
 }
 
 /// Samples free DRAM (the fast nodes' `MemFree`) every `period` on its own task, keeps the
@@ -28,7 +39,7 @@ public final class FreeMemoryWatch: Sendable {
     public let alerts: AsyncStream<Alert>
     private let continuation: AsyncStream<Alert>.Continuation
     private let collector: SnapshotCollector
-    private let promoted: PromotedBytes?
+    private let ownMoves: OwnMoves?
     private let origin: ContinuousClock.Instant
     private struct State {
         var trend = FreeMemoryTrend()
@@ -42,11 +53,11 @@ public final class FreeMemoryWatch: Sendable {
     private let state: Mutex<State>
     private let sampler = Mutex<Task<Void, Never>?>(nil)
 
-    /// - Parameter promoted: tierd's own promotions, discounted from the fall (nil: none are).
+    /// - Parameter ownMoves: tierd's own moves, discounted from the fall (nil: none are).
     public init(collector: SnapshotCollector, period: Duration, lookahead: Duration, origin: ContinuousClock.Instant = .now,
-                promoted: PromotedBytes? = nil) {
+                ownMoves: OwnMoves? = nil) {
         self.collector = collector
-        self.promoted = promoted
+        self.ownMoves = ownMoves
         self.origin = origin
         state = Mutex(State(period: period, lookahead: lookahead))
         (alerts, continuation) = AsyncStream.makeStream(bufferingPolicy: .bufferingNewest(1))
@@ -96,9 +107,9 @@ public final class FreeMemoryWatch: Sendable {
     public func sample(at now: Instant) {
         let nodes = state.withLock { $0.nodes }
         guard !nodes.isEmpty, let free = collector.freeBytes(on: nodes) else { return }
-        let ownPromotions = promoted?.value ?? 0
+        let ownInflow = ownMoves?.netIntoDRAM ?? 0
         let alert: Alert? = state.withLock { state in
-            state.trend.add(freeBytes: free + ownPromotions, at: now)
+            state.trend.add(freeBytes: Int64(free) + ownInflow, at: now)
             let projected = state.trend.projectedFree(from: free, after: state.lookahead)
             guard let low = state.armedBelow, projected < low else { return nil }
             state.armedBelow = nil

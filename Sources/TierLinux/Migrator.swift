@@ -266,8 +266,8 @@ public struct TaskMigrator: PageMigrator {
     public var pacedChunkPages = 2048
     /// Where each task's last partial move stopped: the next resumes there.
     public let cursors = MoveCursors()
-    /// Counts the bytes promotions bring into DRAM as they go (for the free-DRAM watch).
-    public var promoted: PromotedBytes?
+    /// Counts the bytes moves bring into and take out of DRAM as they go (for the free-DRAM watch).
+    public var ownMoves: OwnMoves?
     /// The kernel's base page: the step between the addresses handed to move_pages(2), and what
     /// each page it reports moved or left behind counts for (16 or 64 KiB on some arm64 kernels).
     public var pageSize = TaskMigrator.systemPageSize
@@ -484,7 +484,7 @@ public struct TaskMigrator: PageMigrator {
         case .success(let notMoved):
             outcome.wholeMoves += 1
             let moved = bytesLeft(pid, action.from, before: sourceBytes, notMovedPages: notMoved)
-            if action.direction == .promote { promoted?.add(moved) }
+            ownMoves?.add(moved, action.direction)
             // The nearest target may have run out of room: the next ones get the rest page by page.
             if notMoved > 0, targets.count > 1, budget > moved {
                 let rest = movePart(task, action, targets: targets.sorted, budget: budget - moved, stayed: stayed)
@@ -683,7 +683,7 @@ public struct TaskMigrator: PageMigrator {
                     }
                 }
                 if !takesRoom { pacer?.roomMade(moved - movedBefore) }
-                if action.direction == .promote { promoted?.add(moved - movedBefore) }
+                ownMoves?.add(moved - movedBefore, action.direction)
                 // Every target refused these pages for want of room: later chunks would fare no better.
                 if !candidates.isEmpty { resume(at: chunkStart); return .targetsFull(movedBytes: moved) }
             }

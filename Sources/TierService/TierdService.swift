@@ -55,9 +55,9 @@ public struct TierdService: Service {
     public func run() async throws {
         let logger = self.logger
         let journal = try Journal(path: options.journalPath) { logger.error("journal: \($0)") }
-        let promoted = PromotedBytes()
+        let ownMoves = OwnMoves()
         var migrator = TaskMigrator(collector: collector, syscalls: LibnumaSyscalls(), dryRun: options.dryRun)
-        migrator.promoted = promoted
+        migrator.ownMoves = ownMoves
         // A dry run changes nothing, the kernel's settings included.
         let shield = options.dryRun ? nil : KernelShieldKeeper(collector: collector, stateFile: options.stateFile)
         if let leftover = shield?.restoreLeftovers(), leftover.restored > 0 {
@@ -73,7 +73,7 @@ public struct TierdService: Service {
         let clock = ContinuousClock()
         let origin = clock.now
         let freeMemory = FreeMemoryWatch(collector: collector, period: policy.controller.dramWatch,
-                                         lookahead: policy.controller.dramLookahead, origin: origin, promoted: promoted)
+                                         lookahead: policy.controller.dramLookahead, origin: origin, ownMoves: ownMoves)
         let (wakes, wake) = AsyncStream<Wake>.makeStream(bufferingPolicy: .bufferingNewest(64))
         let signals = await UnixSignalsSequence(trapping: .sighup, .sigusr1)
         let forwarders = [

@@ -4,14 +4,15 @@ import TierCore
 /// The fall rate the watch feeds the planner: over its window, never negative, forgetting old samples.
 struct FreeMemoryTrendTests {
     static let mib: UInt64 = 1 << 20
+    static let signedMiB: Int64 = 1 << 20
     func at(_ ms: Int) -> Instant { Instant(.milliseconds(ms)) }
 
     @Test func theRateSpansTheWindow() {
         var trend = FreeMemoryTrend(window: .milliseconds(500))
         #expect(trend.fallRate == 0 && trend.projectedFree(after: .seconds(1)) == nil)
-        trend.add(freeBytes: 200 * Self.mib, at: at(0))
+        trend.add(freeBytes: 200 * Self.signedMiB, at: at(0))
         #expect(trend.fallRate == 0)
-        for step in 1...5 { trend.add(freeBytes: (200 - UInt64(step) * 10) * Self.mib, at: at(step * 100)) }
+        for step in 1...5 { trend.add(freeBytes: (200 - Int64(step) * 10) * Self.signedMiB, at: at(step * 100)) }
         // 50 MiB in 0.5 s.
         #expect(trend.fallRate == 100 * Self.mib)
         #expect(trend.projectedFree(after: .seconds(1)) == 50 * Self.mib)
@@ -20,26 +21,35 @@ struct FreeMemoryTrendTests {
 
     @Test func anEndedFallIsForgottenAfterTheWindow() {
         var trend = FreeMemoryTrend(window: .milliseconds(500))
-        trend.add(freeBytes: 300 * Self.mib, at: at(0))
-        trend.add(freeBytes: 100 * Self.mib, at: at(200))
+        trend.add(freeBytes: 300 * Self.signedMiB, at: at(0))
+        trend.add(freeBytes: 100 * Self.signedMiB, at: at(200))
         #expect(trend.fallRate == 1000 * Self.mib)
-        for ms in stride(from: 300, through: 900, by: 100) { trend.add(freeBytes: 100 * Self.mib, at: at(ms)) }
+        for ms in stride(from: 300, through: 900, by: 100) { trend.add(freeBytes: 100 * Self.signedMiB, at: at(ms)) }
         #expect(trend.fallRate == 0)
         #expect(trend.samples.count <= 7)
     }
 
     @Test func risingFreeIsNoFall() {
         var trend = FreeMemoryTrend()
-        trend.add(freeBytes: 100 * Self.mib, at: at(0))
-        trend.add(freeBytes: 180 * Self.mib, at: at(100))
+        trend.add(freeBytes: 100 * Self.signedMiB, at: at(0))
+        trend.add(freeBytes: 180 * Self.signedMiB, at: at(100))
         #expect(trend.fallRate == 0)
         #expect(trend.projectedFree(after: .seconds(1)) == 180 * Self.mib)
     }
 
     @Test func anInstantFromBeforeTheLastRestartsTheTrend() {
         var trend = FreeMemoryTrend()
-        trend.add(freeBytes: 300 * Self.mib, at: at(1000))
-        trend.add(freeBytes: 100 * Self.mib, at: at(500))
+        trend.add(freeBytes: 300 * Self.signedMiB, at: at(1000))
+        trend.add(freeBytes: 100 * Self.signedMiB, at: at(500))
         #expect(trend.samples.count == 1 && trend.fallRate == 0)
+    }
+
+    /// The watch's samples are free DRAM less what tierd itself freed: they may be negative.
+    @Test func aNegativeLevelStillFalls() {
+        var trend = FreeMemoryTrend()
+        trend.add(freeBytes: -100 * Self.signedMiB, at: at(0))
+        trend.add(freeBytes: -150 * Self.signedMiB, at: at(100))
+        #expect(trend.fallRate == 500 * Self.mib)
+        #expect(trend.projectedFree(after: .seconds(1)) == 0)
     }
 }

@@ -42,16 +42,16 @@ struct FreeMemoryWatchTests {
     /// know its own promotions reads that as an allocation (and the next tick demotes for it).
     /// Told what tierd promoted, the watch sees no fall, yet a real allocation beside it still shows.
     @Test func tierdsOwnPromotionIsNotAFall() async throws {
-        let promoted = PromotedBytes()
+        let own = OwnMoves()
         let counted = FreeMemoryWatch(collector: try SnapshotCollector(files: RootedHostFiles(root: tree.root)),
-                                      period: .milliseconds(100), lookahead: .seconds(1), promoted: promoted)
+                                      period: .milliseconds(100), lookahead: .seconds(1), ownMoves: own)
         counted.track(nodes: [0])
         defer { counted.stop() }
         for watched in [watch, counted] {
             tree.setNode(0, freeBytes: 400 * Self.mib)
             watched.sample(at: Instant(.milliseconds(0)))
         }
-        promoted.add(50 * Self.mib)
+        own.add(50 * Self.mib, .promote)
         tree.setNode(0, freeBytes: 350 * Self.mib)
         for watched in [watch, counted] { watched.sample(at: Instant(.milliseconds(100))) }
         #expect(watch.fallRate == 500 * Self.mib)
@@ -69,6 +69,27 @@ struct FreeMemoryWatchTests {
         var alerts: [FreeMemoryWatch.Alert] = []
         for await alert in counted.alerts { alerts.append(alert) }
         #expect(alerts == [FreeMemoryWatch.Alert(freeBytes: 320 * Self.mib, fallRate: 100 * Self.mib)])
+    }
+
+    /// tierd demoting 50 MiB in 100 ms while a job allocates 50 MiB leaves free DRAM flat: a watch
+    /// that counted only promotions saw no fall, and the alert that starts a demotion early for a
+    /// fast allocation never came once tierd stopped. Demotions larger than free DRAM stay signed.
+    @Test func tierdsOwnDemotionDoesNotHideAnAllocation() async throws {
+        let own = OwnMoves()
+        let counted = FreeMemoryWatch(collector: try SnapshotCollector(files: RootedHostFiles(root: tree.root)),
+                                      period: .milliseconds(100), lookahead: .seconds(1), ownMoves: own)
+        counted.track(nodes: [0])
+        defer { counted.stop() }
+        own.add(900 * Self.mib, .demote)
+        for watched in [watch, counted] {
+            tree.setNode(0, freeBytes: 400 * Self.mib)
+            watched.sample(at: Instant(.milliseconds(0)))
+        }
+        own.add(50 * Self.mib, .demote)
+        for watched in [watch, counted] { watched.sample(at: Instant(.milliseconds(100))) }
+        #expect(watch.fallRate == 0)
+        #expect(counted.fallRate == 500 * Self.mib)
+        #expect(own.netIntoDRAM == -950 * Int64(Self.mib))
     }
 
     @Test func freeAlreadyBelowLowAlertsWithoutAFall() async {

@@ -44,20 +44,22 @@ struct MigratorTests {
         #expect(outcome.movedBytes == 100 * 4096)
     }
 
-    /// What promotions bring into DRAM is counted as they go, whole or page by page; demotions are not.
-    @Test func promotionsCountTheBytesTheyBringIntoDram() {
+    /// What moves bring into DRAM and take out of it is counted as they go, whole or page by page.
+    @Test func movesCountTheBytesTheyBringIntoAndTakeOutOfDram() {
         tree.addTask(700, group: "test.slice/batch", pagesPerNode: [1: 100])
         tree.addTask(701, group: "test.slice/batch", pagesPerNode: [1: 100, 0: 50])
         syscalls.pageNode = { pid, _ in pid == 701 ? 1 : 0 }
         var counted = migrator()
-        counted.promoted = PromotedBytes()
+        let own = OwnMoves()
+        counted.ownMoves = own
         let whole = counted.execute(promote([700]))
-        #expect(whole.wholeMoves == 1 && counted.promoted?.value == 100 * 4096)
+        #expect(whole.wholeMoves == 1 && own.promoted == 100 * 4096)
         let part = counted.execute(promote([701], bytes: 40 * 4096))
         #expect(part.wholeMoves == 0 && part.movedBytes > 0)
-        #expect(counted.promoted?.value == 100 * 4096 + part.movedBytes)
-        _ = counted.execute(demote([701]))
-        #expect(counted.promoted?.value == 100 * 4096 + part.movedBytes)
+        #expect(own.promoted == 100 * 4096 + part.movedBytes)
+        let down = counted.execute(demote([701]))
+        #expect(down.movedBytes > 0 && own.demoted == down.movedBytes)
+        #expect(own.promoted == 100 * 4096 + part.movedBytes)
     }
 
     /// The moving code stepped and counted by 4 KiB: on a kernel with 16 KiB base pages it would

@@ -89,6 +89,29 @@ struct PolicyFileLoaderTests {
         #expect(refusal(dir + "/tierd.yaml")?.message.hasPrefix("its directory \(loose) is writable by group or others") == true)
     }
 
+    /// Before the fix only the directories of the file the link named were judged: a link lying in
+    /// a directory anyone can write to was obeyed, and anyone could point it at another file.
+    @Test func aSymlinkInADirectoryOthersCanWriteIsRefused() throws {
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        _ = try write("real.yaml")
+        let loose = dir + "/open"
+        try FileManager.default.createDirectory(atPath: loose, withIntermediateDirectories: true)
+        chmod(loose, 0o777)
+        try FileManager.default.createSymbolicLink(atPath: loose + "/tierd.yaml", withDestinationPath: "../real.yaml")
+        #expect(refusal(loose + "/tierd.yaml")?.message.hasPrefix("its directory \(loose) is writable by group or others") == true)
+        // A chain through a trusted directory loads: as a ConfigMap volume's `..data` link does.
+        let data = dir + "/..2026_12_07"
+        try FileManager.default.createDirectory(atPath: data, withIntermediateDirectories: true)
+        chmod(data, 0o755)
+        try policy.write(toFile: data + "/tierd.yaml", atomically: false, encoding: .utf8)
+        chmod(data + "/tierd.yaml", 0o644)
+        try FileManager.default.createSymbolicLink(atPath: dir + "/..data", withDestinationPath: "..2026_12_07")
+        try FileManager.default.createSymbolicLink(atPath: dir + "/policy.yaml", withDestinationPath: "..data/tierd.yaml")
+        chmod(dir, 0o1777)
+        #expect(refusal(dir + "/policy.yaml") == nil)
+        #expect(refusal(dir + "/./open/../policy.yaml") == nil)
+    }
+
     @Test(.enabled(if: geteuid() == 0, "chown needs root"))
     func aFileOwnedByAnotherUserIsRefused() throws {
         defer { try? FileManager.default.removeItem(atPath: dir) }
