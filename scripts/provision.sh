@@ -28,7 +28,7 @@ apt_update_once() { [ "$apt_updated" = 1 ] || { apt-get update -qq; apt_updated=
 
 for p in libnuma-dev libcgroup-dev numactl systemd util-linux; do want "$p"; done
 if [ "$mode" != "--build" ]; then
-  for p in qemu-system-x86 qemu-utils kmod python3-venv busybox-static gnuplot-nox strace python3-seccomp; do want "$p"; done
+  for p in qemu-system-x86 qemu-utils kmod python3-venv busybox-static gnuplot-nox strace python3-seccomp curl bash-completion; do want "$p"; done
 fi
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   log "installing ${need_pkgs[*]}"

@@ -87,7 +87,7 @@ struct Boot: Sendable {
 
 /// Which boots each suite needs. Scenarios share boots: booting under emulation costs ~20 s.
 enum Suites {
-    static let twoTierScenarios = ["late-protected", "late-protected-cold", "late-protected-pod", "opt-out-holds", "mempolicy", "pressure-guard", "killed-mid-demotion", "slow-tier-full", "churn"]
+    static let twoTierScenarios = ["late-protected", "late-protected-cold", "late-protected-pod", "opt-out-holds", "mempolicy", "pressure-guard", "killed-mid-demotion", "slow-tier-full", "churn", "systemd-unit"]
     static let countedScenarios = ["throughput"]
     static let threeNodeScenarios = ["cpuset", "faults-mid-move"]
     static let demoScenarios = ["demo-kernel", "demo-numa-balancing", "late-protected", "late-protected-cold"]

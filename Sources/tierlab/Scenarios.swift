@@ -36,6 +36,7 @@ enum Scenarios {
         case "killed-mid-demotion": return killedMidDemotion(lab)
         case "slow-tier-full": return slowTierFull(lab)
         case "churn": return churn(lab)
+        case "systemd-unit": return systemdUnit(lab)
         default:
             return probe(name, in: lab)
                 ?? ScenarioResult(scenario: name, checks: [Check(name: "known scenario", ok: false, detail: "no scenario named \(name)")])
