@@ -7,6 +7,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 #include <sys/vfs.h>
+#include <malloc.h>
 
 /* Raises or lowers one capability in the calling thread's effective set only (capabilities are
    per thread on Linux; the raw system call does not broadcast to other threads the way glibc's

@@ -55,6 +55,7 @@ public struct TierdService: Service {
     public func run() async throws {
         let logger = self.logger
         let journal = try Journal(path: options.journalPath) { logger.error("journal: \($0)") }
+        ProcessHeap.limitArenas()
         let ownMoves = OwnMoves()
         var migrator = TaskMigrator(collector: collector, syscalls: LibnumaSyscalls(), dryRun: options.dryRun)
         migrator.ownMoves = ownMoves
@@ -142,6 +143,7 @@ public struct TierdService: Service {
                 options.textfile?.write(board.metrics.text())
                 board.publish(status, context: DaemonView.Context(policy: controller.policy, carried: controller.carried,
                                                                   origin: origin, dramFallRate: freeMemory.fallRate))
+                ProcessHeap.releaseFreed()
                 if !announcedReady {
                     announcedReady = true
                     notifier.notify("READY=1\nSTATUS=managing \(status.groups.count) groups")

@@ -165,8 +165,8 @@ struct DeploymentManifestTests {
     @Test func theContainerfileBuildsTheBinariesTheManifestRuns() throws {
         let path = ShippedConfigTests.configDirectory.deletingLastPathComponent().appendingPathComponent("deploy/container/Containerfile").path
         let text = try String(contentsOfFile: path, encoding: .utf8)
-        #expect(text.contains("swift build -c release --product tierd"))
-        #expect(text.contains("swift build -c release --product tierctl"))
+        #expect(text.contains("swift build -c release --static-swift-stdlib --product tierd"))
+        #expect(text.contains("swift build -c release --static-swift-stdlib --product tierctl"))
         #expect(text.contains("libnuma1"))
         // Both binaries land where the manifest's command and probes run them.
         #expect(try container["command"] as? [String] != nil && (try container["command"] as? [String])?.first == "/usr/local/bin/tierd")
