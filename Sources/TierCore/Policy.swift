@@ -82,6 +82,8 @@ public struct WorkloadPolicy: Sendable, Equatable {
 public struct ControllerSettings: Sendable, Equatable {
     /// The fallback tick; PSI triggers wake the loop sooner.
     public var interval: Duration
+    /// The tick after a quiet one (see `TickPacing`); never shorter than `interval`.
+    public var idleInterval: Duration = .seconds(10)
     /// Start demoting when DRAM free falls below this share of DRAM...
     public var dramLowFree: Double
     /// ...and keep going until free reaches this share (hysteresis).

@@ -187,7 +187,7 @@ private struct Compiler {
     }
 
     func controllerSettings(_ node: Node) throws -> ControllerSettings {
-        let map = try mapping(node, "controller", allowed: ["interval", "dram", "rate_limit", "psi_trigger", "mover_nice", "demotion_per_tick", "move_on_task_cpu", "parallel_moves"])
+        let map = try mapping(node, "controller", allowed: ["interval", "idle_interval", "dram", "rate_limit", "psi_trigger", "mover_nice", "demotion_per_tick", "move_on_task_cpu", "parallel_moves"])
         var settings = ControllerSettings()
         if let entry = map["interval"] {
             let interval = try parsed(entry.value, "controller.interval", Quantity.parseDuration)
@@ -195,6 +195,12 @@ private struct Compiler {
                 throw fail(entry.value, "controller.interval", "must be between 100ms and 1h")
             }
             settings.interval = interval
+        }
+        if let entry = map["idle_interval"] {
+            settings.idleInterval = try parsed(entry.value, "controller.idle_interval", Quantity.parseDuration)
+            guard settings.idleInterval >= settings.interval, settings.idleInterval <= .seconds(3600) else {
+                throw fail(entry.value, "controller.idle_interval", "must be at least controller.interval and at most 1h (equal to the interval: no idle pacing)")
+            }
         }
         if let entry = map["dram"] {
             let dram = try mapping(entry.value, "controller.dram", allowed: ["low", "high", "watch", "lookahead"])

@@ -48,7 +48,9 @@ public struct TierdService: Service {
 
     /// The stall limit `/healthz` uses for a policy: ten intervals, and never under a minute (a long
     /// move holds a tick for seconds under emulation).
-    public static func stallLimit(_ policy: Policy) -> Duration { max(policy.controller.interval * 10, .seconds(60)) }
+    public static func stallLimit(_ policy: Policy) -> Duration {
+        max(policy.controller.interval * 10, policy.controller.idleInterval * 3, .seconds(60))
+    }
 
     enum Wake: Sendable { case timer, pressure(CgroupPath), dram(FreeMemoryWatch.Alert), reload, reopenLogs, manual, stop }
 
@@ -162,13 +164,9 @@ public struct TierdService: Service {
                     journal.write(["event": "psi", "trigger": .string(psi.trigger), "armed": .int(Int64(psi.watchedCount)),
                                    "failed": .int(Int64(failed.count))])
                 }
-                // A tick that moved memory, or whose work the rate limit deferred, or that held a
-                // fruitless group back (the next candidate takes its place), is followed soon by
-                // another: moves take seconds, and the host has changed meanwhile. Otherwise wait for
-                // the timer or an event.
-                let moved = report.outcomes.contains { $0.movedBytes > 0 }
-                let pause = moved || report.plan.summary.deferredBytes > 0 || report.newlyHeldBack
-                    ? min(controller.policy.controller.interval, .milliseconds(100)) : controller.policy.controller.interval
+                // Soon after a tick that moved or was held back, later after a quiet one; an event may come first.
+                let pause = TickPacing.pause(after: report.plan, moved: report.outcomes.contains { $0.movedBytes > 0 },
+                                             heldBack: report.newlyHeldBack, settings: controller.policy.controller)
                 let timer = Task { try await Task.sleep(for: pause); wake.yield(.timer) }
                 let next = await iterator.next()
                 timer.cancel()

@@ -311,6 +311,7 @@ enum Scenarios {
         // writing every page): it moves the protected job out and back. The idle rate is reported too.
         result.checks += endpointChecks(lab, tierd, name: name, groups: [batchGroup, protectedGroup])
         if cold { result.checks += coldChecks(lab, tierd, batch: batch, protectedGroup: protectedGroup, t0: t0, result: &result) }
+        if !cold && launch == .host && variant == nil { result.checks.append(demotionOffCheck(lab, tierd, batchGroup: batchGroup)) }
         if launch != .host { result.checks += podLifeChecks(lab, tierd, name: name, opted: batchGroup) }
         if launch == .pod { result.checks += seccompRefusalChecks(lab) }
         // tierd stops first: it would otherwise bring the protected job back while migratepages moves it out.
@@ -382,6 +383,18 @@ enum Scenarios {
     /// its allocation on; tierd's `/metrics` show cold demotion used and no byte lost to it; with
     /// kernel demotion on, tierd held the protected group's `memory.low` up and the kernel's
     /// reclaim demoted none of it (its `memory.stat` counts every demotion but tierd's own moves).
+    /// With kernel demotion off (as this scenario leaves it), a workload in the default `cold` mode
+    /// falls back to `task`: every demotion by task, and `tierctl explain` says why.
+    static func demotionOffCheck(_ lab: GuestLab, _ tierd: TierdRun, batchGroup: String) -> Check {
+        let explained = tierd.explain(batchGroup, lab: lab, label: "demotion-off")
+        let modeLine = explained.text.split(separator: "\n").first { $0.contains("demotion mode:") }.map(String.init) ?? "no demotion mode line"
+        let cold = tierd.metric("tierd_moved_bytes_total", label: "mode=\"cold\"") ?? 0
+        let task = tierd.metric("tierd_moved_bytes_total", label: "mode=\"task\",workload=\"batch\"")
+        return Check(name: "kernel demotion off: the default cold mode falls back to task, and explain says why",
+                     ok: explained.ok && modeLine.contains("task") && modeLine.contains("demotion_enabled=false") && cold == 0 && (task ?? 0) > 0,
+                     detail: String(format: "%@; demoted by task %.1f MiB, by cold %.1f MiB", modeLine, (task ?? 0) / mib, cold / mib))
+    }
+
     static func coldChecks(_ lab: GuestLab, _ tierd: TierdRun, batch: Load, protectedGroup: String, t0: Double,
                            result: inout ScenarioResult) -> [Check] {
         let allocated = batch.allocatedAt() ?? .infinity

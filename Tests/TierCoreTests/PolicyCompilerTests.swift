@@ -31,6 +31,7 @@ struct PolicyCompilerTests {
     @Test func compilesTheDesignExample() throws {
         let policy = try PolicyCompiler.compile(yaml: Self.full, file: "t.yaml")
         #expect(policy.controller.interval == .seconds(2))
+        #expect(policy.controller.idleInterval == .seconds(10))
         #expect(policy.controller.rateLimit == 512 << 20)
         #expect(policy.controller.moverNice == -5)
         #expect(policy.controller.demotionPerTick == 256 << 20)
@@ -57,6 +58,7 @@ struct PolicyCompilerTests {
     @Test(arguments: [
         ("bogus: 1\n", "t.yaml:1:1: bogus: unknown key; expected one of tiers, controller, workloads, default"),
         ("controller:\n  interval: 2 seconds\n", "t.yaml:2:13: controller.interval: '2 seconds' is not a duration: use a number with ms, s, m or h, such as 2s"),
+        ("controller:\n  interval: 5s\n  idle_interval: 2s\n", "t.yaml:3:18: controller.idle_interval: must be at least controller.interval and at most 1h (equal to the interval: no idle pacing)"),
         ("controller:\n  dram: {low: 30%, high: 20%}\n", "t.yaml:2:26: controller.dram.high: must be above dram.low (30.0%), or demotion would never stop"),
         ("controller:\n  dram: {low: 10%, high: 20%, watch: 1ms}\n", "t.yaml:2:38: controller.dram.watch: must be 0s (off) or between 10ms and 10s"),
         ("controller:\n  dram: {low: 10%, high: 20%, lookahead: soon}\n", "t.yaml:2:42: controller.dram.lookahead: 'soon' is not a duration: use a number with ms, s, m or h, such as 2s"),
