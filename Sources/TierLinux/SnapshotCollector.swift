@@ -119,8 +119,8 @@ public struct SnapshotCollector: Sendable {
         var free: UInt64 = 0
         for id in nodes {
             guard let text = try? files.read(KernelPaths.node(id) + "/meminfo"),
-                  let memory = KernelText.nodeMeminfo(text) else { return nil }
-            free += memory.free
+                  let nodeFree = KernelText.nodeMemFree(text) else { return nil }
+            free += nodeFree
         }
         return free
     }

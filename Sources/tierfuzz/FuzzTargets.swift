@@ -46,6 +46,7 @@ struct FuzzTarget: Sendable {
         FuzzTarget(name: "meminfo", seeds: ["guest-3node/sys/devices/system/node/node0/meminfo", "guest-3node/sys/devices/system/node/node0/distance"]) { bytes in
             let text = String(decoding: bytes, as: UTF8.self)
             if let (total, free) = KernelText.nodeMeminfo(text) { _ = total &- free }
+            _ = KernelText.nodeMemFree(text)
             _ = KernelText.distances(text)
         },
         FuzzTarget(name: "mountinfo", seeds: ["guest-3node/proc/self/mountinfo", "guest-pod/proc/self/mountinfo"]) { bytes in

@@ -59,6 +59,7 @@ struct KernelTextTests {
         let node0 = try #require(KernelText.nodeMeminfo(try captured("/sys/devices/system/node/node0/meminfo")))
         #expect(node0.total == 1_030_452 * 1024)
         #expect(node0.free == 731_180 * 1024)
+        #expect(KernelText.nodeMemFree(try captured("/sys/devices/system/node/node0/meminfo")) == node0.free)
         #expect(KernelText.distances(try captured("/sys/devices/system/node/node0/distance")) == [10, 20, 20])
     }
 
@@ -178,6 +179,8 @@ struct KernelTextTests {
         let meminfo = try captured("/sys/devices/system/node/node0/meminfo")
         let huge = meminfo.replacingOccurrences(of: "MemFree:", with: "MemFree: 99999999999999999 kB\nNode 0 Ignored:")
         #expect(KernelText.nodeMeminfo(huge) == nil)
+        #expect(KernelText.nodeMemFree(huge) == nil)
+        #expect(KernelText.nodeMemFree("Node 0 MemFree:  kB\n") == nil)
 
         let numaStat = try captured("/sys/fs/cgroup/system.slice/memory.numa_stat")
         let parsed = KernelText.numaStat(numaStat)
