@@ -38,14 +38,20 @@ struct FreeMemoryWatchTests {
         #expect(alerts.first.map { $0.fallRate / Self.mib } == 333)
     }
 
+    /// A watch of node 0 told of tierd's own moves.
+    func countingWatch(_ own: OwnMoves) throws -> FreeMemoryWatch {
+        let counted = FreeMemoryWatch(collector: try SnapshotCollector(files: RootedHostFiles(root: tree.root)),
+                                      period: .milliseconds(100), lookahead: .seconds(1), ownMoves: own)
+        counted.track(nodes: [0])
+        return counted
+    }
+
     /// tierd promoting 50 MiB in 100 ms makes free DRAM fall at 500 MiB/s: a watch that does not
     /// know its own promotions reads that as an allocation (and the next tick demotes for it).
     /// Told what tierd promoted, the watch sees no fall, yet a real allocation beside it still shows.
     @Test func tierdsOwnPromotionIsNotAFall() async throws {
         let own = OwnMoves()
-        let counted = FreeMemoryWatch(collector: try SnapshotCollector(files: RootedHostFiles(root: tree.root)),
-                                      period: .milliseconds(100), lookahead: .seconds(1), ownMoves: own)
-        counted.track(nodes: [0])
+        let counted = try countingWatch(own)
         defer { counted.stop() }
         for watched in [watch, counted] {
             tree.setNode(0, freeBytes: 400 * Self.mib)
@@ -76,9 +82,7 @@ struct FreeMemoryWatchTests {
     /// fast allocation never came once tierd stopped. Demotions larger than free DRAM stay signed.
     @Test func tierdsOwnDemotionDoesNotHideAnAllocation() async throws {
         let own = OwnMoves()
-        let counted = FreeMemoryWatch(collector: try SnapshotCollector(files: RootedHostFiles(root: tree.root)),
-                                      period: .milliseconds(100), lookahead: .seconds(1), ownMoves: own)
-        counted.track(nodes: [0])
+        let counted = try countingWatch(own)
         defer { counted.stop() }
         own.add(900 * Self.mib, .demote)
         for watched in [watch, counted] {

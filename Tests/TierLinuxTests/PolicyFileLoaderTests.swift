@@ -22,6 +22,19 @@ struct PolicyFileLoaderTests {
         return path
     }
 
+    /// A directory below the test's own, with `mode`; the policy written into it as `file` if given.
+    @discardableResult
+    func makeDirectory(_ name: String, mode: mode_t, file: String? = nil) throws -> String {
+        let path = dir + "/" + name
+        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+        chmod(path, mode)
+        if let file {
+            try policy.write(toFile: path + "/" + file, atomically: false, encoding: .utf8)
+            chmod(path + "/" + file, 0o644)
+        }
+        return path
+    }
+
     func refusal(_ path: String) -> PolicyError? {
         do { _ = try PolicyFileLoader.load(path: path); return nil } catch let error as PolicyError { return error } catch { return nil }
     }
@@ -80,11 +93,7 @@ struct PolicyFileLoaderTests {
 
     @Test func aSymlinkIsJudgedByWhatItNames() throws {
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        let loose = dir + "/open"
-        try FileManager.default.createDirectory(atPath: loose, withIntermediateDirectories: true)
-        chmod(loose, 0o777)
-        try policy.write(toFile: loose + "/real.yaml", atomically: false, encoding: .utf8)
-        chmod(loose + "/real.yaml", 0o644)
+        let loose = try makeDirectory("open", mode: 0o777, file: "real.yaml")
         try FileManager.default.createSymbolicLink(atPath: dir + "/tierd.yaml", withDestinationPath: "open/real.yaml")
         #expect(refusal(dir + "/tierd.yaml")?.message.hasPrefix("its directory \(loose) is writable by group or others") == true)
     }
@@ -94,17 +103,11 @@ struct PolicyFileLoaderTests {
     @Test func aSymlinkInADirectoryOthersCanWriteIsRefused() throws {
         defer { try? FileManager.default.removeItem(atPath: dir) }
         _ = try write("real.yaml")
-        let loose = dir + "/open"
-        try FileManager.default.createDirectory(atPath: loose, withIntermediateDirectories: true)
-        chmod(loose, 0o777)
+        let loose = try makeDirectory("open", mode: 0o777)
         try FileManager.default.createSymbolicLink(atPath: loose + "/tierd.yaml", withDestinationPath: "../real.yaml")
         #expect(refusal(loose + "/tierd.yaml")?.message.hasPrefix("its directory \(loose) is writable by group or others") == true)
         // A chain through a trusted directory loads: as a ConfigMap volume's `..data` link does.
-        let data = dir + "/..2026_12_07"
-        try FileManager.default.createDirectory(atPath: data, withIntermediateDirectories: true)
-        chmod(data, 0o755)
-        try policy.write(toFile: data + "/tierd.yaml", atomically: false, encoding: .utf8)
-        chmod(data + "/tierd.yaml", 0o644)
+        try makeDirectory("..2026_12_07", mode: 0o755, file: "tierd.yaml")
         try FileManager.default.createSymbolicLink(atPath: dir + "/..data", withDestinationPath: "..2026_12_07")
         try FileManager.default.createSymbolicLink(atPath: dir + "/policy.yaml", withDestinationPath: "..data/tierd.yaml")
         chmod(dir, 0o1777)
