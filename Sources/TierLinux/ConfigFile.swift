@@ -161,6 +161,12 @@ public struct PolicyFileWatch: Sendable {
                        modifiedSeconds: Int(info.st_mtim.tv_sec), modifiedNanoseconds: Int(info.st_mtim.tv_nsec))
     }
 
+    /// Whether `changed()` would report a new version now (it does not take it).
+    public var hasNewVersion: Bool {
+        guard let now = Self.version(of: path) else { return false }
+        return now != seen
+    }
+
     /// True once for each new version of the file; a file that went missing is no new version
     /// (a ConfigMap update never leaves the path empty; an operator's half-done edit may).
     public mutating func changed() -> Bool {

@@ -167,9 +167,16 @@ public struct TierdService: Service {
                 // Soon after a tick that moved or was held back, later after a quiet one; an event may come first.
                 let pause = TickPacing.pause(after: report.plan, moved: report.outcomes.contains { $0.movedBytes > 0 },
                                              heldBack: report.newlyHeldBack, settings: controller.policy.controller)
-                let timer = Task { try await Task.sleep(for: pause); wake.yield(.timer) }
-                let next = await iterator.next()
-                timer.cancel()
+                // Through an idle pause the policy file is still looked at every interval.
+                let tickDue = clock.now + pause
+                var next: Wake?
+                while true {
+                    let wait = max(.zero, min(tickDue - clock.now, controller.policy.controller.interval))
+                    let timer = Task { try await Task.sleep(for: wait); wake.yield(.timer) }
+                    next = await iterator.next()
+                    timer.cancel()
+                    guard case .timer = next, clock.now < tickDue, !policyFile.hasNewVersion else { break }
+                }
                 switch next {
                 case .stop, nil: return
                 case .reload:

@@ -44,6 +44,8 @@ struct Idle: ParsableCommand {
         process.arguments = ["--config", policyPath, "--root", tree.root, "--dry-run", "--log-level", "warning",
                              "--socket", socket, "--journal", journal]
         try process.run()
+        // Every way out, a refusal below included, ends the daemon it started.
+        defer { if process.isRunning { process.terminate(); process.waitUntilExit() } }
         let pid = process.processIdentifier
         let clock = ContinuousClock(), started = clock.now
         var atSettled: Usage?, last: Usage?

@@ -28,7 +28,7 @@ struct LocalEndpointTests {
     /// The daemon; with `output`, what it prints is kept in a pipe.
     func startDaemon(_ extra: [String], output: Bool) throws -> (process: Process, output: Pipe) {
         let config = tree.root + "/tierd.yaml"
-        try "controller: {interval: 200ms}\nworkloads:\n  - {name: batch, match: [batch.slice], demote: allowed}\n"
+        try "controller: {interval: 200ms, idle_interval: 200ms}\nworkloads:\n  - {name: batch, match: [batch.slice], demote: allowed}\n"
             .write(toFile: config, atomically: true, encoding: .utf8)
         let process = Process()
         process.executableURL = URL(fileURLWithPath: binary("tierd"))

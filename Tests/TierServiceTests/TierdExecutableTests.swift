@@ -115,11 +115,13 @@ struct TierdExecutableTests {
 
     /// A policy mounted from a ConfigMap is replaced by swapping its `..data` symlink: the daemon
     /// reloads it without a signal, refuses a version that does not compile and keeps running.
+    /// Nothing is to be done on the fixture host, so tierd is in an idle pause (an hour long here)
+    /// whenever a version lands: the file is still looked at every interval.
     @Test func aChangedPolicyFileIsReloadedWithoutASignal() async throws {
         let tree = try FixtureTree()
         let dir = tree.root + "/configmap"
         try FileManager.default.createDirectory(atPath: dir + "/..v1", withIntermediateDirectories: true)
-        try "controller: {interval: 200ms}\nworkloads: []\n".write(toFile: dir + "/..v1/tierd.yaml", atomically: false, encoding: .utf8)
+        try "controller: {interval: 200ms, idle_interval: 1h}\nworkloads: []\n".write(toFile: dir + "/..v1/tierd.yaml", atomically: false, encoding: .utf8)
         try FileManager.default.createSymbolicLink(atPath: dir + "/..data", withDestinationPath: "..v1")
         try FileManager.default.createSymbolicLink(atPath: dir + "/tierd.yaml", withDestinationPath: "..data/tierd.yaml")
         func publish(_ name: String, _ text: String) throws {
@@ -148,7 +150,7 @@ struct TierdExecutableTests {
         }
         try await Task.sleep(for: .milliseconds(500))
         #expect(reloads().isEmpty, "no reload before the file changes")
-        try publish("..v2", "controller: {interval: 200ms}\nworkloads:\n  - {name: batch, match: [batch.slice], demote: allowed}\n")
+        try publish("..v2", "controller: {interval: 200ms, idle_interval: 1h}\nworkloads:\n  - {name: batch, match: [batch.slice], demote: allowed}\n")
         try await waitFor(1)
         try publish("..v3", "controller: {interval: 200ms}\nbogus: true\n")
         try await waitFor(2)
