@@ -771,7 +771,7 @@ enum Scenarios {
         let moving = "\(lab.labSlice)/moving", doomed = "\(lab.labSlice)/doomed", victim = "\(lab.labSlice)/victim"
         for group in [moving, doomed, victim] { lab.makeGroup(group, mems: "0-2") }
         let tierd = lab.startTierd("tierd-faults", policy: """
-            controller: {interval: 1s, rate_limit: 24MiB/s, demotion_per_tick: 24MiB}
+            controller: {interval: 1s, idle_interval: 1s, rate_limit: 24MiB/s, demotion_per_tick: 24MiB}
             workloads:
               - {name: moving, match: ["\(moving)"], demote: allowed, rate_limit: 12MiB/s}
               - {name: doomed, match: ["\(doomed)"], demote: allowed, rate_limit: 12MiB/s}
@@ -836,7 +836,8 @@ enum Scenarios {
                                    && movesBeforeKill > 0,
                                    detail: (taker.map { "pid \($0) taken by a task of \(victim); " } ?? "the pid could not be reused; ")
                                        + "\(movesBeforeKill) moves of that pid before the kill, \(movesAfterKill) after; victim's slow-node bytes: " + victimHeld.detail))
-        // The killed task's DRAM comes free, so the demand may end: what must go on is the loop.
+        // The killed task's DRAM comes free, so the demand may end: what must go on is the loop
+        // (its idle interval is its interval here, so that the ticks count the loop's life).
         let ticksNow = tierd.metricsMoved()?.ticks ?? 0
         let ticksAfter = ticksNow - min(ticksAtFaults, ticksNow)
         result.checks.append(Check(name: "tierd stays up through the faults and goes on planning", ok: tierd.process.isRunning && ticksAfter >= 10,

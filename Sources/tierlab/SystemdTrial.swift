@@ -85,16 +85,20 @@ struct SystemdGuest {
     static let cgroup = "/sys/fs/cgroup/systemd-trial"
 
     static func boot(_ lab: GuestLab) -> SystemdGuest? {
-        // The guest's root is the host's over 9p: tmpfiles' walk of it takes many minutes under emulation.
-        for unit in ["systemd-tmpfiles-setup.service", "systemd-tmpfiles-setup-dev.service", "systemd-tmpfiles-clean.timer"] {
+        // The guest's root is the host's over 9p: tmpfiles' walk of it takes many minutes under
+        // emulation. A getty on the console would hang up the terminal the lab itself runs on
+        // (SIGHUP ends it mid-scenario): the namespace boots to basic.target, with the gettys masked.
+        for unit in ["systemd-tmpfiles-setup.service", "systemd-tmpfiles-setup-dev.service", "systemd-tmpfiles-clean.timer",
+                     "console-getty.service", "getty.target"] {
             try? FileManager.default.removeItem(atPath: "/etc/systemd/system/\(unit)")
             try? FileManager.default.createSymbolicLink(atPath: "/etc/systemd/system/\(unit)", withDestinationPath: "/dev/null")
         }
         try? FileManager.default.createDirectory(atPath: cgroup, withIntermediateDirectories: true)
         let namespaceInit = "mount -t proc proc /proc && umount -l /sys/fs/cgroup && mount -t cgroup2 cgroup2 /sys/fs/cgroup"
-            + " && mount -t tmpfs tmpfs /run && exec env container=tierd-lab /lib/systemd/systemd --system --log-target=console"
+            + " && mount -t tmpfs tmpfs /run && exec env container=tierd-lab /lib/systemd/systemd --system --unit=basic.target --log-target=console"
         let launcher = "echo $$ > \(cgroup)/cgroup.procs && exec unshare --pid --fork --mount --uts --cgroup --propagation private sh -c '\(namespaceInit)'"
-        let process = lab.spawn(group: nil, ["sh", "-c", launcher], output: lab.out + "/systemd.log")
+        // A session of its own: nothing in the namespace shares the lab's terminal.
+        let process = lab.spawn(group: nil, ["setsid", "sh", "-c", launcher], output: lab.out + "/systemd.log")
         var pid: Int32?
         _ = lab.waitFor(seconds: 30) {
             pid = procsOf(cgroup).first { (try? String(contentsOfFile: "/proc/\($0)/comm", encoding: .utf8))?.trimmed == "systemd" }
