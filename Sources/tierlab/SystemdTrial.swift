@@ -1,5 +1,7 @@
 import Foundation
 import Glibc
+import TierCore
+import TierLinux
 import TierTestSupport
 
 /// The README's systemd install, tried as a new user would: a real systemd (the host's own, as
@@ -82,7 +84,8 @@ extension Scenarios {
 struct SystemdGuest {
     let pid: Int32
     let project: String
-    static let cgroup = "/sys/fs/cgroup/systemd-trial"
+    /// The cgroup the namespace lives in (and the root of its cgroup namespace).
+    static let group = "systemd-trial"
 
     static func boot(_ lab: GuestLab) -> SystemdGuest? {
         // The guest's root is the host's over 9p: tmpfiles' walk of it takes many minutes under
@@ -93,27 +96,27 @@ struct SystemdGuest {
             try? FileManager.default.removeItem(atPath: "/etc/systemd/system/\(unit)")
             try? FileManager.default.createSymbolicLink(atPath: "/etc/systemd/system/\(unit)", withDestinationPath: "/dev/null")
         }
+        let cgroup = lab.cgroupDir(group), mount = lab.collector.cgroupMount, proc = KernelPaths.processRoot
         try? FileManager.default.createDirectory(atPath: cgroup, withIntermediateDirectories: true)
-        let namespaceInit = "mount -t proc proc /proc && umount -l /sys/fs/cgroup && mount -t cgroup2 cgroup2 /sys/fs/cgroup"
+        let namespaceInit = "mount -t proc proc \(proc) && umount -l \(mount) && mount -t cgroup2 cgroup2 \(mount)"
             + " && mount -t tmpfs tmpfs /run && exec env container=tierd-lab /lib/systemd/systemd --system --unit=basic.target --log-target=console"
         let launcher = "echo $$ > \(cgroup)/cgroup.procs && exec unshare --pid --fork --mount --uts --cgroup --propagation private sh -c '\(namespaceInit)'"
         // A session of its own: nothing in the namespace shares the lab's terminal.
         let process = lab.spawn(group: nil, ["setsid", "sh", "-c", launcher], output: lab.out + "/systemd.log")
         var pid: Int32?
         _ = lab.waitFor(seconds: 30) {
-            pid = procsOf(cgroup).first { (try? String(contentsOfFile: "/proc/\($0)/comm", encoding: .utf8))?.trimmed == "systemd" }
+            pid = procs(of: cgroup, lab).first { (try? lab.files.read(KernelPaths.process($0) + "/comm"))?.trimmed == "systemd" }
             return pid != nil
         }
-        guard let pid, lab.waitFor(seconds: 300, { FileManager.default.fileExists(atPath: "/proc/\(pid)/root/run/systemd/private") }) else {
+        guard let pid, lab.waitFor(seconds: 300, { lab.files.exists(KernelPaths.process(pid) + "/root/run/systemd/private") }) else {
             lab.stop(process, signal: SIGKILL)
             return nil
         }
         return SystemdGuest(pid: pid, project: lab.project)
     }
 
-    static func procsOf(_ group: String) -> [Int32] {
-        let text = (try? String(contentsOfFile: group + "/cgroup.procs", encoding: .utf8)) ?? ""
-        return text.split(separator: "\n").compactMap { Int32($0) }
+    static func procs(of directory: String, _ lab: GuestLab) -> [Int32] {
+        (try? lab.files.read(directory + "/cgroup.procs")).map(KernelText.pids) ?? []
     }
 
     /// `command` in systemd's namespaces, from the project's directory.
@@ -124,8 +127,8 @@ struct SystemdGuest {
     /// Kills the namespace (its PID 1 first: the kernel ends the rest) and removes its cgroup tree.
     func shutDown(_ lab: GuestLab) {
         kill(pid, SIGKILL)
-        _ = lab.waitFor(seconds: 30) { Self.procsOf(Self.cgroup).isEmpty && kill(pid, 0) != 0 }
-        _ = try? runCommand(["/usr/bin/find", Self.cgroup, "-depth", "-type", "d", "-exec", "rmdir", "{}", ";"])
+        _ = lab.waitFor(seconds: 30) { kill(pid, 0) != 0 }
+        lab.removeGroups(Self.group)
     }
 }
 
