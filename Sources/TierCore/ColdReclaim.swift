@@ -12,20 +12,35 @@ public enum ColdReclaim {
 
     /// What one request did to the group.
     public struct Step: Sendable, Equatable {
-        /// Pages demoted to the slow tier (every `pgdemote_*`).
+        /// Pages demoted to the slow tier (every `pgdemote_*`: the kernel's own reclaim of the
+        /// group during the request made room too).
         public var demotedPages: UInt64
-        /// Pages reclaim took and did not demote: discarded page cache or swapped memory.
+        /// Pages the request's own reclaim took and did not demote: discarded page cache or
+        /// swapped memory.
         public var lostPages: UInt64
-        public init(demotedPages: UInt64, lostPages: UInt64) { self.demotedPages = demotedPages; self.lostPages = lostPages }
+        /// Pages the kernel's other reclaim (kswapd's, an allocating task's, khugepaged's) took
+        /// from the group during the request and did not demote: the kernel's doing, not the
+        /// request's, reported beside it.
+        public var kernelLostPages: UInt64
+        public init(demotedPages: UInt64, lostPages: UInt64, kernelLostPages: UInt64 = 0) {
+            self.demotedPages = demotedPages; self.lostPages = lostPages; self.kernelLostPages = kernelLostPages
+        }
     }
 
     /// Counters are cumulative; a counter that went down (a group recreated under the same name)
-    /// counts as zero.
+    /// counts as zero. A request's own reclaim is counted on the proactive path where the kernel
+    /// has one (6.14 on) and on the direct path before, beside any allocating task's.
     public static func step(before: MemoryStat, after: MemoryStat) -> Step {
         func delta(_ a: UInt64, _ b: UInt64) -> UInt64 { b >= a ? b - a : 0 }
+        func lost(_ path: KeyPath<MemoryStat, MemoryStat.ReclaimPath>) -> UInt64 {
+            let stolen = delta(before[keyPath: path].stolen, after[keyPath: path].stolen)
+            return stolen - min(stolen, delta(before[keyPath: path].demoted, after[keyPath: path].demoted))
+        }
         let demoted = delta(before.pagesDemotedByKernel + before.pagesDemotedProactively,
                             after.pagesDemotedByKernel + after.pagesDemotedProactively)
-        let stolen = delta(before.pagesStolen, after.pagesStolen)
-        return Step(demotedPages: demoted, lostPages: stolen - min(stolen, demoted))
+        let requestPath: KeyPath<MemoryStat, MemoryStat.ReclaimPath> = after.countsProactiveReclaim ? \.proactive : \.direct
+        let otherPaths: [KeyPath<MemoryStat, MemoryStat.ReclaimPath>] = [\.background, \.khugepaged]
+            + (after.countsProactiveReclaim ? [\.direct] : [])
+        return Step(demotedPages: demoted, lostPages: lost(requestPath), kernelLostPages: otherPaths.reduce(0) { $0 + lost($1) })
     }
 }

@@ -83,13 +83,14 @@ public enum KernelText {
                   let value = ByteScanner.uint64(UnsafeBufferPointer(rebasing: line[(space + 1)...])) else { return }
             if ByteScanner.equals(key, "anon") { stat.anonBytes = value }
             else if ByteScanner.equals(key, "file") { stat.fileBytes = value }
-            else if ByteScanner.equals(key, "pgdemote_kswapd") || ByteScanner.equals(key, "pgdemote_direct")
-                        || ByteScanner.equals(key, "pgdemote_khugepaged") { stat.pagesDemotedByKernel += value }
-            else if ByteScanner.equals(key, "pgdemote_proactive") { stat.pagesDemotedProactively = value }
-            else if ByteScanner.equals(key, "pgsteal_kswapd") || ByteScanner.equals(key, "pgsteal_direct")
-                        || ByteScanner.equals(key, "pgsteal_khugepaged") || ByteScanner.equals(key, "pgsteal_proactive") {
-                stat.pagesStolen += value
-            }
+            else if ByteScanner.equals(key, "pgdemote_kswapd") { stat.background.demoted = value }
+            else if ByteScanner.equals(key, "pgdemote_direct") { stat.direct.demoted = value }
+            else if ByteScanner.equals(key, "pgdemote_khugepaged") { stat.khugepaged.demoted = value }
+            else if ByteScanner.equals(key, "pgdemote_proactive") { stat.proactive.demoted = value; stat.countsProactiveReclaim = true }
+            else if ByteScanner.equals(key, "pgsteal_kswapd") { stat.background.stolen = value }
+            else if ByteScanner.equals(key, "pgsteal_direct") { stat.direct.stolen = value }
+            else if ByteScanner.equals(key, "pgsteal_khugepaged") { stat.khugepaged.stolen = value }
+            else if ByteScanner.equals(key, "pgsteal_proactive") { stat.proactive.stolen = value; stat.countsProactiveReclaim = true }
             else if ByteScanner.equals(key, "pgpromote_success") { stat.pagesPromotedByKernel = value }
             else if ByteScanner.equals(key, "workingset_refault_anon") { stat.refaultsAnon = value }
             else if ByteScanner.equals(key, "workingset_refault_file") { stat.refaultsFile = value }
@@ -444,14 +445,31 @@ public struct NumaStat: Sendable, Equatable {
 public struct MemoryStat: Sendable, Equatable {
     public var anonBytes: UInt64 = 0
     public var fileBytes: UInt64 = 0
-    /// `pgdemote_kswapd`, `_direct` and `_khugepaged`: demotions by the kernel's reclaim (on
-    /// 6.12, a `memory.reclaim` request's demotions count as `_direct`).
-    public var pagesDemotedByKernel: UInt64 = 0
+    /// What one path of the kernel's reclaim took from the group (`pgsteal_PATH`) and how much of
+    /// it went to a lower tier (`pgdemote_PATH`); what was stolen and not demoted was discarded
+    /// (page cache) or swapped.
+    public struct ReclaimPath: Sendable, Equatable {
+        public var stolen: UInt64 = 0
+        public var demoted: UInt64 = 0
+        public init(stolen: UInt64 = 0, demoted: UInt64 = 0) { self.stolen = stolen; self.demoted = demoted }
+    }
+    /// kswapd's reclaim: the kernel's own, when a node runs low.
+    public var background = ReclaimPath()
+    /// Reclaim by an allocating task; on kernels without the proactive counters, a
+    /// `memory.reclaim` request's reclaim too.
+    public var direct = ReclaimPath()
+    public var khugepaged = ReclaimPath()
+    /// `memory.reclaim` requests, counted apart from `direct` since 6.14.
+    public var proactive = ReclaimPath()
+    /// Whether the kernel counts `memory.reclaim` apart (its `pgsteal_proactive` is present).
+    public var countsProactiveReclaim = false
+    /// Demotions by the kernel's reclaim other than the proactive counters (on 6.12, a
+    /// `memory.reclaim` request's demotions count as `_direct`).
+    public var pagesDemotedByKernel: UInt64 { background.demoted + direct.demoted + khugepaged.demoted }
     /// `pgdemote_proactive` (6.14 and later): demotions asked through `memory.reclaim`.
-    public var pagesDemotedProactively: UInt64 = 0
-    /// Every `pgsteal_*`: pages reclaim took from the group, demoted or not. What was stolen and
-    /// not demoted was discarded (page cache) or swapped.
-    public var pagesStolen: UInt64 = 0
+    public var pagesDemotedProactively: UInt64 { proactive.demoted }
+    /// Every `pgsteal_*`: pages reclaim took from the group, demoted or not.
+    public var pagesStolen: UInt64 { background.stolen + direct.stolen + khugepaged.stolen + proactive.stolen }
     public var pagesPromotedByKernel: UInt64 = 0
     public var refaultsAnon: UInt64 = 0
     public var refaultsFile: UInt64 = 0

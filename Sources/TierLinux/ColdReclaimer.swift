@@ -10,7 +10,8 @@ extension TaskMigrator {
     /// of the group may have a mempolicy that keeps it off them (the kernel's reclaim would demote
     /// its pages whatever the policy). Requests go in ``ColdReclaim/requestBytes`` steps, each
     /// checked in the group's `memory.stat`: a step that demoted nothing ends the action, and one
-    /// that lost pages (discarded or swapped instead of demoted) ends it and reports them.
+    /// whose own reclaim lost pages (discarded or swapped instead of demoted) ends it and reports
+    /// them; what the kernel's other reclaim lost from the group meanwhile is reported apart.
     func reclaimColdest(_ action: MigrationAction, argument: String?, pacer: RoomPacer?, deadline: Deadline?) -> ActionOutcome {
         var outcome = ActionOutcome(action: action, tasks: [])
         let dir = collector.directory(of: action.group)
@@ -54,9 +55,10 @@ extension TaskMigrator {
             let step = ColdReclaim.step(before: before, after: after)
             outcome.reclaimedBytes += step.demotedPages * pageSize
             outcome.lostBytes += step.lostPages * pageSize
+            outcome.kernelLostBytes += step.kernelLostPages * pageSize
             remaining -= min(remaining, step.demotedPages * pageSize)
             pacer?.roomMade(step.demotedPages * pageSize)
-            ownMoves?.add((step.demotedPages + step.lostPages) * pageSize, .demote)
+            ownMoves?.add((step.demotedPages + step.lostPages + step.kernelLostPages) * pageSize, .demote)
             // EAGAIN: the kernel reclaimed less than asked and gave up; anything else is a refusal.
             if case .failed(_, let code) = refusal, code != EAGAIN { outcome.dropped = "memory.reclaim: \(refusal!)"; break }
             if step.lostPages > 0 || step.demotedPages == 0 || refusal != nil { break }

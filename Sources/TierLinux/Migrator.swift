@@ -214,6 +214,9 @@ public struct ActionOutcome: Sendable, Equatable {
     /// A `cold` demotion: bytes the kernel's reclaim took from the group and did not demote
     /// (discarded or swapped). Must stay zero; any makes the workload demote by `task`.
     public var lostBytes: UInt64 = 0
+    /// A `cold` demotion: bytes the kernel's own reclaim (kswapd's, an allocating task's) took
+    /// from the group and did not demote while the requests ran; reported, not held against them.
+    public var kernelLostBytes: UInt64 = 0
     /// A `cold` demotion a task's mempolicy refused before any request (the kernel's reclaim would
     /// demote that task's pages whatever its policy): why, for the group's fallback to `task`.
     public var coldRefused: String?
@@ -228,7 +231,8 @@ public struct ActionOutcome: Sendable, Equatable {
 
     public static func == (a: ActionOutcome, b: ActionOutcome) -> Bool {
         a.action == b.action && a.dropped == b.dropped && a.stoppedForNextTick == b.stoppedForNextTick && a.tasks.count == b.tasks.count
-            && a.reclaimedBytes == b.reclaimedBytes && a.lostBytes == b.lostBytes && a.coldRefused == b.coldRefused
+            && a.reclaimedBytes == b.reclaimedBytes && a.lostBytes == b.lostBytes && a.kernelLostBytes == b.kernelLostBytes
+            && a.coldRefused == b.coldRefused
             && zip(a.tasks, b.tasks).allSatisfy { $0.pid == $1.pid && $0.result == $1.result }
     }
 }

@@ -43,7 +43,7 @@ public final class AuditLog: Sendable {
                 (SyscallError($0.key).name, JSONValue.int(Int64($0.value)))
             }))
             if case .kernelReclaim(let argument) = action.mechanism, outcome.tasks.isEmpty {
-                return [JSONValue.object([
+                var record: [String: JSONValue] = [
                     "time": .string(time), "tick": .int(Int64(tick)), "group": .string(action.group.description),
                     "workload": .string(action.workload), "direction": .string(action.direction.rawValue),
                     "mode": "cold", "from": .string(action.from.description), "to": .string(NodeSet(action.to).description),
@@ -51,7 +51,9 @@ public final class AuditLog: Sendable {
                     "result": .string(outcome.lostBytes > 0 ? "lost" : outcome.dropped != nil ? "dropped" : "reclaimed"),
                     "detail": .string("memory.reclaim" + (argument.map { " " + $0 } ?? "") + (outcome.dropped.map { ": " + $0 } ?? "")),
                     "reason": .string(action.reason),
-                ]).encoded]
+                ]
+                if outcome.kernelLostBytes > 0 { record["kernel_lost"] = .bytes(outcome.kernelLostBytes) }
+                return [JSONValue.object(record).encoded]
             }
             return outcome.tasks.map { task in
                 var pagesLeft: UInt64 = 0

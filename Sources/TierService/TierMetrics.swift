@@ -18,6 +18,7 @@ public final class TierMetrics: Sendable {
     }
 
     static var lostBytes: MetricNameDescriptor { name("reclaim_lost", "bytes_total", "Bytes a cold demotion's reclaim took and did not demote (discarded or swapped); must stay 0.") }
+    static var kernelLostBytes: MetricNameDescriptor { name("kernel_reclaim_lost", "bytes_total", "Bytes the kernel's own reclaim took from a group and did not demote while tierd's cold demotion of it ran.") }
     static var movedBytes: MetricNameDescriptor { name("moved", "bytes_total", "Bytes tierd moved, by direction, mode and workload (what left the source nodes).") }
     static var moveFailures: MetricNameDescriptor { name("move_failures", "total", "Task moves that moved nothing or less than asked, by reason.") }
     static var actionsDropped: MetricNameDescriptor { name("actions_dropped", "total", "Planned actions dropped before any move (group gone, cpuset changed, room taken).") }
@@ -58,6 +59,7 @@ public final class TierMetrics: Sendable {
         _ = registry.makeCounter(descriptor: Self.collectFailures)
         _ = registry.makeCounter(descriptor: Self.actionsDropped)
         _ = registry.makeCounter(descriptor: Self.lostBytes)
+        _ = registry.makeCounter(descriptor: Self.kernelLostBytes)
         registry.makeGauge(descriptor: Self.policyGeneration).set(Double(1))
     }
 
@@ -89,6 +91,9 @@ public final class TierMetrics: Sendable {
             }
             if outcome.lostBytes > 0 {
                 registry.makeCounter(descriptor: Self.lostBytes).increment(by: Int64(outcome.lostBytes))
+            }
+            if outcome.kernelLostBytes > 0 {
+                registry.makeCounter(descriptor: Self.kernelLostBytes).increment(by: Int64(outcome.kernelLostBytes))
             }
             if outcome.dropped != nil { registry.makeCounter(descriptor: Self.actionsDropped).increment() }
             for task in outcome.tasks where !Self.successfulResults.contains(task.result.code) {

@@ -406,6 +406,8 @@ enum Scenarios {
         if let coldBytes { result.figures["cold_demoted_bytes"] = coldBytes }
         if let taskDemoted { result.figures["task_demoted_batch_bytes"] = taskDemoted }
         if let lost { result.figures["lost_bytes"] = lost }
+        let kernelLost = tierd.metric("tierd_kernel_reclaim_lost_bytes_total")
+        if let kernelLost { result.figures["kernel_lost_bytes"] = kernelLost }
         let used = coldBytes.map { $0 > 0 } ?? false
         let kernelDemoted = lab.kernelMovedPages(protectedGroup).demoted
         let low = (try? lab.files.read(lab.cgroupDir(protectedGroup) + "/memory.low"))?.trimmingCharacters(in: .whitespacesAndNewlines) ?? "?"
@@ -418,7 +420,8 @@ enum Scenarios {
             Check(name: "the batch job's hot set stays ≥ 95 % in DRAM at every report (cold demotion)", ok: hot.ok, detail: hot.detail),
             Check(name: "tierd demoted by cold and lost nothing to reclaim", ok: used && lost == 0 && (taskDemoted ?? 0) == 0,
                   detail: coldBytes == nil || lost == nil ? "no /metrics answer"
-                    : String(format: "cold %.1f MiB, task %.1f MiB, lost %.0f bytes", coldBytes! / mib, (taskDemoted ?? 0) / mib, lost!)),
+                    : String(format: "cold %.1f MiB, task %.1f MiB, lost %.0f bytes (the kernel's own reclaim meanwhile: %.0f)",
+                             coldBytes! / mib, (taskDemoted ?? 0) / mib, lost!, kernelLost ?? 0)),
         ]
     }
 

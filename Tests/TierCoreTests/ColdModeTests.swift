@@ -115,4 +115,24 @@ struct ColdModeTests {
         #expect(ColdReclaim.request(bytes: 32 << 20, argument: "swappiness=max") == "33554432 swappiness=max")
         #expect(ColdReclaim.request(bytes: 4096, argument: nil) == "4096")
     }
+
+    /// kswapd discarding the group's page cache while a request runs is the kernel's own reclaim:
+    /// reported beside the request, not held against it (on 6.12 the request counts as direct, on
+    /// 7.3 as proactive, and there an allocating task's direct reclaim is not the request's either).
+    @Test(arguments: ["6.12-after-reclaim", "7.3-after-reclaim"])
+    func lossesOnTheKernelsOwnPathsAreNotTheRequests(file: String) throws {
+        let before = KernelText.memoryStat(try String(contentsOfFile: FixtureTree.fixtures + "/memory-stat/" + file, encoding: .utf8))
+        var after = before
+        after.background.stolen += 192
+        after.background.demoted += 8
+        after.khugepaged.stolen += 4
+        let requestPath: WritableKeyPath<MemoryStat, MemoryStat.ReclaimPath> = before.countsProactiveReclaim ? \.proactive : \.direct
+        after[keyPath: requestPath].stolen += 1000
+        after[keyPath: requestPath].demoted += 990
+        #expect(ColdReclaim.step(before: before, after: after) == ColdReclaim.Step(demotedPages: 998, lostPages: 10, kernelLostPages: 188))
+        if before.countsProactiveReclaim {
+            after.direct.stolen += 30
+            #expect(ColdReclaim.step(before: before, after: after).kernelLostPages == 218)
+        }
+    }
 }

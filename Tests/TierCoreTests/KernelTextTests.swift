@@ -45,14 +45,16 @@ struct KernelTextTests {
     /// memory.stat of a 900 MiB job after `memory.reclaim` of 380 MiB with demotion on, captured by
     /// `probe-cold` on each lab kernel (Tests/Fixtures/memory-stat): 6.12 counts the request's
     /// demotions as direct, 7.3 as proactive; both stole about 165 pages they did not demote.
-    @Test(arguments: [("6.12-after-reclaim", 97_173 + 189, 0, 97_339 + 189), ("7.3-after-reclaim", 62, 97_164, 97_327 + 62)])
-    func memoryStatAfterADemotingReclaim(file: String, byKernel: UInt64, proactive: UInt64, stolen: UInt64) throws {
+    @Test(arguments: [("6.12-after-reclaim", 97_173 + 189, 0, 97_339 + 189, 189), ("7.3-after-reclaim", 62, 97_164, 97_327 + 62, 62)])
+    func memoryStatAfterADemotingReclaim(file: String, byKernel: UInt64, proactive: UInt64, stolen: UInt64, kswapd: UInt64) throws {
         let text = try String(contentsOfFile: FixtureTree.fixtures + "/memory-stat/" + file, encoding: .utf8)
         let stat = KernelText.memoryStat(text)
         #expect(stat.pagesDemotedByKernel == byKernel)
         #expect(stat.pagesDemotedProactively == proactive)
         #expect(stat.pagesStolen == stolen)
         #expect(stat.pagesStolen - (stat.pagesDemotedByKernel + stat.pagesDemotedProactively) < 200)
+        #expect(stat.countsProactiveReclaim == (proactive > 0))
+        #expect(stat.background == MemoryStat.ReclaimPath(stolen: kswapd, demoted: kswapd))
     }
 
     @Test func meminfoAndDistance() throws {
