@@ -59,6 +59,16 @@ enum ByteScanner {
         return true
     }
 
+    /// Where `literal` first starts in `bytes`.
+    static func firstIndex(of literal: StaticString, in bytes: UnsafeBufferPointer<UInt8>) -> Int? {
+        let count = literal.utf8CodeUnitCount, other = literal.utf8Start
+        guard count > 0, bytes.count >= count else { return nil }
+        for start in 0...(bytes.count - count) where bytes[start] == other[0] {
+            if equals(UnsafeBufferPointer(rebasing: bytes[start..<(start + count)]), literal) { return start }
+        }
+        return nil
+    }
+
     /// "N<node>=<value>" fields, as numa_stat and numa_maps write them.
     @inline(__always)
     static func nodeValue(_ field: UnsafeBufferPointer<UInt8>) -> (node: Int, value: UInt64)? {

@@ -121,12 +121,17 @@ public enum KernelText {
 
     /// `MemFree` of a node's meminfo in bytes, found without splitting the rest into lines and
     /// fields: the free-DRAM watch reads it ten times a second, and the full parse was nearly all
-    /// of what the watch cost an idle tierd.
+    /// of what the watch cost an idle tierd (the watch hands over the bytes of a kept-open file).
     public static func nodeMemFree(_ text: String) -> UInt64? {
-        let bytes = text.utf8
-        guard let label = bytes.firstRange(of: "MemFree:".utf8) else { return nil }
+        var text = text
+        return text.withUTF8 { nodeMemFree(bytes: $0) }
+    }
+
+    public static func nodeMemFree(bytes: UnsafeBufferPointer<UInt8>) -> UInt64? {
+        let label: StaticString = "MemFree:"
+        guard let start = ByteScanner.firstIndex(of: label, in: bytes) else { return nil }
         var kib: UInt64 = 0, digits = 0
-        for byte in bytes[label.upperBound...] {
+        for byte in bytes[(start + label.utf8CodeUnitCount)...] {
             if byte == UInt8(ascii: " ") && digits == 0 { continue }
             guard byte >= UInt8(ascii: "0") && byte <= UInt8(ascii: "9") else { break }
             kib = kib &* 10 &+ UInt64(byte - UInt8(ascii: "0"))

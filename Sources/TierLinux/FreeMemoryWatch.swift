@@ -1,4 +1,7 @@
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 import Synchronization
 import TierCore
 
@@ -24,10 +27,14 @@ public final class OwnMoves: Sendable {
     public var netIntoDRAM: Int64 { Int64(bitPattern: promoted &- demoted) }
 }
 
-/// Samples free DRAM (the fast nodes' `MemFree`) every `period` on its own task, keeps the
+/// Samples free DRAM (the fast nodes' `MemFree`) every `period` on a thread of its own, keeps the
 /// `FreeMemoryTrend`, and, when armed, alerts once free DRAM one lookahead ahead falls below
 /// the low watermark: a tick then starts the demotion while the allocation is still on its
 /// way down, not a whole interval after it spilled to slow nodes.
+///
+/// Ten samples a second is most of what an idle tierd does, so each is kept cheap: the nodes'
+/// meminfo files stay open and are re-read from their start, and the thread sleeps in the kernel
+/// (a `Task.sleep` went through dispatch's timer thread and woke a worker thread every time).
 public final class FreeMemoryWatch: Sendable {
     /// A fall that is about to cross the low watermark, with the rate it was falling at.
     public struct Alert: Sendable, Equatable {
@@ -44,6 +51,8 @@ public final class FreeMemoryWatch: Sendable {
     private struct State {
         var trend = FreeMemoryTrend()
         var nodes: [Int] = []
+        /// The nodes' meminfo, kept open while the nodes stay the same (nil: read by path).
+        var meminfo: [KeptFile]?
         var period: Duration
         var lookahead: Duration
         /// The low watermark the next alert is for; nil: no alert wanted (a tick is running, or
@@ -51,7 +60,7 @@ public final class FreeMemoryWatch: Sendable {
         var armedBelow: UInt64?
     }
     private let state: Mutex<State>
-    private let sampler = Mutex<Task<Void, Never>?>(nil)
+    private let running = Atomic<Bool>(false)
 
     /// - Parameter ownMoves: tierd's own moves, discounted from the fall (nil: none are).
     public init(collector: SnapshotCollector, period: Duration, lookahead: Duration, origin: ContinuousClock.Instant = .now,
@@ -65,23 +74,34 @@ public final class FreeMemoryWatch: Sendable {
 
     deinit { stop() }
 
-    /// Starts sampling on its own task (nothing happens while the period is zero).
+    /// Starts sampling on its own thread (nothing is sampled while the period is zero).
     public func start() {
-        sampler.withLock { task in
-            guard task == nil else { return }
-            task = Task { [weak self] in
-                while !Task.isCancelled, let self {
-                    let period = state.withLock { $0.period }
-                    if period > .zero { sample(at: Instant(ContinuousClock.now - origin)) }
-                    try? await Task.sleep(for: period > .zero ? period : .seconds(1))
-                }
+        guard running.compareExchange(expected: false, desired: true, ordering: .relaxed).exchanged else { return }
+        let thread = Thread { [weak self] in
+            while let watch = self, watch.running.load(ordering: .relaxed) {
+                let period = watch.state.withLock { $0.period }
+                if period > .zero { watch.sample(at: Instant(ContinuousClock.now - watch.origin)) }
+                Self.sleep(for: period > .zero ? period : .seconds(1))
             }
         }
+        thread.name = "tierd-dram-watch"
+        thread.start()
     }
 
+    /// Stops sampling (the thread ends within one period) and ends `alerts`.
     public func stop() {
-        sampler.withLock { $0?.cancel(); $0 = nil }
+        running.store(false, ordering: .relaxed)
         continuation.finish()
+    }
+
+    private static func sleep(for duration: Duration) {
+        var deadline = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &deadline)
+        let (seconds, attoseconds) = duration.components
+        let nanoseconds = deadline.tv_nsec + Int(attoseconds / 1_000_000_000)
+        deadline.tv_sec += Int(seconds) + nanoseconds / 1_000_000_000
+        deadline.tv_nsec = nanoseconds % 1_000_000_000
+        while clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &deadline, nil) == EINTR {}
     }
 
     /// A reloaded policy's settings.
@@ -92,7 +112,19 @@ public final class FreeMemoryWatch: Sendable {
     /// The DRAM nodes to watch (the last snapshot's fast tier).
     public func track(nodes: some Sequence<Int>) {
         let sorted = Array(nodes).sorted()
-        state.withLock { if $0.nodes != sorted { $0.nodes = sorted; $0.trend = FreeMemoryTrend() } }
+        let changed = state.withLock { state in
+            guard state.nodes != sorted else { return false }
+            state.nodes = sorted
+            state.trend = FreeMemoryTrend()
+            state.meminfo = nil
+            return true
+        }
+        if changed { reopen(sorted) }
+    }
+
+    private func reopen(_ nodes: [Int]) {
+        let kept = collector.keepMeminfo(of: nodes)
+        state.withLock { if $0.nodes == nodes { $0.meminfo = kept } }
     }
 
     /// Alert once free DRAM is about to fall below `low`; disarmed by the alert or by `disarm`.
@@ -103,10 +135,24 @@ public final class FreeMemoryWatch: Sendable {
     /// Bytes per second free DRAM has been falling at, over the trend's window.
     public var fallRate: UInt64 { state.withLock { $0.trend.fallRate } }
 
-    /// One reading; the sampling task calls it every period, tests with the instants they need.
+    /// Free DRAM now: from the kept files, or by path when they cannot be kept or a read of
+    /// one fails (then they are opened again for the next sample).
+    private func readFree(_ nodes: [Int], _ kept: [KeptFile]?) -> UInt64? {
+        if let kept {
+            var free: UInt64 = 0
+            for file in kept {
+                guard let nodeFree = file.withContents(KernelText.nodeMemFree(bytes:)) ?? nil else { reopen(nodes); return collector.freeBytes(on: nodes) }
+                free += nodeFree
+            }
+            return free
+        }
+        return collector.freeBytes(on: nodes)
+    }
+
+    /// One reading; the sampling thread calls it every period, tests with the instants they need.
     public func sample(at now: Instant) {
-        let nodes = state.withLock { $0.nodes }
-        guard !nodes.isEmpty, let free = collector.freeBytes(on: nodes) else { return }
+        let (nodes, kept) = state.withLock { ($0.nodes, $0.meminfo) }
+        guard !nodes.isEmpty, let free = readFree(nodes, kept) else { return }
         let ownInflow = ownMoves?.netIntoDRAM ?? 0
         let alert: Alert? = state.withLock { state in
             state.trend.add(freeBytes: Int64(free) + ownInflow, at: now)

@@ -32,6 +32,34 @@ public protocol HostFiles: Sendable {
     /// collector needs of one cgroup. Throws `.vanished` only when the directory itself is gone.
     func visitDirectory(_ path: String, names: [String], listSubdirectories: Bool,
                         _ visit: (Int, UnsafeBufferPointer<UInt8>?) -> Void) throws(HostFileError) -> [String]
+    /// `path` opened to be read again and again (`KeptFile`); nil where files are not kept open.
+    func keepOpen(_ path: String) -> KeptFile?
+}
+
+/// A kernel file kept open and read again from its start: sysfs and procfs make a file's text
+/// anew on every read from offset 0, so one reading costs a pread(2) instead of a path walk, an
+/// open, a read and a close. For what is read many times a second (the free-DRAM watch).
+public final class KeptFile: Sendable {
+    public let path: String
+    private let fd: Int32
+
+    init(fd: Int32, path: String) { self.fd = fd; self.path = path }
+
+    deinit { close(fd) }
+
+    /// The file's text now (up to 16 KiB), handed to `body`; nil when the read fails.
+    public func withContents<R>(_ body: (UnsafeBufferPointer<UInt8>) -> R) -> R? {
+        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 16384) { buffer -> R? in
+            var filled = 0
+            while filled < buffer.count {
+                let n = pread(fd, buffer.baseAddress! + filled, buffer.count - filled, off_t(filled))
+                if n < 0 { if errno == EINTR { continue }; return nil }
+                if n == 0 { break }
+                filled += n
+            }
+            return body(UnsafeBufferPointer(rebasing: buffer[0..<filled]))
+        }
+    }
 }
 
 extension HostFiles {
@@ -44,6 +72,8 @@ extension HostFiles {
         }
         return listSubdirectories ? try subdirectories(path) : []
     }
+
+    public func keepOpen(_ path: String) -> KeptFile? { nil }
 }
 
 /// `HostFiles` over the real file system under `root`, with plain open/read/close: cgroupfs and
@@ -59,6 +89,11 @@ public struct RootedHostFiles: HostFiles {
 
     static func classify(_ path: String, _ code: Int32) -> HostFileError {
         code == ENOENT || code == ENODEV || code == ESRCH || code == ENOTDIR ? .vanished(path) : .failed(path, errno: code)
+    }
+
+    public func keepOpen(_ path: String) -> KeptFile? {
+        let fd = open(resolve(path), O_RDONLY | O_CLOEXEC)
+        return fd >= 0 ? KeptFile(fd: fd, path: path) : nil
     }
 
     public func read(_ path: String) throws(HostFileError) -> String {

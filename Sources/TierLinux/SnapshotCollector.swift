@@ -125,6 +125,13 @@ public struct SnapshotCollector: Sendable {
         return free
     }
 
+    /// The nodes' meminfo files kept open, for reading their `MemFree` many times a second; nil
+    /// where one cannot be kept open (the watch then reads each path every time).
+    public func keepMeminfo(of nodes: [Int]) -> [KeptFile]? {
+        let kept = nodes.compactMap { files.keepOpen(KernelPaths.node($0) + "/meminfo") }
+        return kept.count == nodes.count ? kept : nil
+    }
+
     /// The nodes tierd's own cpuset lets it use: migrate_pages(2) silently ANDs targets with it.
     public func tierdAllowedNodes() -> NodeSet? {
         (try? files.read(KernelPaths.selfStatus)).flatMap { KernelText.memsAllowed(status: $0) }

@@ -41,6 +41,17 @@ public final class FixtureTree: @unchecked Sendable {
         _ = FileManager.default.createFile(atPath: full, contents: Data(text.utf8))
     }
 
+    /// Writes over an existing file, as the kernel renews its files: a reader that keeps the file
+    /// open (the free-DRAM watch) sees the new text. The text is written over the old before the
+    /// file is cut to its length, so a reader beside it never finds the file empty.
+    public func rewriteInPlace(_ path: String, _ text: String) {
+        guard let handle = FileHandle(forWritingAtPath: root + path) else { return write(path, text) }
+        defer { try? handle.close() }
+        let bytes = Data(text.utf8)
+        try? handle.write(contentsOf: bytes)
+        try? handle.truncate(atOffset: UInt64(bytes.count))
+    }
+
     public func read(_ path: String) -> String? { try? String(contentsOfFile: root + path, encoding: .utf8) }
 
     public func remove(_ path: String) { try? FileManager.default.removeItem(atPath: root + path) }
@@ -55,7 +66,7 @@ public final class FixtureTree: @unchecked Sendable {
             if fields[2] == "MemTotal:", let totalBytes { return Self.meminfoLine(id, "MemTotal:", totalBytes / 1024) }
             return String(line)
         }
-        write(path, lines.joined(separator: "\n") + "\n")
+        rewriteInPlace(path, lines.joined(separator: "\n") + "\n")
     }
 
     static func meminfoLine(_ node: Int, _ key: String, _ kib: UInt64) -> String {
