@@ -75,8 +75,8 @@ public struct ControllerState: Sendable, Equatable {
     public var reclaiming = false
     public var globalBucket: ByteBucket?
     public var workloadBuckets: [String: ByteBucket] = [:]
-    /// Cumulative PSI totals (µs) seen at `lastTick`, for stall shares between ticks.
-    public var pressureTotals: [CgroupPath: (some: UInt64, full: UInt64)] = [:]
+    /// Cumulative PSI totals (µs) each group had when last read, for stall shares between reads.
+    public var pressureTotals: [CgroupPath: (some: UInt64, full: UInt64, at: Instant)] = [:]
     public var lastTick: Instant?
     /// Groups whose last promotion moved nothing although DRAM had room (pages pinned, shared
     /// in a way the kernel will not move, a transient EBUSY): a retry every tick would rescan the
@@ -146,7 +146,7 @@ public struct ControllerState: Sendable, Equatable {
             && a.coldRefused.count == b.coldRefused.count
             && a.coldRefused.allSatisfy { k, v in b.coldRefused[k].map { $0.pids == v.pids && $0.reason == v.reason } ?? false }
             && a.pressureTotals.count == b.pressureTotals.count
-            && a.pressureTotals.allSatisfy { k, v in b.pressureTotals[k].map { $0 == v } ?? false }
+            && a.pressureTotals.allSatisfy { k, v in b.pressureTotals[k].map { $0.some == v.some && $0.full == v.full && $0.at == v.at } ?? false }
     }
 }
 

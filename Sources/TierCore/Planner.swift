@@ -284,16 +284,22 @@ public enum Planner {
         return nil
     }
 
-    /// The share of time each group stalled since the previous tick, from cumulative PSI totals.
+    /// The share of time each group stalled since it was last read, from cumulative PSI totals.
+    /// A group this tick did not read (carried) keeps its totals and gets no share.
     static func measureStall(_ snapshot: HostSnapshot, _ state: inout ControllerState,
                              _ now: Instant) -> [CgroupPath: (some: Double, full: Double)] {
         var shares: [CgroupPath: (some: Double, full: Double)] = [:]
-        var totals: [CgroupPath: (some: UInt64, full: UInt64)] = [:]
-        let elapsedMicroseconds = state.lastTick.map { (now - $0).seconds * 1e6 } ?? 0
+        var totals: [CgroupPath: (some: UInt64, full: UInt64, at: Instant)] = [:]
         for group in snapshot.groups {
+            let last = state.pressureTotals[group.path]
+            if snapshot.carried.contains(group.path) {
+                totals[group.path] = last
+                continue
+            }
             let current = (some: group.pressure.some.totalMicroseconds, full: group.pressure.full.totalMicroseconds)
-            totals[group.path] = current
-            if elapsedMicroseconds > 0, let last = state.pressureTotals[group.path] {
+            totals[group.path] = (current.some, current.full, now)
+            if let last, now > last.at {
+                let elapsedMicroseconds = (now - last.at).seconds * 1e6
                 let some = Double(current.some >= last.some ? current.some - last.some : 0) / elapsedMicroseconds
                 let full = Double(current.full >= last.full ? current.full - last.full : 0) / elapsedMicroseconds
                 shares[group.path] = (min(some, 1), min(full, 1))

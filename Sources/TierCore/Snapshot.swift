@@ -157,6 +157,9 @@ public struct HostSnapshot: Sendable, Equatable {
     /// The kernel's own movers as set now (nil: not read, as in a generated snapshot): whether
     /// `cold` demotion can use the kernel's reclaim, and what `tierctl explain` warns of.
     public var kernelMovers: KernelMovers?
+    /// Groups whose files this tick did not read: their entries are the last full read's
+    /// (`GroupCarrying`); empty on a full read.
+    public var carried: Set<CgroupPath> = []
 
     public init(topology: Topology, groups: [CgroupSnapshot], tierdAllowedNodes: NodeSet, vanishedWhileReading: Int = 0) {
         self.topology = topology; self.groups = groups

@@ -21,3 +21,54 @@ public enum TickPacing {
             && summary.dramTotal > 0 && summary.projectedDramFree >= summary.highWatermark
     }
 }
+
+/// Which groups an idle tick may leave unread, keeping what the last full read found.
+///
+/// On an idle host most of a tick is reading every group's four files, and after a quiet tick
+/// an opted-in group's files cannot change the plan while free DRAM stays at or above `high` one
+/// lookahead ahead: nothing asks for demotion, so neither its bytes nor its tasks nor its
+/// pressure are looked at. Such a tick reads the DRAM nodes, lists the whole tree (new groups
+/// are read, removed ones drop out) and reads afresh every group that is not opted in and every
+/// child of one (a group's own bytes are its numa_stat less its children's); every
+/// `fullReadInterval` all groups are read again. A plan made from such a snapshot that demotes
+/// anything is made again from a full read (the controller's part). Pure.
+public enum GroupCarrying {
+    /// How old the opted-in groups' entries may grow while the host stays idle.
+    public static let fullReadInterval: Duration = .seconds(60)
+
+    /// Whether this tick may carry opted-in groups: the previous tick was quiet, its read was full
+    /// or carried within `fullReadInterval` of the last full one, and free DRAM now, less what the
+    /// watch's fall rate takes in one lookahead, is at or above `high`.
+    public static func mayCarry(previous: MigrationPlan?, sinceFullRead: Duration?, topology: Topology,
+                                dramFallRate: UInt64, settings: ControllerSettings) -> Bool {
+        guard let previous, let sinceFullRead, sinceFullRead < fullReadInterval,
+              TickPacing.isQuiet(previous, settings: settings) else { return false }
+        let total = topology.totalBytes(topology.fast), free = topology.freeBytes(topology.fast)
+        guard total > 0 else { return false }
+        let anticipated = UInt64(min(Double(UInt64.max / 2), Double(dramFallRate) * settings.dramLookahead.seconds))
+        return free - min(free, anticipated) >= UInt64(Double(total) * settings.dramHighFree)
+    }
+
+    /// A group this tick lists without reading its files, or reads only the numa_stat of.
+    public struct Carried: Sendable, Equatable {
+        /// The last full read's entry.
+        public var entry: CgroupSnapshot
+        /// Whether its numa_stat is read afresh: its parent's own bytes (the parent's numa_stat less
+        /// its children's) are looked at, the parent not being opted in.
+        public var readsNumaStat: Bool
+        public init(entry: CgroupSnapshot, readsNumaStat: Bool) { self.entry = entry; self.readsNumaStat = readsNumaStat }
+    }
+
+    /// The last snapshot's opted-in groups, which this tick may leave unread: wholly where the
+    /// parent is the root or opted in too, all but the numa_stat where it is not.
+    public static func carried(from last: HostSnapshot, policy: Policy) -> [CgroupPath: Carried] {
+        let workloads = policy.resolve(last.groups.map(\.path))
+        func optedIn(_ path: CgroupPath) -> Bool { workloads[path]?.rule.demote == .allowed }
+        var carried: [CgroupPath: Carried] = [:]
+        for group in last.groups where optedIn(group.path) {
+            let parentCounts = group.path.parent.map { !$0.isRoot && !optedIn($0) } ?? false
+            carried[group.path] = Carried(entry: group, readsNumaStat: parentCounts)
+        }
+        return carried
+    }
+}

@@ -146,8 +146,13 @@ public struct SnapshotCollector: Sendable {
     }
 
     /// Reads the whole host. The root cgroup itself is not listed: tierd never acts on it.
-    public func collect(selection: TierSelection, depth: Depth = .planning) throws(HostFileError) -> HostSnapshot {
+    /// - Parameter carrying: given the nodes just read, the groups to list but not read: each keeps
+    ///   the entry given (`GroupCarrying`); a group not given, new or not, is read.
+    public func collect(selection: TierSelection, depth: Depth = .planning,
+                        carrying: ((Topology) -> [CgroupPath: GroupCarrying.Carried])? = nil) throws(HostFileError) -> HostSnapshot {
         let topology = try topology(selection: selection)
+        let carried = depth == .planning ? carrying?(topology) ?? [:] : [:]
+        var carriedPaths: Set<CgroupPath> = []
         let allNodes = NodeSet(topology.nodes.map(\.id))
         var groups: [CgroupSnapshot] = []
         var vanished = 0
@@ -158,6 +163,23 @@ public struct SnapshotCollector: Sendable {
         }
         let names = depth == .detailed ? Self.detailedFiles : Self.planningFiles
         while let (path, inherited) = stack.popLast() {
+            if let kept = carried[path] {
+                var entry = kept.entry
+                let children: [String]
+                do {
+                    children = try files.visitDirectory(directory(of: path), names: kept.readsNumaStat ? ["memory.numa_stat"] : [],
+                                                        listSubdirectories: true) { _, bytes in
+                        if let bytes { entry.numaStat = KernelText.numaStat(bytes: bytes) }
+                    }
+                } catch {
+                    vanished += 1
+                    continue
+                }
+                groups.append(entry)
+                carriedPaths.insert(path)
+                for child in children { stack.append((path.appending(child), entry.cpusetMems)) }
+                continue
+            }
             var numaStat = NumaStat(), pressure = Pressure.zero, cpuset = inherited
             var pids: [Int32]?, memoryStat: MemoryStat?, current: UInt64?
             let children: [String]
@@ -187,6 +209,7 @@ public struct SnapshotCollector: Sendable {
         var snapshot = HostSnapshot(topology: topology, groups: groups,
                                     tierdAllowedNodes: tierdAllowedNodes() ?? allNodes, vanishedWhileReading: vanished)
         snapshot.kernelMovers = kernelMovers()
+        snapshot.carried = carriedPaths
         return snapshot
     }
 

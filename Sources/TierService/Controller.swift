@@ -38,6 +38,8 @@ public final class TierController {
     /// What the planner carries between ticks (hysteresis, rate-limit tokens, held-back groups).
     public var carried: ControllerState { state }
     var startedAt: Instant?
+    /// When every group was last read (nil: never, or the policy changed since).
+    var lastFullRead: Instant?
     /// The last skip reason logged per group, so a steady skip is logged once, not every tick.
     var loggedSkips: [CgroupPath: String] = [:]
     private var warnedAboutNice = false
@@ -63,6 +65,7 @@ public final class TierController {
         do {
             let next = try PolicyFileLoader.load(path: path)
             policy = next
+            lastFullRead = nil
             loggedSkips = [:]
             state.coldDisabled = [:]
             lastReloadError = nil
@@ -107,6 +110,27 @@ public final class TierController {
         return result
     }
 
+    /// What this tick may leave unread (`GroupCarrying`): nothing unless the last tick was quiet
+    /// and the last full read recent.
+    private func carrying(now: Instant, dramFallRate: UInt64) -> ((Topology) -> [CgroupPath: GroupCarrying.Carried])? {
+        guard let last = lastReport, let lastSnapshot = last.snapshot, let fullRead = lastFullRead else { return nil }
+        let policy = self.policy
+        return { topology in
+            guard GroupCarrying.mayCarry(previous: last.plan, sinceFullRead: now - fullRead, topology: topology,
+                                         dramFallRate: dramFallRate, settings: policy.controller) else { return [:] }
+            return GroupCarrying.carried(from: lastSnapshot, policy: policy)
+        }
+    }
+
+    private func collectFailed(_ error: HostFileError) -> TickReport {
+        ledger.collectFailures += 1
+        lastFullRead = nil
+        logger.error("cannot read the host this tick: \(error)")
+        let report = TickReport(snapshot: nil, plan: MigrationPlan(), outcomes: [], collectError: "\(error)")
+        lastReport = report
+        return report
+    }
+
     /// `nextTickDue`: when the loop wants its next tick; watermark demotions still running then
     /// stop between batches (nil, as in a one-shot run: they run to the end).
     /// `dramFallRate`: bytes per second free DRAM was falling at, as the service's
@@ -116,14 +140,10 @@ public final class TierController {
         let elapsed = (now - startedAt!).seconds
         var snapshot: HostSnapshot
         do {
-            snapshot = try collector.collect(selection: policy.tiers)
+            snapshot = try collector.collect(selection: policy.tiers, carrying: carrying(now: now, dramFallRate: dramFallRate))
             snapshot.dramFallRate = dramFallRate
         } catch {
-            ledger.collectFailures += 1
-            logger.error("cannot read the host this tick: \(error)")
-            let report = TickReport(snapshot: nil, plan: MigrationPlan(), outcomes: [], collectError: "\(error)")
-            lastReport = report
-            return report
+            return collectFailed(error)
         }
         if let shield {
             let done = shield.apply(KernelShield.protections(snapshot: snapshot, policy: policy))
@@ -133,7 +153,18 @@ public final class TierController {
                                "failed": .int(Int64(done.failed)), "held": .int(Int64(shield.shielded.count))])
             }
         }
-        let (plan, next) = Planner.plan(snapshot: snapshot, policy: policy, state: state, now: now)
+        var (plan, next) = Planner.plan(snapshot: snapshot, policy: policy, state: state, now: now)
+        if !snapshot.carried.isEmpty && plan.actions.contains(where: { $0.direction == .demote }) {
+            // Demotion reads opted-in groups: the plan is made again from all of them read now.
+            do {
+                snapshot = try collector.collect(selection: policy.tiers)
+                snapshot.dramFallRate = dramFallRate
+            } catch {
+                return collectFailed(error)
+            }
+            (plan, next) = Planner.plan(snapshot: snapshot, policy: policy, state: state, now: now)
+        }
+        if snapshot.carried.isEmpty { lastFullRead = now }
         state = next
         let migrator = self.migrator, nice = policy.controller.moverNice
         // migrate_pages(2) blocks for seconds on large tasks: the lanes keep it off the cooperative pool.
@@ -233,7 +264,7 @@ public final class TierController {
 
     private func report(_ plan: MigrationPlan, _ outcomes: [ActionOutcome], _ snapshot: HostSnapshot, _ elapsed: Double) {
         let s = plan.summary
-        let line: Logger.Message = "tick dram_free=\(formatBytes(s.dramFree)) falling=\(formatBytes(s.dramFallRate))/s low=\(formatBytes(s.lowWatermark)) high=\(formatBytes(s.highWatermark)) reclaiming=\(s.reclaiming) promote_need=\(formatBytes(s.promotionNeed)) demand=\(formatBytes(s.demotionDemand)) actions=\(plan.actions.count) skips=\(plan.skips.count) groups=\(snapshot.groups.count) vanished=\(snapshot.vanishedWhileReading)"
+        let line: Logger.Message = "tick dram_free=\(formatBytes(s.dramFree)) falling=\(formatBytes(s.dramFallRate))/s low=\(formatBytes(s.lowWatermark)) high=\(formatBytes(s.highWatermark)) reclaiming=\(s.reclaiming) promote_need=\(formatBytes(s.promotionNeed)) demand=\(formatBytes(s.demotionDemand)) actions=\(plan.actions.count) skips=\(plan.skips.count) groups=\(snapshot.groups.count) carried=\(snapshot.carried.count) vanished=\(snapshot.vanishedWhileReading)"
         if outcomes.isEmpty { logger.debug(line) } else { logger.info(line) }
         // A quiet tick (nothing needed, nothing done) is not journaled: the file stays readable.
         let quiet = outcomes.isEmpty && s.demotionDemand == 0 && s.promotionNeed == 0 && !s.reclaiming
@@ -243,7 +274,8 @@ public final class TierController {
             "reclaiming": .bool(s.reclaiming), "promotion_need": .bytes(s.promotionNeed),
             "dram_fall_rate": .bytes(s.dramFallRate), "projected_dram_free": .bytes(s.projectedDramFree),
             "demand": .bytes(s.demotionDemand), "deferred": .bytes(s.deferredBytes),
-            "groups": .int(Int64(snapshot.groups.count)), "vanished": .int(Int64(snapshot.vanishedWhileReading)),
+            "groups": .int(Int64(snapshot.groups.count)), "carried": .int(Int64(snapshot.carried.count)),
+            "vanished": .int(Int64(snapshot.vanishedWhileReading)),
             "cpu_user_s": .double(cpu.user), "cpu_system_s": .double(cpu.system),
             "demoted_cold_total": .bytes(ledger.demotedByMode[.cold] ?? 0), "demoted_task_total": .bytes(ledger.demotedByMode[.task] ?? 0),
             "lost_total": .bytes(ledger.lostTotal),

@@ -43,6 +43,49 @@ struct ControllerTests {
         return (controller, path)
     }
 
+    /// After a quiet tick with free DRAM above high, the next leaves the opted-in group unread and
+    /// keeps what the last full read found; a minute after that read, every group is read again.
+    @Test func anIdleTickLeavesOptedInGroupsUnreadUntilAMinuteHasPassed() async throws {
+        tree.setNode(0, freeBytes: 600 * Self.mib)
+        tree.addGroup("test.slice/batch", pids: [800], anon: [0: 100 * Self.mib])
+        tree.addGroup("test.slice/db", pids: [700], anon: [0: 50 * Self.mib])
+        let (controller, _) = try controller()
+        func batchPids(_ report: TickReport) -> [Int32]? { report.snapshot?.groups.first { $0.path == CgroupPath("test.slice/batch") }?.pids }
+        let first = await controller.tick(now: Instant(.seconds(1)))
+        #expect(first.snapshot?.carried == [])
+        #expect(TickPacing.isQuiet(first.plan, settings: controller.policy.controller))
+        tree.addGroup("test.slice/batch", pids: [800, 801], anon: [0: 120 * Self.mib])
+        tree.addGroup("test.slice/db", pids: [700, 701], anon: [0: 60 * Self.mib])
+        let second = await controller.tick(now: Instant(.seconds(11)))
+        #expect(second.snapshot?.carried == [CgroupPath("test.slice/batch")])
+        #expect(batchPids(second) == [800])
+        #expect(second.snapshot?.groups.first { $0.path == CgroupPath("test.slice/db") }?.pids == [700, 701])
+        let third = await controller.tick(now: Instant(.seconds(61)))
+        #expect(third.snapshot?.carried == [])
+        #expect(batchPids(third) == [800, 801])
+    }
+
+    /// A protected group that needs more room than is free makes the idle tick demote: that plan is
+    /// made again from every group read now, so the demotion names the batch job's new task.
+    @Test func aCarriedTickThatDemotesIsPlannedAgainFromAFullRead() async throws {
+        tree.setNode(0, freeBytes: 300 * Self.mib)
+        tree.setNode(1, freeBytes: 900 * Self.mib)
+        tree.addGroup("test.slice/batch", pids: [800], anon: [0: 500 * Self.mib])
+        tree.addTask(800, group: "test.slice/batch", pagesPerNode: [0: 128_000])
+        tree.addGroup("test.slice/db", pids: [700], anon: [0: 50 * Self.mib])
+        let (controller, _) = try controller()
+        let first = await controller.tick(now: Instant(.seconds(1)))
+        #expect(TickPacing.isQuiet(first.plan, settings: controller.policy.controller))
+        tree.addGroup("test.slice/db", pids: [700], anon: [0: 50 * Self.mib, 1: 280 * Self.mib])
+        tree.addTask(700, group: "test.slice/db", pagesPerNode: [0: 12_800, 1: 71_680])
+        tree.addGroup("test.slice/batch", pids: [800, 801], anon: [0: 500 * Self.mib])
+        tree.addTask(801, group: "test.slice/batch", pagesPerNode: [0: 25_600])
+        let report = await controller.tick(now: Instant(.seconds(11)))
+        #expect(report.snapshot?.carried == [])
+        #expect(report.plan.actions.contains { $0.direction == .demote && $0.pids.contains(801) })
+        #expect(report.plan.actions.contains { $0.direction == .promote && $0.group == CgroupPath("test.slice/db") })
+    }
+
     /// Before, the tokens a planned action spent stayed spent when it moved nothing: the rate
     /// limit throttled moves that never happened.
     @Test func aMoveThatFailedGivesItsRateTokensBack() async throws {
