@@ -40,6 +40,52 @@ struct PlannerPropertyTests {
                 "only \(demotionsSeen) demotions and \(promotionsSeen) promotions in \(actionsSeen) actions")
     }
 
+    /// What `GroupCarrying` rests on: after a quiet tick, with free DRAM at or above high, a plan
+    /// made with the opted-in groups' old readings and no demotion in it is the plan the host as it
+    /// is now gives. The opted-in groups change between the two reads (tasks, bytes, pressure,
+    /// cpusets); a group carried with its numa_stat read keeps its new numa_stat, as the collector does.
+    @Test func aPlanFromCarriedReadingsIsThePlanFromTheHostNow() {
+        var failures: [String] = []
+        var exercised = 0
+        for index in 0..<Self.run.cases {
+            var random = Self.run.generator(forCase: index)
+            let host = GeneratedHost(&random)
+            let first = Instant(.seconds(100)), second = Instant(.seconds(110))
+            let (previous, state) = Planner.plan(snapshot: host.snapshot, policy: host.policy, state: ControllerState(), now: first)
+            guard GroupCarrying.mayCarry(previous: previous, sinceFullRead: second - first, topology: host.snapshot.topology,
+                                         dramFallRate: 0, settings: host.policy.controller) else { continue }
+            let carried = GroupCarrying.carried(from: host.snapshot, policy: host.policy)
+            var now = host.snapshot
+            for position in now.groups.indices where carried[now.groups[position].path] != nil {
+                var group = now.groups[position]
+                group.pids = (0..<Int.random(in: 0...3, using: &random)).map { _ in Int32.random(in: 2...99_999, using: &random) }
+                for node in 0..<now.topology.nodes.count {
+                    group.numaStat.set(anon: UInt64.random(in: 0...(512 << 20), using: &random) / 4096 * 4096, node: node)
+                }
+                group.pressure = .zero
+                group.pressure.some.avg10 = Double.random(in: 0...100, using: &random)
+                now.groups[position] = group
+            }
+            var fromCarried = now
+            fromCarried.carried = Set(carried.keys)
+            for position in fromCarried.groups.indices {
+                guard let kept = carried[fromCarried.groups[position].path] else { continue }
+                let numaStat = fromCarried.groups[position].numaStat
+                fromCarried.groups[position] = kept.entry
+                if kept.readsNumaStat { fromCarried.groups[position].numaStat = numaStat }
+            }
+            let planCarried = Planner.plan(snapshot: fromCarried, policy: host.policy, state: state, now: second).0
+            guard !planCarried.actions.contains(where: { $0.direction == .demote }) else { continue }
+            exercised += 1
+            let planNow = Planner.plan(snapshot: now, policy: host.policy, state: state, now: second).0
+            if planCarried.actions != planNow.actions || planCarried.skips != planNow.skips || planCarried.summary != planNow.summary {
+                failures.append("seed \(Self.run.seed) case \(index): \(planCarried.actions.count) vs \(planNow.actions.count) actions, \(planCarried.skips.count) vs \(planNow.skips.count) skips")
+            }
+        }
+        #expect(failures.isEmpty, "first: \(failures.prefix(5).joined(separator: "\n"))")
+        #expect(exercised > Self.run.cases / 20, "only \(exercised) cases could carry")
+    }
+
     /// What the kernel let through: all of it, nothing (a refusal), or a part.
     func simulatedMove(of action: MigrationAction, _ random: inout SeededGenerator) -> UInt64 {
         switch Int.random(in: 0..<4, using: &random) {
