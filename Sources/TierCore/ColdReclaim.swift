@@ -18,7 +18,8 @@ public enum ColdReclaim {
         /// Pages the request's own reclaim took and did not demote: discarded page cache or
         /// swapped memory.
         public var lostPages: UInt64
-        /// Pages the kernel's other reclaim (kswapd's, an allocating task's, khugepaged's) took
+        /// Pages the kernel's other reclaim (kswapd's, khugepaged's, and an allocating task's where
+        /// the kernel counts `memory.reclaim` apart from it) took
         /// from the group during the request and did not demote: the kernel's doing, not the
         /// request's, reported beside it.
         public var kernelLostPages: UInt64
@@ -29,7 +30,8 @@ public enum ColdReclaim {
 
     /// Counters are cumulative; a counter that went down (a group recreated under the same name)
     /// counts as zero. A request's own reclaim is counted on the proactive path where the kernel
-    /// has one (6.14 on) and on the direct path before, beside any allocating task's.
+    /// has one (7.3 has it, 6.12 not) and on the direct path before, where an allocating task's
+    /// direct reclaim of the group counts with it.
     public static func step(before: MemoryStat, after: MemoryStat) -> Step {
         func delta(_ a: UInt64, _ b: UInt64) -> UInt64 { b >= a ? b - a : 0 }
         func lost(_ path: KeyPath<MemoryStat, MemoryStat.ReclaimPath>) -> UInt64 {

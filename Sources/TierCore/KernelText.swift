@@ -464,14 +464,14 @@ public struct MemoryStat: Sendable, Equatable {
     /// `memory.reclaim` request's reclaim too.
     public var direct = ReclaimPath()
     public var khugepaged = ReclaimPath()
-    /// `memory.reclaim` requests, counted apart from `direct` since 6.14.
+    /// `memory.reclaim` requests, counted apart from `direct` on newer kernels (7.3; not 6.12).
     public var proactive = ReclaimPath()
     /// Whether the kernel counts `memory.reclaim` apart (its `pgsteal_proactive` is present).
     public var countsProactiveReclaim = false
     /// Demotions by the kernel's reclaim other than the proactive counters (on 6.12, a
     /// `memory.reclaim` request's demotions count as `_direct`).
     public var pagesDemotedByKernel: UInt64 { background.demoted + direct.demoted + khugepaged.demoted }
-    /// `pgdemote_proactive` (6.14 and later): demotions asked through `memory.reclaim`.
+    /// `pgdemote_proactive` (where the kernel has it): demotions asked through `memory.reclaim`.
     public var pagesDemotedProactively: UInt64 { proactive.demoted }
     /// Every `pgsteal_*`: pages reclaim took from the group, demoted or not.
     public var pagesStolen: UInt64 { background.stolen + direct.stolen + khugepaged.stolen + proactive.stolen }

@@ -36,7 +36,7 @@ public struct PressureGuard: Sendable, Equatable {
     public enum Kind: String, Sendable, Equatable { case some, full }
     public var kind: Kind
     /// A fraction of wall time (0.2 = 20 %), compared with avg10 and with the stall share
-    /// measured from the cumulative total since the previous tick, whichever is higher.
+    /// measured from the cumulative total since the group was last read, whichever is higher.
     public var threshold: Double
     public init(kind: Kind, threshold: Double) { self.kind = kind; self.threshold = threshold }
 }

@@ -22,16 +22,18 @@ public enum TickPacing {
     }
 }
 
-/// Which groups an idle tick may leave unread, keeping what the last full read found.
+/// Which groups an idle tick may leave unread, keeping what the last read found.
 ///
-/// On an idle host most of a tick is reading every group's four files, and after a quiet tick
-/// an opted-in group's files cannot change the plan while free DRAM stays at or above `high` one
-/// lookahead ahead: nothing asks for demotion, so neither its bytes nor its tasks nor its
-/// pressure are looked at. Such a tick reads the DRAM nodes, lists the whole tree (new groups
-/// are read, removed ones drop out) and reads afresh every group that is not opted in and every
-/// child of one (a group's own bytes are its numa_stat less its children's); every
-/// `fullReadInterval` all groups are read again. A plan made from such a snapshot that demotes
-/// anything is made again from a full read (the controller's part). Pure.
+/// On an idle host most of a tick is reading every group's four files. After a quiet tick, while
+/// free DRAM stays at or above `high` one lookahead ahead and the kernel's reclaim does not demote
+/// (no `memory.low` shield to size), an opted-in group's tasks and pressure are looked at only by
+/// a demotion, and its bytes only by a demotion, by its parent's own bytes and by the status.
+/// Such a tick reads the DRAM nodes, lists the whole tree (new groups are read, removed ones drop
+/// out), reads afresh every group that is not opted in, and of an opted-in group whose parent or
+/// a child is not opted in only the numa_stat (a group's own bytes are its numa_stat less its
+/// children's); every `fullReadInterval` all groups are read again. A plan made from such a
+/// snapshot that asks for any demotion (`needsFullRead`) is made again from a full read (the
+/// controller's part), as is one on a host whose kernel has started to demote. Pure.
 public enum GroupCarrying {
     /// How old the opted-in groups' entries may grow while the host stays idle.
     public static let fullReadInterval: Duration = .seconds(60)
@@ -49,25 +51,37 @@ public enum GroupCarrying {
         return free - min(free, anticipated) >= UInt64(Double(total) * settings.dramHighFree)
     }
 
+    /// Whether a plan made with carried groups must be made again from every group read now: it
+    /// asks for demotion (opted-in groups' tasks, bytes and pressure decide where from), or the
+    /// kernel's reclaim demotes (the `memory.low` shield is sized from every shielded group).
+    public static func needsFullRead(_ plan: MigrationPlan, movers: KernelMovers?) -> Bool {
+        plan.summary.demotionDemand > 0 || plan.actions.contains { $0.direction == .demote } || KernelShield.kernelDemotes(movers)
+    }
+
     /// A group this tick lists without reading its files, or reads only the numa_stat of.
     public struct Carried: Sendable, Equatable {
-        /// The last full read's entry.
+        /// The last snapshot's entry.
         public var entry: CgroupSnapshot
-        /// Whether its numa_stat is read afresh: its parent's own bytes (the parent's numa_stat less
-        /// its children's) are looked at, the parent not being opted in.
+        /// Whether its numa_stat is read afresh: a neighbour that is not opted in (its parent, whose
+        /// own bytes are its numa_stat less its children's, or a child, less which its own are) is
+        /// read afresh, and the two must be of one moment.
         public var readsNumaStat: Bool
         public init(entry: CgroupSnapshot, readsNumaStat: Bool) { self.entry = entry; self.readsNumaStat = readsNumaStat }
     }
 
     /// The last snapshot's opted-in groups, which this tick may leave unread: wholly where the
-    /// parent is the root or opted in too, all but the numa_stat where it is not.
+    /// parent is the root or opted in and every child opted in too, all but the numa_stat otherwise.
     public static func carried(from last: HostSnapshot, policy: Policy) -> [CgroupPath: Carried] {
         let workloads = policy.resolve(last.groups.map(\.path))
         func optedIn(_ path: CgroupPath) -> Bool { workloads[path]?.rule.demote == .allowed }
+        var readBesideParent = Set<CgroupPath>()
+        for group in last.groups where !optedIn(group.path) {
+            if let parent = group.path.parent { readBesideParent.insert(parent) }
+        }
         var carried: [CgroupPath: Carried] = [:]
         for group in last.groups where optedIn(group.path) {
-            let parentCounts = group.path.parent.map { !$0.isRoot && !optedIn($0) } ?? false
-            carried[group.path] = Carried(entry: group, readsNumaStat: parentCounts)
+            let parentRead = group.path.parent.map { !$0.isRoot && !optedIn($0) } ?? false
+            carried[group.path] = Carried(entry: group, readsNumaStat: parentRead || readBesideParent.contains(group.path))
         }
         return carried
     }

@@ -60,7 +60,9 @@ public final class FreeMemoryWatch: Sendable {
         var armedBelow: UInt64?
     }
     private let state: Mutex<State>
-    private let running = Atomic<Bool>(false)
+    /// The sampling thread that may run: each start makes a new one, a stop none (0).
+    private let generation = Atomic<UInt64>(0)
+    private let started = Atomic<UInt64>(0)
 
     /// - Parameter ownMoves: tierd's own moves, discounted from the fall (nil: none are).
     public init(collector: SnapshotCollector, period: Duration, lookahead: Duration, origin: ContinuousClock.Instant = .now,
@@ -74,11 +76,14 @@ public final class FreeMemoryWatch: Sendable {
 
     deinit { stop() }
 
-    /// Starts sampling on its own thread (nothing is sampled while the period is zero).
+    /// Starts sampling on its own thread (nothing is sampled while the period is zero); a watch
+    /// already sampling goes on as it is.
     public func start() {
-        guard running.compareExchange(expected: false, desired: true, ordering: .relaxed).exchanged else { return }
+        guard generation.load(ordering: .acquiring) == 0 else { return }
+        let mine = started.wrappingAdd(1, ordering: .relaxed).newValue
+        guard generation.compareExchange(expected: 0, desired: mine, ordering: .acquiringAndReleasing).exchanged else { return }
         let thread = Thread { [weak self] in
-            while let watch = self, watch.running.load(ordering: .relaxed) {
+            while let watch = self, watch.generation.load(ordering: .acquiring) == mine {
                 let period = watch.state.withLock { $0.period }
                 if period > .zero { watch.sample(at: Instant(ContinuousClock.now - watch.origin)) }
                 Self.sleep(for: period > .zero ? period : .seconds(1))
@@ -88,9 +93,10 @@ public final class FreeMemoryWatch: Sendable {
         thread.start()
     }
 
-    /// Stops sampling (the thread ends within one period) and ends `alerts`.
+    /// Stops sampling and ends `alerts`. The thread ends after the sample it may be taking and its
+    /// sleep (one period; a second while the period is zero); a later start makes a new one.
     public func stop() {
-        running.store(false, ordering: .relaxed)
+        generation.store(0, ordering: .releasing)
         continuation.finish()
     }
 

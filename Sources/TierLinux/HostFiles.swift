@@ -47,15 +47,17 @@ public final class KeptFile: Sendable {
 
     deinit { close(fd) }
 
-    /// The file's text now (up to 16 KiB), handed to `body`; nil when the read fails.
+    /// The file's text now (up to 16 KiB), handed to `body`; nil when the read fails. A read that
+    /// returns less than asked ends it: sysfs and procfs give a small file whole in one read.
     public func withContents<R>(_ body: (UnsafeBufferPointer<UInt8>) -> R) -> R? {
         withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 16384) { buffer -> R? in
             var filled = 0
             while filled < buffer.count {
-                let n = pread(fd, buffer.baseAddress! + filled, buffer.count - filled, off_t(filled))
+                let asked = buffer.count - filled
+                let n = pread(fd, buffer.baseAddress! + filled, asked, off_t(filled))
                 if n < 0 { if errno == EINTR { continue }; return nil }
-                if n == 0 { break }
                 filled += n
+                if n < asked { break }
             }
             return body(UnsafeBufferPointer(rebasing: buffer[0..<filled]))
         }

@@ -214,7 +214,8 @@ public struct ActionOutcome: Sendable, Equatable {
     /// A `cold` demotion: bytes the kernel's reclaim took from the group and did not demote
     /// (discarded or swapped). Must stay zero; any makes the workload demote by `task`.
     public var lostBytes: UInt64 = 0
-    /// A `cold` demotion: bytes the kernel's own reclaim (kswapd's, an allocating task's) took
+    /// A `cold` demotion: bytes the kernel's own reclaim (kswapd's; an allocating task's where the
+    /// kernel counts `memory.reclaim` apart) took
     /// from the group and did not demote while the requests ran; reported, not held against them.
     public var kernelLostBytes: UInt64 = 0
     /// A `cold` demotion a task's mempolicy refused before any request (the kernel's reclaim would

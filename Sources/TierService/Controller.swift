@@ -113,7 +113,8 @@ public final class TierController {
     /// What this tick may leave unread (`GroupCarrying`): nothing unless the last tick was quiet
     /// and the last full read recent.
     private func carrying(now: Instant, dramFallRate: UInt64) -> ((Topology) -> [CgroupPath: GroupCarrying.Carried])? {
-        guard let last = lastReport, let lastSnapshot = last.snapshot, let fullRead = lastFullRead else { return nil }
+        guard let last = lastReport, let lastSnapshot = last.snapshot, let fullRead = lastFullRead,
+              !KernelShield.kernelDemotes(lastSnapshot.kernelMovers) else { return nil }
         let policy = self.policy
         return { topology in
             guard GroupCarrying.mayCarry(previous: last.plan, sinceFullRead: now - fullRead, topology: topology,
@@ -145,17 +146,8 @@ public final class TierController {
         } catch {
             return collectFailed(error)
         }
-        if let shield {
-            let done = shield.apply(KernelShield.protections(snapshot: snapshot, policy: policy))
-            if done != KernelShieldKeeper.Report() {
-                logger.info("kernel shield: memory.low raised on \(done.raised) groups, put back on \(done.restored), \(done.failed) failed; \(shield.shielded.count) held")
-                journal.write(["event": "shield", "t": .double(elapsed), "raised": .int(Int64(done.raised)), "restored": .int(Int64(done.restored)),
-                               "failed": .int(Int64(done.failed)), "held": .int(Int64(shield.shielded.count))])
-            }
-        }
         var (plan, next) = Planner.plan(snapshot: snapshot, policy: policy, state: state, now: now)
-        if !snapshot.carried.isEmpty && plan.actions.contains(where: { $0.direction == .demote }) {
-            // Demotion reads opted-in groups: the plan is made again from all of them read now.
+        if !snapshot.carried.isEmpty && GroupCarrying.needsFullRead(plan, movers: snapshot.kernelMovers) {
             do {
                 snapshot = try collector.collect(selection: policy.tiers)
                 snapshot.dramFallRate = dramFallRate
@@ -163,6 +155,14 @@ public final class TierController {
                 return collectFailed(error)
             }
             (plan, next) = Planner.plan(snapshot: snapshot, policy: policy, state: state, now: now)
+        }
+        if let shield {
+            let done = shield.apply(KernelShield.protections(snapshot: snapshot, policy: policy))
+            if done != KernelShieldKeeper.Report() {
+                logger.info("kernel shield: memory.low raised on \(done.raised) groups, put back on \(done.restored), \(done.failed) failed; \(shield.shielded.count) held")
+                journal.write(["event": "shield", "t": .double(elapsed), "raised": .int(Int64(done.raised)), "restored": .int(Int64(done.restored)),
+                               "failed": .int(Int64(done.failed)), "held": .int(Int64(shield.shielded.count))])
+            }
         }
         if snapshot.carried.isEmpty { lastFullRead = now }
         state = next
@@ -251,6 +251,8 @@ public final class TierController {
         }
         let (outcomes, _) = await MoveLanes.run([action], migrator: migrator, nice: policy.controller.moverNice, parallel: false)
         for outcome in outcomes { state.charge(outcome.movedBytes, workload: outcome.action.workload) }
+        // The tick after it reads every group, the one moved included.
+        lastFullRead = nil
         ledger.recordMoves(outcomes)
         lastManualOutcome = outcomes.first
         audit?.record(outcomes, tick: ledger.ticks, time: Self.wallClock())
@@ -274,7 +276,7 @@ public final class TierController {
             "reclaiming": .bool(s.reclaiming), "promotion_need": .bytes(s.promotionNeed),
             "dram_fall_rate": .bytes(s.dramFallRate), "projected_dram_free": .bytes(s.projectedDramFree),
             "demand": .bytes(s.demotionDemand), "deferred": .bytes(s.deferredBytes),
-            "groups": .int(Int64(snapshot.groups.count)), "carried": .int(Int64(snapshot.carried.count)),
+            "groups": .int(Int64(snapshot.groups.count)), "groups_carried": .int(Int64(snapshot.carried.count)),
             "vanished": .int(Int64(snapshot.vanishedWhileReading)),
             "cpu_user_s": .double(cpu.user), "cpu_system_s": .double(cpu.system),
             "demoted_cold_total": .bytes(ledger.demotedByMode[.cold] ?? 0), "demoted_task_total": .bytes(ledger.demotedByMode[.task] ?? 0),

@@ -41,6 +41,22 @@ struct GroupCarryingTests {
                                                          CgroupPath("test.slice/db/helper"): true])
     }
 
+    /// At the top level too: an opted-in group with a child that is not opted in reads its numa_stat
+    /// (its own bytes are its numa_stat less that child's, read afresh); one whose children are all
+    /// opted in is not read at all.
+    @Test func anOptedInGroupWithAChildReadAfreshReadsItsNumaStat() throws {
+        let yaml = Self.yaml + "\n  - {name: top, match: [top, top2], demote: allowed}\n  - {name: kept, match: [top/keep], demote: never}\n"
+        let topPolicy = try PolicyCompiler.compile(yaml: yaml, file: "test.yaml")
+        tree.addGroup("top/keep", pids: [600], anon: [0: 10 * Self.mib])
+        tree.addGroup("top2/part", pids: [601], anon: [0: 10 * Self.mib])
+        let last = try SnapshotCollector(files: RootedHostFiles(root: tree.root)).collect(selection: topPolicy.tiers)
+        let carried = GroupCarrying.carried(from: last, policy: topPolicy)
+        #expect(carried[CgroupPath("top")]?.readsNumaStat == true)
+        #expect(carried[CgroupPath("top2")]?.readsNumaStat == false)
+        #expect(carried[CgroupPath("top2/part")]?.readsNumaStat == false)
+        #expect(carried[CgroupPath("top/keep")] == nil)
+    }
+
     @Test func aQuietTickWithFreeDRAMAboveHighMayCarry() throws {
         tree.setNode(0, freeBytes: 400 * Self.mib)
         let last = try snapshot()

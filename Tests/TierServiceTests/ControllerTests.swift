@@ -65,6 +65,44 @@ struct ControllerTests {
         #expect(batchPids(third) == [800, 801])
     }
 
+    /// Not while the kernel's reclaim demotes (the memory.low shield is sized from every shielded
+    /// group), and not on the tick after a manual move: then every group is read.
+    @Test func noGroupIsCarriedWhileTheKernelDemotesOrAfterAManualMove() async throws {
+        tree.setNode(0, freeBytes: 600 * Self.mib)
+        tree.setNode(1, freeBytes: 900 * Self.mib)
+        tree.addGroup("test.slice/batch", pids: [800], anon: [0: 100 * Self.mib])
+        tree.addTask(800, group: "test.slice/batch", pagesPerNode: [0: 25_600])
+        let (controller, _) = try controller()
+        _ = await controller.tick(now: Instant(.seconds(1)))
+        #expect(await controller.tick(now: Instant(.seconds(11))).snapshot?.carried == [CgroupPath("test.slice/batch")])
+        _ = await controller.runManual(id: 1, ManualRequest(direction: .demote, group: CgroupPath("test.slice/batch"), bytes: 16 * Self.mib),
+                                       now: Instant(.seconds(12)))
+        #expect(await controller.tick(now: Instant(.seconds(13))).snapshot?.carried == [])
+        #expect(await controller.tick(now: Instant(.seconds(23))).snapshot?.carried == [CgroupPath("test.slice/batch")])
+        tree.write(KernelPaths.demotionEnabled, "true\n")
+        #expect(await controller.tick(now: Instant(.seconds(33))).snapshot?.carried == [])
+        #expect(await controller.tick(now: Instant(.seconds(43))).snapshot?.carried == [])
+    }
+
+    /// A carried group that had no tasks at the last read cannot cover a promotion's shortfall, so
+    /// the carried plan demotes nothing although it asks for room: it is made again from a full read.
+    @Test func aCarriedTickThatAsksForRoomIsPlannedAgainEvenIfItDemotesNothing() async throws {
+        tree.setNode(0, freeBytes: 300 * Self.mib)
+        tree.setNode(1, freeBytes: 900 * Self.mib)
+        tree.addGroup("test.slice/batch", pids: [], anon: [0: 500 * Self.mib])
+        tree.addGroup("test.slice/db", pids: [700], anon: [0: 50 * Self.mib])
+        let (controller, _) = try controller()
+        let first = await controller.tick(now: Instant(.seconds(1)))
+        #expect(TickPacing.isQuiet(first.plan, settings: controller.policy.controller))
+        tree.addGroup("test.slice/db", pids: [700], anon: [0: 50 * Self.mib, 1: 280 * Self.mib])
+        tree.addTask(700, group: "test.slice/db", pagesPerNode: [0: 12_800, 1: 71_680])
+        tree.addGroup("test.slice/batch", pids: [800], anon: [0: 500 * Self.mib])
+        tree.addTask(800, group: "test.slice/batch", pagesPerNode: [0: 128_000])
+        let report = await controller.tick(now: Instant(.seconds(11)))
+        #expect(report.snapshot?.carried == [])
+        #expect(report.plan.actions.contains { $0.direction == .demote && $0.pids == [800] })
+    }
+
     /// A protected group that needs more room than is free makes the idle tick demote: that plan is
     /// made again from every group read now, so the demotion names the batch job's new task.
     @Test func aCarriedTickThatDemotesIsPlannedAgainFromAFullRead() async throws {
