@@ -43,6 +43,15 @@ struct ControllerTests {
         return (controller, path)
     }
 
+    /// DRAM with `dramFree` MiB free, 900 MiB free on node 1, and the batch group's one task (800)
+    /// with `batch` MiB on DRAM.
+    func batchOnDRAM(dramFree: UInt64, batch: UInt64) {
+        tree.setNode(0, freeBytes: dramFree * Self.mib)
+        tree.setNode(1, freeBytes: 900 * Self.mib)
+        tree.addGroup("test.slice/batch", pids: [800], anon: [0: batch * Self.mib])
+        tree.addTask(800, group: "test.slice/batch", pagesPerNode: [0: batch * 256])
+    }
+
     /// After a quiet tick with free DRAM above high, the next leaves the opted-in group unread and
     /// keeps what the last full read found; a minute after that read, every group is read again.
     @Test func anIdleTickLeavesOptedInGroupsUnreadUntilAMinuteHasPassed() async throws {
@@ -68,10 +77,7 @@ struct ControllerTests {
     /// Not while the kernel's reclaim demotes (the memory.low shield is sized from every shielded
     /// group), and not on the tick after a manual move: then every group is read.
     @Test func noGroupIsCarriedWhileTheKernelDemotesOrAfterAManualMove() async throws {
-        tree.setNode(0, freeBytes: 600 * Self.mib)
-        tree.setNode(1, freeBytes: 900 * Self.mib)
-        tree.addGroup("test.slice/batch", pids: [800], anon: [0: 100 * Self.mib])
-        tree.addTask(800, group: "test.slice/batch", pagesPerNode: [0: 25_600])
+        batchOnDRAM(dramFree: 600, batch: 100)
         let (controller, _) = try controller()
         _ = await controller.tick(now: Instant(.seconds(1)))
         #expect(await controller.tick(now: Instant(.seconds(11))).snapshot?.carried == [CgroupPath("test.slice/batch")])
@@ -84,6 +90,14 @@ struct ControllerTests {
         #expect(await controller.tick(now: Instant(.seconds(43))).snapshot?.carried == [])
     }
 
+    /// One quiet tick, then the db group has 280 MiB on the slow node: more than DRAM has room for.
+    func quietTickThenDBOnTheSlowNode(_ controller: TierController) async {
+        let first = await controller.tick(now: Instant(.seconds(1)))
+        #expect(TickPacing.isQuiet(first.plan, settings: controller.policy.controller))
+        tree.addGroup("test.slice/db", pids: [700], anon: [0: 50 * Self.mib, 1: 280 * Self.mib])
+        tree.addTask(700, group: "test.slice/db", pagesPerNode: [0: 12_800, 1: 71_680])
+    }
+
     /// A carried group that had no tasks at the last read cannot cover a promotion's shortfall, so
     /// the carried plan demotes nothing although it asks for room: it is made again from a full read.
     @Test func aCarriedTickThatAsksForRoomIsPlannedAgainEvenIfItDemotesNothing() async throws {
@@ -92,10 +106,7 @@ struct ControllerTests {
         tree.addGroup("test.slice/batch", pids: [], anon: [0: 500 * Self.mib])
         tree.addGroup("test.slice/db", pids: [700], anon: [0: 50 * Self.mib])
         let (controller, _) = try controller()
-        let first = await controller.tick(now: Instant(.seconds(1)))
-        #expect(TickPacing.isQuiet(first.plan, settings: controller.policy.controller))
-        tree.addGroup("test.slice/db", pids: [700], anon: [0: 50 * Self.mib, 1: 280 * Self.mib])
-        tree.addTask(700, group: "test.slice/db", pagesPerNode: [0: 12_800, 1: 71_680])
+        await quietTickThenDBOnTheSlowNode(controller)
         tree.addGroup("test.slice/batch", pids: [800], anon: [0: 500 * Self.mib])
         tree.addTask(800, group: "test.slice/batch", pagesPerNode: [0: 128_000])
         let report = await controller.tick(now: Instant(.seconds(11)))
@@ -106,16 +117,10 @@ struct ControllerTests {
     /// A protected group that needs more room than is free makes the idle tick demote: that plan is
     /// made again from every group read now, so the demotion names the batch job's new task.
     @Test func aCarriedTickThatDemotesIsPlannedAgainFromAFullRead() async throws {
-        tree.setNode(0, freeBytes: 300 * Self.mib)
-        tree.setNode(1, freeBytes: 900 * Self.mib)
-        tree.addGroup("test.slice/batch", pids: [800], anon: [0: 500 * Self.mib])
-        tree.addTask(800, group: "test.slice/batch", pagesPerNode: [0: 128_000])
+        batchOnDRAM(dramFree: 300, batch: 500)
         tree.addGroup("test.slice/db", pids: [700], anon: [0: 50 * Self.mib])
         let (controller, _) = try controller()
-        let first = await controller.tick(now: Instant(.seconds(1)))
-        #expect(TickPacing.isQuiet(first.plan, settings: controller.policy.controller))
-        tree.addGroup("test.slice/db", pids: [700], anon: [0: 50 * Self.mib, 1: 280 * Self.mib])
-        tree.addTask(700, group: "test.slice/db", pagesPerNode: [0: 12_800, 1: 71_680])
+        await quietTickThenDBOnTheSlowNode(controller)
         tree.addGroup("test.slice/batch", pids: [800, 801], anon: [0: 500 * Self.mib])
         tree.addTask(801, group: "test.slice/batch", pagesPerNode: [0: 25_600])
         let report = await controller.tick(now: Instant(.seconds(11)))
@@ -127,10 +132,7 @@ struct ControllerTests {
     /// Before, the tokens a planned action spent stayed spent when it moved nothing: the rate
     /// limit throttled moves that never happened.
     @Test func aMoveThatFailedGivesItsRateTokensBack() async throws {
-        tree.setNode(0, freeBytes: 60 * Self.mib)
-        tree.setNode(1, freeBytes: 900 * Self.mib)
-        tree.addGroup("test.slice/batch", pids: [800], anon: [0: 600 * Self.mib])
-        tree.addTask(800, group: "test.slice/batch", pagesPerNode: [0: 153_600])
+        batchOnDRAM(dramFree: 60, batch: 600)
         syscalls.failures[800] = EBUSY
         let (controller, _) = try controller(policyText: Self.policyText.replacingOccurrences(
             of: "controller: {interval: 1s}", with: "controller: {interval: 1s, rate_limit: 256MiB/s}"))
@@ -165,10 +167,7 @@ struct ControllerTests {
 
     /// Pods come and go: the per-group figures of a removed group are dropped, its bytes stay in the totals.
     @Test func aRemovedGroupLeavesTheLedgerButNotItsTotals() async throws {
-        tree.setNode(0, freeBytes: 60 * Self.mib)
-        tree.setNode(1, freeBytes: 900 * Self.mib)
-        tree.addGroup("test.slice/batch", pids: [800], anon: [0: 600 * Self.mib])
-        tree.addTask(800, group: "test.slice/batch", pagesPerNode: [0: 153_600])
+        batchOnDRAM(dramFree: 60, batch: 600)
         let (controller, _) = try controller()
         _ = await controller.tick(now: Instant(.seconds(1)))
         let demoted = controller.ledger.total(.demote)
