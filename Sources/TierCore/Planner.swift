@@ -34,7 +34,7 @@ public enum Planner {
         plan.summary.dramTotal = dramTotal
         plan.summary.dramFree = dramFree
         plan.summary.lowWatermark = UInt64(Double(dramTotal) * settings.dramLowFree)
-        plan.summary.highWatermark = UInt64(Double(dramTotal) * settings.dramHighFree)
+        plan.summary.highWatermark = settings.highWatermark(dramTotal: dramTotal)
         let low = plan.summary.lowWatermark, high = plan.summary.highWatermark
 
         guard !slow.isEmpty else {
@@ -76,7 +76,7 @@ public enum Planner {
         // 2. How much DRAM to free. The watermarks are checked against free DRAM one lookahead
         // ahead at the rate it is falling: an allocation that would cross `low` before the next
         // look starts the demotion now, and the demotion covers what it takes meanwhile.
-        let anticipated = UInt64(Double(snapshot.dramFallRate) * settings.dramLookahead.seconds)
+        let anticipated = settings.anticipatedFall(rate: snapshot.dramFallRate)
         let projectedFree = dramFree - min(dramFree, anticipated)
         plan.summary.dramFallRate = snapshot.dramFallRate
         plan.summary.projectedDramFree = projectedFree

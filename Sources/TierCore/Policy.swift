@@ -120,6 +120,14 @@ public struct ControllerSettings: Sendable, Equatable {
         self.demotionPerTick = demotionPerTick
     }
 
+    /// Free DRAM the watermark's demotion restores on `dramTotal` bytes of DRAM.
+    public func highWatermark(dramTotal: UInt64) -> UInt64 { UInt64(Double(dramTotal) * dramHighFree) }
+
+    /// What a fall of `rate` bytes per second takes from free DRAM in one `dramLookahead`.
+    public func anticipatedFall(rate: UInt64) -> UInt64 {
+        UInt64(min(Double(UInt64.max / 2), Double(rate) * dramLookahead.seconds))
+    }
+
     /// Above the workloads (nice 0) so moves keep their pace on a busy host; the rate limit
     /// bounds what that costs them.
     public static let defaultMoverNice: Int32 = -10

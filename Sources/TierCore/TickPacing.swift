@@ -47,8 +47,7 @@ public enum GroupCarrying {
               TickPacing.isQuiet(previous, settings: settings) else { return false }
         let total = topology.totalBytes(topology.fast), free = topology.freeBytes(topology.fast)
         guard total > 0 else { return false }
-        let anticipated = UInt64(min(Double(UInt64.max / 2), Double(dramFallRate) * settings.dramLookahead.seconds))
-        return free - min(free, anticipated) >= UInt64(Double(total) * settings.dramHighFree)
+        return free - min(free, settings.anticipatedFall(rate: dramFallRate)) >= settings.highWatermark(dramTotal: total)
     }
 
     /// Whether a plan made with carried groups must be made again from every group read now: it

@@ -40,10 +40,9 @@ public protocol HostFiles: Sendable {
 /// anew on every read from offset 0, so one reading costs a pread(2) instead of a path walk, an
 /// open, a read and a close. For what is read many times a second (the free-DRAM watch).
 public final class KeptFile: Sendable {
-    public let path: String
     private let fd: Int32
 
-    init(fd: Int32, path: String) { self.fd = fd; self.path = path }
+    init(fd: Int32) { self.fd = fd }
 
     deinit { close(fd) }
 
@@ -95,7 +94,7 @@ public struct RootedHostFiles: HostFiles {
 
     public func keepOpen(_ path: String) -> KeptFile? {
         let fd = open(resolve(path), O_RDONLY | O_CLOEXEC)
-        return fd >= 0 ? KeptFile(fd: fd, path: path) : nil
+        return fd >= 0 ? KeptFile(fd: fd) : nil
     }
 
     public func read(_ path: String) throws(HostFileError) -> String {

@@ -163,28 +163,15 @@ public struct SnapshotCollector: Sendable {
         }
         let names = depth == .detailed ? Self.detailedFiles : Self.planningFiles
         while let (path, inherited) = stack.popLast() {
-            if let kept = carried[path] {
-                var entry = kept.entry
-                let children: [String]
-                do {
-                    children = try files.visitDirectory(directory(of: path), names: kept.readsNumaStat ? ["memory.numa_stat"] : [],
-                                                        listSubdirectories: true) { _, bytes in
-                        if let bytes { entry.numaStat = KernelText.numaStat(bytes: bytes) }
-                    }
-                } catch {
-                    vanished += 1
-                    continue
-                }
-                groups.append(entry)
-                carriedPaths.insert(path)
-                for child in children { stack.append((path.appending(child), entry.cpusetMems)) }
-                continue
-            }
-            var numaStat = NumaStat(), pressure = Pressure.zero, cpuset = inherited
-            var pids: [Int32]?, memoryStat: MemoryStat?, current: UInt64?
+            // A carried group starts from its last entry and reads its numa_stat (index 0) at most.
+            let kept = carried[path]
+            let reading = kept.map { $0.readsNumaStat ? [names[0]] : [] } ?? names
+            var numaStat = kept?.entry.numaStat ?? NumaStat(), pressure = kept?.entry.pressure ?? .zero
+            var cpuset = kept?.entry.cpusetMems ?? inherited
+            var pids = kept?.entry.pids, memoryStat = kept?.entry.memoryStat, current = kept?.entry.memoryCurrent
             let children: [String]
             do {
-                children = try files.visitDirectory(directory(of: path), names: names, listSubdirectories: true) { index, bytes in
+                children = try files.visitDirectory(directory(of: path), names: reading, listSubdirectories: true) { index, bytes in
                     guard let bytes else { return }
                     switch index {
                     case 0: numaStat = KernelText.numaStat(bytes: bytes)
@@ -200,6 +187,7 @@ public struct SnapshotCollector: Sendable {
                 vanished += 1
                 continue
             }
+            if kept != nil { carriedPaths.insert(path) }
             // Every cgroup has cgroup.procs: without it, the group was removed mid-read.
             guard let pids else { vanished += 1; continue }
             groups.append(CgroupSnapshot(path: path, pids: pids, numaStat: numaStat, memoryStat: memoryStat,
