@@ -19,6 +19,9 @@ public struct KernelRelease: Sendable, Equatable, Comparable, CustomStringConver
 
     /// Reclaim-driven demotion keeps to the cgroup's `cpuset.mems.effective` from this release on.
     public static let demotionRespectsCpusets = KernelRelease(major: 6, minor: 16)
+    /// A cgroup's `memory.stat` counts its demotions (`pgdemote_*`) from this release on, which a
+    /// `cold` demotion is verified by.
+    public static let countsDemotionsPerGroup = KernelRelease(major: 6, minor: 12)
 }
 
 /// The kernel's own page movers as tierd found them. Each can undo what tierd placed: NUMA

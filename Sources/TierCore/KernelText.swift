@@ -67,7 +67,8 @@ public enum KernelText {
     }
 
     /// `memory.stat`: "key value" per line. Keeps the counters tierd reports
-    /// (`anon`, `file`, `pgdemote_*`, `pgsteal_*`, `pgpromote_success`, `workingset_refault_*`).
+    /// (`anon`, `file`, `pgdemote_*`, `pgsteal_*`, `pswpout`, `zswpout`, `pgpromote_success`,
+    /// `workingset_refault_*`).
     /// ```
     /// anon 175087616
     /// pgdemote_direct 0
@@ -77,9 +78,9 @@ public enum KernelText {
         ByteScanner.withBytes(text) { bytes in ByteScanner.forEachLine(bytes) { line in
             guard let space = line.firstIndex(of: ByteScanner.space) else { return }
             let key = UnsafeBufferPointer(rebasing: line[..<space])
-            // The counters tierd keeps all start with a, f, p or w: skip the rest unparsed.
+            // The counters tierd keeps all start with a, f, p, w or z: skip the rest unparsed.
             guard let first = key.first, first == UInt8(ascii: "a") || first == UInt8(ascii: "f")
-                    || first == UInt8(ascii: "p") || first == UInt8(ascii: "w"),
+                    || first == UInt8(ascii: "p") || first == UInt8(ascii: "w") || first == UInt8(ascii: "z"),
                   let value = ByteScanner.uint64(UnsafeBufferPointer(rebasing: line[(space + 1)...])) else { return }
             if ByteScanner.equals(key, "anon") { stat.anonBytes = value }
             else if ByteScanner.equals(key, "file") { stat.fileBytes = value }
@@ -91,6 +92,8 @@ public enum KernelText {
             else if ByteScanner.equals(key, "pgsteal_direct") { stat.direct.stolen = value }
             else if ByteScanner.equals(key, "pgsteal_khugepaged") { stat.khugepaged.stolen = value }
             else if ByteScanner.equals(key, "pgsteal_proactive") { stat.proactive.stolen = value; stat.countsProactiveReclaim = true }
+            else if ByteScanner.equals(key, "pswpout") { stat.pagesSwappedOut += value }
+            else if ByteScanner.equals(key, "zswpout") { stat.pagesSwappedOut += value }
             else if ByteScanner.equals(key, "pgpromote_success") { stat.pagesPromotedByKernel = value }
             else if ByteScanner.equals(key, "workingset_refault_anon") { stat.refaultsAnon = value }
             else if ByteScanner.equals(key, "workingset_refault_file") { stat.refaultsFile = value }
@@ -476,6 +479,9 @@ public struct MemoryStat: Sendable, Equatable {
     /// Every `pgsteal_*`: pages reclaim took from the group, demoted or not.
     public var pagesStolen: UInt64 { background.stolen + direct.stolen + khugepaged.stolen + proactive.stolen }
     public var pagesPromotedByKernel: UInt64 = 0
+    /// Pages of the group written to swap (`pswpout`, 7.3 on) or compressed into zswap
+    /// (`zswpout`); 6.12 counts only the latter per group, so tierd reads `memory.swap.current` too.
+    public var pagesSwappedOut: UInt64 = 0
     public var refaultsAnon: UInt64 = 0
     public var refaultsFile: UInt64 = 0
     public init() {}

@@ -265,23 +265,23 @@ public enum Planner {
         guard !hasChildren else { return task("the group has child groups: memory.reclaim would take their memory too") }
         let allowed = group.cpusetMems.intersection(snapshot.tierdAllowedNodes)
         let release = movers.release.flatMap(KernelRelease.init)
+        guard let release, release >= .countsDemotionsPerGroup else {
+            return task("kernel \(release.map { "\($0)" } ?? "of unknown release") counts no demotion per cgroup (memory.stat's pgdemote_*, 6.12 on): a cold demotion could not be verified")
+        }
         let kernelTargets = movers.demotionRespectsCpusets ? topology.slow.intersection(group.cpusetMems) : topology.slow
         guard kernelTargets.isSubset(of: allowed) else {
             return task(movers.demotionRespectsCpusets
                 ? "the kernel would demote to \(kernelTargets), outside tierd's own nodes \(snapshot.tierdAllowedNodes)"
-                : "kernel \(release.map { "\($0)" } ?? "of unknown release") demotes to any slow node (\(topology.slow)) whatever the cpuset (\(group.cpusetMems)); from 6.16 it keeps to it")
+                : "kernel \(release) demotes to any slow node (\(topology.slow)) whatever the cpuset (\(group.cpusetMems)); from 6.16 it keeps to it")
         }
         return MechanismChoice(.kernelReclaim(argument: anonOnlyArgument(release)))
     }
 
-    /// What asks `memory.reclaim` for anonymous memory only: page cache whose demotion fails is
-    /// dropped, not kept. `swappiness=max` from 6.15, 200 (the multi-generational LRU's anon-only
-    /// value) from 6.8, when the argument came; nothing before.
-    static func anonOnlyArgument(_ release: KernelRelease?) -> String? {
-        guard let release else { return nil }
-        if release >= KernelRelease(major: 6, minor: 15) { return "swappiness=max" }
-        if release >= KernelRelease(major: 6, minor: 8) { return "swappiness=200" }
-        return nil
+    /// What asks `memory.reclaim` for anonymous memory first: `swappiness=max` from 6.15, 200
+    /// (the multi-generational LRU's anon-first value) before. Neither keeps a request off the slow
+    /// tier's page cache: a node with nowhere to demote to and no swap has only page cache to give.
+    static func anonOnlyArgument(_ release: KernelRelease) -> String {
+        release >= KernelRelease(major: 6, minor: 15) ? "swappiness=max" : "swappiness=200"
     }
 
     /// The share of time each group stalled since it was last read, from cumulative PSI totals.

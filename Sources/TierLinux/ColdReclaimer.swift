@@ -10,8 +10,9 @@ extension TaskMigrator {
     /// of the group may have a mempolicy that keeps it off them (the kernel's reclaim would demote
     /// its pages whatever the policy). Requests go in ``ColdReclaim/requestBytes`` steps, each
     /// checked in the group's `memory.stat`: a step that demoted nothing ends the action, and one
-    /// whose own reclaim lost pages (discarded or swapped instead of demoted) ends it and reports
-    /// them; what the kernel's other reclaim lost from the group meanwhile is reported apart.
+    /// whose own reclaim lost pages (swapped, or not demoted where swap cannot be seen) ends it and
+    /// reports them; the slow tier's page cache a request dropped, and what the kernel's other
+    /// reclaim lost from the group meanwhile, are reported apart.
     func reclaimColdest(_ action: MigrationAction, argument: String?, pacer: RoomPacer?, deadline: Deadline?) -> ActionOutcome {
         var outcome = ActionOutcome(action: action, tasks: [])
         let dir = collector.directory(of: action.group)
@@ -41,7 +42,7 @@ extension TaskMigrator {
         let clock = ContinuousClock()
         var remaining = action.bytes
         // One request's counters after are the next one's before: memory.stat is read once per step.
-        var last = memoryStat(dir)
+        var last = counters(dir)
         while remaining > 0 {
             if deadline?.passed == true && outcome.reclaimedBytes > 0 { break }
             let asked = min(remaining, ColdReclaim.requestBytes)
@@ -50,11 +51,12 @@ extension TaskMigrator {
             var refusal: HostFileError?
             do { try files.write(dir + "/memory.reclaim", ColdReclaim.request(bytes: asked, argument: argument)) } catch { refusal = error }
             outcome.syscallDuration += clock.now - started
-            guard let after = memoryStat(dir) else { break }
+            guard let after = counters(dir) else { break }
             last = after
             let step = ColdReclaim.step(before: before, after: after)
             outcome.reclaimedBytes += step.demotedPages * pageSize
             outcome.lostBytes += step.lostPages * pageSize
+            outcome.slowTierDroppedBytes += step.slowTierDroppedPages * pageSize
             outcome.kernelLostBytes += step.kernelLostPages * pageSize
             remaining -= min(remaining, step.demotedPages * pageSize)
             pacer?.roomMade(step.demotedPages * pageSize)
@@ -66,7 +68,10 @@ extension TaskMigrator {
         return outcome
     }
 
-    func memoryStat(_ dir: String) -> MemoryStat? {
-        (try? files.read(dir + "/memory.stat")).map(KernelText.memoryStat)
+    /// The group's `memory.stat` and `memory.swap.current`; nil if the group is gone.
+    func counters(_ dir: String) -> ColdReclaim.Counters? {
+        guard let stat = (try? files.read(dir + "/memory.stat")).map(KernelText.memoryStat) else { return nil }
+        let swap = (try? files.read(dir + "/memory.swap.current")).flatMap { UInt64($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
+        return ColdReclaim.Counters(stat: stat, swapBytes: swap)
     }
 }

@@ -211,9 +211,13 @@ public struct ActionOutcome: Sendable, Equatable {
     public var stayedByError: [Int32: Int] = [:]
     /// A `cold` demotion: bytes the kernel's reclaim demoted from the group (its `pgdemote_*`).
     public var reclaimedBytes: UInt64 = 0
-    /// A `cold` demotion: bytes the kernel's reclaim took from the group and did not demote
-    /// (discarded or swapped). Must stay zero; any makes the workload demote by `task`.
+    /// A `cold` demotion: bytes the requests took from the group and did not demote while some of
+    /// the group went to swap (or swap could not be seen). Must stay zero; any makes the workload
+    /// demote by `task`.
     public var lostBytes: UInt64 = 0
+    /// A `cold` demotion: the group's page cache on the slow tier the requests dropped (the
+    /// kernel's reclaim of a node with nowhere to demote to), with none of the group swapped.
+    public var slowTierDroppedBytes: UInt64 = 0
     /// A `cold` demotion: bytes the kernel's own reclaim (kswapd's; an allocating task's where the
     /// kernel counts `memory.reclaim` apart) took
     /// from the group and did not demote while the requests ran; reported, not held against them.
@@ -233,6 +237,7 @@ public struct ActionOutcome: Sendable, Equatable {
     public static func == (a: ActionOutcome, b: ActionOutcome) -> Bool {
         a.action == b.action && a.dropped == b.dropped && a.stoppedForNextTick == b.stoppedForNextTick && a.tasks.count == b.tasks.count
             && a.reclaimedBytes == b.reclaimedBytes && a.lostBytes == b.lostBytes && a.kernelLostBytes == b.kernelLostBytes
+            && a.slowTierDroppedBytes == b.slowTierDroppedBytes
             && a.coldRefused == b.coldRefused
             && zip(a.tasks, b.tasks).allSatisfy { $0.pid == $1.pid && $0.result == $1.result }
     }

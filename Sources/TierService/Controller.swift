@@ -207,6 +207,9 @@ public final class TierController {
                 journal.write(["event": "cold_lost", "group": .string(action.group.description), "workload": .string(action.workload),
                                "lost": .bytes(outcome.lostBytes), "moved": .bytes(outcome.reclaimedBytes)])
             }
+            if outcome.slowTierDroppedBytes > 0 {
+                logger.info("workload \(action.workload): the cold demotion of \(action.group) dropped \(formatBytes(outcome.slowTierDroppedBytes)) of its page cache on the slow tier (none of it swapped)")
+            }
             if let refusal = outcome.coldRefused {
                 state.coldRefused[action.group] = (action.pids.sorted(), refusal)
                 continue

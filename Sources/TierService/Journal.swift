@@ -53,6 +53,7 @@ public final class AuditLog: Sendable {
                     "reason": .string(action.reason),
                 ]
                 if outcome.kernelLostBytes > 0 { record["kernel_lost"] = .bytes(outcome.kernelLostBytes) }
+                if outcome.slowTierDroppedBytes > 0 { record["slow_tier_dropped"] = .bytes(outcome.slowTierDroppedBytes) }
                 return [JSONValue.object(record).encoded]
             }
             return outcome.tasks.map { task in

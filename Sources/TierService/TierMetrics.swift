@@ -17,7 +17,8 @@ public final class TierMetrics: Sendable {
         MetricNameDescriptor(namespace: "tierd", metricName: metric, unitName: unit, helpText: help)
     }
 
-    static var lostBytes: MetricNameDescriptor { name("reclaim_lost", "bytes_total", "Bytes a cold demotion's reclaim took and did not demote (discarded or swapped); must stay 0.") }
+    static var lostBytes: MetricNameDescriptor { name("reclaim_lost", "bytes_total", "Bytes a cold demotion's reclaim took and did not demote while the group went to swap (or swap was not visible); must stay 0.") }
+    static var slowTierDroppedBytes: MetricNameDescriptor { name("reclaim_slow_tier_dropped", "bytes_total", "Page cache of a group on the slow tier that a cold demotion's reclaim dropped (that tier has nowhere to demote to).") }
     static var kernelLostBytes: MetricNameDescriptor { name("kernel_reclaim_lost", "bytes_total", "Bytes the kernel's own reclaim took from a group and did not demote while tierd's cold demotion of it ran.") }
     static var movedBytes: MetricNameDescriptor { name("moved", "bytes_total", "Bytes tierd moved, by direction, mode and workload (what left the source nodes).") }
     static var moveFailures: MetricNameDescriptor { name("move_failures", "total", "Task moves that moved nothing or less than asked, by reason.") }
@@ -60,6 +61,7 @@ public final class TierMetrics: Sendable {
         _ = registry.makeCounter(descriptor: Self.actionsDropped)
         _ = registry.makeCounter(descriptor: Self.lostBytes)
         _ = registry.makeCounter(descriptor: Self.kernelLostBytes)
+        _ = registry.makeCounter(descriptor: Self.slowTierDroppedBytes)
         registry.makeGauge(descriptor: Self.policyGeneration).set(Double(1))
     }
 
@@ -94,6 +96,9 @@ public final class TierMetrics: Sendable {
             }
             if outcome.kernelLostBytes > 0 {
                 registry.makeCounter(descriptor: Self.kernelLostBytes).increment(by: Int64(outcome.kernelLostBytes))
+            }
+            if outcome.slowTierDroppedBytes > 0 {
+                registry.makeCounter(descriptor: Self.slowTierDroppedBytes).increment(by: Int64(outcome.slowTierDroppedBytes))
             }
             if outcome.dropped != nil { registry.makeCounter(descriptor: Self.actionsDropped).increment() }
             for task in outcome.tasks where !Self.successfulResults.contains(task.result.code) {

@@ -25,8 +25,12 @@ extension Scenarios {
         // 1. The kernel's LRU: memory.reclaim with demotion on.
         lab.kernelTiering(demotion: true, numaBalancing: 0)
         if let (job, group) = coldProbeJob(lab, name: "reclaim") {
-            let stat = { (try? lab.files.read(lab.cgroupDir(group) + "/memory.stat")).map(KernelText.memoryStat) ?? MemoryStat() }
+            let stat = {
+                ColdReclaim.Counters(stat: (try? lab.files.read(lab.cgroupDir(group) + "/memory.stat")).map(KernelText.memoryStat) ?? MemoryStat(),
+                                     swapBytes: (try? lab.files.read(lab.cgroupDir(group) + "/memory.swap.current")).flatMap { UInt64($0.trimmingCharacters(in: .whitespacesAndNewlines)) })
+            }
             let before = stat(), dramBefore = lab.numaStat(group).bytes(on: 0)
+            let rawBefore = coldProbeCounters(lab, group)
             let started = monotonic()
             var written = true
             do { try lab.files.write(lab.cgroupDir(group) + "/memory.reclaim", String(want)) } catch {
@@ -35,6 +39,8 @@ extension Scenarios {
             }
             let seconds = monotonic() - started
             let after = stat()
+            result.diagnostics += "what the request changed (memory.stat, memory.numa_stat per node): "
+                + coldProbeChanges(from: rawBefore, to: coldProbeCounters(lab, group)) + "\n"
             // Captured for the parser's fixtures: this kernel's memory.stat after a demoting reclaim.
             if let text = try? lab.files.read(lab.cgroupDir(group) + "/memory.stat") {
                 try? text.write(toFile: lab.out + "/memory.stat-after-reclaim", atomically: true, encoding: .utf8)
@@ -44,9 +50,10 @@ extension Scenarios {
             result.figures["reclaim_left_dram_bytes"] = Double(left)
             result.figures["reclaim_mib_per_s"] = Double(left) / 1048576 / max(seconds, 1e-6)
             let step = ColdReclaim.step(before: before, after: after)
-            let demoted = step.demotedPages, stolen = step.demotedPages + step.lostPages
+            let notDemoted = step.lostPages + step.slowTierDroppedPages
+            let demoted = step.demotedPages, stolen = step.demotedPages + notDemoted
             result.figures["reclaim_demoted_pages"] = Double(demoted)
-            result.figures["reclaim_stolen_not_demoted_pages"] = Double(step.lostPages)
+            result.figures["reclaim_stolen_not_demoted_pages"] = Double(notDemoted)
             result.figures["reclaim_stolen_pages"] = Double(stolen)
             result.figures["reclaim_request_succeeded"] = written ? 1 : 0
             result.figures["reclaim_hot_share_after"] = coldProbeHotShare(job, after: monotonic(), lab) ?? -1
@@ -65,7 +72,7 @@ extension Scenarios {
                 let step = ColdReclaim.step(before: before, after: after)
                 result.figures["reclaim_swappiness_\(label)_accepted"] = 1
                 result.figures["reclaim_swappiness_\(label)_demoted_pages"] = Double(step.demotedPages)
-                result.figures["reclaim_swappiness_\(label)_stolen_not_demoted_pages"] = Double(step.lostPages)
+                result.figures["reclaim_swappiness_\(label)_stolen_not_demoted_pages"] = Double(step.lostPages + step.slowTierDroppedPages)
             }
             result.figures["reclaim_hot_share_after_all"] = coldProbeHotShare(job, after: monotonic(), lab) ?? -1
             lab.stop(job.process, signal: SIGKILL)
@@ -124,6 +131,33 @@ extension Scenarios {
         guard lab.waitFor(seconds: 180, { job.allocatedAt() != nil }) else { return nil }
         sleep(3)
         return (job, group)
+    }
+
+    /// Every counter of the group's `memory.stat` and, per node (`key@N`), of its
+    /// `memory.numa_stat`: where the pages a request took came from, and where they went.
+    static func coldProbeCounters(_ lab: GuestLab, _ group: String) -> [String: Int64] {
+        var counters: [String: Int64] = [:]
+        for line in ((try? lab.files.read(lab.cgroupDir(group) + "/memory.stat")) ?? "").split(separator: "\n") {
+            let fields = line.split(separator: " ")
+            if fields.count == 2, let value = Int64(fields[1]) { counters[String(fields[0])] = value }
+        }
+        for line in ((try? lab.files.read(lab.cgroupDir(group) + "/memory.numa_stat")) ?? "").split(separator: "\n") {
+            let fields = line.split(separator: " ")
+            guard let key = fields.first else { continue }
+            for field in fields.dropFirst() {
+                let parts = field.split(separator: "=")
+                if parts.count == 2, let value = Int64(parts[1]) { counters["\(key)@\(parts[0].dropFirst())"] = value }
+            }
+        }
+        return counters
+    }
+
+    /// The counters that changed, `key: before -> after (delta)`, in name order.
+    static func coldProbeChanges(from before: [String: Int64], to after: [String: Int64]) -> String {
+        after.keys.sorted().compactMap { key in
+            let old = before[key] ?? 0, new = after[key]!
+            return old == new ? nil : "\(key) \(new - old)"
+        }.joined(separator: ", ")
     }
 
     /// The hot set's share in DRAM from the job's first report after `after`.

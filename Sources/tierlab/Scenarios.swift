@@ -408,6 +408,8 @@ enum Scenarios {
         if let lost { result.figures["lost_bytes"] = lost }
         let kernelLost = tierd.metric("tierd_kernel_reclaim_lost_bytes_total")
         if let kernelLost { result.figures["kernel_lost_bytes"] = kernelLost }
+        let slowTierDropped = tierd.metric("tierd_reclaim_slow_tier_dropped_bytes_total")
+        if let slowTierDropped { result.figures["slow_tier_dropped_bytes"] = slowTierDropped }
         let used = coldBytes.map { $0 > 0 } ?? false
         let kernelDemoted = lab.kernelMovedPages(protectedGroup).demoted
         let low = (try? lab.files.read(lab.cgroupDir(protectedGroup) + "/memory.low"))?.trimmingCharacters(in: .whitespacesAndNewlines) ?? "?"
@@ -418,10 +420,11 @@ enum Scenarios {
                   ok: kernelDemoted == 0 && shieldEvents > 0 && (UInt64(low) ?? 0) > 0,
                   detail: "pgdemote of the protected group: \(kernelDemoted) pages; its memory.low now \(low); \(shieldEvents) shield events"),
             Check(name: "the batch job's hot set stays ≥ 95 % in DRAM at every report (cold demotion)", ok: hot.ok, detail: hot.detail),
-            Check(name: "tierd demoted by cold and lost nothing to reclaim", ok: used && lost == 0 && (taskDemoted ?? 0) == 0,
-                  detail: coldBytes == nil || lost == nil ? "no /metrics answer"
-                    : String(format: "cold %.1f MiB, task %.1f MiB, lost %.0f bytes (the kernel's own reclaim meanwhile: %.0f)",
-                             coldBytes! / mib, (taskDemoted ?? 0) / mib, lost!, kernelLost ?? 0)),
+            Check(name: "tierd demoted by cold and lost nothing to reclaim (none swapped; the slow tier's page cache it dropped is shown)",
+                  ok: used && lost == 0 && slowTierDropped != nil && (taskDemoted ?? 0) == 0,
+                  detail: coldBytes == nil || lost == nil || slowTierDropped == nil ? "no /metrics answer"
+                    : String(format: "cold %.1f MiB, task %.1f MiB, lost %.0f bytes (the slow tier's page cache dropped: %.0f; the kernel's own reclaim lost meanwhile: %.0f)",
+                             coldBytes! / mib, (taskDemoted ?? 0) / mib, lost!, slowTierDropped!, kernelLost ?? 0)),
         ]
     }
 

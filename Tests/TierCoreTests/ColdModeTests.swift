@@ -38,8 +38,6 @@ struct ColdModeTests {
         #expect(try choice() == MechanismChoice(.kernelReclaim(argument: "swappiness=max")))
         kernel(demotion: true, release: "6.12.95+deb12-amd64")
         #expect(try choice() == MechanismChoice(.kernelReclaim(argument: "swappiness=200")))
-        kernel(demotion: true, release: "6.6.50")
-        #expect(try choice() == MechanismChoice(.kernelReclaim(argument: nil)))
     }
 
     @Test func taskModeIsKeptWhenAskedFor() throws {
@@ -54,6 +52,18 @@ struct ColdModeTests {
         let found = try choice()
         #expect(found.mechanism == .taskMoves)
         #expect(found.fallback?.contains("demotion_enabled=false") == true)
+    }
+
+    /// A kernel that counts no demotion per cgroup (before 6.12), or one whose release is
+    /// unknown, could not have a request verified: `task`, saying why.
+    @Test(arguments: ["6.8.0-49-generic", "unknown"])
+    func aKernelThatCountsNoDemotionPerGroupDemotesByTask(release: String) throws {
+        kernel(demotion: true, release: release)
+        let found = try choice()
+        #expect(found.mechanism == .taskMoves)
+        #expect(found.fallback?.contains("counts no demotion per cgroup") == true)
+        kernel(demotion: true, release: "6.12.0")
+        #expect(try choice().mechanism == .kernelReclaim(argument: "swappiness=200"))
     }
 
     /// Before 6.16 the kernel demotes to any slow node: a cpuset without node 1 rules cold out;
@@ -104,16 +114,47 @@ struct ColdModeTests {
         #expect { try PolicyCompiler.compile(yaml: optOut, file: "t.yaml") } throws: { "\($0)".contains("applies only to `demote: allowed`") }
     }
 
+    /// The counters of a captured memory.stat, with the group's swap as `memory.swap.current`.
+    private func counters(_ path: String, swap: UInt64? = 0) throws -> ColdReclaim.Counters {
+        ColdReclaim.Counters(stat: KernelText.memoryStat(try String(contentsOfFile: path, encoding: .utf8)), swapBytes: swap)
+    }
+
     /// What one request did, from the captured memory.stat of a group before (the 6.12 guest's
-    /// job, nothing reclaimed yet) and after a demoting reclaim on each kernel.
+    /// job, nothing reclaimed yet) and after a demoting reclaim on each kernel: what it took and
+    /// did not demote, with no swap, is the slow tier's dropped page cache.
     @Test(arguments: [("6.12-after-reclaim", UInt64(97_362), UInt64(166)), ("7.3-after-reclaim", 97_226, 163)])
-    func aRequestIsJudgedByItsDemotedAndStolenPages(file: String, demoted: UInt64, lost: UInt64) throws {
-        let before = KernelText.memoryStat(try String(contentsOfFile: FixtureTree.capturedGuest + "/sys/fs/cgroup/batch.slice/job1/memory.stat", encoding: .utf8))
-        let after = KernelText.memoryStat(try String(contentsOfFile: FixtureTree.fixtures + "/memory-stat/" + file, encoding: .utf8))
-        #expect(ColdReclaim.step(before: before, after: after) == ColdReclaim.Step(demotedPages: demoted, lostPages: lost))
+    func aRequestIsJudgedByItsDemotedAndStolenPages(file: String, demoted: UInt64, notDemoted: UInt64) throws {
+        let before = try counters(FixtureTree.capturedGuest + "/sys/fs/cgroup/batch.slice/job1/memory.stat")
+        let after = try counters(FixtureTree.fixtures + "/memory-stat/" + file)
+        #expect(ColdReclaim.step(before: before, after: after) == ColdReclaim.Step(demotedPages: demoted, lostPages: 0, slowTierDroppedPages: notDemoted))
         #expect(ColdReclaim.step(before: after, after: before) == ColdReclaim.Step(demotedPages: 0, lostPages: 0))
         #expect(ColdReclaim.request(bytes: 32 << 20, argument: "swappiness=max") == "33554432 swappiness=max")
         #expect(ColdReclaim.request(bytes: 4096, argument: nil) == "4096")
+    }
+
+    /// A request whose group went to swap meanwhile lost what it did not demote (the slow tier's
+    /// anonymous memory swapped, or worse), and so does one where swap cannot be seen; the
+    /// `pswpout`/`zswpout` counters are read from both kernels' memory.stat.
+    @Test(arguments: ["6.12-after-reclaim", "7.3-after-reclaim"])
+    func aRequestThatSwapsOrCannotSeeSwapLosesWhatItDidNotDemote(file: String) throws {
+        let before = try counters(FixtureTree.fixtures + "/memory-stat/" + file, swap: 1 << 20)
+        var after = before
+        let requestPath: WritableKeyPath<MemoryStat, MemoryStat.ReclaimPath> = before.stat.countsProactiveReclaim ? \.proactive : \.direct
+        after.stat[keyPath: requestPath].stolen += 100
+        after.stat[keyPath: requestPath].demoted += 90
+        #expect(ColdReclaim.step(before: before, after: after) == ColdReclaim.Step(demotedPages: 90, lostPages: 0, slowTierDroppedPages: 10))
+        var swapped = after
+        swapped.swapBytes = (1 << 20) + 4096
+        #expect(ColdReclaim.step(before: before, after: swapped).lostPages == 10)
+        var zswapped = after
+        zswapped.stat = KernelText.memoryStat(try String(contentsOfFile: FixtureTree.fixtures + "/memory-stat/" + file, encoding: .utf8)
+            .replacingOccurrences(of: "zswpout 0", with: "zswpout 3"))
+        zswapped.stat[keyPath: requestPath] = after.stat[keyPath: requestPath]
+        #expect(zswapped.stat.pagesSwappedOut == 3)
+        #expect(ColdReclaim.step(before: before, after: zswapped) == ColdReclaim.Step(demotedPages: 90, lostPages: 10))
+        var unseen = after
+        unseen.swapBytes = nil
+        #expect(ColdReclaim.step(before: before, after: unseen).lostPages == 10)
     }
 
     /// kswapd discarding the group's page cache while a request runs is the kernel's own reclaim:
@@ -121,17 +162,17 @@ struct ColdModeTests {
     /// 7.3 as proactive, and there an allocating task's direct reclaim is not the request's either).
     @Test(arguments: ["6.12-after-reclaim", "7.3-after-reclaim"])
     func lossesOnTheKernelsOwnPathsAreNotTheRequests(file: String) throws {
-        let before = KernelText.memoryStat(try String(contentsOfFile: FixtureTree.fixtures + "/memory-stat/" + file, encoding: .utf8))
+        let before = try counters(FixtureTree.fixtures + "/memory-stat/" + file, swap: nil)
         var after = before
-        after.background.stolen += 192
-        after.background.demoted += 8
-        after.khugepaged.stolen += 4
-        let requestPath: WritableKeyPath<MemoryStat, MemoryStat.ReclaimPath> = before.countsProactiveReclaim ? \.proactive : \.direct
-        after[keyPath: requestPath].stolen += 1000
-        after[keyPath: requestPath].demoted += 990
+        after.stat.background.stolen += 192
+        after.stat.background.demoted += 8
+        after.stat.khugepaged.stolen += 4
+        let requestPath: WritableKeyPath<MemoryStat, MemoryStat.ReclaimPath> = before.stat.countsProactiveReclaim ? \.proactive : \.direct
+        after.stat[keyPath: requestPath].stolen += 1000
+        after.stat[keyPath: requestPath].demoted += 990
         #expect(ColdReclaim.step(before: before, after: after) == ColdReclaim.Step(demotedPages: 998, lostPages: 10, kernelLostPages: 188))
-        if before.countsProactiveReclaim {
-            after.direct.stolen += 30
+        if before.stat.countsProactiveReclaim {
+            after.stat.direct.stolen += 30
             #expect(ColdReclaim.step(before: before, after: after).kernelLostPages == 218)
         }
     }
