@@ -25,6 +25,12 @@ static inline int tierd_set_thread_capability(int capability, int raised, int *w
     return syscall(SYS_capset, &header, data) == 0 ? 0 : -1;
 }
 
+/* Lists a directory's entries into buf as struct linux_dirent64 records (getdents64(2), which
+   glibc before 2.30 does not wrap); returns the bytes filled, 0 at the end, or -1 with errno set. */
+static inline long tierd_getdents64(int fd, void *buf, unsigned long length) {
+    return syscall(SYS_getdents64, fd, buf, length);
+}
+
 /* A CPU affinity mask for the raw sched_{get,set}affinity system calls (1,024 CPUs), which act
    on the calling thread alone when given pid 0. */
 typedef struct { unsigned long bits[1024 / (8 * sizeof(unsigned long))]; } tierd_cpu_mask;

@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import CNuma
 import TierCore
 
 /// Why a kernel file could not be read or written.
@@ -116,14 +117,7 @@ public struct RootedHostFiles: HostFiles {
                 let fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC)
                 guard fd >= 0 else { visit(index, nil); continue }
                 defer { close(fd) }
-                var filled = 0
-                var complete = false
-                while filled < buffer.count {
-                    let n = Glibc.read(fd, buffer.baseAddress! + filled, buffer.count - filled)
-                    if n < 0 { if errno == EINTR { continue }; break }
-                    if n == 0 { complete = true; break }
-                    filled += n
-                }
+                let (filled, complete) = Self.readWhole(fd, into: buffer)
                 if complete {
                     visit(index, UnsafeBufferPointer(rebasing: buffer[0..<filled]))
                 } else if filled == buffer.count, var text = try? Self.readAll(fd, name, prefix: Array(buffer)) {
@@ -133,10 +127,33 @@ public struct RootedHostFiles: HostFiles {
                 }
             }
         }
-        guard listSubdirectories, let dir = fdopendir(dirfd) else { close(dirfd); return [] }
-        defer { closedir(dir) }
-        return Self.subdirectoryNames(dir)
+        defer { close(dirfd) }
+        return listSubdirectories ? Self.subdirectoryNames(dirfd) : []
     }
+
+    /// Reads `fd` from where it stands into `buffer`: the bytes filled, and whether that is the
+    /// whole file. A read that returns less than asked ends the file when the next line could
+    /// not have been what stopped it: cgroupfs, sysfs and procfs files are seq_files, which fill a
+    /// read from a buffer of at least a page and stop short of it only at the end or when a
+    /// record does not fit (the lines of the files tierd reads are far shorter than
+    /// ``lineAllowance``); a regular file stops short only at its end. That spares the read that
+    /// returns 0 for most of a tick's files.
+    static func readWhole(_ fd: Int32, into buffer: UnsafeMutableBufferPointer<UInt8>) -> (filled: Int, complete: Bool) {
+        var filled = 0
+        while filled < buffer.count {
+            let asked = buffer.count - filled
+            let n = Glibc.read(fd, buffer.baseAddress! + filled, asked)
+            if n < 0 { if errno == EINTR { continue }; return (filled, false) }
+            if n == 0 { return (filled, true) }
+            filled += n
+            if n < asked && filled + lineAllowance <= pageSize { return (filled, true) }
+        }
+        return (filled, false)
+    }
+
+    /// Room a seq_file read would have left for one more line (a pid, a PSI line) had there been one.
+    static let lineAllowance = 256
+    static let pageSize = Int(sysconf(Int32(_SC_PAGESIZE)))
 
     static func readAll(_ fd: Int32, _ path: String, prefix: [UInt8]) throws(HostFileError) -> String {
         var bytes = prefix
@@ -178,19 +195,35 @@ public struct RootedHostFiles: HostFiles {
     }
 
     public func subdirectories(_ path: String) throws(HostFileError) -> [String] {
-        guard let dir = opendir(resolve(path)) else { throw Self.classify(path, errno) }
-        defer { closedir(dir) }
-        return Self.subdirectoryNames(dir)
+        let dirfd = open(resolve(path), O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        guard dirfd >= 0 else { throw Self.classify(path, errno) }
+        defer { close(dirfd) }
+        return Self.subdirectoryNames(dirfd)
     }
 
-    static func subdirectoryNames(_ dir: OpaquePointer) -> [String] {
+    /// The names of the directories in the open directory `dirfd`, read with getdents64(2)
+    /// straight into a stack buffer (a DIR stream would add an fstat, an fcntl and a heap buffer
+    /// per cgroup). A cgroup directory holds tens of files; 32 KiB lists most in one call.
+    static func subdirectoryNames(_ dirfd: Int32) -> [String] {
         var names: [String] = []
-        while let entry = readdir(dir) {
-            guard entry.pointee.d_type == UInt8(DT_DIR) else { continue }
-            let name = withUnsafePointer(to: entry.pointee.d_name) {
-                $0.withMemoryRebound(to: CChar.self, capacity: 256) { String(cString: $0) }
+        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 32768) { buffer in
+            while true {
+                let n = tierd_getdents64(dirfd, buffer.baseAddress, UInt(buffer.count))
+                if n < 0 && errno == EINTR { continue }
+                guard n > 0 else { return }
+                var offset = 0
+                while offset + 19 < n {
+                    // struct linux_dirent64: d_ino (8), d_off (8), d_reclen (2), d_type (1), d_name.
+                    let record = buffer.baseAddress! + offset
+                    let length = Int(UnsafeRawPointer(record + 16).loadUnaligned(as: UInt16.self))
+                    guard length > 0 else { return }
+                    if record[18] == UInt8(DT_DIR) {
+                        let name = UnsafeRawPointer(record + 19).withMemoryRebound(to: CChar.self, capacity: length - 19) { String(cString: $0) }
+                        if name != "." && name != ".." { names.append(name) }
+                    }
+                    offset += length
+                }
             }
-            if name != "." && name != ".." { names.append(name) }
         }
         return names
     }

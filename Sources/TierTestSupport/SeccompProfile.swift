@@ -20,6 +20,8 @@ public enum SeccompProfile {
     /// around them, and the mover's CPU placement.
     public static let codeCalls: Set<String> = [
         "migrate_pages", "move_pages", "capget", "capset", "sched_getaffinity", "sched_setaffinity", "getcpu", "gettid",
+        // A cgroup directory's children, listed without a DIR stream.
+        "getdents64",
         // The policy file's trust check (geteuid), and realpath(3) of a relative --config (getcwd).
         "geteuid", "getcwd",
     ]
