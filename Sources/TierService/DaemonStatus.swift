@@ -74,6 +74,9 @@ public struct DaemonStatus: Codable, Sendable, Equatable {
         public var skip: Skip?
         /// Its last promotion moved nothing: not tried again until its slow-node bytes change.
         public var heldBack: Bool
+        /// Seconds since its files were read: 0 when the last tick read them; on a quiet host an
+        /// opted-in group's figures may be kept from an earlier tick for up to a minute.
+        public var readSecondsAgo: Double
     }
 
     public struct Workload: Codable, Sendable, Equatable {
@@ -217,8 +220,16 @@ public enum DaemonStatusBuilder {
                 pressure: DaemonStatus.Pressure(someAvg10: group.pressure.some.avg10, fullAvg10: group.pressure.full.avg10),
                 actions: planned[group.path.description] ?? [], lastActions: [], lastActionsTick: nil,
                 skip: skips[group.path].map(skip),
-                heldBack: carried.stuckOnSlowNodes[group.path] != nil || carried.blockedSources[group.path] != nil)
+                heldBack: carried.stuckOnSlowNodes[group.path] != nil || carried.blockedSources[group.path] != nil,
+                readSecondsAgo: readAge(group.path, carried))
         }
+    }
+
+    /// How long ago the group's files were read, from the controller's own record of when it last
+    /// measured each group's stall (the tick's time for a group read at that tick).
+    static func readAge(_ path: CgroupPath, _ carried: ControllerState) -> Double {
+        guard let tick = carried.lastTick, let read = carried.pressureTotals[path]?.at, tick > read else { return 0 }
+        return (tick - read).seconds
     }
 
     static func workloads(_ groups: [DaemonStatus.Group], policy: Policy, ledger: MoveLedger) -> [DaemonStatus.Workload] {

@@ -23,9 +23,9 @@ public enum StatusText {
         let shown = status.groups.filter { $0.workload != Policy.defaultWorkloadName || !$0.actions.isEmpty || $0.skip != nil || $0.heldBack }
         if !shown.isEmpty {
             out.append("")
-            out += table(["GROUP", "WORKLOAD", "RULE"] + nodeIDs.map { "NODE \($0)" } + ["PSI SOME", "LAST"], shown.map { g in
+            out += table(["GROUP", "WORKLOAD", "RULE"] + nodeIDs.map { "NODE \($0)" } + ["PSI SOME", "READ", "LAST"], shown.map { g in
                 [g.path, g.workload, g.ruleSource] + nodeIDs.map { formatBytes(g.ownBytesPerNode[$0] ?? 0) }
-                    + [percent(g.pressure.someAvg10), last(g)]
+                    + [percent(g.pressure.someAvg10), g.readSecondsAgo > 0 ? "\(Int(g.readSecondsAgo.rounded())) s ago" : "now", last(g)]
             })
         }
         if !status.carried.heldBackGroups.isEmpty {

@@ -69,6 +69,13 @@ struct ControllerTests {
         #expect(second.snapshot?.carried == [CgroupPath("test.slice/batch")])
         #expect(batchPids(second) == [800])
         #expect(second.snapshot?.groups.first { $0.path == CgroupPath("test.slice/db") }?.pids == [700, 701])
+        // The daemon's status says whose figures are kept from an earlier read, and how old they are.
+        let status = DaemonStatusBuilder.build(report: second, policy: controller.policy, policyState: .init(file: "t.yaml", generation: 1),
+                                               carried: controller.carried, ledger: controller.ledger, tickSeconds: 0.1, dryRun: false)
+        func readAge(_ path: String) -> Double? { status.groups.first { $0.path == path }?.readSecondsAgo }
+        #expect(readAge("/test.slice/batch") == 10)
+        #expect(readAge("/test.slice/db") == 0)
+        #expect(StatusText.render(status).contains("10 s ago"))
         let third = await controller.tick(now: Instant(.seconds(61)))
         #expect(third.snapshot?.carried == [])
         #expect(batchPids(third) == [800, 801])
