@@ -1,3 +1,4 @@
+import Synchronization
 /// How tierd tells fast nodes from slow ones: from the kernel, or as the operator states.
 public enum TierSelection: Sendable, Equatable {
     case auto
@@ -139,6 +140,8 @@ public struct Policy: Sendable, Equatable {
     public var controller: ControllerSettings
     public var workloads: [WorkloadPolicy]
     public var defaultRule: WorkloadRule
+    /// The last resolution: no part of the policy's value (copies share it, and it compares equal).
+    private let memo = ResolutionMemo()
 
     public init(tiers: TierSelection = .auto, controller: ControllerSettings = ControllerSettings(),
                 workloads: [WorkloadPolicy] = [], defaultRule: WorkloadRule = .observeOnly) {
@@ -151,7 +154,15 @@ public struct Policy: Sendable, Equatable {
     /// Resolves every group's workload top-down: a group matched by a pattern takes that workload;
     /// otherwise it inherits its parent's. The deepest match thus wins, and an opt-out child under an
     /// opt-in parent stays opted out. At equal depth the entry first in the file wins.
+    ///
+    /// A tick resolves the same groups several times (its pacing, plan, shield and status), and
+    /// from one tick to the next they rarely change: the last answer is kept and given again for
+    /// the same paths under the same workloads.
     public func resolve(_ paths: [CgroupPath]) -> [CgroupPath: ResolvedWorkload] {
+        memo.answer(ResolutionMemo.Question(paths: paths, workloads: workloads, defaultRule: defaultRule)) { resolveAfresh(paths) }
+    }
+
+    func resolveAfresh(_ paths: [CgroupPath]) -> [CgroupPath: ResolvedWorkload] {
         var resolved: [CgroupPath: ResolvedWorkload] = [:]
         resolved.reserveCapacity(paths.count)
         let fallback = ResolvedWorkload(name: Policy.defaultWorkloadName, rule: defaultRule, matchedAt: nil)
@@ -165,6 +176,26 @@ public struct Policy: Sendable, Equatable {
         }
         return resolved
     }
+}
+
+/// The last question ``Policy/resolve(_:)`` answered and its answer. Keyed by everything the
+/// answer depends on, so a copy of the policy changed since cannot be given a stale one.
+final class ResolutionMemo: Sendable, Equatable {
+    struct Question: Equatable {
+        var paths: [CgroupPath]
+        var workloads: [WorkloadPolicy]
+        var defaultRule: WorkloadRule
+    }
+    private let last = Mutex<(question: Question, answer: [CgroupPath: ResolvedWorkload])?>(nil)
+
+    func answer(_ question: Question, _ compute: () -> [CgroupPath: ResolvedWorkload]) -> [CgroupPath: ResolvedWorkload] {
+        if let kept = last.withLock({ $0 }), kept.question == question { return kept.answer }
+        let answer = compute()
+        last.withLock { $0 = (question, answer) }
+        return answer
+    }
+
+    static func == (a: ResolutionMemo, b: ResolutionMemo) -> Bool { true }
 }
 
 /// The workload a group falls under, and the group whose path matched (nil: the default).
