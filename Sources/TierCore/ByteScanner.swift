@@ -6,12 +6,17 @@ enum ByteScanner {
     /// Calls `body` with each line's bytes (without the newline).
     @inline(__always)
     static func forEachLine(_ all: UnsafeBufferPointer<UInt8>, _ body: (UnsafeBufferPointer<UInt8>) -> Void) {
+        scanLines(all) { body($0); return true }
+    }
+
+    /// Calls `body` with each non-empty line of `all` while it returns true.
+    static func scanLines(_ all: UnsafeBufferPointer<UInt8>, while body: (UnsafeBufferPointer<UInt8>) -> Bool) {
         var start = 0
         for index in 0..<all.count where all[index] == newline {
-            if index > start { body(UnsafeBufferPointer(rebasing: all[start..<index])) }
+            if index > start && !body(UnsafeBufferPointer(rebasing: all[start..<index])) { return }
             start = index + 1
         }
-        if start < all.count { body(UnsafeBufferPointer(rebasing: all[start..<all.count])) }
+        if start < all.count { _ = body(UnsafeBufferPointer(rebasing: all[start..<all.count])) }
     }
 
     /// Runs `body` over the UTF-8 bytes of `text` (no copy for native strings).

@@ -52,16 +52,20 @@ public enum KernelText {
 
     public static func numaStat(bytes: UnsafeBufferPointer<UInt8>) -> NumaStat {
         var stat = NumaStat()
-        ByteScanner.forEachLine(bytes) { line in
-            // Only two of the ~35 items matter: look at the item name before splitting the line.
-            guard line.count > 5, line[4] == ByteScanner.space else { return }
+        var seen = (anon: false, file: false)
+        // Only two of the ~35 items matter, and the kernel prints them first: look at the item
+        // name before splitting a line, and stop once both are read.
+        ByteScanner.scanLines(bytes) { line in
+            guard line.count > 5, line[4] == ByteScanner.space else { return true }
             let item = UnsafeBufferPointer(rebasing: line[0..<4])
             let isAnon = ByteScanner.equals(item, "anon")
-            guard isAnon || ByteScanner.equals(item, "file") else { return }
+            guard isAnon || ByteScanner.equals(item, "file") else { return true }
             ByteScanner.forEachField(UnsafeBufferPointer(rebasing: line[5...])) { field in
                 guard let (node, bytes) = ByteScanner.nodeValue(field), bytes <= maxBytes else { return }
                 if isAnon { stat.set(anon: bytes, node: node) } else { stat.set(file: bytes, node: node) }
             }
+            if isAnon { seen.anon = true } else { seen.file = true }
+            return !(seen.anon && seen.file)
         }
         return stat
     }
@@ -108,30 +112,23 @@ public enum KernelText {
     /// ```
     /// - Returns: (total, free) in bytes, or nil if either line is missing.
     public static func nodeMeminfo(_ text: String) -> (total: UInt64, free: UInt64)? {
-        var total: UInt64?, free: UInt64?
-        for line in lines(text) {
-            let fields = line.split(separator: " ")
-            guard fields.count >= 4, let kib = UInt64(fields[3]), kib <= maxBytes / 1024 else { continue }
-            switch fields[2] {
-            case "MemTotal:": total = kib * 1024
-            case "MemFree:": free = kib * 1024
-            default: break
-            }
+        ByteScanner.withBytes(text) { bytes in
+            guard let total = nodeMeminfoValue("MemTotal:", bytes), let free = nodeMeminfoValue("MemFree:", bytes) else { return nil }
+            return (total, free)
         }
-        guard let total, let free else { return nil }
-        return (total, free)
     }
 
     /// `MemFree` of a node's meminfo in bytes, found without splitting the rest into lines and
     /// fields: the free-DRAM watch reads it ten times a second, and the full parse was nearly all
     /// of what the watch cost an idle tierd (the watch hands over the bytes of a kept-open file).
     public static func nodeMemFree(_ text: String) -> UInt64? {
-        var text = text
-        return text.withUTF8 { nodeMemFree(bytes: $0) }
+        ByteScanner.withBytes(text) { nodeMemFree(bytes: $0) }
     }
 
-    public static func nodeMemFree(bytes: UnsafeBufferPointer<UInt8>) -> UInt64? {
-        let label: StaticString = "MemFree:"
+    public static func nodeMemFree(bytes: UnsafeBufferPointer<UInt8>) -> UInt64? { nodeMeminfoValue("MemFree:", bytes) }
+
+    /// The kB figure after `label` ("MemFree:") in a node's meminfo, in bytes.
+    static func nodeMeminfoValue(_ label: StaticString, _ bytes: UnsafeBufferPointer<UInt8>) -> UInt64? {
         guard let start = ByteScanner.firstIndex(of: label, in: bytes) else { return nil }
         var kib: UInt64 = 0, digits = 0
         for byte in bytes[(start + label.utf8CodeUnitCount)...] {
@@ -215,18 +212,26 @@ public enum KernelText {
     ///               high:  380
     /// ```
     public static func zoneWatermarks(_ zoneinfo: String) -> [Int: NodeWatermark] {
+        ByteScanner.withBytes(zoneinfo, zoneWatermarks(bytes:))
+    }
+
+    /// The zoneinfo of a large host runs to thousands of lines, read every tick: lines are looked
+    /// at as bytes, and only those whose first word starts with `h` are split.
+    public static func zoneWatermarks(bytes: UnsafeBufferPointer<UInt8>) -> [Int: NodeWatermark] {
         var marks: [Int: NodeWatermark] = [:]
         var node: Int?
-        for line in lines(zoneinfo) {
-            if line.hasPrefix("Node ") {
-                let id = line.dropFirst(5).prefix { $0 != "," }
-                node = Int(id).flatMap { $0 >= 0 && $0 <= NodeSet.maxNodeID ? $0 : nil }
-                continue
+        ByteScanner.forEachLine(bytes) { line in
+            if line.count > 5, ByteScanner.equals(UnsafeBufferPointer(rebasing: line[0..<5]), "Node ") {
+                let id = UnsafeBufferPointer(rebasing: line[5...].prefix { $0 != UInt8(ascii: ",") })
+                node = ByteScanner.uint64(id).flatMap { $0 <= UInt64(NodeSet.maxNodeID) ? Int($0) : nil }
+                return
             }
-            let fields = line.split(separator: " ")
-            guard let node, fields.count == 2, let pages = UInt64(fields[1]), pages <= maxBytes / 4096 else { continue }
-            if fields[0] == "high" { marks[node, default: NodeWatermark()].high += pages }
-            else if fields[0] == "high:" { marks[node, default: NodeWatermark()].perCPUListsHigh += pages }
+            guard let node, let first = line.firstIndex(where: { $0 != ByteScanner.space }), line[first] == UInt8(ascii: "h") else { return }
+            var fields: [UnsafeBufferPointer<UInt8>] = []
+            ByteScanner.forEachField(line) { if fields.count < 3 { fields.append($0) } }
+            guard fields.count == 2, let pages = ByteScanner.uint64(fields[1]), pages <= maxBytes / 4096 else { return }
+            if ByteScanner.equals(fields[0], "high") { marks[node, default: NodeWatermark()].high += pages }
+            else if ByteScanner.equals(fields[0], "high:") { marks[node, default: NodeWatermark()].perCPUListsHigh += pages }
         }
         return marks
     }

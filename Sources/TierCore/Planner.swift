@@ -290,6 +290,8 @@ public enum Planner {
                              _ now: Instant) -> [CgroupPath: (some: Double, full: Double)] {
         var shares: [CgroupPath: (some: Double, full: Double)] = [:]
         var totals: [CgroupPath: (some: UInt64, full: UInt64, at: Instant)] = [:]
+        shares.reserveCapacity(snapshot.groups.count)
+        totals.reserveCapacity(snapshot.groups.count)
         for group in snapshot.groups {
             let last = state.pressureTotals[group.path]
             if snapshot.carried.contains(group.path) {
