@@ -43,11 +43,18 @@ struct FuzzTarget: Sendable {
             }
             _ = KernelText.memsAllowed(status: text)
         },
-        FuzzTarget(name: "meminfo", seeds: ["guest-3node/sys/devices/system/node/node0/meminfo", "guest-3node/sys/devices/system/node/node0/distance"]) { bytes in
+        FuzzTarget(name: "meminfo", seeds: ["guest-3node/sys/devices/system/node/node0/meminfo", "guest-3node/sys/devices/system/node/node0/distance",
+                                            "guest-3node/proc/zoneinfo"]) { bytes in
             let text = String(decoding: bytes, as: UTF8.self)
-            if let (total, free) = KernelText.nodeMeminfo(text) { _ = total &- free }
-            _ = KernelText.nodeMemFree(text)
+            if let (total, free) = KernelText.nodeMeminfo(text) {
+                _ = total &- free
+                claim(KernelText.nodeMemFree(text) == free, "MemFree read alone differs from the full parse")
+            }
             _ = KernelText.distances(text)
+            for (node, mark) in KernelText.zoneWatermarks(text) {
+                claim(node >= 0 && node <= NodeSet.maxNodeID, "a zoneinfo node id out of range")
+                _ = mark.high &+ mark.perCPUListsHigh
+            }
         },
         FuzzTarget(name: "mountinfo", seeds: ["guest-3node/proc/self/mountinfo", "guest-pod/proc/self/mountinfo"]) { bytes in
             let text = String(decoding: bytes, as: UTF8.self)
