@@ -133,11 +133,11 @@ public struct RootedHostFiles: HostFiles {
 
     /// Reads `fd` from where it stands into `buffer`: the bytes filled, and whether that is the
     /// whole file. A read that returns less than asked ends the file when the next line could
-    /// not have been what stopped it: cgroupfs, sysfs and procfs files are seq_files, which fill a
-    /// read from a buffer of at least a page and stop short of it only at the end or when a
-    /// record does not fit (the lines of the files tierd reads are far shorter than
-    /// ``lineAllowance``); a regular file stops short only at its end. That spares the read that
-    /// returns 0 for most of a tick's files.
+    /// not have been what stopped it: cgroup files are seq_files, which fill a read from a buffer
+    /// of at least a page and stop short of it only at the end or when a record does not fit
+    /// (the records of the cgroup files `visitDirectory` reads — a pid, or the whole file — are
+    /// shorter than ``lineAllowance`` or alone); a regular file stops short only at its end. That
+    /// spares the read that returns 0 for most of a tick's files.
     static func readWhole(_ fd: Int32, into buffer: UnsafeMutableBufferPointer<UInt8>) -> (filled: Int, complete: Bool) {
         var filled = 0
         while filled < buffer.count {

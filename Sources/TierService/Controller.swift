@@ -283,7 +283,7 @@ public final class TierController {
             "vanished": .int(Int64(snapshot.vanishedWhileReading)),
             "cpu_user_s": .double(cpu.user), "cpu_system_s": .double(cpu.system),
             "demoted_cold_total": .bytes(ledger.demotedByMode[.cold] ?? 0), "demoted_task_total": .bytes(ledger.demotedByMode[.task] ?? 0),
-            "lost_total": .bytes(ledger.lostTotal),
+            "lost_total": .bytes(ledger.lostTotal), "slow_tier_dropped_total": .bytes(ledger.slowTierDroppedTotal),
         ]) }
         logOutcomes(outcomes, event: "action", elapsed: elapsed)
         var current: [CgroupPath: String] = [:]

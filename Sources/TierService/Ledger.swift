@@ -15,9 +15,11 @@ public struct MoveLedger: Sendable, Equatable {
     public var demotedByMode: [DemotionMode: UInt64] = [:]
     /// Bytes promoted back to DRAM for opted-in workloads (their newly hot pages).
     public var promotedForOptedIn: UInt64 = 0
-    /// Bytes the kernel's reclaim took in `cold` demotions and did not demote: discarded or
-    /// swapped. Must stay zero.
+    /// Bytes `cold` demotions' reclaim took and did not demote while the group went to swap (or
+    /// swap could not be seen). Must stay zero.
     public var lostTotal: UInt64 = 0
+    /// The slow tier's page cache `cold` demotions' reclaim dropped (it has nowhere to demote to).
+    public var slowTierDroppedTotal: UInt64 = 0
     /// Task results by code ("moved", "exited", "mempolicy", ...).
     public var taskResults: [String: UInt64] = [:]
     /// Planner skips by reason code.
@@ -49,6 +51,7 @@ public struct MoveLedger: Sendable, Equatable {
                 if action.direction == .demote { demotedByMode[action.mechanism.mode, default: 0] += moved }
             }
             lostTotal += outcome.lostBytes
+            slowTierDroppedTotal += outcome.slowTierDroppedBytes
             for task in outcome.tasks { taskResults[task.result.code, default: 0] += 1 }
         }
     }

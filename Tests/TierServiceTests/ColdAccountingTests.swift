@@ -1,0 +1,39 @@
+import Testing
+import TierCore
+import TierLinux
+import TierService
+import TierTestSupport
+
+/// What a `cold` demotion's requests took and did not demote is counted apart by kind, in the
+/// daemon's ledger (the journal's tick totals) and in `/metrics`: lost (the group went to swap,
+/// or swap could not be seen), the slow tier's dropped page cache, and the kernel's own losses.
+struct ColdAccountingTests {
+    func outcome(demoted: UInt64, lost: UInt64 = 0, slowTierDropped: UInt64 = 0, kernelLost: UInt64 = 0) -> ActionOutcome {
+        var action = MigrationAction(group: CgroupPath("test.slice/batch"), workload: "batch", direction: .demote, pids: [700],
+                                     from: NodeSet([0]), to: [1], bytes: 64 << 20, mempolicy: .respect, reason: "test")
+        action.mechanism = .kernelReclaim(argument: "swappiness=max")
+        var outcome = ActionOutcome(action: action, tasks: [])
+        outcome.reclaimedBytes = demoted
+        outcome.lostBytes = lost
+        outcome.slowTierDroppedBytes = slowTierDropped
+        outcome.kernelLostBytes = kernelLost
+        return outcome
+    }
+
+    @Test func eachKindIsCountedApart() {
+        let outcomes = [outcome(demoted: 32 << 20, slowTierDropped: 663_552), outcome(demoted: 8 << 20, lost: 4096, kernelLost: 8192)]
+        var ledger = MoveLedger()
+        ledger.recordMoves(outcomes)
+        #expect(ledger.lostTotal == 4096)
+        #expect(ledger.slowTierDroppedTotal == 663_552)
+        #expect(ledger.demotedByMode[.cold] == 40 << 20)
+
+        let metrics = TierMetrics()
+        metrics.recordMoves(outcomes)
+        let text = metrics.text()
+        #expect(MetricsText.sum(text, family: "tierd_reclaim_lost_bytes_total") == 4096)
+        #expect(MetricsText.sum(text, family: "tierd_reclaim_slow_tier_dropped_bytes_total") == 663_552)
+        #expect(MetricsText.sum(text, family: "tierd_kernel_reclaim_lost_bytes_total") == 8192)
+        #expect(MetricsText.sum(text, family: "tierd_moved_bytes_total", label: "mode=\"cold\"") == Double(40 << 20))
+    }
+}
