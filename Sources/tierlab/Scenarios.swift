@@ -412,6 +412,15 @@ enum Scenarios {
         if let slowTierDropped { result.figures["slow_tier_dropped_bytes"] = slowTierDropped }
         let used = coldBytes.map { $0 > 0 } ?? false
         let kernelDemoted = lab.kernelMovedPages(protectedGroup).demoted
+        // Which reclaim demoted the batch job's pages (its hot ones included): tierd's requests
+        // count as proactive on 7.3 and as direct on 6.12, kswapd's as background.
+        let batchGroup = protectedGroup.replacingOccurrences(of: "/protected", with: "/batch")
+        if let text = try? lab.files.read(lab.cgroupDir(batchGroup) + "/memory.stat") {
+            let stat = KernelText.memoryStat(text)
+            result.figures["batch_pgdemote_kswapd_pages"] = Double(stat.background.demoted)
+            result.figures["batch_pgdemote_direct_pages"] = Double(stat.direct.demoted)
+            result.figures["batch_pgdemote_proactive_pages"] = Double(stat.proactive.demoted)
+        }
         let low = (try? lab.files.read(lab.cgroupDir(protectedGroup) + "/memory.low"))?.trimmingCharacters(in: .whitespacesAndNewlines) ?? "?"
         let shieldEvents = tierd.events("shield").count
         result.figures["protected_kernel_demoted_pages"] = Double(kernelDemoted)
