@@ -33,9 +33,9 @@ struct ColdModeTests {
 
     static let policy = "workloads:\n  - {name: batch, match: [test.slice/batch], demote: allowed}\n"
 
-    @Test func coldIsTheDefaultAndUsesTheKernelsAnonOnlyArgument() throws {
+    @Test func coldIsTheDefaultAndAsksForAnonymousMemoryFirst() throws {
         kernel(demotion: true, release: "7.3.4+deb13-amd64")
-        #expect(try choice() == MechanismChoice(.kernelReclaim(argument: "swappiness=max")))
+        #expect(try choice() == MechanismChoice(.kernelReclaim(argument: "swappiness=200")))
         kernel(demotion: true, release: "6.12.95+deb12-amd64")
         #expect(try choice() == MechanismChoice(.kernelReclaim(argument: "swappiness=200")))
     }
@@ -75,7 +75,7 @@ struct ColdModeTests {
         #expect(old.mechanism == .taskMoves)
         #expect(old.fallback?.contains("whatever the cpuset") == true)
         kernel(demotion: true, release: "6.16.1")
-        #expect(try choice().mechanism == .kernelReclaim(argument: "swappiness=max"))
+        #expect(try choice().mechanism == .kernelReclaim(argument: "swappiness=200"))
     }
 
     @Test func aGroupWithChildrenOrAWorkloadThatLostPagesDemotesByTask() throws {
@@ -94,7 +94,7 @@ struct ColdModeTests {
         state.coldRefused[CgroupPath("test.slice/batch")] = ([700], "bound")
         #expect(try choice(state: state) == MechanismChoice(.taskMoves, fallback: "bound"))
         state.coldRefused[CgroupPath("test.slice/batch")] = ([700, 702], "bound")
-        #expect(try choice(state: state).mechanism == .kernelReclaim(argument: "swappiness=max"))
+        #expect(try choice(state: state).mechanism == .kernelReclaim(argument: "swappiness=200"))
     }
 
     @Test func thePlannedDemotionCarriesTheMechanism() throws {
@@ -103,7 +103,7 @@ struct ColdModeTests {
         let snapshot = try SnapshotCollector(files: RootedHostFiles(root: tree.root)).collect(selection: .auto)
         let (plan, _) = Planner.plan(snapshot: snapshot, policy: policy, state: ControllerState(), now: Instant(.seconds(10)))
         let demotion = try #require(plan.actions.first { $0.direction == .demote })
-        #expect(demotion.mechanism == .kernelReclaim(argument: "swappiness=max"))
+        #expect(demotion.mechanism == .kernelReclaim(argument: "swappiness=200"))
         #expect(demotion.description.contains("coldest pages, memory.reclaim"))
     }
 
