@@ -279,10 +279,10 @@ public enum Planner {
 
     /// What asks `memory.reclaim` for anonymous memory first: `swappiness=200`, the
     /// multi-generational LRU's anon-first value, on every kernel cold mode runs on. 7.3 also
-    /// takes `swappiness=max` (anon only, 6.15 on), but with it the batch job's hot set in the lab
-    /// fell to 67.9 % and 78.7 % in DRAM in two of three runs, all of it demoted by the requests;
-    /// with 200 it stayed at 100 % (docs/DESIGN.md). Neither keeps a request off the slow tier's
-    /// page cache: a node with nowhere to demote to and no swap has only page cache to give.
+    /// takes `swappiness=max` (anon only, 6.15 on); in the lab neither argument kept the batch job's
+    /// hot set in DRAM on every 7.3 run (docs/DESIGN.md), and 200 is what 6.12 always held it with.
+    /// Neither keeps a request off the slow tier's page cache: a node with nowhere to demote to and
+    /// no swap has only page cache to give.
     static let anonFirstArgument = "swappiness=200"
 
     /// The share of time each group stalled since it was last read, from cumulative PSI totals.

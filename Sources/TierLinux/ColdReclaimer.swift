@@ -42,7 +42,7 @@ extension TaskMigrator {
         let clock = ContinuousClock()
         var remaining = action.bytes
         // One request's counters after are the next one's before: memory.stat is read once per step.
-        var last = counters(dir)
+        var last = files.coldReclaimCounters(groupDirectory: dir)
         while remaining > 0 {
             if deadline?.passed == true && outcome.reclaimedBytes > 0 { break }
             let asked = min(remaining, ColdReclaim.requestBytes)
@@ -51,7 +51,7 @@ extension TaskMigrator {
             var refusal: HostFileError?
             do { try files.write(dir + "/memory.reclaim", ColdReclaim.request(bytes: asked, argument: argument)) } catch { refusal = error }
             outcome.syscallDuration += clock.now - started
-            guard let after = counters(dir) else { break }
+            guard let after = files.coldReclaimCounters(groupDirectory: dir) else { break }
             last = after
             let step = ColdReclaim.step(before: before, after: after)
             outcome.reclaimedBytes += step.demotedPages * pageSize
@@ -67,11 +67,13 @@ extension TaskMigrator {
         }
         return outcome
     }
+}
 
-    /// The group's `memory.stat` and `memory.swap.current`; nil if the group is gone.
-    func counters(_ dir: String) -> ColdReclaim.Counters? {
-        guard let stat = (try? files.read(dir + "/memory.stat")).map(KernelText.memoryStat) else { return nil }
-        let swap = (try? files.read(dir + "/memory.swap.current")).flatMap { UInt64($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
-        return ColdReclaim.Counters(stat: stat, swapBytes: swap)
+extension HostFiles {
+    /// The counters a `cold` request is judged by: the group's `memory.stat` and
+    /// `memory.swap.current` (nil without swap accounting); nil if the group is gone.
+    public func coldReclaimCounters(groupDirectory dir: String) -> ColdReclaim.Counters? {
+        guard let stat = (try? read(dir + "/memory.stat")).map(KernelText.memoryStat) else { return nil }
+        return ColdReclaim.Counters(stat: stat, swapBytes: (try? read(dir + "/memory.swap.current")).flatMap(ByteTrim.uint64))
     }
 }

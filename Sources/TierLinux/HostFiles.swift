@@ -146,14 +146,13 @@ public struct RootedHostFiles: HostFiles {
             if n < 0 { if errno == EINTR { continue }; return (filled, false) }
             if n == 0 { return (filled, true) }
             filled += n
-            if n < asked && filled + lineAllowance <= pageSize { return (filled, true) }
+            if n < asked && filled + lineAllowance <= Int(TaskMigrator.systemPageSize) { return (filled, true) }
         }
         return (filled, false)
     }
 
     /// Room a seq_file read would have left for one more line (a pid, a PSI line) had there been one.
     static let lineAllowance = 256
-    static let pageSize = Int(sysconf(Int32(_SC_PAGESIZE)))
 
     static func readAll(_ fd: Int32, _ path: String, prefix: [UInt8]) throws(HostFileError) -> String {
         var bytes = prefix

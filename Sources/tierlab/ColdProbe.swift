@@ -25,10 +25,7 @@ extension Scenarios {
         // 1. The kernel's LRU: memory.reclaim with demotion on.
         lab.kernelTiering(demotion: true, numaBalancing: 0)
         if let (job, group) = coldProbeJob(lab, name: "reclaim") {
-            let stat = {
-                ColdReclaim.Counters(stat: (try? lab.files.read(lab.cgroupDir(group) + "/memory.stat")).map(KernelText.memoryStat) ?? MemoryStat(),
-                                     swapBytes: (try? lab.files.read(lab.cgroupDir(group) + "/memory.swap.current")).flatMap { UInt64($0.trimmingCharacters(in: .whitespacesAndNewlines)) })
-            }
+            let stat = { lab.files.coldReclaimCounters(groupDirectory: lab.cgroupDir(group)) ?? ColdReclaim.Counters(stat: MemoryStat(), swapBytes: nil) }
             let before = stat(), dramBefore = lab.numaStat(group).bytes(on: 0)
             let rawBefore = coldProbeCounters(lab, group)
             let started = monotonic()

@@ -243,8 +243,12 @@ final class GuestLab {
         (try? files.read(cgroupDir(group) + "/memory.numa_stat")).map(KernelText.numaStat) ?? NumaStat()
     }
 
+    func memoryStat(_ group: String) -> MemoryStat? {
+        (try? files.read(cgroupDir(group) + "/memory.stat")).map(KernelText.memoryStat)
+    }
+
     func kernelMovedPages(_ group: String) -> (demoted: UInt64, promoted: UInt64) {
-        let stat = (try? files.read(cgroupDir(group) + "/memory.stat")).map(KernelText.memoryStat) ?? MemoryStat()
+        let stat = memoryStat(group) ?? MemoryStat()
         return (stat.pagesDemotedByKernel, stat.pagesPromotedByKernel)
     }
 

@@ -310,7 +310,7 @@ enum Scenarios {
         // achieves in this guest under the same load (both jobs still running, the protected job
         // writing every page): it moves the protected job out and back. The idle rate is reported too.
         result.checks += endpointChecks(lab, tierd, name: name, groups: [batchGroup, protectedGroup])
-        if cold { result.checks += coldChecks(lab, tierd, batch: batch, protectedGroup: protectedGroup, t0: t0, result: &result) }
+        if cold { result.checks += coldChecks(lab, tierd, batch: batch, batchGroup: batchGroup, protectedGroup: protectedGroup, t0: t0, result: &result) }
         if !cold && launch == .host && variant == nil { result.checks.append(demotionOffCheck(lab, tierd, batchGroup: batchGroup)) }
         if launch != .host { result.checks += podLifeChecks(lab, tierd, name: name, opted: batchGroup) }
         if launch == .pod { result.checks += seccompRefusalChecks(lab) }
@@ -395,7 +395,7 @@ enum Scenarios {
                      detail: String(format: "%@; demoted by task %.1f MiB, by cold %.1f MiB", modeLine, (task ?? 0) / mib, cold / mib))
     }
 
-    static func coldChecks(_ lab: GuestLab, _ tierd: TierdRun, batch: Load, protectedGroup: String, t0: Double,
+    static func coldChecks(_ lab: GuestLab, _ tierd: TierdRun, batch: Load, batchGroup: String, protectedGroup: String, t0: Double,
                            result: inout ScenarioResult) -> [Check] {
         let allocated = batch.allocatedAt() ?? .infinity
         let reports = batch.samples().filter { $0.t >= allocated }.map { LabClaims.Sample(seconds: $0.t - t0, share: $0.hotShare) }
@@ -414,9 +414,7 @@ enum Scenarios {
         let kernelDemoted = lab.kernelMovedPages(protectedGroup).demoted
         // Which reclaim demoted the batch job's pages (its hot ones included): tierd's requests
         // count as proactive on 7.3 and as direct on 6.12, kswapd's as background.
-        let batchGroup = protectedGroup.replacingOccurrences(of: "/protected", with: "/batch")
-        if let text = try? lab.files.read(lab.cgroupDir(batchGroup) + "/memory.stat") {
-            let stat = KernelText.memoryStat(text)
+        if let stat = lab.memoryStat(batchGroup) {
             result.figures["batch_pgdemote_kswapd_pages"] = Double(stat.background.demoted)
             result.figures["batch_pgdemote_direct_pages"] = Double(stat.direct.demoted)
             result.figures["batch_pgdemote_proactive_pages"] = Double(stat.proactive.demoted)
