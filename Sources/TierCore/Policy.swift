@@ -112,6 +112,11 @@ public struct ControllerSettings: Sendable, Equatable {
     /// Run a tick's promotions and demotions side by side on two threads (see `MoveLanes`);
     /// off, one thread runs them in plan order and at most one CPU moves at a time.
     public var parallelMoves = true
+    /// What tierd does with the kernel's NUMA balancing while it runs.
+    public var numaBalancing: NumaBalancingChoice = .leave
+    /// With `numaBalancing` `tiering`: the most the kernel's promotion of hot pages moves, in bytes
+    /// per second (the kernel takes whole MiB per second).
+    public var hotPromotionRate: UInt64 = 64 << 20
 
     public init(interval: Duration = .seconds(2), dramLowFree: Double = 0.10, dramHighFree: Double = 0.20,
                 rateLimit: UInt64 = 512 << 20, psiStall: Duration = .milliseconds(150), psiWindow: Duration = .seconds(1),

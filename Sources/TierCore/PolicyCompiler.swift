@@ -187,7 +187,8 @@ private struct Compiler {
     }
 
     func controllerSettings(_ node: Node) throws -> ControllerSettings {
-        let map = try mapping(node, "controller", allowed: ["interval", "idle_interval", "dram", "rate_limit", "psi_trigger", "mover_nice", "demotion_per_tick", "move_on_task_cpu", "parallel_moves"])
+        let map = try mapping(node, "controller", allowed: ["interval", "idle_interval", "dram", "rate_limit", "psi_trigger", "mover_nice", "demotion_per_tick", "move_on_task_cpu", "parallel_moves",
+                                                          "numa_balancing", "hot_promotion_rate"])
         var settings = ControllerSettings()
         if let entry = map["interval"] {
             let interval = try parsed(entry.value, "controller.interval", Quantity.parseDuration)
@@ -251,6 +252,23 @@ private struct Compiler {
         if let entry = map["parallel_moves"] {
             guard let value = entry.value.bool else { throw fail(entry.value, "controller.parallel_moves", "expected true or false") }
             settings.parallelMoves = value
+        }
+        if let entry = map["numa_balancing"] {
+            let text = try string(entry.value, "controller.numa_balancing")
+            guard let choice = NumaBalancingChoice(rawValue: text) else {
+                throw fail(entry.value, "controller.numa_balancing",
+                           "'\(text)' is not `leave` (the host's setting), `off` or `tiering` (the kernel promotes hot slow pages)")
+            }
+            settings.numaBalancing = choice
+        }
+        if let entry = map["hot_promotion_rate"] {
+            settings.hotPromotionRate = try parsed(entry.value, "controller.hot_promotion_rate", Quantity.parseRate)
+            guard settings.hotPromotionRate >= 1 << 20 else {
+                throw fail(entry.value, "controller.hot_promotion_rate", "must be at least 1MiB/s (the kernel counts whole MiB per second)")
+            }
+            guard settings.numaBalancing == .tiering else {
+                throw fail(entry.value, "controller.hot_promotion_rate", "applies only with `numa_balancing: tiering`")
+            }
         }
         if let entry = map["psi_trigger"] {
             let psi = try mapping(entry.value, "controller.psi_trigger", allowed: ["stall", "window"])

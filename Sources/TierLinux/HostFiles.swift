@@ -242,6 +242,10 @@ public enum KernelPaths {
     public static let memoryTiering = "/sys/devices/virtual/memory_tiering"
     public static let demotionEnabled = "/sys/kernel/mm/numa/demotion_enabled"
     public static let numaBalancing = "/proc/sys/kernel/numa_balancing"
+    /// The file of a kernel setting tierd may own: its sysctl name with dots as slashes.
+    public static func setting(_ setting: KernelSetting) -> String {
+        "/proc/sys/" + String(setting.rawValue.map { $0 == "." ? "/" : $0 })
+    }
     /// `uname -r`: what a kernel can do that older ones could not is read from its release.
     public static let kernelRelease = "/proc/sys/kernel/osrelease"
     /// DAMON's sysfs interface: `nr_kdamonds`, and `N/state` ("on" or "off") for each context.

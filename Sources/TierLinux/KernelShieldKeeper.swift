@@ -7,7 +7,8 @@ import TierCore
 /// Carries out `KernelShield`: raises `memory.low` where the core asks, never below what the group
 /// had, and puts every value back when the group no longer needs it, when tierd stops, and — from
 /// the file it keeps them in — when a tierd that died is started again. Each group's value from
-/// before tierd touched it is written to the file before the group is raised.
+/// before tierd touched it is written to the file before the group is raised. The kernel settings
+/// tierd owns (`KernelSetting`) are kept the same way, in the same file.
 public final class KernelShieldKeeper: @unchecked Sendable {
     let collector: SnapshotCollector
     /// Where the values from before are kept (nil: kept in memory only, as in a one-shot run).
@@ -17,6 +18,8 @@ public final class KernelShieldKeeper: @unchecked Sendable {
     private var originals: [String: String] = [:]
     /// What tierd last wrote, by group.
     private var applied: [CgroupPath: UInt64] = [:]
+    /// Kernel settings as they were before tierd set them, by sysctl name, as the kernel wrote them.
+    private var settingOriginals: [String: String] = [:]
 
     public init(collector: SnapshotCollector, stateFile: String?) {
         self.collector = collector; self.stateFile = stateFile
@@ -25,6 +28,8 @@ public final class KernelShieldKeeper: @unchecked Sendable {
     /// What one pass did.
     public struct Report: Sendable, Equatable {
         public var raised = 0, restored = 0, failed = 0
+        /// Kernel settings put back (by `restoreLeftovers` and `restoreAll`), as `name=value`.
+        public var settingsRestored: [String] = []
         public init() {}
     }
 
@@ -38,8 +43,48 @@ public final class KernelShieldKeeper: @unchecked Sendable {
         guard let stateFile, let data = Self.readWhole(stateFile),
               let saved = try? JSONDecoder().decode([String: [String: String]].self, from: data) else { return Report() }
         originals = saved["memory.low"] ?? [:]
-        let report = restore(Set(originals.keys))
+        settingOriginals = saved["sysctl"] ?? [:]
+        var report = restore(Set(originals.keys))
+        report.settingsRestored = restoreSettings(Set(settingOriginals.keys)).restored
         persist()
+        return report
+    }
+
+    /// What one pass over the kernel settings did, each as `name=value`.
+    public struct SettingsReport: Sendable, Equatable {
+        /// Set now, with the value found: `kernel.numa_balancing=2 (was 1)`.
+        public var set: [String] = []
+        public var restored: [String] = []
+        /// By sysctl name: why it could not be read or written.
+        public var failed: [String: String] = [:]
+        public init() {}
+    }
+
+    /// Sets each setting of `wanted` that differs, keeping the value it had first (on disk before
+    /// the write), and puts back the ones tierd set that are no longer wanted.
+    @discardableResult
+    public func own(_ wanted: [KernelSetting: String]) -> SettingsReport {
+        lock.lock(); defer { lock.unlock() }
+        var report = restoreSettings(Set(settingOriginals.keys).subtracting(wanted.keys.map(\.rawValue)))
+        for (setting, value) in wanted.sorted(by: { $0.key.rawValue < $1.key.rawValue }) {
+            let file = KernelPaths.setting(setting)
+            let current: String
+            do { current = try collector.files.read(file).trimmingCharacters(in: .whitespacesAndNewlines) } catch {
+                report.failed[setting.rawValue] = "cannot read \(file): \(error)"
+                continue
+            }
+            guard current != value else { continue }
+            if settingOriginals[setting.rawValue] == nil {
+                settingOriginals[setting.rawValue] = current
+                persist()
+            }
+            do {
+                try collector.files.write(file, value)
+                report.set.append("\(setting)=\(value) (was \(current))")
+            } catch {
+                report.failed[setting.rawValue] = "cannot write \(value) to \(file): \(error)"
+            }
+        }
         return report
     }
 
@@ -74,7 +119,8 @@ public final class KernelShieldKeeper: @unchecked Sendable {
     @discardableResult
     public func restoreAll() -> Report {
         lock.lock(); defer { lock.unlock() }
-        let report = restore(Set(originals.keys))
+        var report = restore(Set(originals.keys))
+        report.settingsRestored = restoreSettings(Set(settingOriginals.keys)).restored
         persist()
         return report
     }
@@ -100,12 +146,32 @@ public final class KernelShieldKeeper: @unchecked Sendable {
         return report
     }
 
+    /// Lock held. A setting that cannot be written back stays in the file, for the next start.
+    private func restoreSettings(_ names: Set<String>) -> SettingsReport {
+        var report = SettingsReport()
+        for name in names.sorted() {
+            guard let value = settingOriginals[name], let setting = KernelSetting(rawValue: name) else {
+                settingOriginals[name] = nil
+                continue
+            }
+            do {
+                try collector.files.write(KernelPaths.setting(setting), value)
+                report.restored.append("\(name)=\(value)")
+                settingOriginals[name] = nil
+            } catch {
+                report.failed[name] = "cannot put \(value) back: \(error)"
+            }
+        }
+        if !names.isEmpty { persist() }
+        return report
+    }
+
     /// Lock held. Written whole to a temporary file, then renamed over the old one, with the plain
     /// calls the DaemonSet's seccomp profile allows (open, write, rename, unlink, mkdir).
     private func persist() {
         guard let stateFile else { return }
-        if originals.isEmpty { unlink(stateFile); return }
-        guard let data = try? JSONEncoder().encode(["memory.low": originals]) else { return }
+        if originals.isEmpty && settingOriginals.isEmpty { unlink(stateFile); return }
+        guard let data = try? JSONEncoder().encode(["memory.low": originals, "sysctl": settingOriginals]) else { return }
         if let slash = stateFile.lastIndex(of: "/"), slash != stateFile.startIndex { mkdir(String(stateFile[..<slash]), 0o700) }
         let temporary = stateFile + ".new"
         let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)

@@ -49,7 +49,13 @@ public enum StartupChecks {
             findings.append(.init(level: .warning, message:
                 "tierd's own cpuset allows nodes \(allowed) but the slow tier is \(topology.slow): migrate_pages(2) cannot target \(topology.slow.subtracting(allowed)); run tierd in a cgroup whose cpuset.mems includes them"))
         }
-        for mover in collector.kernelMovers().findings {
+        let wanted = KernelSetting.wanted(by: policy.controller)
+        if !wanted.isEmpty {
+            let values = wanted.keys.sorted { $0.rawValue < $1.rawValue }.map { "\($0)=\(wanted[$0]!)" }.joined(separator: ", ")
+            findings.append(.init(level: .info, message:
+                "controller.numa_balancing: \(policy.controller.numaBalancing.rawValue): tierd sets \(values) while it runs\(dryRun ? " (not in a dry run)" : "") and puts back what it found"))
+        }
+        for mover in (dryRun ? collector.kernelMovers() : collector.kernelMovers().owned(by: policy.controller)).findings {
             findings.append(.init(level: .warning, message: "kernel mover: \(mover.text)"))
         }
         if !dryRun, let status = try? files.read(KernelPaths.selfStatus) {

@@ -63,12 +63,18 @@ public struct TierdService: Service {
         migrator.ownMoves = ownMoves
         // A dry run changes nothing, the kernel's settings included.
         let shield = options.dryRun ? nil : KernelShieldKeeper(collector: collector, stateFile: options.stateFile)
-        if let leftover = shield?.restoreLeftovers(), leftover.restored > 0 {
-            logger.notice("put back memory.low of \(leftover.restored) groups that a tierd which did not stop cleanly had raised")
+        if let leftover = shield?.restoreLeftovers() {
+            if leftover.restored > 0 {
+                logger.notice("put back memory.low of \(leftover.restored) groups that a tierd which did not stop cleanly had raised")
+            }
+            for setting in leftover.settingsRestored { logger.notice("put back \(setting), which a tierd that did not stop cleanly had set") }
         }
-        defer { shield?.restoreAll() }
+        defer {
+            for setting in shield?.restoreAll().settingsRestored ?? [] { logger.notice("kernel setting: put back \(setting)") }
+        }
         let controller = TierController(policy: policy, collector: collector, migrator: migrator, logger: logger, journal: journal,
                                         audit: options.audit, shield: shield)
+        controller.ownKernelSettings()
         // Logged with the start-up findings already; the journal gets them here.
         controller.journalKernelMovers(collector.kernelMovers())
         let psi = PressureTriggerWatcher(files: RootedHostFiles(root: options.root),

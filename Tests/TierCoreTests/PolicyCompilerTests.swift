@@ -13,6 +13,8 @@ struct PolicyCompilerTests {
       demotion_per_tick: 256MiB
       move_on_task_cpu: false
       parallel_moves: false
+      numa_balancing: tiering
+      hot_promotion_rate: 128MiB/s
     workloads:
       - name: latency-critical
         match: ["kubepods.slice/kubepods-pod*.slice/**", "system.slice/postgresql.service"]
@@ -40,6 +42,9 @@ struct PolicyCompilerTests {
         #expect(!policy.controller.moveOnTaskCPU)
         #expect(ControllerSettings().moveOnTaskCPU)
         #expect(!policy.controller.parallelMoves && ControllerSettings().parallelMoves)
+        #expect(policy.controller.numaBalancing == .tiering && ControllerSettings().numaBalancing == .leave)
+        #expect(KernelSetting.wanted(by: policy.controller) == [.numaBalancing: "2", .promoteRateLimit: "128"])
+        #expect(KernelSetting.wanted(by: ControllerSettings()).isEmpty)
         #expect(policy.workloads.count == 2)
         let batch = policy.workloads[1].rule
         #expect(batch == WorkloadRule(demote: .allowed, priority: 10, dramFloor: 256 << 20,
@@ -67,6 +72,9 @@ struct PolicyCompilerTests {
         ("controller:\n  demotion_per_tick: 512KiB\n", "t.yaml:2:22: controller.demotion_per_tick: must be at least 1MiB"),
         ("controller:\n  move_on_task_cpu: sometimes\n", "t.yaml:2:21: controller.move_on_task_cpu: expected true or false"),
         ("controller:\n  parallel_moves: 2\n", "t.yaml:2:19: controller.parallel_moves: expected true or false"),
+        ("controller:\n  numa_balancing: on\n", "t.yaml:2:19: controller.numa_balancing: 'on' is not `leave` (the host's setting), `off` or `tiering` (the kernel promotes hot slow pages)"),
+        ("controller:\n  numa_balancing: off\n  hot_promotion_rate: 64MiB/s\n", "t.yaml:3:23: controller.hot_promotion_rate: applies only with `numa_balancing: tiering`"),
+        ("controller:\n  numa_balancing: tiering\n  hot_promotion_rate: 512KiB/s\n", "t.yaml:3:23: controller.hot_promotion_rate: must be at least 1MiB/s (the kernel counts whole MiB per second)"),
         ("controller:\n  mover_nice: -30\n", "t.yaml:2:15: controller.mover_nice: expected a nice value, a whole number from -20 to 19"),
         ("controller:\n  rate_limit: 512MiB\n", "t.yaml:2:15: controller.rate_limit: '512MiB' is not a rate: expected a size per second, such as 256MiB/s"),
         ("controller:\n  psi_trigger: {stall: 150ms, window: 20s}\n", "t.yaml:2:39: controller.psi_trigger.window: the kernel accepts windows from 500ms to 10s"),

@@ -86,4 +86,66 @@ struct KernelShieldTests {
         #expect(low("test.slice/db") == "0" && low("test.slice/pinned") == "0" && low("test.slice") == "0")
         #expect(!FileManager.default.fileExists(atPath: state))
     }
+
+    func setting(_ setting: KernelSetting) -> String? {
+        tree.read(KernelPaths.setting(setting))?.trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
+    func owning(_ yaml: String) throws -> [KernelSetting: String] {
+        KernelSetting.wanted(by: try PolicyCompiler.compile(yaml: yaml, file: "t.yaml").controller)
+    }
+
+    /// `controller.numa_balancing`: what tierd sets, what it keeps on disk first, and what it puts back.
+    @Test func ownedKernelSettingsAreSetKeptOnDiskAndPutBack() throws {
+        let state = tree.root + "/kernel-settings.json"
+        tree.write(KernelPaths.numaBalancing, "1\n")
+        tree.write(KernelPaths.setting(.promoteRateLimit), "65536\n")
+        let keeper = try keeper(state)
+        let tiering = keeper.own(try owning("controller: {numa_balancing: tiering, hot_promotion_rate: 32MiB/s}"))
+        #expect(tiering.set == ["kernel.numa_balancing=2 (was 1)", "kernel.numa_balancing_promote_rate_limit_MBps=32 (was 65536)"])
+        #expect(setting(.numaBalancing) == "2" && setting(.promoteRateLimit) == "32")
+        let saved = try JSONDecoder().decode([String: [String: String]].self, from: Data(contentsOf: URL(fileURLWithPath: state)))
+        #expect(saved["sysctl"] == ["kernel.numa_balancing": "1", "kernel.numa_balancing_promote_rate_limit_MBps": "65536"])
+        // Set already: nothing written. A reload to `off` puts the rate back and keeps the first value found.
+        #expect(keeper.own(try owning("controller: {numa_balancing: tiering, hot_promotion_rate: 32MiB/s}")) == KernelShieldKeeper.SettingsReport())
+        let off = keeper.own(try owning("controller: {numa_balancing: off}"))
+        #expect(off.restored == ["kernel.numa_balancing_promote_rate_limit_MBps=65536"])
+        #expect(off.set == ["kernel.numa_balancing=0 (was 2)"])
+        #expect(setting(.numaBalancing) == "0" && setting(.promoteRateLimit) == "65536")
+        // At stop, the host's own value is back and the file is gone.
+        #expect(keeper.restoreAll().settingsRestored == ["kernel.numa_balancing=1"])
+        #expect(setting(.numaBalancing) == "1")
+        #expect(!FileManager.default.fileExists(atPath: state))
+    }
+
+    @Test func leaveChangesNothingAndAReloadToLeavePutsBack() throws {
+        tree.write(KernelPaths.numaBalancing, "1\n")
+        let keeper = try keeper(nil)
+        #expect(keeper.own(try owning("controller: {numa_balancing: leave}")) == KernelShieldKeeper.SettingsReport())
+        #expect(setting(.numaBalancing) == "1")
+        keeper.own(try owning("controller: {numa_balancing: off}"))
+        #expect(setting(.numaBalancing) == "0")
+        #expect(keeper.own(try owning("workloads: []")).restored == ["kernel.numa_balancing=1"])
+        #expect(setting(.numaBalancing) == "1")
+    }
+
+    /// A tierd killed while it owned NUMA balancing: the next one puts the host's value back first.
+    @Test func aRestartedTierdPutsBackTheSettingsTheKilledOneSet() throws {
+        let state = tree.root + "/kernel-settings.json"
+        tree.write(KernelPaths.numaBalancing, "1\n")
+        try keeper(state).own(try owning("controller: {numa_balancing: off}"))
+        #expect(setting(.numaBalancing) == "0")
+        #expect(try keeper(state).restoreLeftovers().settingsRestored == ["kernel.numa_balancing=1"])
+        #expect(setting(.numaBalancing) == "1")
+        #expect(!FileManager.default.fileExists(atPath: state))
+    }
+
+    /// A kernel built without NUMA balancing: said, and nothing kept.
+    @Test func aSettingTheKernelDoesNotHaveFails() throws {
+        let state = tree.root + "/kernel-settings.json"
+        try FileManager.default.removeItem(atPath: tree.root + KernelPaths.numaBalancing)
+        let report = try keeper(state).own(try owning("controller: {numa_balancing: off}"))
+        #expect(report.set.isEmpty && report.failed.keys.sorted() == ["kernel.numa_balancing"])
+        #expect(!FileManager.default.fileExists(atPath: state))
+    }
 }
