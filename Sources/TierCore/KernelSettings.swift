@@ -14,30 +14,93 @@ public enum NumaBalancingChoice: String, Sendable, Equatable, CaseIterable {
     case tiering
 }
 
-/// A kernel setting tierd owns while `controller.numa_balancing` asks it to: set at start and on
-/// every reload, the value it found kept on disk first, put back when no longer asked for, at stop,
-/// and at the next start after a tierd that died.
+/// What tierd does with the multi-generational LRU's batched clearing of accessed bits (bit
+/// 0x0002 of `/sys/kernel/mm/lru_gen/enabled`: page-table walks while aging, look-around while
+/// evicting) while it runs (`controller.lru_gen_batch_clearing`).
+public enum BatchClearingChoice: String, Sendable, Equatable, CaseIterable {
+    case leave
+    /// Cleared while tierd runs: the LRU checks each page through the reverse map alone.
+    case off
+}
+
+/// A kernel setting tierd owns while the policy asks it to: set at start and on every reload,
+/// the value it found kept on disk first, put back when no longer asked for, at stop, and at the
+/// next start after a tierd that died.
 public enum KernelSetting: String, Sendable, Hashable, CaseIterable, Codable, CustomStringConvertible {
     case numaBalancing = "kernel.numa_balancing"
     case promoteRateLimit = "kernel.numa_balancing_promote_rate_limit_MBps"
+    /// The multi-generational LRU's feature mask (`/sys/kernel/mm/lru_gen/enabled`).
+    case lruGenFeatures = "lru_gen.enabled"
 
     public var description: String { rawValue }
 
+    /// The multi-generational LRU's bit for batched clearing of accessed bits.
+    public static let lruGenBatchClearing: UInt64 = 0x0002
+
     /// The values `settings` asks for; a setting it does not name stays as the host has it.
-    public static func wanted(by settings: ControllerSettings) -> [KernelSetting: String] {
+    public static func wanted(by settings: ControllerSettings) -> [KernelSetting: SettingValue] {
+        var wanted: [KernelSetting: SettingValue] = [:]
         switch settings.numaBalancing {
-        case .leave: [:]
-        case .off: [.numaBalancing: "0"]
-        case .tiering: [.numaBalancing: "2", .promoteRateLimit: String(max(1, settings.hotPromotionRate >> 20))]
+        case .leave: break
+        case .off: wanted[.numaBalancing] = "0"
+        case .tiering:
+            wanted[.numaBalancing] = "2"
+            wanted[.promoteRateLimit] = .exactly(String(max(1, settings.hotPromotionRate >> 20)))
+        }
+        if settings.lruGenBatchClearing == .off { wanted[.lruGenFeatures] = .clearing(lruGenBatchClearing) }
+        return wanted
+    }
+}
+
+/// The value tierd wants a kernel setting to have: a fixed text, or the value found with some
+/// bits of a mask cleared (the kernel writes masks in hex, "0x0007").
+public enum SettingValue: Sendable, Equatable, ExpressibleByStringLiteral, CustomStringConvertible {
+    case exactly(String)
+    case clearing(UInt64)
+
+    public init(stringLiteral value: String) { self = .exactly(value) }
+
+    public var description: String {
+        switch self {
+        case .exactly(let text): text
+        case .clearing(let bits): "without " + Self.hex(bits)
         }
     }
+
+    /// What to write over the value found (`current`, trimmed): nil when it already is what is
+    /// wanted; `.failure` when `current` is not a mask.
+    public func write(over current: String) -> Result<String?, SettingValueError> {
+        switch self {
+        case .exactly(let text): return .success(current == text ? nil : text)
+        case .clearing(let bits):
+            guard let found = Self.mask(current) else { return .failure(SettingValueError(found: current)) }
+            return .success(found & bits == 0 ? nil : Self.hex(found & ~bits))
+        }
+    }
+
+    /// A mask as the kernel prints and parses it: "0x0007", "7".
+    static func mask(_ text: String) -> UInt64? {
+        text.hasPrefix("0x") ? UInt64(text.dropFirst(2), radix: 16) : UInt64(text)
+    }
+
+    static func hex(_ value: UInt64) -> String {
+        let digits = String(value, radix: 16)
+        return "0x" + String(repeating: "0", count: max(0, 4 - digits.count)) + digits
+    }
+}
+
+/// A kernel setting that should be a bit mask and was not.
+public struct SettingValueError: Error, Equatable, CustomStringConvertible {
+    public var found: String
+    public init(found: String) { self.found = found }
+    public var description: String { "'\(found)' is not a bit mask" }
 }
 
 extension KernelMovers {
     /// The movers as they are once tierd has set what `settings` asks for: what start-up warns about.
     public func owned(by settings: ControllerSettings) -> KernelMovers {
         var movers = self
-        if let mode = KernelSetting.wanted(by: settings)[.numaBalancing].flatMap({ Int($0) }) { movers.numaBalancing = mode }
+        if case .exactly(let text) = KernelSetting.wanted(by: settings)[.numaBalancing], let mode = Int(text) { movers.numaBalancing = mode }
         return movers
     }
 }

@@ -117,6 +117,8 @@ public struct ControllerSettings: Sendable, Equatable {
     /// With `numaBalancing` `tiering`: the most the kernel's promotion of hot pages moves, in bytes
     /// per second (the kernel takes whole MiB per second).
     public var hotPromotionRate: UInt64 = 64 << 20
+    /// What tierd does with the multi-generational LRU's batched clearing of accessed bits while it runs.
+    public var lruGenBatchClearing: BatchClearingChoice = .leave
 
     public init(interval: Duration = .seconds(2), dramLowFree: Double = 0.10, dramHighFree: Double = 0.20,
                 rateLimit: UInt64 = 512 << 20, psiStall: Duration = .milliseconds(150), psiWindow: Duration = .seconds(1),

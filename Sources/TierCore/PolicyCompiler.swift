@@ -188,7 +188,7 @@ private struct Compiler {
 
     func controllerSettings(_ node: Node) throws -> ControllerSettings {
         let map = try mapping(node, "controller", allowed: ["interval", "idle_interval", "dram", "rate_limit", "psi_trigger", "mover_nice", "demotion_per_tick", "move_on_task_cpu", "parallel_moves",
-                                                          "numa_balancing", "hot_promotion_rate"])
+                                                          "numa_balancing", "hot_promotion_rate", "lru_gen_batch_clearing"])
         var settings = ControllerSettings()
         if let entry = map["interval"] {
             let interval = try parsed(entry.value, "controller.interval", Quantity.parseDuration)
@@ -269,6 +269,13 @@ private struct Compiler {
             guard settings.numaBalancing == .tiering else {
                 throw fail(entry.value, "controller.hot_promotion_rate", "applies only with `numa_balancing: tiering`")
             }
+        }
+        if let entry = map["lru_gen_batch_clearing"] {
+            let text = try string(entry.value, "controller.lru_gen_batch_clearing")
+            guard let choice = BatchClearingChoice(rawValue: text) else {
+                throw fail(entry.value, "controller.lru_gen_batch_clearing", "'\(text)' is not `leave` (the host's setting) or `off`")
+            }
+            settings.lruGenBatchClearing = choice
         }
         if let entry = map["psi_trigger"] {
             let psi = try mapping(entry.value, "controller.psi_trigger", allowed: ["stall", "window"])

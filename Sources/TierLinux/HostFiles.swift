@@ -242,9 +242,12 @@ public enum KernelPaths {
     public static let memoryTiering = "/sys/devices/virtual/memory_tiering"
     public static let demotionEnabled = "/sys/kernel/mm/numa/demotion_enabled"
     public static let numaBalancing = "/proc/sys/kernel/numa_balancing"
-    /// The file of a kernel setting tierd may own: its sysctl name with dots as slashes.
+    /// The file of a kernel setting tierd may own.
     public static func setting(_ setting: KernelSetting) -> String {
-        "/proc/sys/" + String(setting.rawValue.map { $0 == "." ? "/" : $0 })
+        switch setting {
+        case .numaBalancing, .promoteRateLimit: "/proc/sys/" + String(setting.rawValue.map { $0 == "." ? "/" : $0 })
+        case .lruGenFeatures: lruGenEnabled
+        }
     }
     /// `uname -r`: what a kernel can do that older ones could not is read from its release.
     public static let kernelRelease = "/proc/sys/kernel/osrelease"

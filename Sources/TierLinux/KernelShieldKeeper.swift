@@ -63,7 +63,7 @@ public final class KernelShieldKeeper: @unchecked Sendable {
     /// Sets each setting of `wanted` that differs, keeping the value it had first (on disk before
     /// the write), and puts back the ones tierd set that are no longer wanted.
     @discardableResult
-    public func own(_ wanted: [KernelSetting: String]) -> SettingsReport {
+    public func own(_ wanted: [KernelSetting: SettingValue]) -> SettingsReport {
         lock.lock(); defer { lock.unlock() }
         var report = restoreSettings(Set(settingOriginals.keys).subtracting(wanted.keys.map(\.rawValue)))
         for (setting, value) in wanted.sorted(by: { $0.key.rawValue < $1.key.rawValue }) {
@@ -73,16 +73,21 @@ public final class KernelShieldKeeper: @unchecked Sendable {
                 report.failed[setting.rawValue] = "cannot read \(file): \(error)"
                 continue
             }
-            guard current != value else { continue }
+            let next: String
+            switch value.write(over: current) {
+            case .failure(let error): report.failed[setting.rawValue] = "\(file): \(error)"; continue
+            case .success(nil): continue
+            case .success(let text?): next = text
+            }
             if settingOriginals[setting.rawValue] == nil {
                 settingOriginals[setting.rawValue] = current
                 persist()
             }
             do {
-                try collector.files.write(file, value)
-                report.set.append("\(setting)=\(value) (was \(current))")
+                try collector.files.write(file, next)
+                report.set.append("\(setting)=\(next) (was \(current))")
             } catch {
-                report.failed[setting.rawValue] = "cannot write \(value) to \(file): \(error)"
+                report.failed[setting.rawValue] = "cannot write \(next) to \(file): \(error)"
             }
         }
         return report

@@ -82,17 +82,19 @@ public final class TierController {
         }
     }
 
-    /// Sets the kernel settings the policy owns (`controller.numa_balancing`) and puts back those it
+    /// Sets the kernel settings the policy owns (`controller.numa_balancing`,
+    /// `controller.lru_gen_batch_clearing`) and puts back those it
     /// no longer does, logged and journaled (`kernel_settings`): at start and after every reload.
     public func ownKernelSettings() {
         guard let shield else { return }
         let report = shield.own(KernelSetting.wanted(by: policy.controller))
         let choice = policy.controller.numaBalancing.rawValue
-        for line in report.set { logger.notice("kernel setting: \(line) while tierd runs (controller.numa_balancing: \(choice))") }
+        for line in report.set { logger.notice("kernel setting: \(line) while tierd runs, as the policy asks") }
         for line in report.restored { logger.notice("kernel setting: put back \(line)") }
         for (name, why) in report.failed.sorted(by: { $0.key < $1.key }) { logger.error("kernel setting \(name): \(why)") }
         guard report != KernelShieldKeeper.SettingsReport() else { return }
         journal.write(["event": "kernel_settings", "numa_balancing": .string(choice),
+                       "lru_gen_batch_clearing": .string(policy.controller.lruGenBatchClearing.rawValue),
                        "set": .array(report.set.map { .string($0) }), "restored": .array(report.restored.map { .string($0) }),
                        "failed": .array(report.failed.keys.sorted().map { .string($0) })])
     }

@@ -53,7 +53,7 @@ public enum StartupChecks {
         if !wanted.isEmpty {
             let values = wanted.keys.sorted { $0.rawValue < $1.rawValue }.map { "\($0)=\(wanted[$0]!)" }.joined(separator: ", ")
             findings.append(.init(level: .info, message:
-                "controller.numa_balancing: \(policy.controller.numaBalancing.rawValue): tierd sets \(values) while it runs\(dryRun ? " (not in a dry run)" : "") and puts back what it found"))
+                "the policy has tierd set \(values) while it runs\(dryRun ? " (not in a dry run)" : "") and put back what it found"))
         }
         for mover in (dryRun ? collector.kernelMovers() : collector.kernelMovers().owned(by: policy.controller)).findings {
             findings.append(.init(level: .warning, message: "kernel mover: \(mover.text)"))

@@ -56,3 +56,20 @@ struct KernelMoversTests {
         #expect(movers.findings[2].text.hasPrefix("2 DAMON contexts are running"))
     }
 }
+
+/// A setting tierd owns: what it writes over the value it finds.
+struct SettingValueTests {
+    @Test func aFixedValueIsWrittenOnlyWhereItDiffers() {
+        #expect(SettingValue.exactly("2").write(over: "1") == .success("2"))
+        #expect(SettingValue.exactly("2").write(over: "2") == .success(nil))
+    }
+
+    @Test func aMaskLosesOnlyItsBitsAndIsWrittenAsTheKernelPrintsIt() {
+        let clear = SettingValue.clearing(KernelSetting.lruGenBatchClearing)
+        #expect(clear.write(over: "0x0007") == .success("0x0005"))
+        #expect(clear.write(over: "7") == .success("0x0005"))
+        #expect(clear.write(over: "0x0005") == .success(nil))
+        #expect(clear.write(over: "0x0000") == .success(nil))
+        #expect(clear.write(over: "y") == .failure(SettingValueError(found: "y")))
+    }
+}

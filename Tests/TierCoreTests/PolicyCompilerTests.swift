@@ -45,6 +45,9 @@ struct PolicyCompilerTests {
         #expect(policy.controller.numaBalancing == .tiering && ControllerSettings().numaBalancing == .leave)
         #expect(KernelSetting.wanted(by: policy.controller) == [.numaBalancing: "2", .promoteRateLimit: "128"])
         #expect(KernelSetting.wanted(by: ControllerSettings()).isEmpty)
+        var lru = ControllerSettings()
+        lru.lruGenBatchClearing = .off
+        #expect(KernelSetting.wanted(by: lru) == [.lruGenFeatures: .clearing(0x0002)])
         #expect(policy.workloads.count == 2)
         let batch = policy.workloads[1].rule
         #expect(batch == WorkloadRule(demote: .allowed, priority: 10, dramFloor: 256 << 20,
@@ -75,6 +78,7 @@ struct PolicyCompilerTests {
         ("controller:\n  numa_balancing: on\n", "t.yaml:2:19: controller.numa_balancing: 'on' is not `leave` (the host's setting), `off` or `tiering` (the kernel promotes hot slow pages)"),
         ("controller:\n  numa_balancing: off\n  hot_promotion_rate: 64MiB/s\n", "t.yaml:3:23: controller.hot_promotion_rate: applies only with `numa_balancing: tiering`"),
         ("controller:\n  numa_balancing: tiering\n  hot_promotion_rate: 512KiB/s\n", "t.yaml:3:23: controller.hot_promotion_rate: must be at least 1MiB/s (the kernel counts whole MiB per second)"),
+        ("controller:\n  lru_gen_batch_clearing: no\n", "t.yaml:2:27: controller.lru_gen_batch_clearing: 'no' is not `leave` (the host's setting) or `off`"),
         ("controller:\n  mover_nice: -30\n", "t.yaml:2:15: controller.mover_nice: expected a nice value, a whole number from -20 to 19"),
         ("controller:\n  rate_limit: 512MiB\n", "t.yaml:2:15: controller.rate_limit: '512MiB' is not a rate: expected a size per second, such as 256MiB/s"),
         ("controller:\n  psi_trigger: {stall: 150ms, window: 20s}\n", "t.yaml:2:39: controller.psi_trigger.window: the kernel accepts windows from 500ms to 10s"),

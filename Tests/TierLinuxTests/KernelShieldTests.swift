@@ -91,7 +91,7 @@ struct KernelShieldTests {
         tree.read(KernelPaths.setting(setting))?.trimmingCharacters(in: .whitespacesAndNewlines)
     }
 
-    func owning(_ yaml: String) throws -> [KernelSetting: String] {
+    func owning(_ yaml: String) throws -> [KernelSetting: SettingValue] {
         KernelSetting.wanted(by: try PolicyCompiler.compile(yaml: yaml, file: "t.yaml").controller)
     }
 
@@ -147,5 +147,23 @@ struct KernelShieldTests {
         let report = try keeper(state).own(try owning("controller: {numa_balancing: off}"))
         #expect(report.set.isEmpty && report.failed.keys.sorted() == ["kernel.numa_balancing"])
         #expect(!FileManager.default.fileExists(atPath: state))
+    }
+
+    /// `controller.lru_gen_batch_clearing: off` clears one bit of the LRU's mask and puts the mask back.
+    @Test func theLRUsBatchedClearingIsTurnedOffByItsBitAndPutBack() throws {
+        let state = tree.root + "/kernel-settings.json"
+        tree.write(KernelPaths.lruGenEnabled, "0x0007\n")
+        let keeper = try keeper(state)
+        #expect(keeper.own(try owning("controller: {lru_gen_batch_clearing: off}")).set == ["lru_gen.enabled=0x0005 (was 0x0007)"])
+        #expect(setting(.lruGenFeatures) == "0x0005")
+        // Cleared already (as the kernel prints it back): nothing to write.
+        tree.write(KernelPaths.lruGenEnabled, "0x0005\n")
+        #expect(keeper.own(try owning("controller: {lru_gen_batch_clearing: off}")) == KernelShieldKeeper.SettingsReport())
+        #expect(keeper.restoreAll().settingsRestored == ["lru_gen.enabled=0x0007"])
+        #expect(setting(.lruGenFeatures) == "0x0007")
+        // A kernel without the multi-generational LRU's file, and one that prints no mask.
+        tree.write(KernelPaths.lruGenEnabled, "y\n")
+        #expect(keeper.own(try owning("controller: {lru_gen_batch_clearing: off}")).failed.keys.sorted() == ["lru_gen.enabled"])
+        #expect(setting(.lruGenFeatures) == "y")
     }
 }
