@@ -283,7 +283,7 @@ public enum Planner {
     /// hot set in DRAM on every 7.3 run (docs/DESIGN.md), and 200 is what 6.12 always held it with.
     /// Neither keeps a request off the slow tier's page cache: a node with nowhere to demote to and
     /// no swap has only page cache to give.
-    static let anonFirstArgument = "swappiness=200"
+    public static let anonFirstArgument = "swappiness=200"
 
     /// The share of time each group stalled since it was last read, from cumulative PSI totals.
     /// A group this tick did not read (carried) keeps its totals and gets no share.

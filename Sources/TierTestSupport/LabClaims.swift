@@ -46,6 +46,19 @@ public enum LabClaims {
         return Verdict(ok: true, detail: "\(percent("lowest", low)) over \(samples.count) reports")
     }
 
+    /// The share reaches `threshold` at a report at most `within` seconds after the event the
+    /// samples are timed from (a phase change): the newly hot pages back in DRAM in time.
+    public static func reachesWithin(_ samples: [Sample], threshold: Double, within: Double) -> (Verdict, reachedAt: Double?) {
+        let inTime = samples.filter { $0.seconds >= 0 && $0.seconds <= within }
+        guard let best = inTime.map(\.share).max() else {
+            return (.fail(String(format: "no placement report within %.0f s", within)), nil)
+        }
+        guard let hit = inTime.first(where: { $0.share >= threshold }) else {
+            return (.fail(String(format: "%@ within %.0f s over %d reports, never %@", percent("at most", best), within, inTime.count, percent(threshold))), nil)
+        }
+        return (Verdict(ok: true, detail: String(format: "%@ after %.1f s", percent(hit.share), hit.seconds)), hit.seconds)
+    }
+
     /// Bytes on a node never grow by more than `allowance` from one sample to the next: one page
     /// unless the scenario says why it allows more.
     public static func neverGrows(_ samples: [UInt64], allowance: UInt64 = 4096) -> Verdict {

@@ -120,6 +120,47 @@ extension Scenarios {
         return result
     }
 
+    /// Whether the kernel's LRU keeps a continuously written hot set through many small requests
+    /// (`scripts/lab.sh probe --only probe-hot-aging`): the batch of `late-protected-cold`, 640 MiB
+    /// asked in 32 MiB requests half a second apart, with the multi-generational LRU as the kernel
+    /// boots (`lru_gen/enabled` 0x0007) and without its batched clearing of accessed bits by page
+    /// table walks and look-around (0x0005: only the reverse map checks a page, and clears only its
+    /// own bit). Figures: the hot set's lowest share in DRAM from the first request on, and what
+    /// left DRAM; each setting three times, alternating (`probe-hot-aging-rmap`: 0x0005 six times).
+    static func probeHotAging(_ lab: GuestLab, settings: [String] = ["0x0007", "0x0005"], rounds: Int = 3,
+                              name: String = "probe-hot-aging") -> ScenarioResult {
+        var result = ScenarioResult(scenario: name, checks: [])
+        lab.kernelTiering(demotion: true, numaBalancing: 0)
+        let booted = lab.sysctlValue(KernelPaths.lruGenEnabled) ?? "absent"
+        result.diagnostics += "lru_gen/enabled as booted: \(booted)\n"
+        for (round, setting) in (1...rounds).flatMap({ round in settings.map { (round, $0) } }) {
+            let label = "lru_gen_\(setting.dropFirst(2))_\(round)"
+            lab.sysctl(KernelPaths.lruGenEnabled, setting == "0x0007" ? "7" : "5")
+            result.diagnostics += "\(label): lru_gen/enabled \(lab.sysctlValue(KernelPaths.lruGenEnabled) ?? "unread")\n"
+            guard let (job, group) = coldProbeJob(lab, name: "aging-\(round)-\(setting)") else {
+                result.diagnostics += "\(label): the job did not allocate\n"
+                continue
+            }
+            let dramBefore = lab.numaStat(group).bytes(on: 0)
+            let started = monotonic()
+            for _ in 0..<20 {
+                try? lab.files.write(lab.cgroupDir(group) + "/memory.reclaim", "\(32 << 20) \(Planner.anonFirstArgument)")
+                usleep(500_000)
+            }
+            sleep(3)
+            let shares = job.samples().filter { $0.t >= started }.map(\.hotShare)
+            result.figures["\(label)_hot_share_lowest"] = shares.min() ?? -1
+            result.figures["\(label)_left_dram_mib"] = Double(dramBefore - min(dramBefore, lab.numaStat(group).bytes(on: 0))) / 1048576
+            lab.stop(job.process, signal: SIGKILL)
+            lab.removeGroups(group)
+        }
+        lab.sysctl(KernelPaths.lruGenEnabled, "7")
+        lab.kernelTiering(demotion: false, numaBalancing: 0)
+        result.checks.append(Check(name: "probe ran", ok: result.figures.count == 2 * rounds * settings.count,
+                                   detail: "\(result.figures.count) of \(2 * rounds * settings.count) figures"))
+        return result
+    }
+
     /// A 900 MiB job with its first 50 MiB hot, allocated and reporting, in a group of its own.
     static func coldProbeJob(_ lab: GuestLab, name: String) -> (Load, String)? {
         let group = "\(lab.labSlice)/cold-\(name)"

@@ -41,10 +41,14 @@ struct Load {
     }
 
     /// CLOCK_MONOTONIC time the allocation finished, once it has.
-    func allocatedAt() -> Double? {
+    func allocatedAt() -> Double? { event("allocated")?["t"] as? Double }
+
+    /// The first report line of `kind` ("allocated", "phase"), once written.
+    func event(_ kind: String) -> [String: Any]? {
         guard let text = try? String(contentsOfFile: report, encoding: .utf8) else { return nil }
-        for line in text.split(separator: "\n") where line.contains("\"allocated\"") {
-            if let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any] { return object["t"] as? Double }
+        for line in text.split(separator: "\n") where line.contains("\"\(kind)\"") {
+            if let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
+               object["event"] as? String == kind { return object }
         }
         return nil
     }
@@ -281,6 +285,9 @@ final class GuestLab {
 
     func sysctl(_ path: String, _ value: String) { setFile(path, value) }
 
+    /// A kernel setting's file as it reads now, trimmed; nil if unreadable.
+    func sysctlValue(_ path: String) -> String? { (try? files.read(path))?.trimmingCharacters(in: .whitespacesAndNewlines) }
+
     /// Transparent huge pages' mode now: the bracketed word of "always madvise [never]".
     var hugePagesSetting: String? {
         guard let text = try? files.read(KernelPaths.transparentHugepages),
@@ -327,12 +334,14 @@ final class GuestLab {
     }
 
     func load(_ name: String, group: String, mib: Int, hotMiB: Int, prefix: [String] = [], interval: Double = 1,
-              shared: (file: String, mib: Int)? = nil, hotWhileAllocating: Bool = false) -> Load {
+              shared: (file: String, mib: Int)? = nil, hotWhileAllocating: Bool = false,
+              phaseNode: Int? = nil) -> Load {
         let report = out + "/\(name).jsonl"
         try? FileManager.default.removeItem(atPath: report)
         let argv = prefix + [bin + "/tierload", "--mib", String(mib), "--hot-mib", String(hotMiB), "--report", report,
                              "--interval", String(interval)] + (shared.map { ["--shared-file", $0.file, "--shared-mib", String($0.mib)] } ?? [])
             + (hotWhileAllocating ? ["--hot-while-allocating"] : [])
+            + (phaseNode.map { ["--phase-node", String($0)] } ?? [])
         return Load(process: spawn(group: group, argv, output: out + "/\(name).out"), report: report)
     }
 

@@ -27,6 +27,9 @@ extension Scenarios {
         case "probe-cursor": return probeCursor(lab)
         case "probe-busy-thp": return probeBusyHugePages(lab)
         case "probe-cold": return probeCold(lab)
+        case "probe-hot-aging": return probeHotAging(lab)
+        case "probe-hot-aging-rmap": return probeHotAging(lab, settings: ["0x0005"], rounds: 6, name: "probe-hot-aging-rmap")
+        case "probe-phase-change": return probePhaseChange(lab)
         case "probe-ways":
             return probeWholeMoves(lab, rounds: 2, ways: ["migratepages", "in-process-move-all", "in-process", "in-process-after-numa-maps",
                                                           "tierd-unpinned", "tierd"], name: "probe-ways")

@@ -224,6 +224,7 @@ enum Scenarios {
         lab.makeGroup(batchGroup)
         lab.makeGroup(protectedGroup)
         var tierd: TierdRun?
+        var lruGenBefore: String?
         // The idle floor's rate is sampled around the run, two moves before and three after: the
         // emulator's slow spells last tens of seconds, and one side alone can land in one.
         var idleRates: [Double] = []
@@ -232,8 +233,12 @@ enum Scenarios {
             lab.kernelTiering(demotion: false, numaBalancing: 0)
             idleRates = (0..<2).compactMap { _ in lab.calibrateMigratepages(mib: 256)?.mibPerSecond }
             if cold { lab.kernelTiering(demotion: true, numaBalancing: 0) }
+            lruGenBefore = lab.sysctlValue(KernelPaths.lruGenEnabled)
+            // Cold demotion as docs/CONFIG.md advises it: the LRU's batched clearing of accessed
+            // bits let part of a continuously written hot set go on 7.3 (probe-hot-aging).
+            let coldSettings = cold ? ", lru_gen_batch_clearing: off" : ""
             tierd = lab.startTierd("tierd-\(name)", policy: """
-                controller: {interval: 1s, dram: {low: 10%, high: 20%}, rate_limit: 2GiB/s\(variant?.settings ?? "")}
+                controller: {interval: 1s, dram: {low: 10%, high: 20%}, rate_limit: 2GiB/s\(coldSettings)\(variant?.settings ?? "")}
                 workloads:
                   - {name: protected, match: ["\(protectedGroup)"], demote: never}
                   - {name: batch, match: ["\(batchGroup)"], demote: allowed, priority: 10}
@@ -320,6 +325,11 @@ enum Scenarios {
             let low = (try? lab.files.read(lab.cgroupDir(protectedGroup) + "/memory.low"))?.trimmingCharacters(in: .whitespacesAndNewlines)
             result.checks.append(Check(name: "tierd put the protected group's memory.low back when it stopped", ok: low == "0",
                                        detail: "memory.low after SIGTERM: \(low ?? "unreadable")"))
+            let lruGenAfter = lab.sysctlValue(KernelPaths.lruGenEnabled)
+            let set = tierd.events("kernel_settings").flatMap { ($0["set"] as? [String]) ?? [] }.filter { $0.hasPrefix("lru_gen.enabled=") }
+            result.checks.append(Check(name: "tierd turned the LRU's batched clearing off while it ran and put the mask back when it stopped",
+                                       ok: lruGenBefore == "0x0007" && set == ["lru_gen.enabled=0x0005 (was 0x0007)"] && lruGenAfter == lruGenBefore,
+                                       detail: "lru_gen/enabled before \(lruGenBefore ?? "unread"), set \(set), after SIGTERM \(lruGenAfter ?? "unread")"))
         }
         let mustDemote = slowAtStart > dramFreeAtStart ? slowAtStart - dramFreeAtStart : 0
         // At ≥ 99 % in its first placement report, nothing had to move to reach it: the time is

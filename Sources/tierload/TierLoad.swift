@@ -24,10 +24,13 @@ struct TierLoad: ParsableCommand {
     @Option(help: "MiB of --shared-file to map.") var sharedMib: Int = 0
     @Flag(help: "Keep the hot part hot while the rest is allocated (touched again after every 16 MiB), not only afterwards.")
     var hotWhileAllocating = false
+    @Option(help: "On SIGUSR1 the hot part moves (a phase change): to the first --hot-mib of the other pages found on this node then.")
+    var phaseNode: Int32?
 
     func validate() throws {
         guard mib > 0, hotMib >= 0, hotMib <= mib else { throw ValidationError("need 0 <= --hot-mib <= --mib and --mib > 0") }
         guard interval > 0 else { throw ValidationError("--interval must be positive") }
+        guard phaseNode == nil || hotMib > 0 else { throw ValidationError("--phase-node needs a hot part (--hot-mib)") }
         guard (sharedFile == nil) == (sharedMib == 0), sharedMib >= 0 else {
             throw ValidationError("--shared-file and --shared-mib go together")
         }
@@ -76,11 +79,21 @@ struct TierLoad: ParsableCommand {
             }
         }
         emit("{\"event\":\"allocated\",\"pid\":\(pid),\"t\":\(now()),\"seconds\":\(now() - start)}")
+        // The hot pages by index, and whether each page is one; replaced in place at a phase change.
+        var hotIndexes = Array(0..<hotPages)
+        var isHot = [Bool](repeating: false, count: pages)
+        for page in hotIndexes { isHot[page] = true }
+        if phaseNode != nil { signal(SIGUSR1) { _ in phaseRequested = 1 } }
         var nextReport = now()
         var sweep: UInt8 = 0
         while duration == 0 || now() - start < duration {
             sweep &+= 1
-            for page in 0..<hotPages { base.storeBytes(of: sweep, toByteOffset: page * pageSize, as: UInt8.self) }
+            for page in hotIndexes { base.storeBytes(of: sweep, toByteOffset: page * pageSize, as: UInt8.self) }
+            if let node = phaseNode, phaseRequested != 0 {
+                phaseRequested = 0
+                let found = changePhase(to: node, hotIndexes: &hotIndexes, isHot: &isHot, chunks: chunks, syscalls: syscalls)
+                emit("{\"event\":\"phase\",\"pid\":\(pid),\"t\":\(now()),\"node\":\(node),\"hot_pages\":\(found)}")
+            }
             // With nothing hot the task sleeps until its next report: an idle task that woke
             // every few milliseconds would share its CPU with whatever moves its pages.
             if hotPages == 0, nextReport > now() {
@@ -94,7 +107,7 @@ struct TierLoad: ParsableCommand {
                 let first = index * 16384
                 if case .success(let status) = syscalls.movePages(pid: 0, addresses: chunk, to: nil) {
                     for (offset, node) in status.enumerated() {
-                        if first + offset < hotPages { hot[node, default: 0] += 1 } else { cold[node, default: 0] += 1 }
+                        if isHot[first + offset] { hot[node, default: 0] += 1 } else { cold[node, default: 0] += 1 }
                     }
                 }
             }
@@ -104,7 +117,28 @@ struct TierLoad: ParsableCommand {
             emit("{\"event\":\"placement\",\"pid\":\(pid),\"t\":\(now()),\"hot\":\(json(hot)),\"cold\":\(json(cold))}")
         }
     }
+
+    /// The phase change: the hot part becomes the first pages, outside it, that sit on `node` now
+    /// (as many as it had; fewer if fewer are there). Returns how many.
+    func changePhase(to node: Int32, hotIndexes: inout [Int], isHot: inout [Bool], chunks: [[UInt64]], syscalls: LibnumaSyscalls) -> Int {
+        let wanted = hotIndexes.count
+        var chosen: [Int] = []
+        chosen.reserveCapacity(wanted)
+        for (index, chunk) in chunks.enumerated() where chosen.count < wanted {
+            guard case .success(let status) = syscalls.movePages(pid: 0, addresses: chunk, to: nil) else { continue }
+            for (offset, found) in status.enumerated() where found == node && !isHot[index * 16384 + offset] && chosen.count < wanted {
+                chosen.append(index * 16384 + offset)
+            }
+        }
+        for page in hotIndexes { isHot[page] = false }
+        for page in chosen { isHot[page] = true }
+        hotIndexes = chosen
+        return chosen.count
+    }
 }
+
+/// Set by the SIGUSR1 handler, read and cleared by the sweep loop.
+nonisolated(unsafe) var phaseRequested: sig_atomic_t = 0
 
 /// CLOCK_MONOTONIC in seconds: comparable across the lab's processes in one guest.
 func now() -> Double {

@@ -25,6 +25,18 @@ struct LabClaimsTests {
         #expect(!LabClaims.reachesAndHolds([], threshold: 0.99).0.ok)
     }
 
+    @Test func aShareReachedWithinItsTimePassesAndLateOrUnsampledFails() {
+        // Reports every 2 s from the phase change: 95 % at 8 s is in time for 10 s, not for 6 s.
+        let samples = [0.0, 0.3, 0.6, 0.8, 0.95, 1.0].enumerated().map { LabClaims.Sample(seconds: Double($0.offset) * 2, share: $0.element) }
+        let (inTime, reached) = LabClaims.reachesWithin(samples, threshold: 0.9, within: 10)
+        #expect(inTime.ok && reached == 8)
+        let (late, never) = LabClaims.reachesWithin(samples, threshold: 0.9, within: 6)
+        #expect(!late.ok && never == nil && late.detail.contains("80.0%"))
+        // Reports from before the change, or only after the limit, are no evidence.
+        let outside = [LabClaims.Sample(seconds: -1, share: 1), LabClaims.Sample(seconds: 12, share: 1)]
+        #expect(!LabClaims.reachesWithin(outside, threshold: 0.9, within: 10).0.ok)
+    }
+
     @Test func bytesThatNeverGrowBeyondAPagePass() {
         #expect(LabClaims.neverGrows([900 << 20, 600 << 20, 600 << 20 + 4096, 0, 0]).ok)
     }
