@@ -163,8 +163,15 @@ public struct PlanSummary: Sendable, Equatable {
     public var dramFallRate: UInt64 = 0
     /// Free DRAM one lookahead from now at that rate: what the watermarks were checked against.
     public var projectedDramFree: UInt64 = 0
+    /// The watermarks in bytes free, each raised by the unused part of the reserve.
     public var lowWatermark: UInt64 = 0
     public var highWatermark: UInt64 = 0
+    /// `controller.dram.reserve`, and the part of it opt-out workloads do not use in DRAM yet.
+    public var reserve: UInt64 = 0
+    public var reserveUnused: UInt64 = 0
+    /// Free DRAM covers the unused reserve on top of the low watermark: a protected workload can
+    /// take all of it now without DRAM falling below `low`. True without a reserve.
+    public var reserveMet = true
     /// True while DRAM free is being brought back up to the high watermark.
     public var reclaiming: Bool = false
     /// Bytes of opt-out workloads found on slow nodes (promotable).

@@ -31,10 +31,17 @@ public enum Planner {
 
         let dramTotal = topology.totalBytes(fast)
         let dramFree = topology.freeBytes(fast)
+        let workloads = policy.resolve(snapshot.groups.map(\.path))
+        let own = snapshot.ownNumaStats()
+        let unusedReserve = settings.dramReserve - min(settings.dramReserve, protectedDramBytes(snapshot, workloads, own))
+        let baseLow = UInt64(Double(dramTotal) * settings.dramLowFree)
         plan.summary.dramTotal = dramTotal
         plan.summary.dramFree = dramFree
-        plan.summary.lowWatermark = UInt64(Double(dramTotal) * settings.dramLowFree)
-        plan.summary.highWatermark = settings.highWatermark(dramTotal: dramTotal)
+        plan.summary.reserve = settings.dramReserve
+        plan.summary.reserveUnused = unusedReserve
+        plan.summary.lowWatermark = min(dramTotal, baseLow + unusedReserve)
+        plan.summary.highWatermark = min(dramTotal, settings.highWatermark(dramTotal: dramTotal) + unusedReserve)
+        plan.summary.reserveMet = unusedReserve == 0 || dramFree >= plan.summary.lowWatermark
         let low = plan.summary.lowWatermark, high = plan.summary.highWatermark
 
         guard !slow.isEmpty else {
@@ -43,8 +50,6 @@ public enum Planner {
             return (plan, state)
         }
 
-        let workloads = policy.resolve(snapshot.groups.map(\.path))
-        let own = snapshot.ownNumaStats()
         let parents = snapshot.parentGroups()
 
         // 1. What opt-out workloads need back.
@@ -76,8 +81,11 @@ public enum Planner {
         // 2. How much DRAM to free. The watermarks are checked against free DRAM one lookahead
         // ahead at the rate it is falling: an allocation that would cross `low` before the next
         // look starts the demotion now, and the demotion covers what it takes meanwhile.
+        // A fall the unused reserve covers is a protected workload growing into it, or room
+        // already made: only what goes beyond it is anticipated.
         let anticipated = settings.anticipatedFall(rate: snapshot.dramFallRate)
-        let projectedFree = dramFree - min(dramFree, anticipated)
+        let uncovered = anticipated - min(anticipated, unusedReserve)
+        let projectedFree = dramFree - min(dramFree, uncovered)
         plan.summary.dramFallRate = snapshot.dramFallRate
         plan.summary.projectedDramFree = projectedFree
         // A controller without history (its first tick, as after a restart) cannot know whether a
@@ -92,7 +100,8 @@ public enum Planner {
         // free already, promotion keeps what is free: it never adds to the shortage, and the
         // reserve is the watermark's demotion to restore, after the protected pages are back
         // (restoring it first made the protected job wait for up to a reserve's worth of moves).
-        let promotionKeepsFree = min(low / 2, dramFree)
+        // The reserve is for protected pages: their promotion may use it.
+        let promotionKeepsFree = min(baseLow / 2, dramFree)
         var roomNow = dramFree - promotionKeepsFree
         let promotionShortfall = promotionNeed > roomNow ? promotionNeed - roomNow : 0
         // The watermark's demotion takes at most `demotionPerTick` a tick: the loop re-plans right
@@ -238,6 +247,18 @@ public enum Planner {
             plan.skips.append(PlanSkip(group: promotion.group.path, workload: promotion.workload.name, reason: reason))
         }
         return (plan, state)
+    }
+
+    /// What opt-out workloads the policy names use of DRAM: what `controller.dram.reserve` is
+    /// kept for, and already covers.
+    static func protectedDramBytes(_ snapshot: HostSnapshot, _ workloads: [CgroupPath: ResolvedWorkload],
+                                   _ own: [CgroupPath: NumaStat]) -> UInt64 {
+        let fast = snapshot.topology.fast
+        return snapshot.groups.reduce(0) { total, group in
+            guard let workload = workloads[group.path], workload.rule.demote == .never, workload.matchedAt != nil,
+                  let stat = own[group.path] else { return total }
+            return total + stat.bytes(on: fast)
+        }
     }
 
     /// How a demotion of `group` is carried out now: `cold` (the kernel's reclaim of its coldest

@@ -95,6 +95,10 @@ public struct ControllerSettings: Sendable, Equatable {
     /// How far ahead a fall in free DRAM is projected: the watermarks are checked against free
     /// less what the fall takes in this time, so demotion starts before an allocation spills.
     public var dramLookahead: Duration = .seconds(1)
+    /// DRAM kept for opt-out (protected) workloads on top of the watermarks: the part of it they
+    /// do not use yet is made free ahead of time, so that they can start and grow into it without
+    /// spilling to the slow tier or waiting for a demotion (`controller.dram.reserve`).
+    public var dramReserve: UInt64 = 0
     /// Bytes per second for all moves together.
     public var rateLimit: UInt64
     /// The PSI trigger armed on each managed group: stall time within a window.

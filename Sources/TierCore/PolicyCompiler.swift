@@ -204,7 +204,7 @@ private struct Compiler {
             }
         }
         if let entry = map["dram"] {
-            let dram = try mapping(entry.value, "controller.dram", allowed: ["low", "high", "watch", "lookahead"])
+            let dram = try mapping(entry.value, "controller.dram", allowed: ["low", "high", "watch", "lookahead", "reserve"])
             if let low = dram["low"] { settings.dramLowFree = try parsed(low.value, "controller.dram.low", Quantity.parsePercent) }
             if let high = dram["high"] { settings.dramHighFree = try parsed(high.value, "controller.dram.high", Quantity.parsePercent) }
             guard settings.dramLowFree < settings.dramHighFree else {
@@ -219,6 +219,9 @@ private struct Compiler {
                 guard settings.dramWatch == .zero || (settings.dramWatch >= .milliseconds(10) && settings.dramWatch <= .seconds(10)) else {
                     throw fail(watch.value, "controller.dram.watch", "must be 0s (off) or between 10ms and 10s")
                 }
+            }
+            if let reserve = dram["reserve"] {
+                settings.dramReserve = try parsed(reserve.value, "controller.dram.reserve", Quantity.parseSize)
             }
             if let lookahead = dram["lookahead"] {
                 settings.dramLookahead = try parsed(lookahead.value, "controller.dram.lookahead", Quantity.parseDuration)

@@ -47,7 +47,7 @@ public enum GroupCarrying {
               TickPacing.isQuiet(previous, settings: settings) else { return false }
         let total = topology.totalBytes(topology.fast), free = topology.freeBytes(topology.fast)
         guard total > 0 else { return false }
-        return free - min(free, settings.anticipatedFall(rate: dramFallRate)) >= settings.highWatermark(dramTotal: total)
+        return free - min(free, settings.anticipatedFall(rate: dramFallRate)) >= previous.summary.highWatermark
     }
 
     /// Whether a plan made with carried groups must be made again from every group read now: it

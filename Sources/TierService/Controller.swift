@@ -302,7 +302,7 @@ public final class TierController {
             "cpu_user_s": .double(cpu.user), "cpu_system_s": .double(cpu.system),
             "demoted_cold_total": .bytes(ledger.demotedByMode[.cold] ?? 0), "demoted_task_total": .bytes(ledger.demotedByMode[.task] ?? 0),
             "lost_total": .bytes(ledger.lostTotal), "slow_tier_dropped_total": .bytes(ledger.slowTierDroppedTotal),
-        ]) }
+        ].merging(s.reserve > 0 ? ["reserve_unused": .bytes(s.reserveUnused), "reserve_met": .bool(s.reserveMet)] : [:]) { a, _ in a }) }
         logOutcomes(outcomes, event: "action", elapsed: elapsed)
         var current: [CgroupPath: String] = [:]
         for skip in plan.skips {

@@ -102,6 +102,11 @@ public struct DaemonStatus: Codable, Sendable, Equatable {
         public var highWatermarkBytes: UInt64
         public var demandBytes: UInt64
         public var promotionNeedBytes: UInt64
+        /// `controller.dram.reserve`, the part of it unused, and whether free DRAM covers that part
+        /// on top of the low watermark; absent without a reserve.
+        public var reserveBytes: UInt64?
+        public var reserveUnusedBytes: UInt64?
+        public var reserveMet: Bool?
     }
 
     public struct Moved: Codable, Sendable, Equatable {
@@ -144,6 +149,11 @@ public struct DaemonStatus: Codable, Sendable, Equatable {
 /// Builds `DaemonStatus` from one tick's report and the controller's carried values. Pure: the
 /// tick's duration is passed in.
 public enum DaemonStatusBuilder {
+    /// The reserve's figures, when the policy has one.
+    static func reserve(_ summary: PlanSummary) -> (bytes: UInt64, unused: UInt64, met: Bool)? {
+        summary.reserve > 0 ? (summary.reserve, summary.reserveUnused, summary.reserveMet) : nil
+    }
+
     /// - Parameter previous: the status built after the tick before, whose groups' last actions carry over.
     public static func build(report: TickReport, policy: Policy, policyState: DaemonStatus.PolicyState, carried: ControllerState,
                              ledger: MoveLedger, tickSeconds: Double, dryRun: Bool, previous: DaemonStatus? = nil) -> DaemonStatus {
@@ -164,7 +174,9 @@ public enum DaemonStatusBuilder {
             nodes: snapshot.map { nodes($0.topology) } ?? [],
             dram: DaemonStatus.DRAM(totalBytes: report.plan.summary.dramTotal, freeBytes: report.plan.summary.dramFree,
                                     lowWatermarkBytes: report.plan.summary.lowWatermark, highWatermarkBytes: report.plan.summary.highWatermark,
-                                    demandBytes: report.plan.summary.demotionDemand, promotionNeedBytes: report.plan.summary.promotionNeed),
+                                    demandBytes: report.plan.summary.demotionDemand, promotionNeedBytes: report.plan.summary.promotionNeed,
+                                    reserveBytes: reserve(report.plan.summary)?.bytes, reserveUnusedBytes: reserve(report.plan.summary)?.unused,
+                                    reserveMet: reserve(report.plan.summary)?.met),
             workloads: workloads(groups, policy: policy, ledger: ledger),
             groups: groups,
             carried: DaemonStatus.Carried(reclaiming: carried.reclaiming, globalTokens: carried.globalBucket?.tokens,

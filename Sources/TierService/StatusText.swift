@@ -13,7 +13,11 @@ public enum StatusText {
             [String($0.id), $0.tier + ($0.memoryTier.map { " (memory_tier\($0))" } ?? ""), formatBytes($0.totalBytes), formatBytes($0.freeBytes)]
         })
         out.append("DRAM: \(formatBytes(status.dram.freeBytes)) free of \(formatBytes(status.dram.totalBytes)); watermarks low \(formatBytes(status.dram.lowWatermarkBytes)), high \(formatBytes(status.dram.highWatermarkBytes)); "
-                   + (status.carried.reclaiming ? "reclaiming" : "not reclaiming"))
+                   + (status.carried.reclaiming ? "reclaiming" : "not reclaiming")
+                   + (status.dram.reserveBytes.map { reserve in
+                       "; reserve \(formatBytes(reserve)), \(formatBytes(status.dram.reserveUnusedBytes ?? 0)) of it unused and "
+                           + (status.dram.reserveMet == true ? "free" : "not yet free")
+                   } ?? ""))
         out.append("")
         let nodeIDs = status.nodes.map { String($0.id) }
         out += table(["WORKLOAD", "DEMOTE", "GROUPS"] + nodeIDs.map { "NODE \($0)" } + ["DEMOTED", "PROMOTED"], status.workloads.map { w in

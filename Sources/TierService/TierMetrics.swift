@@ -33,6 +33,7 @@ public final class TierMetrics: Sendable {
     static var nodeFree: MetricNameDescriptor { name("node_free", "bytes", "Free memory per NUMA node.") }
     static var nodeTotal: MetricNameDescriptor { name("node_total", "bytes", "Total memory per NUMA node.") }
     static var reclaiming: MetricNameDescriptor { name("reclaiming", "", "1 while tierd brings free DRAM back up to the high watermark.") }
+    static var reserveUnused: MetricNameDescriptor { name("dram_reserve_unused", "bytes", "The part of controller.dram.reserve opt-out workloads do not use in DRAM yet: kept free for them on top of the watermarks.") }
     static var policyGeneration: MetricNameDescriptor { name("policy_generation", "", "1 at start, plus one per reload that took effect.") }
     static var lastReload: MetricNameDescriptor { name("policy_last_reload_success", "", "1 if the last reload took effect, 0 if it was refused.") }
     static var writeFailures: MetricNameDescriptor { name("log_write_failures", "total", "Writes the journal, the audit log or the metrics textfile could not make (a full disk), by file.") }
@@ -114,6 +115,7 @@ public final class TierMetrics: Sendable {
             registry.makeGauge(descriptor: Self.nodeTotal, labels: labels).set(Double(node.totalBytes))
         }
         registry.makeGauge(descriptor: Self.reclaiming).set(status.carried.reclaiming ? Double(1) : Double(0))
+        if let unused = status.dram.reserveUnusedBytes { registry.makeGauge(descriptor: Self.reserveUnused).set(Double(unused)) }
         let groupsOf = Dictionary(grouping: status.groups, by: \.workload)
         for workload in status.workloads {
             for node in status.nodes {

@@ -1,3 +1,4 @@
+import Foundation
 import Testing
 import TierCore
 import TierLinux
@@ -455,6 +456,57 @@ struct PlannerTests {
         #expect(demoted.first?.bytes == 16 * Self.mib && demoted.first?.to == [1, 2])
         #expect(plan.skips.contains { $0.group == CgroupPath("test.slice/batch") && $0.reason.code == "slow_nodes_full" })
     }
+    // MARK: controller.dram.reserve
+
+    static func reserved(_ yaml: String = PlannerTests.yaml) -> String {
+        yaml.replacingOccurrences(of: "dram: {low: 10%, high: 20%}", with: "dram: {low: 10%, high: 20%, reserve: 400MiB}")
+    }
+    var baseLow: UInt64 { UInt64(Double(1_030_452 * 1024) * 0.1) }
+
+    @Test func aReserveRaisesTheWatermarksByWhatProtectedWorkloadsDoNotUse() throws {
+        dram(free: 500)
+        tree.addGroup("test.slice/batch", pids: [500], anon: [0: 600 * Self.mib])
+        let (empty, _) = try plan(Self.reserved())
+        #expect(empty.summary.reserveUnused == 400 * Self.mib && !empty.summary.reserveMet)
+        #expect(empty.summary.lowWatermark == baseLow + 400 * Self.mib && empty.summary.highWatermark == high + 400 * Self.mib)
+        #expect(empty.actions.map(\.bytes) == [high + 400 * Self.mib - 500 * Self.mib])
+        // A protected job using 300 MiB of DRAM leaves 100 MiB of the reserve to keep free: met.
+        tree.addGroup("test.slice/db", pids: [600], anon: [0: 300 * Self.mib])
+        let (used, _) = try plan(Self.reserved())
+        #expect(used.summary.reserveUnused == 100 * Self.mib && used.summary.reserveMet)
+        #expect(used.summary.lowWatermark == baseLow + 100 * Self.mib && used.actions.isEmpty)
+        // Without a reserve nothing changes and the reserve counts as met.
+        let (none, _) = try plan()
+        #expect(none.summary.reserve == 0 && none.summary.reserveMet && none.summary.lowWatermark == baseLow)
+    }
+
+    /// A protected job growing into the reserve makes free DRAM fall as fast as the unused reserve
+    /// shrinks: the lookahead anticipates only a fall beyond what the unused reserve covers.
+    @Test func aFallTheUnusedReserveCoversStartsNoDemotion() throws {
+        dram(free: 600)
+        tree.addGroup("test.slice/batch", pids: [500], anon: [0: 400 * Self.mib])
+        tree.addGroup("test.slice/db", pids: [600], anon: [0: 100 * Self.mib])
+        var state = ControllerState()
+        state.lastTick = Instant(.seconds(9))
+        let (covered, _) = try plan(Self.reserved(), state: state, fallRate: 250 * Self.mib)
+        #expect(covered.summary.reserveUnused == 300 * Self.mib)
+        #expect(covered.summary.projectedDramFree == 600 * Self.mib && covered.actions.isEmpty && !covered.summary.reclaiming)
+        let (beyond, _) = try plan(Self.reserved(), state: state, fallRate: 600 * Self.mib)
+        #expect(beyond.summary.projectedDramFree == 300 * Self.mib && beyond.summary.reclaiming)
+        #expect(beyond.actions.first?.direction == .demote)
+    }
+
+    /// The reserve is kept for protected pages: promoting them may use it, down to half the
+    /// watermark without the reserve.
+    @Test func aProtectedPromotionMayUseTheReserve() throws {
+        dram(free: 450)
+        tree.addGroup("test.slice/batch", pids: [500], anon: [0: 300 * Self.mib])
+        tree.addGroup("test.slice/db", pids: [600], anon: [1: 380 * Self.mib])
+        let (plan, _) = try plan(Self.reserved())
+        let promotion = try #require(plan.actions.first)
+        #expect(promotion.direction == .promote && promotion.bytes == 380 * Self.mib && !promotion.usesRoomMade)
+        #expect(promotion.keepFreeOnTargets == baseLow / 2)
+    }
 }
 
 extension ControllerState {
@@ -464,4 +516,5 @@ extension ControllerState {
         state.lastTick = Instant(.seconds(9))
         return state
     }
+
 }

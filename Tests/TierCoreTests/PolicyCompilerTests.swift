@@ -6,7 +6,7 @@ struct PolicyCompilerTests {
     tiers: auto
     controller:
       interval: 2s
-      dram: {low: 10%, high: 20%, watch: 250ms, lookahead: 2s}
+      dram: {low: 10%, high: 20%, watch: 250ms, lookahead: 2s, reserve: 1GiB}
       rate_limit: 512MiB/s
       psi_trigger: {stall: 150ms, window: 1s}
       mover_nice: -5
@@ -38,6 +38,7 @@ struct PolicyCompilerTests {
         #expect(policy.controller.moverNice == -5)
         #expect(policy.controller.demotionPerTick == 256 << 20)
         #expect(policy.controller.dramWatch == .milliseconds(250) && policy.controller.dramLookahead == .seconds(2))
+        #expect(policy.controller.dramReserve == 1 << 30 && ControllerSettings().dramReserve == 0)
         #expect(ControllerSettings().dramWatch == .milliseconds(100) && ControllerSettings().dramLookahead == .seconds(1))
         #expect(!policy.controller.moveOnTaskCPU)
         #expect(ControllerSettings().moveOnTaskCPU)
@@ -70,6 +71,7 @@ struct PolicyCompilerTests {
         ("controller:\n  dram: {low: 30%, high: 20%}\n", "t.yaml:2:26: controller.dram.high: must be above dram.low (30.0%), or demotion would never stop"),
         ("controller:\n  dram: {low: 10%, high: 20%, watch: 1ms}\n", "t.yaml:2:38: controller.dram.watch: must be 0s (off) or between 10ms and 10s"),
         ("controller:\n  dram: {low: 10%, high: 20%, lookahead: soon}\n", "t.yaml:2:42: controller.dram.lookahead: 'soon' is not a duration: use a number with ms, s, m or h, such as 2s"),
+        ("controller:\n  dram: {low: 10%, high: 20%, reserve: lots}\n", "t.yaml:2:40: controller.dram.reserve: 'lots' is not a size: use a byte count or a number with KiB, MiB, GiB or TiB"),
         ("controller:\n  dram: {low: 10}\n", "t.yaml:2:15: controller.dram.low: '10' is not a percentage: write it with a % sign, such as 10%"),
         ("controller:\n  rate_limit: 512MB/s\n", "t.yaml:2:15: controller.rate_limit: '512MB' is not a size: use a byte count or a number with KiB, MiB, GiB or TiB"),
         ("controller:\n  demotion_per_tick: 512KiB\n", "t.yaml:2:22: controller.demotion_per_tick: must be at least 1MiB"),

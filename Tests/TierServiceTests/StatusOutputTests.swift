@@ -121,9 +121,13 @@ struct StatusOutputTests {
     }
 
     /// docs/REFERENCE.md names every metric: each one it lists is exposed, with that exact name,
-    /// once a tick moved memory, a task move fell short and a reload was counted.
+    /// once a tick moved memory, a task move fell short, a reload was counted and a reserve set.
     @Test func everyDocumentedMetricIsExposedByThatName() async throws {
-        let (status, metrics, _) = try await Self.tick()
+        var (status, metrics, _) = try await Self.tick()
+        status.dram.reserveBytes = 400 << 20
+        status.dram.reserveUnusedBytes = 100 << 20
+        status.dram.reserveMet = true
+        metrics.setGauges(status, movedGroups: [])
         let action = MigrationAction(group: CgroupPath("test.slice/batch"), workload: "batch", direction: .demote, pids: [800],
                                      from: NodeSet([0]), to: [1], bytes: 1 << 20, mempolicy: .respect, reason: "test")
         let short = TickReport(snapshot: nil, plan: MigrationPlan(), outcomes: [ActionOutcome(action: action, tasks: [(800, .exited)])])
@@ -139,6 +143,7 @@ struct StatusOutputTests {
         let exposed = Set(metrics.text().split(separator: "\n").compactMap { line -> String? in
             line.hasPrefix("# TYPE ") ? String(line.split(separator: " ")[2]) : nil
         })
+        #expect(StatusText.render(status).contains("reserve 400.0 MiB, 100.0 MiB of it unused and free"))
         for name in documented { #expect(exposed.contains(name), "\(name) is documented but not exposed") }
         for name in exposed { #expect(documented.contains(name), "\(name) is exposed but not documented") }
     }
