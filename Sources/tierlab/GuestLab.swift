@@ -72,6 +72,13 @@ struct TierdRun {
         return answer.body
     }
 
+    /// The status's `dram.reserve_met`; nil if no answer or no reserve.
+    func reserveMet() -> Bool? {
+        guard let body = get("/status"),
+              let document = try? JSONSerialization.jsonObject(with: Data(body)) as? [String: Any] else { return nil }
+        return (document["dram"] as? [String: Any])?["reserve_met"] as? Bool
+    }
+
     /// The sum of a `/metrics` family's series whose labels contain `label` (say `reason="x"`); nil if no answer.
     func metric(_ family: String, label: String = "") -> Double? {
         get("/metrics").map { MetricsText.sum(String(decoding: $0, as: UTF8.self), family: family, label: label) }

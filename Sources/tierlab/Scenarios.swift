@@ -16,6 +16,7 @@ enum Scenarios {
         // One run: a miss is a miss, never run again.
         case "late-protected": return lateProtected(lab, mode: .tierd)
         case "late-protected-cold": return lateProtected(lab, mode: .tierd, cold: true, hotEarly: true)
+        case "late-protected-reserve": return lateProtected(lab, mode: .tierd, cold: true, hotEarly: true, reserve: true)
         // Not in a suite: the batch job's hot set is untouched while it allocates, so it is the
         // coldest memory then, demoted, and nothing brings it back once hot (issue 14, item 6).
         case "late-protected-cold-hot-late": return lateProtected(lab, mode: .tierd, cold: true)
@@ -215,9 +216,10 @@ enum Scenarios {
     /// workload in its default mode, `cold`: its hot set must stay in DRAM throughout. `hotEarly`:
     /// the batch job keeps its hot set hot while it allocates the rest, not only afterwards.
     static func lateProtected(_ lab: GuestLab, mode: Mode, variant: (name: String, settings: String)? = nil,
-                              launch: GuestLab.TierdLaunch = .host, cold: Bool = false, hotEarly: Bool = false) -> ScenarioResult {
+                              launch: GuestLab.TierdLaunch = .host, cold: Bool = false, hotEarly: Bool = false,
+                              reserve: Bool = false) -> ScenarioResult {
         let launchSuffix = [GuestLab.TierdLaunch.host: "", .pod: "-pod", .podTraced: "-pod-traced"][launch]!
-        let name = mode == .tierd ? "late-protected" + (cold ? (hotEarly ? "-cold" : "-cold-hot-late") : "") + (variant.map { "-" + $0.name } ?? "") + launchSuffix
+        let name = reserve ? "late-protected-reserve" : mode == .tierd ? "late-protected" + (cold ? (hotEarly ? "-cold" : "-cold-hot-late") : "") + (variant.map { "-" + $0.name } ?? "") + launchSuffix
             : mode == .kernelDemotion ? "demo-kernel" : "demo-numa-balancing"
         var result = ScenarioResult(scenario: name, checks: [])
         let batchGroup = "\(lab.labSlice)/batch", protectedGroup = "\(lab.labSlice)/protected"
@@ -237,8 +239,10 @@ enum Scenarios {
             // Cold demotion as docs/CONFIG.md advises it: the LRU's batched clearing of accessed
             // bits let part of a continuously written hot set go on 7.3 (probe-hot-aging).
             let coldSettings = cold ? ", lru_gen_batch_clearing: off" : ""
+            // With a reserve the watermarks are small: the room is the reserve's to make.
+            let dram = reserve ? "{low: 2%, high: 3%, reserve: \(Self.reserveMiB)MiB}" : "{low: 10%, high: 20%}"
             tierd = lab.startTierd("tierd-\(name)", policy: """
-                controller: {interval: 1s, dram: {low: 10%, high: 20%}, rate_limit: 2GiB/s\(coldSettings)\(variant?.settings ?? "")}
+                controller: {interval: 1s, dram: \(dram), rate_limit: 2GiB/s\(coldSettings)\(variant?.settings ?? "")}
                 workloads:
                   - {name: protected, match: ["\(protectedGroup)"], demote: never}
                   - {name: batch, match: ["\(batchGroup)"], demote: allowed, priority: 10}
@@ -252,6 +256,12 @@ enum Scenarios {
             return result
         }
         sleep(5)
+        var reserveWait: (met: Bool, seconds: Double, demotedBefore: UInt64, freeAtMet: UInt64)?
+        if reserve, let tierd {
+            let started = monotonic()
+            let met = lab.waitFor(seconds: 120, every: 0.5) { tierd.reserveMet() == true }
+            reserveWait = (met, monotonic() - started, tierd.movedBytes(group: batchGroup, direction: "demote"), lab.dramFreeBytes())
+        }
         let dramFreeBeforeProtected = lab.dramFreeBytes()
         // Placement reported twice a second: the time to 99 % is read to half a second.
         let protected = lab.load("\(name)-protected", group: protectedGroup, mib: 400, hotMiB: 400, interval: 0.5)
@@ -316,6 +326,10 @@ enum Scenarios {
         // writing every page): it moves the protected job out and back. The idle rate is reported too.
         result.checks += endpointChecks(lab, tierd, name: name, groups: [batchGroup, protectedGroup])
         if cold { result.checks += coldChecks(lab, tierd, batch: batch, batchGroup: batchGroup, protectedGroup: protectedGroup, t0: t0, result: &result) }
+        if let reserveWait {
+            result.checks += reserveChecks(lab, tierd, reserveWait, samples: samples, t0: t0, batchGroup: batchGroup,
+                                           protectedGroup: protectedGroup, result: &result)
+        }
         if !cold && launch == .host && variant == nil { result.checks.append(demotionOffCheck(lab, tierd, batchGroup: batchGroup)) }
         if launch != .host { result.checks += podLifeChecks(lab, tierd, name: name, opted: batchGroup) }
         if launch == .pod { result.checks += seccompRefusalChecks(lab) }
@@ -449,6 +463,38 @@ enum Scenarios {
     /// `tierctl status --json` gives each group's bytes per node within 1 % of its memory.numa_stat
     /// read right after (a node holding under 1 MiB is judged against 1 MiB), and `/metrics` counts exactly the bytes the audit log's task moves add
     /// up to over the ticks it covers.
+    /// Covers the 400 MiB protected job, which uses ~404 MiB of DRAM with its program, libraries and
+    /// page tables, with 12 MiB to spare: a reserve it outgrows sends the lookahead after its last
+    /// megabytes (a run with 400 MiB moved 1.28× the deficit), and every megabyte reserved beyond
+    /// its use is moved for nothing (440 MiB: 1.18×).
+    static let reserveMiB = 416
+
+    /// The headline with `dram.reserve` covering the protected job, started once tierd reported
+    /// the reserve met: it never touches the slow tier, and tierd moved no more than 1.2× what had
+    /// to leave DRAM for it — its DRAM use and the low watermark, less the DRAM that would have been
+    /// free without tierd (free when the reserve was met, less what tierd had demoted by then).
+    static func reserveChecks(_ lab: GuestLab, _ tierd: TierdRun, _ wait: (met: Bool, seconds: Double, demotedBefore: UInt64, freeAtMet: UInt64),
+                              samples: [LoadSample], t0: Double, batchGroup: String, protectedGroup: String,
+                              result: inout ScenarioResult) -> [Check] {
+        let held = LabClaims.holdsThroughout(samples.map { LabClaims.Sample(seconds: $0.t - t0, share: $0.allShare) }, threshold: 0.99)
+        let moved = tierd.movedBytes(group: batchGroup, direction: "demote") + tierd.movedBytes(group: protectedGroup, direction: "promote")
+        let need = Double(lab.numaStat(protectedGroup).bytes(on: 0)) + 0.02 * Double(lab.dramTotalBytes())
+        let deficit = max(0, need - (Double(wait.freeAtMet) - Double(wait.demotedBefore)))
+        result.figures["reserve_met_after_seconds"] = wait.met ? wait.seconds : -1
+        result.figures["reserve_deficit_bytes"] = deficit
+        result.figures["reserve_moved_bytes"] = Double(moved)
+        if deficit > 0 { result.figures["reserve_moved_per_deficit"] = Double(moved) / deficit }
+        return [
+            Check(name: "tierd reports the reserve met before the protected job starts", ok: wait.met,
+                  detail: String(format: "after %.1f s; %.0f MiB demoted by then, DRAM free %.0f MiB", wait.seconds,
+                                 Double(wait.demotedBefore) / mib, Double(wait.freeAtMet) / mib)),
+            Check(name: "the protected job is ≥ 99 % in DRAM at every report", ok: held.ok, detail: held.detail),
+            Check(name: "tierd moved at most 1.2× the DRAM deficit (the protected job's DRAM and the low watermark, less what was free without tierd)",
+                  ok: wait.met && deficit > 0 && Double(moved) <= 1.2 * deficit,
+                  detail: String(format: "moved %.0f MiB, deficit %.0f MiB", Double(moved) / mib, deficit / mib)),
+        ]
+    }
+
     static func endpointChecks(_ lab: GuestLab, _ tierd: TierdRun, name: String, groups: [String]) -> [Check] {
         let status = tierd.tierctl(["status", "--json"], lab: lab, label: "\(name)-status")
         let document = try? JSONSerialization.jsonObject(with: Data(status.text.utf8)) as? [String: Any]
