@@ -18,7 +18,7 @@ public final class KernelShieldKeeper: @unchecked Sendable {
     private var originals: [String: String] = [:]
     /// What tierd last wrote, by group.
     private var applied: [CgroupPath: UInt64] = [:]
-    /// Kernel settings as they were before tierd set them, by sysctl name, as the kernel wrote them.
+    /// Kernel settings as they were before tierd set them, by `KernelSetting` name, as the kernel wrote them.
     private var settingOriginals: [String: String] = [:]
 
     public init(collector: SnapshotCollector, stateFile: String?) {
@@ -28,8 +28,10 @@ public final class KernelShieldKeeper: @unchecked Sendable {
     /// What one pass did.
     public struct Report: Sendable, Equatable {
         public var raised = 0, restored = 0, failed = 0
-        /// Kernel settings put back (by `restoreLeftovers` and `restoreAll`), as `name=value`.
+        /// Kernel settings put back (by `restoreLeftovers` and `restoreAll`), as `name=value`, and
+        /// those that could not be, by name, with why (they stay in the file for the next start).
         public var settingsRestored: [String] = []
+        public var settingsFailed: [String: String] = [:]
         public init() {}
     }
 
@@ -43,9 +45,10 @@ public final class KernelShieldKeeper: @unchecked Sendable {
         guard let stateFile, let data = Self.readWhole(stateFile),
               let saved = try? JSONDecoder().decode([String: [String: String]].self, from: data) else { return Report() }
         originals = saved["memory.low"] ?? [:]
-        settingOriginals = saved["sysctl"] ?? [:]
+        settingOriginals = saved["settings"] ?? [:]
         var report = restore(Set(originals.keys))
-        report.settingsRestored = restoreSettings(Set(settingOriginals.keys)).restored
+        let settings = restoreSettings(Set(settingOriginals.keys))
+        (report.settingsRestored, report.settingsFailed) = (settings.restored, settings.failed)
         persist()
         return report
     }
@@ -125,7 +128,8 @@ public final class KernelShieldKeeper: @unchecked Sendable {
     public func restoreAll() -> Report {
         lock.lock(); defer { lock.unlock() }
         var report = restore(Set(originals.keys))
-        report.settingsRestored = restoreSettings(Set(settingOriginals.keys)).restored
+        let settings = restoreSettings(Set(settingOriginals.keys))
+        (report.settingsRestored, report.settingsFailed) = (settings.restored, settings.failed)
         persist()
         return report
     }
@@ -176,7 +180,7 @@ public final class KernelShieldKeeper: @unchecked Sendable {
     private func persist() {
         guard let stateFile else { return }
         if originals.isEmpty && settingOriginals.isEmpty { unlink(stateFile); return }
-        guard let data = try? JSONEncoder().encode(["memory.low": originals, "sysctl": settingOriginals]) else { return }
+        guard let data = try? JSONEncoder().encode(["memory.low": originals, "settings": settingOriginals]) else { return }
         if let slash = stateFile.lastIndex(of: "/"), slash != stateFile.startIndex { mkdir(String(stateFile[..<slash]), 0o700) }
         let temporary = stateFile + ".new"
         let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)

@@ -68,9 +68,15 @@ public struct TierdService: Service {
                 logger.notice("put back memory.low of \(leftover.restored) groups that a tierd which did not stop cleanly had raised")
             }
             for setting in leftover.settingsRestored { logger.notice("put back \(setting), which a tierd that did not stop cleanly had set") }
+            for (name, why) in leftover.settingsFailed.sorted(by: { $0.key < $1.key }) { logger.error("kernel setting \(name): \(why)") }
         }
         defer {
-            for setting in shield?.restoreAll().settingsRestored ?? [] { logger.notice("kernel setting: put back \(setting)") }
+            if let done = shield?.restoreAll() {
+                for setting in done.settingsRestored { logger.notice("kernel setting: put back \(setting)") }
+                for (name, why) in done.settingsFailed.sorted(by: { $0.key < $1.key }) {
+                    logger.error("kernel setting \(name): \(why); kept in the state file for the next start")
+                }
+            }
         }
         let controller = TierController(policy: policy, collector: collector, migrator: migrator, logger: logger, journal: journal,
                                         audit: options.audit, shield: shield)

@@ -105,7 +105,7 @@ struct KernelShieldTests {
         #expect(tiering.set == ["kernel.numa_balancing=2 (was 1)", "kernel.numa_balancing_promote_rate_limit_MBps=32 (was 65536)"])
         #expect(setting(.numaBalancing) == "2" && setting(.promoteRateLimit) == "32")
         let saved = try JSONDecoder().decode([String: [String: String]].self, from: Data(contentsOf: URL(fileURLWithPath: state)))
-        #expect(saved["sysctl"] == ["kernel.numa_balancing": "1", "kernel.numa_balancing_promote_rate_limit_MBps": "65536"])
+        #expect(saved["settings"] == ["kernel.numa_balancing": "1", "kernel.numa_balancing_promote_rate_limit_MBps": "65536"])
         // Set already: nothing written. A reload to `off` puts the rate back and keeps the first value found.
         #expect(keeper.own(try owning("controller: {numa_balancing: tiering, hot_promotion_rate: 32MiB/s}")) == KernelShieldKeeper.SettingsReport())
         let off = keeper.own(try owning("controller: {numa_balancing: off}"))
@@ -138,6 +138,25 @@ struct KernelShieldTests {
         #expect(try keeper(state).restoreLeftovers().settingsRestored == ["kernel.numa_balancing=1"])
         #expect(setting(.numaBalancing) == "1")
         #expect(!FileManager.default.fileExists(atPath: state))
+    }
+
+    /// A value that cannot be put back at stop stays in the file, for the next start to put back.
+    @Test func aSettingThatCannotBePutBackStaysOnDisk() throws {
+        let state = tree.root + "/kernel-settings.json"
+        tree.write(KernelPaths.numaBalancing, "1\n")
+        let keeper = try keeper(state)
+        keeper.own(try owning("controller: {numa_balancing: off}"))
+        let file = tree.root + KernelPaths.numaBalancing
+        try FileManager.default.removeItem(atPath: file)
+        try FileManager.default.createDirectory(atPath: file, withIntermediateDirectories: false)
+        let stop = keeper.restoreAll()
+        #expect(stop.settingsRestored.isEmpty && stop.settingsFailed.keys.sorted() == ["kernel.numa_balancing"])
+        let saved = try JSONDecoder().decode([String: [String: String]].self, from: Data(contentsOf: URL(fileURLWithPath: state)))
+        #expect(saved["settings"] == ["kernel.numa_balancing": "1"])
+        try FileManager.default.removeItem(atPath: file)
+        tree.write(KernelPaths.numaBalancing, "0\n")
+        #expect(try self.keeper(state).restoreLeftovers().settingsRestored == ["kernel.numa_balancing=1"])
+        #expect(setting(.numaBalancing) == "1")
     }
 
     /// A kernel built without NUMA balancing: said, and nothing kept.
