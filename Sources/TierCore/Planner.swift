@@ -33,7 +33,8 @@ public enum Planner {
         let dramFree = topology.freeBytes(fast)
         let workloads = policy.resolve(snapshot.groups.map(\.path))
         let own = snapshot.ownNumaStats()
-        let unusedReserve = settings.dramReserve - min(settings.dramReserve, protectedDramBytes(snapshot, workloads, own))
+        let unusedReserve = settings.dramReserve == 0 ? 0
+            : settings.dramReserve - min(settings.dramReserve, protectedDramBytes(snapshot, workloads, own))
         let baseLow = UInt64(Double(dramTotal) * settings.dramLowFree)
         plan.summary.dramTotal = dramTotal
         plan.summary.dramFree = dramFree

@@ -46,11 +46,7 @@ public final class KernelShieldKeeper: @unchecked Sendable {
               let saved = try? JSONDecoder().decode([String: [String: String]].self, from: data) else { return Report() }
         originals = saved["memory.low"] ?? [:]
         settingOriginals = saved["settings"] ?? [:]
-        var report = restore(Set(originals.keys))
-        let settings = restoreSettings(Set(settingOriginals.keys))
-        (report.settingsRestored, report.settingsFailed) = (settings.restored, settings.failed)
-        persist()
-        return report
+        return restoreEverything()
     }
 
     /// What one pass over the kernel settings did, each as `name=value`.
@@ -127,6 +123,11 @@ public final class KernelShieldKeeper: @unchecked Sendable {
     @discardableResult
     public func restoreAll() -> Report {
         lock.lock(); defer { lock.unlock() }
+        return restoreEverything()
+    }
+
+    /// Lock held. Every raised group and every owned setting back to what tierd found.
+    private func restoreEverything() -> Report {
         var report = restore(Set(originals.keys))
         let settings = restoreSettings(Set(settingOriginals.keys))
         (report.settingsRestored, report.settingsFailed) = (settings.restored, settings.failed)

@@ -88,12 +88,11 @@ public final class TierController {
     public func ownKernelSettings() {
         guard let shield else { return }
         let report = shield.own(KernelSetting.wanted(by: policy.controller))
-        let choice = policy.controller.numaBalancing.rawValue
         for line in report.set { logger.notice("kernel setting: \(line) while tierd runs, as the policy asks") }
         for line in report.restored { logger.notice("kernel setting: put back \(line)") }
         for (name, why) in report.failed.sorted(by: { $0.key < $1.key }) { logger.error("kernel setting \(name): \(why)") }
         guard report != KernelShieldKeeper.SettingsReport() else { return }
-        journal.write(["event": "kernel_settings", "numa_balancing": .string(choice),
+        journal.write(["event": "kernel_settings", "numa_balancing": .string(policy.controller.numaBalancing.rawValue),
                        "lru_gen_batch_clearing": .string(policy.controller.lruGenBatchClearing.rawValue),
                        "set": .array(report.set.map { .string($0) }), "restored": .array(report.restored.map { .string($0) }),
                        "failed": .array(report.failed.keys.sorted().map { .string($0) })])

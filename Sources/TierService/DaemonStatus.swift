@@ -149,11 +149,6 @@ public struct DaemonStatus: Codable, Sendable, Equatable {
 /// Builds `DaemonStatus` from one tick's report and the controller's carried values. Pure: the
 /// tick's duration is passed in.
 public enum DaemonStatusBuilder {
-    /// The reserve's figures, when the policy has one.
-    static func reserve(_ summary: PlanSummary) -> (bytes: UInt64, unused: UInt64, met: Bool)? {
-        summary.reserve > 0 ? (summary.reserve, summary.reserveUnused, summary.reserveMet) : nil
-    }
-
     /// - Parameter previous: the status built after the tick before, whose groups' last actions carry over.
     public static func build(report: TickReport, policy: Policy, policyState: DaemonStatus.PolicyState, carried: ControllerState,
                              ledger: MoveLedger, tickSeconds: Double, dryRun: Bool, previous: DaemonStatus? = nil) -> DaemonStatus {
@@ -169,14 +164,15 @@ public enum DaemonStatusBuilder {
                 groups[index].lastActionsTick = ledger.ticks
             }
         }
+        let summary = report.plan.summary, hasReserve = summary.reserve > 0
         return DaemonStatus(
             ticks: ledger.ticks, lastTickSeconds: tickSeconds, dryRun: dryRun, policy: policyState,
             nodes: snapshot.map { nodes($0.topology) } ?? [],
             dram: DaemonStatus.DRAM(totalBytes: report.plan.summary.dramTotal, freeBytes: report.plan.summary.dramFree,
                                     lowWatermarkBytes: report.plan.summary.lowWatermark, highWatermarkBytes: report.plan.summary.highWatermark,
                                     demandBytes: report.plan.summary.demotionDemand, promotionNeedBytes: report.plan.summary.promotionNeed,
-                                    reserveBytes: reserve(report.plan.summary)?.bytes, reserveUnusedBytes: reserve(report.plan.summary)?.unused,
-                                    reserveMet: reserve(report.plan.summary)?.met),
+                                    reserveBytes: hasReserve ? summary.reserve : nil, reserveUnusedBytes: hasReserve ? summary.reserveUnused : nil,
+                                    reserveMet: hasReserve ? summary.reserveMet : nil),
             workloads: workloads(groups, policy: policy, ledger: ledger),
             groups: groups,
             carried: DaemonStatus.Carried(reclaiming: carried.reclaiming, globalTokens: carried.globalBucket?.tokens,

@@ -51,7 +51,7 @@ public enum StartupChecks {
         }
         let wanted = KernelSetting.wanted(by: policy.controller)
         if !wanted.isEmpty {
-            let values = wanted.keys.sorted { $0.rawValue < $1.rawValue }.map { "\($0)=\(wanted[$0]!)" }.joined(separator: ", ")
+            let values = wanted.sorted { $0.key.rawValue < $1.key.rawValue }.map { "\($0.key)=\($0.value)" }.joined(separator: ", ")
             findings.append(.init(level: .info, message:
                 "the policy has tierd set \(values) while it runs\(dryRun ? " (not in a dry run)" : "") and put back what it found"))
         }

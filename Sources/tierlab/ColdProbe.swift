@@ -16,7 +16,7 @@ import Glibc
 extension Scenarios {
     static func probeCold(_ lab: GuestLab) -> ScenarioResult {
         var result = ScenarioResult(scenario: "probe-cold", checks: [])
-        let lruGen = (try? lab.files.read(KernelPaths.lruGenEnabled))?.trimmingCharacters(in: .whitespacesAndNewlines) ?? "absent"
+        let lruGen = lab.fileValue(KernelPaths.lruGenEnabled) ?? "absent"
         result.diagnostics += "lru_gen/enabled: \(lruGen); page_idle bitmap: \(lab.files.exists(KernelPaths.pageIdleBitmap) ? "present" : "absent")\n"
         let want: UInt64 = 380 << 20
         lab.kernelTiering(demotion: false, numaBalancing: 0)
@@ -131,12 +131,12 @@ extension Scenarios {
                               name: String = "probe-hot-aging") -> ScenarioResult {
         var result = ScenarioResult(scenario: name, checks: [])
         lab.kernelTiering(demotion: true, numaBalancing: 0)
-        let booted = lab.sysctlValue(KernelPaths.lruGenEnabled) ?? "absent"
+        let booted = lab.fileValue(KernelPaths.lruGenEnabled) ?? "absent"
         result.diagnostics += "lru_gen/enabled as booted: \(booted)\n"
         for (round, setting) in (1...rounds).flatMap({ round in settings.map { (round, $0) } }) {
             let label = "lru_gen_\(setting.dropFirst(2))_\(round)"
             lab.sysctl(KernelPaths.lruGenEnabled, setting == "0x0007" ? "7" : "5")
-            result.diagnostics += "\(label): lru_gen/enabled \(lab.sysctlValue(KernelPaths.lruGenEnabled) ?? "unread")\n"
+            result.diagnostics += "\(label): lru_gen/enabled \(lab.fileValue(KernelPaths.lruGenEnabled) ?? "unread")\n"
             guard let (job, group) = coldProbeJob(lab, name: "aging-\(round)-\(setting)") else {
                 result.diagnostics += "\(label): the job did not allocate\n"
                 continue

@@ -193,7 +193,7 @@ final class GuestLab {
     }
 
     func runAll(_ names: [String]) {
-        let release = (try? files.read(KernelPaths.kernelRelease))?.trimmingCharacters(in: .whitespacesAndNewlines) ?? "unknown"
+        let release = fileValue(KernelPaths.kernelRelease) ?? "unknown"
         log("guest up: kernel \(release); scenarios \(names.joined(separator: ", ")); transparent huge pages: \(hugePagesSetting ?? "unknown"); kernel defaults: \(tieringSettings())")
         print("tierlab guest: kernel \(release)")
         if let problem = verifyTiers() {
@@ -280,7 +280,7 @@ final class GuestLab {
     /// The kernel's tiering settings as text, to show tierd left them as it found them.
     func tieringSettings() -> String {
         [KernelPaths.demotionEnabled, KernelPaths.numaBalancing].map { path in
-            "\(path)=" + ((try? files.read(path))?.trimmingCharacters(in: .whitespacesAndNewlines) ?? "?")
+            "\(path)=" + (fileValue(path) ?? "?")
         }.joined(separator: " ")
     }
 
@@ -292,8 +292,8 @@ final class GuestLab {
 
     func sysctl(_ path: String, _ value: String) { setFile(path, value) }
 
-    /// A kernel setting's file as it reads now, trimmed; nil if unreadable.
-    func sysctlValue(_ path: String) -> String? { (try? files.read(path))?.trimmingCharacters(in: .whitespacesAndNewlines) }
+    /// A one-value file (a kernel setting, a cgroup's memory.low) as it reads now, trimmed; nil if unreadable.
+    func fileValue(_ path: String) -> String? { (try? files.read(path))?.trimmingCharacters(in: .whitespacesAndNewlines) }
 
     /// Transparent huge pages' mode now: the bracketed word of "always madvise [never]".
     var hugePagesSetting: String? {

@@ -37,7 +37,7 @@ extension Scenarios {
         var modeWhileRunning: String?
         func sample() {
             keepSlow.append(lab.numaStat(keep).bytes(on: 1))
-            modeWhileRunning = modeWhileRunning ?? lab.sysctlValue(KernelPaths.numaBalancing)
+            modeWhileRunning = modeWhileRunning ?? lab.fileValue(KernelPaths.numaBalancing)
         }
         // Demoted by cold until DRAM is back above the high watermark (or for at most 180 s).
         let settled = lab.waitFor(seconds: 180, every: 0.5) {
@@ -57,7 +57,7 @@ extension Scenarios {
         while monotonic() < until { sample(); usleep(500_000) }
         let promoted = (lab.vmstat(["pgpromote_success"])["pgpromote_success"] ?? 0) - promotedBefore
         lab.stop(tierd.process)
-        let modeAfter = lab.sysctlValue(KernelPaths.numaBalancing)
+        let modeAfter = lab.fileValue(KernelPaths.numaBalancing)
 
         let allocated = job.allocatedAt() ?? .infinity
         let before = job.samples().filter { $0.t >= allocated && $0.t < switchedAt }

@@ -235,7 +235,7 @@ enum Scenarios {
             lab.kernelTiering(demotion: false, numaBalancing: 0)
             idleRates = (0..<2).compactMap { _ in lab.calibrateMigratepages(mib: 256)?.mibPerSecond }
             if cold { lab.kernelTiering(demotion: true, numaBalancing: 0) }
-            lruGenBefore = lab.sysctlValue(KernelPaths.lruGenEnabled)
+            lruGenBefore = lab.fileValue(KernelPaths.lruGenEnabled)
             // Cold demotion as docs/CONFIG.md advises it: the LRU's batched clearing of accessed
             // bits let part of a continuously written hot set go on 7.3 (probe-hot-aging).
             let coldSettings = cold ? ", lru_gen_batch_clearing: off" : ""
@@ -336,10 +336,10 @@ enum Scenarios {
         // tierd stops first: it would otherwise bring the protected job back while migratepages moves it out.
         lab.stop(tierd.process)
         if cold {
-            let low = (try? lab.files.read(lab.cgroupDir(protectedGroup) + "/memory.low"))?.trimmingCharacters(in: .whitespacesAndNewlines)
+            let low = lab.fileValue(lab.cgroupDir(protectedGroup) + "/memory.low")
             result.checks.append(Check(name: "tierd put the protected group's memory.low back when it stopped", ok: low == "0",
                                        detail: "memory.low after SIGTERM: \(low ?? "unreadable")"))
-            let lruGenAfter = lab.sysctlValue(KernelPaths.lruGenEnabled)
+            let lruGenAfter = lab.fileValue(KernelPaths.lruGenEnabled)
             let set = tierd.events("kernel_settings").flatMap { ($0["set"] as? [String]) ?? [] }.filter { $0.hasPrefix("lru_gen.enabled=") }
             result.checks.append(Check(name: "tierd turned the LRU's batched clearing off while it ran and put the mask back when it stopped",
                                        ok: lruGenBefore == "0x0007" && set == ["lru_gen.enabled=0x0005 (was 0x0007)"] && lruGenAfter == lruGenBefore,
@@ -443,7 +443,7 @@ enum Scenarios {
             result.figures["batch_pgdemote_direct_pages"] = Double(stat.direct.demoted)
             result.figures["batch_pgdemote_proactive_pages"] = Double(stat.proactive.demoted)
         }
-        let low = (try? lab.files.read(lab.cgroupDir(protectedGroup) + "/memory.low"))?.trimmingCharacters(in: .whitespacesAndNewlines) ?? "?"
+        let low = lab.fileValue(lab.cgroupDir(protectedGroup) + "/memory.low") ?? "?"
         let shieldEvents = tierd.events("shield").count
         result.figures["protected_kernel_demoted_pages"] = Double(kernelDemoted)
         return [
