@@ -5,6 +5,7 @@ public struct Instant: Sendable, Equatable, Comparable {
     public init(_ sinceBoot: Duration) { self.sinceBoot = sinceBoot }
     public static func < (a: Instant, b: Instant) -> Bool { a.sinceBoot < b.sinceBoot }
     public static func - (a: Instant, b: Instant) -> Duration { a.sinceBoot - b.sinceBoot }
+    public static func + (a: Instant, b: Duration) -> Instant { Instant(a.sinceBoot + b) }
 }
 
 extension Duration {
@@ -38,6 +39,13 @@ public struct ByteBucket: Sendable, Equatable {
 
     /// Returns unspent bytes, never past `capacity`.
     public mutating func give(_ bytes: UInt64) { tokens = min(capacity, tokens + min(bytes, capacity)) }
+}
+
+/// Bytes a hot promotion brought back to DRAM, kept out of demotion until `until`.
+public struct HotHold: Sendable, Equatable {
+    public var bytes: UInt64
+    public var until: Instant
+    public init(bytes: UInt64, until: Instant) { self.bytes = bytes; self.until = until }
 }
 
 /// A group held back from one direction of moves after a try that moved nothing: it is planned
@@ -94,7 +102,25 @@ public struct ControllerState: Sendable, Equatable {
     /// its pages whatever the policy): demoted by `task` until their tasks change.
     public var coldRefused: [CgroupPath: (pids: [Int32], reason: String)] = [:]
 
+    /// tierd's own promotions of opted-in workloads' hot pages (`controller.hot_promotion_rate`).
+    public var hotBucket: ByteBucket?
+    /// Bytes hot promotions brought back per group, each kept out of the group's demotions until
+    /// its instant (`controller.hot_hold`).
+    public var hotHeld: [CgroupPath: [HotHold]] = [:]
+
     public init() {}
+
+    /// Bytes of `group` a hot promotion brought back less than a hold time ago.
+    public func heldHotBytes(_ group: CgroupPath, now: Instant) -> UInt64 {
+        (hotHeld[group] ?? []).reduce(0) { $0 + ($1.until > now ? $1.bytes : 0) }
+    }
+
+    /// Records what a hot promotion moved, held until `until`; expired holds are dropped.
+    public mutating func noteHotPromotion(of group: CgroupPath, movedBytes: UInt64, until: Instant, now: Instant) {
+        var holds = (hotHeld[group] ?? []).filter { $0.until > now }
+        if movedBytes > 0 { holds.append(HotHold(bytes: movedBytes, until: until)) }
+        hotHeld[group] = holds.isEmpty ? nil : holds
+    }
 
     /// What the executed plan taught: a promotion that moved nothing, with room to spare, holds
     /// its group back (`slowBytes`: its own bytes on slow nodes in the snapshot planned on); one
@@ -118,6 +144,7 @@ public struct ControllerState: Sendable, Equatable {
         stuckOnSlowNodes = stuckOnSlowNodes.filter { present.contains($0.key) }
         blockedSources = blockedSources.filter { present.contains($0.key) }
         coldRefused = coldRefused.filter { present.contains($0.key) }
+        hotHeld = hotHeld.filter { present.contains($0.key) }
     }
 
     /// Charges bytes moved outside the plan (a manual move) to the rate limits, so that tierd's own
@@ -139,10 +166,15 @@ public struct ControllerState: Sendable, Equatable {
         }
     }
 
+    /// Settles a hot promotion with its own bucket as `settle` does with the others.
+    public mutating func settleHot(planned: UInt64, moved: UInt64) {
+        if moved > planned { hotBucket?.take(moved - planned) } else { hotBucket?.give(planned - moved) }
+    }
+
     public static func == (a: ControllerState, b: ControllerState) -> Bool {
         a.reclaiming == b.reclaiming && a.globalBucket == b.globalBucket && a.workloadBuckets == b.workloadBuckets
             && a.lastTick == b.lastTick && a.stuckOnSlowNodes == b.stuckOnSlowNodes && a.blockedSources == b.blockedSources
-            && a.coldDisabled == b.coldDisabled
+            && a.coldDisabled == b.coldDisabled && a.hotBucket == b.hotBucket && a.hotHeld == b.hotHeld
             && a.coldRefused.count == b.coldRefused.count
             && a.coldRefused.allSatisfy { k, v in b.coldRefused[k].map { $0.pids == v.pids && $0.reason == v.reason } ?? false }
             && a.pressureTotals.count == b.pressureTotals.count

@@ -17,6 +17,16 @@ public enum NumaBalancingChoice: String, Sendable, Equatable, CaseIterable {
 /// What tierd does with the multi-generational LRU's batched clearing of accessed bits (bit
 /// 0x0002 of `/sys/kernel/mm/lru_gen/enabled`: page-table walks while aging, look-around while
 /// evicting) while it runs (`controller.lru_gen_batch_clearing`).
+/// How tierd finds an opted-in workload's hot pages on the slow tier, to bring them back to DRAM
+/// (`controller.hot_pages`).
+public enum HotPageFinder: String, Sendable, Equatable, CaseIterable {
+    /// Pages written since tierd last looked: the kernel's soft-dirty bits, cleared through
+    /// `/proc/PID/clear_refs` and read from `/proc/PID/pagemap` (pages only read are not seen).
+    case written
+    /// tierd brings back no page of an opted-in workload.
+    case off
+}
+
 public enum BatchClearingChoice: String, Sendable, Equatable, CaseIterable {
     case leave
     /// Cleared while tierd runs: the LRU checks each page through the reverse map alone.

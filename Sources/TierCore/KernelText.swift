@@ -535,3 +535,20 @@ public struct NumaMapsEntry: Sendable, Equatable {
     /// Whether every page of the mapping is mapped by this process alone.
     public var isUnshared: Bool { maxMapCount <= 1 }
 }
+
+/// One page's entry in `/proc/PID/pagemap`: a 64-bit word per page of the address space, the
+/// page in memory at bit 63 and soft-dirty (written since the task's bits were last cleared)
+/// at bit 55.
+public enum PagemapEntry {
+    public static let present: UInt64 = 1 << 63
+    public static let softDirty: UInt64 = 1 << 55
+
+    /// The page is in memory and was written since its soft-dirty bit was cleared.
+    public static func writtenAndPresent(_ word: UInt64) -> Bool { word & (present | softDirty) == present | softDirty }
+}
+
+/// What `/proc/PID/clear_refs` is written to clear.
+public enum ClearRefs {
+    /// The soft-dirty bits of all the task's pages.
+    public static let softDirty = "4"
+}

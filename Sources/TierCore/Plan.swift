@@ -34,6 +34,15 @@ public struct MechanismChoice: Sendable, Equatable {
     }
 }
 
+/// Which pages of a task a move takes.
+public enum PageSelection: String, Sendable, Equatable {
+    /// Every page on the source nodes, up to the byte budget.
+    case all
+    /// Only pages the task wrote since tierd last looked (soft-dirty): a hot promotion. A task
+    /// seen for the first time is only looked at: its pages are all new to the kernel's bits.
+    case recentlyWritten
+}
+
 /// One move the planner asks for: some of a group's memory from `from` nodes to `to` nodes.
 public struct MigrationAction: Sendable, Equatable, CustomStringConvertible {
     /// Toward the slow tier, or back to DRAM.
@@ -68,6 +77,8 @@ public struct MigrationAction: Sendable, Equatable, CustomStringConvertible {
     public var yieldsToNextTick = false
     /// How a demotion is carried out (promotions always move tasks).
     public var mechanism: DemotionMechanism = .taskMoves
+    /// Which of the tasks' pages on `from` may move.
+    public var pages: PageSelection = .all
 
     public init(group: CgroupPath, workload: String, direction: Direction, pids: [Int32], from: NodeSet,
                 to: [Int], bytes: UInt64, mempolicy: MempolicyMode, reason: String) {
@@ -76,7 +87,8 @@ public struct MigrationAction: Sendable, Equatable, CustomStringConvertible {
     }
 
     public var description: String {
-        let how = mechanism == .taskMoves ? "\(pids.count) tasks" : "coldest pages, memory.reclaim"
+        let how = mechanism != .taskMoves ? "coldest pages, memory.reclaim"
+            : pages == .recentlyWritten ? "pages written since the last look, \(pids.count) tasks" : "\(pids.count) tasks"
         return "\(direction.rawValue) \(group) [\(workload)] \(formatBytes(bytes)) nodes \(from) -> \(NodeSet(to)) (\(how)): \(reason)"
     }
 }
@@ -103,6 +115,8 @@ public enum SkipReason: Sendable, Equatable, CustomStringConvertible {
     /// watermark left (this tick's earlier demotions counted): nothing is moved into them until
     /// room appears.
     case slowNodesFull(nodes: NodeSet, freeBytes: UInt64, reserve: UInt64)
+    /// Its DRAM above the floor is pages a hot promotion brought back less than `hold` ago.
+    case holdingHotPages(bytes: UInt64, hold: Duration)
 
     /// A short stable name, used as a metrics label.
     public var code: String {
@@ -119,6 +133,7 @@ public enum SkipReason: Sendable, Equatable, CustomStringConvertible {
         case .stuckOnSlowNodes: "stuck_on_slow_nodes"
         case .demotionMovedNothing: "demotion_moved_nothing"
         case .slowNodesFull: "slow_nodes_full"
+        case .holdingHotPages: "holding_hot_pages"
         }
     }
 
@@ -140,6 +155,8 @@ public enum SkipReason: Sendable, Equatable, CustomStringConvertible {
             return "its last demotion moved nothing (every task refused): passed over until its tasks change, or for \(Int(wait.seconds.rounded(.up))) s"
         case .slowNodesFull(let nodes, let free, let reserve):
             return "slow nodes \(nodes) have \(formatBytes(free)) free, none above the kernel's high watermark and per-CPU lists (\(formatBytes(reserve))): nothing demoted until room appears"
+        case .holdingHotPages(let bytes, let hold):
+            return "what it has in DRAM above its floor is \(formatBytes(bytes)) of hot pages brought back less than \(Int(hold.seconds.rounded())) s ago (controller.hot_hold)"
         }
     }
 }

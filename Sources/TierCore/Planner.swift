@@ -188,13 +188,15 @@ public enum Planner {
                     continue
                 }
                 guard fastBytes > rule.dramFloor else { skip(.atDramFloor(fastBytes: fastBytes, floor: rule.dramFloor)); continue }
+                let held = state.heldHotBytes(group.path, now: now)
+                guard fastBytes > rule.dramFloor + held else { skip(.holdingHotPages(bytes: held, hold: settings.hotHold)); continue }
                 let ordered = topology.orderedByDistance(targets)
                 let room = ordered.reduce(0) { $0 + slowRoom[$1, default: 0] }
                 guard room > 0 else {
                     skip(.slowNodesFull(nodes: targets, freeBytes: topology.freeBytes(targets), reserve: topology.reserveBytes(targets)))
                     continue
                 }
-                let wanted = min(fastBytes - rule.dramFloor, remaining, room)
+                let wanted = min(fastBytes - rule.dramFloor - held, remaining, room)
                 let budget = allowance(state, workload.name)
                 guard budget > 0 else { skip(.rateLimited(scope: budgetScope(state, workload.name))); plan.summary.deferredBytes += wanted; continue }
                 let bytes = min(wanted, budget)
@@ -241,7 +243,10 @@ public enum Planner {
             action.usesRoomMade = true
             return action
         }
-        plan.actions = early + roomMaking + late + afterPromotion
+        // 5. With nothing else to do, opted-in workloads' pages written on the slow tier come back.
+        let hot = promotionNeed == 0 && demand == 0 && !state.reclaiming
+            ? hotPromotions(snapshot, workloads, own, room: dramFree - min(dramFree, low), keepFree: low, &state) : []
+        plan.actions = early + roomMaking + late + afterPromotion + hot
         for promotion in promotions { plan.slowBytesToPromote[promotion.group.path] = promotion.bytes }
         for (index, promotion) in promotions.enumerated() where remaining[index] > 0 {
             let reason: SkipReason = rateLimited.contains(index)
@@ -251,6 +256,44 @@ public enum Planner {
             plan.skips.append(PlanSkip(group: promotion.group.path, workload: promotion.workload.name, reason: reason))
         }
         return (plan, state)
+    }
+
+    /// Promotions of the pages opted-in groups wrote on the slow tier since tierd last looked
+    /// (`controller.hot_pages: written`): into `room` (DRAM above the low watermark), at most
+    /// `controller.hot_promotion_rate`, the most important workloads (highest priority) first.
+    /// Each asks for all the room its budget allows: the migrator moves only written pages, and
+    /// what it does not move goes back to the rate limits.
+    static func hotPromotions(_ snapshot: HostSnapshot, _ workloads: [CgroupPath: ResolvedWorkload], _ own: [CgroupPath: NumaStat],
+                              room: UInt64, keepFree: UInt64, _ state: inout ControllerState) -> [MigrationAction] {
+        guard snapshot.tracksWrittenPages, room > 0, state.hotBucket != nil else { return [] }
+        let topology = snapshot.topology
+        var room = room
+        var candidates: [(group: CgroupSnapshot, workload: ResolvedWorkload, slowBytes: UInt64)] = []
+        for group in snapshot.groups {
+            guard let workload = workloads[group.path], workload.rule.demote == .allowed, !group.pids.isEmpty,
+                  let slowBytes = own[group.path]?.bytes(on: topology.slow), slowBytes > 0 else { continue }
+            candidates.append((group, workload, slowBytes))
+        }
+        candidates.sort { ($1.workload.rule.priority, $0.group.path.relative) < ($0.workload.rule.priority, $1.group.path.relative) }
+        var actions: [MigrationAction] = []
+        for (group, workload, slowBytes) in candidates where room > 0 {
+            let targets = topology.fast.intersection(group.cpusetMems).intersection(snapshot.tierdAllowedNodes)
+            let stat = own[group.path] ?? NumaStat()
+            let from = NodeSet(topology.slow.filter { stat.bytes(on: $0) > 0 })
+            let budget = min(room, slowBytes, allowance(state, workload.name), state.hotBucket?.tokens ?? 0)
+            guard !targets.isEmpty, budget > 0 else { continue }
+            spend(&state, workload.name, budget)
+            state.hotBucket?.take(budget)
+            room -= budget
+            var action = MigrationAction(group: group.path, workload: workload.name, direction: .promote, pids: group.pids,
+                                         from: from, to: topology.orderedByDistance(targets), bytes: budget,
+                                         mempolicy: workload.rule.mempolicy,
+                                         reason: "pages written on slow nodes (\(formatBytes(slowBytes)) there) come back while DRAM has room")
+            action.pages = .recentlyWritten
+            action.keepFreeOnTargets = keepFree
+            actions.append(action)
+        }
+        return actions
     }
 
     /// What opt-out workloads the policy names use of DRAM: what `controller.dram.reserve` is
@@ -355,6 +398,7 @@ public enum Planner {
             if let rate = workload.rule.rateLimit { buckets[workload.name] = sized(state.workloadBuckets[workload.name], rate) }
         }
         state.workloadBuckets = buckets
+        state.hotBucket = policy.controller.hotPages == .written ? sized(state.hotBucket, policy.controller.hotPromotionRate) : nil
     }
 
     static func allowance(_ state: ControllerState, _ workload: String) -> UInt64 {

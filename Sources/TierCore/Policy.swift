@@ -118,9 +118,14 @@ public struct ControllerSettings: Sendable, Equatable {
     public var parallelMoves = true
     /// What tierd does with the kernel's NUMA balancing while it runs.
     public var numaBalancing: NumaBalancingChoice = .leave
-    /// With `numaBalancing` `tiering`: the most the kernel's promotion of hot pages moves, in bytes
-    /// per second (the kernel takes whole MiB per second).
+    /// The most hot pages brought back to DRAM move, in bytes per second: tierd's own (`hotPages`)
+    /// and, with `numaBalancing` `tiering`, the kernel's (which takes whole MiB per second).
     public var hotPromotionRate: UInt64 = 64 << 20
+    /// How tierd finds opted-in workloads' hot pages on the slow tier to bring them back itself,
+    /// at `hotPromotionRate`, into DRAM above the low watermark.
+    public var hotPages: HotPageFinder = .written
+    /// How long the bytes a hot promotion brought back are kept out of the group's demotions.
+    public var hotHold: Duration = .seconds(30)
     /// What tierd does with the multi-generational LRU's batched clearing of accessed bits while it runs.
     public var lruGenBatchClearing: BatchClearingChoice = .leave
 

@@ -188,7 +188,8 @@ private struct Compiler {
 
     func controllerSettings(_ node: Node) throws -> ControllerSettings {
         let map = try mapping(node, "controller", allowed: ["interval", "idle_interval", "dram", "rate_limit", "psi_trigger", "mover_nice", "demotion_per_tick", "move_on_task_cpu", "parallel_moves",
-                                                          "numa_balancing", "hot_promotion_rate", "lru_gen_batch_clearing"])
+                                                          "numa_balancing", "hot_promotion_rate", "lru_gen_batch_clearing",
+                                                          "hot_pages", "hot_hold"])
         var settings = ControllerSettings()
         if let entry = map["interval"] {
             let interval = try parsed(entry.value, "controller.interval", Quantity.parseDuration)
@@ -264,13 +265,24 @@ private struct Compiler {
             }
             settings.numaBalancing = choice
         }
+        if let entry = map["hot_pages"] {
+            let text = try string(entry.value, "controller.hot_pages")
+            guard let finder = HotPageFinder(rawValue: text) else {
+                throw fail(entry.value, "controller.hot_pages", "'\(text)' is not `written` (pages written on the slow tier come back) or `off`")
+            }
+            settings.hotPages = finder
+        }
+        if let entry = map["hot_hold"] {
+            settings.hotHold = try parsed(entry.value, "controller.hot_hold", Quantity.parseDuration)
+            guard settings.hotPages != .off else { throw fail(entry.value, "controller.hot_hold", "applies only with `hot_pages: written`") }
+        }
         if let entry = map["hot_promotion_rate"] {
             settings.hotPromotionRate = try parsed(entry.value, "controller.hot_promotion_rate", Quantity.parseRate)
             guard settings.hotPromotionRate >= 1 << 20 else {
                 throw fail(entry.value, "controller.hot_promotion_rate", "must be at least 1MiB/s (the kernel counts whole MiB per second)")
             }
-            guard settings.numaBalancing == .tiering else {
-                throw fail(entry.value, "controller.hot_promotion_rate", "applies only with `numa_balancing: tiering`")
+            guard settings.numaBalancing == .tiering || settings.hotPages != .off else {
+                throw fail(entry.value, "controller.hot_promotion_rate", "applies only with `hot_pages: written` or `numa_balancing: tiering`")
             }
         }
         if let entry = map["lru_gen_batch_clearing"] {

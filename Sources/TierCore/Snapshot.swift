@@ -160,6 +160,9 @@ public struct HostSnapshot: Sendable, Equatable {
     /// Groups whose files this tick did not read: their entries are the last full read's
     /// (`GroupCarrying`); empty on a full read.
     public var carried: Set<CgroupPath> = []
+    /// The kernel keeps soft-dirty bits tierd can clear and read (`HotPageFinder.written`);
+    /// false where it cannot, or where tierd has not checked.
+    public var tracksWrittenPages = false
 
     public init(topology: Topology, groups: [CgroupSnapshot], tierdAllowedNodes: NodeSet, vanishedWhileReading: Int = 0) {
         self.topology = topology; self.groups = groups

@@ -276,6 +276,8 @@ public struct TaskMigrator: PageMigrator {
     public var pacedChunkPages = 2048
     /// Where each task's last partial move stopped: the next resumes there.
     public let cursors = MoveCursors()
+    /// What each task wrote since the last hot promotion looked (`PageSelection.recentlyWritten`).
+    public let written: WrittenPages
     /// Counts the bytes moves bring into and take out of DRAM as they go (for the free-DRAM watch).
     public var ownMoves: OwnMoves?
     /// The kernel's base page: the step between the addresses handed to move_pages(2), and what
@@ -285,6 +287,7 @@ public struct TaskMigrator: PageMigrator {
 
     public init(collector: SnapshotCollector, syscalls: any PageMoveSyscalls, dryRun: Bool, selfPid: Int32 = getpid()) {
         self.collector = collector; self.syscalls = syscalls; self.dryRun = dryRun; self.selfPid = selfPid
+        written = WrittenPages(files: collector.files)
     }
 
     var files: any HostFiles { collector.files }
@@ -445,7 +448,8 @@ public struct TaskMigrator: PageMigrator {
         }
         let sourceBytes = entries.reduce(0) { $0 + $1.bytes(on: action.from) }
         guard sourceBytes > 0 else { return .nothingToMove }
-        if dryRun { return .wouldMove(bytes: min(sourceBytes, budget)) }
+        // A dry run does not clear a task's soft-dirty bits: it cannot tell what a hot promotion would find.
+        if dryRun { return action.pages == .recentlyWritten ? .nothingToMove : .wouldMove(bytes: min(sourceBytes, budget)) }
         // Still the task pinned, then the group checked again: that task is the one moved, to the last call.
         guard let task = pinned, identity(of: pid) == task else { return .exited }
         if let gone = stillInGroup(pid, action.group) { return gone }
@@ -479,6 +483,9 @@ public struct TaskMigrator: PageMigrator {
     func move(_ task: TaskIdentity, _ action: MigrationAction, targets: NodeSet, first: Int, budget: UInt64, sourceBytes: UInt64,
               pacer: RoomPacer?, deadline: Deadline?, mappings: [NumaMapsEntry]? = nil, stayed: StayedPages? = nil,
               outcome: inout ActionOutcome) -> TaskResult {
+        if action.pages == .recentlyWritten {
+            return moveWritten(task, action, targets: targets, budget: budget, mappings: mappings, stayed: stayed)
+        }
         let pid = task.pid
         // A page shared with another process (a library, shared memory) may be a protected
         // workload's too: demotion leaves it; promotion brings it along, which harms no one.
@@ -510,6 +517,16 @@ public struct TaskMigrator: PageMigrator {
         case .failure(let error):
             return failure(error)
         }
+    }
+
+    /// A hot promotion: the task's pages on the source nodes that it wrote since tierd last
+    /// cleared its soft-dirty bits move, then the bits are cleared for the next look. A task seen
+    /// for the first time is only cleared: every page it ever wrote is set until then.
+    func moveWritten(_ task: TaskIdentity, _ action: MigrationAction, targets: NodeSet, budget: UInt64,
+                     mappings: [NumaMapsEntry]?, stayed: StayedPages?) -> TaskResult {
+        defer { written.clear(task) }
+        guard written.isArmed(task) else { return .nothingToMove }
+        return movePart(task, action, targets: targets.sorted, budget: budget, mappings: mappings, stayed: stayed)
     }
 
     /// Whether moving the task whole with migrate_pages(2) keeps within `budget`. A demotion leaves
@@ -640,6 +657,14 @@ public struct TaskMigrator: PageMigrator {
                 pages.removeAll(keepingCapacity: true)
                 for index in 0..<count { pages.append(address + index * pageSize) }
                 address += count * pageSize
+                if action.pages == .recentlyWritten {
+                    guard let bits = written.written(pid: pid, range: chunkStart..<address, pageSize: pageSize) else {
+                        resume(at: nil)
+                        return moved == 0 ? .exited : .partial(movedBytes: moved, notMovedPages: stayed)
+                    }
+                    pages = zip(pages, bits).compactMap { $1 ? $0 : nil }
+                    if pages.isEmpty { continue }
+                }
                 guard case .success(let location) = syscalls.movePages(pid: pid, addresses: pages, to: nil) else {
                     resume(at: nil)
                     return moved == 0 ? .exited : .partial(movedBytes: moved, notMovedPages: stayed)

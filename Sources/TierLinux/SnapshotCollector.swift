@@ -14,6 +14,9 @@ public struct SnapshotCollector: Sendable {
     /// mounted tree: the identity on a host, a real map in a Kubernetes pod.
     public let namespace: CgroupNamespace
 
+    /// The kernel keeps soft-dirty bits tierd can use to find written pages (`WrittenPages`).
+    public let tracksWrittenPages: Bool
+
     /// What goes wrong before a snapshot can be taken at all.
     public enum SetupError: Error, CustomStringConvertible {
         case noCgroup2(mountinfo: String)
@@ -41,6 +44,7 @@ public struct SnapshotCollector: Sendable {
         }
         cgroupMount = mount.mountPoint
         namespace = try Self.anchorNamespace(files: files, mount: mount, selfPid: selfPid)
+        tracksWrittenPages = WrittenPages.kernelTracks(files: files)
     }
 
     /// Finds tierd's own cgroup in the mounted tree (see ``CgroupNamespace``). A tree without
@@ -198,6 +202,7 @@ public struct SnapshotCollector: Sendable {
                                     tierdAllowedNodes: tierdAllowedNodes() ?? allNodes, vanishedWhileReading: vanished)
         snapshot.kernelMovers = kernelMovers()
         snapshot.carried = carriedPaths
+        snapshot.tracksWrittenPages = tracksWrittenPages
         return snapshot
     }
 

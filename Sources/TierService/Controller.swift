@@ -185,13 +185,15 @@ public final class TierController {
         state = next
         let migrator = self.migrator, nice = policy.controller.moverNice
         // migrate_pages(2) blocks for seconds on large tasks: the lanes keep it off the cooperative pool.
-        let (outcomes, niceApplied) = await MoveLanes.run(plan.actions, migrator: migrator, nice: nice,
+        let (executed, niceApplied) = await MoveLanes.run(plan.actions, migrator: migrator, nice: nice,
                                                           parallel: policy.controller.parallelMoves, nextTickDue: nextTickDue)
         if !niceApplied && !warnedAboutNice {
             warnedAboutNice = true
             logger.warning("cannot move pages at nice \(nice) (CAP_SYS_NICE missing?): moving at the thread's own priority")
         }
-        let heldBack = learn(from: outcomes, plan: plan, now: now)
+        let heldBack = learn(from: executed, plan: plan, now: now)
+        // A hot promotion that found nothing written is a look, not a move: it is not reported.
+        let outcomes = executed.filter { !$0.isQuietHotLook }
         let present = Set(snapshot.groups.map(\.path))
         state.forgetGroups(notIn: present)
         ledger.forgetGroups(notIn: present)
@@ -217,6 +219,12 @@ public final class TierController {
         for outcome in outcomes {
             let action = outcome.action
             state.settle(planned: action.bytes, moved: outcome.movedBytes, workload: action.workload)
+            if action.pages == .recentlyWritten {
+                // Finding nothing written is a hot promotion's usual outcome, not a refusal to hold back for.
+                state.settleHot(planned: action.bytes, moved: outcome.movedBytes)
+                state.noteHotPromotion(of: action.group, movedBytes: outcome.movedBytes, until: now + policy.controller.hotHold, now: now)
+                continue
+            }
             if outcome.lostBytes > 0 {
                 let why = "its cold demotion of \(action.group) lost \(formatBytes(outcome.lostBytes)) (taken by reclaim and discarded or swapped, not demoted)"
                 state.coldDisabled[action.workload] = why
@@ -301,6 +309,7 @@ public final class TierController {
             "cpu_user_s": .double(cpu.user), "cpu_system_s": .double(cpu.system),
             "demoted_cold_total": .bytes(ledger.demotedByMode[.cold] ?? 0), "demoted_task_total": .bytes(ledger.demotedByMode[.task] ?? 0),
             "lost_total": .bytes(ledger.lostTotal), "slow_tier_dropped_total": .bytes(ledger.slowTierDroppedTotal),
+            "promoted_hot_total": .bytes(ledger.promotedHotTotal),
         ].merging(s.reserve > 0 ? ["reserve_unused": .bytes(s.reserveUnused), "reserve_met": .bool(s.reserveMet)] : [:]) { a, _ in a }) }
         logOutcomes(outcomes, event: "action", elapsed: elapsed)
         var current: [CgroupPath: String] = [:]
@@ -340,4 +349,9 @@ public final class TierController {
         }
     }
 
+}
+
+extension ActionOutcome {
+    /// A hot promotion that found no written page to move and met no error.
+    var isQuietHotLook: Bool { action.pages == .recentlyWritten && movedBytes == 0 && dropped == nil }
 }

@@ -18,6 +18,8 @@ public struct MoveLedger: Sendable, Equatable {
     /// Bytes `cold` demotions' reclaim took and did not demote while the group went to swap (or
     /// swap could not be seen). Must stay zero.
     public var lostTotal: UInt64 = 0
+    /// Bytes of opted-in workloads' written pages brought back to DRAM (`controller.hot_pages`).
+    public var promotedHotTotal: UInt64 = 0
     /// The slow tier's page cache `cold` demotions' reclaim dropped (it has nowhere to demote to).
     public var slowTierDroppedTotal: UInt64 = 0
     /// Task results by code ("moved", "exited", "mempolicy", ...).
@@ -49,6 +51,7 @@ public struct MoveLedger: Sendable, Equatable {
                 movedByWorkload[action.workload, default: [:]][action.direction, default: 0] += moved
                 movedTotal[action.direction, default: 0] += moved
                 if action.direction == .demote { demotedByMode[action.mechanism.mode, default: 0] += moved }
+                if action.pages == .recentlyWritten { promotedHotTotal += moved }
             }
             lostTotal += outcome.lostBytes
             slowTierDroppedTotal += outcome.slowTierDroppedBytes

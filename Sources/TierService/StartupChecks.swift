@@ -55,6 +55,11 @@ public enum StartupChecks {
             findings.append(.init(level: .info, message:
                 "the policy has tierd set \(values) while it runs\(dryRun ? " (not in a dry run)" : "") and put back what it found"))
         }
+        if policy.controller.hotPages == .written && !topology.slow.isEmpty {
+            findings.append(collector.tracksWrittenPages
+                ? .init(level: .info, message: "hot pages: opted-in workloads' pages written on the slow tier come back to DRAM at up to \(formatBytes(policy.controller.hotPromotionRate))/s (soft-dirty bits)")
+                : .init(level: .warning, message: "hot pages: this kernel keeps no soft-dirty bits (CONFIG_MEM_SOFT_DIRTY), or tierd cannot clear them: opted-in workloads' hot pages stay on the slow tier (set controller.hot_pages: off to say so)"))
+        }
         for mover in (dryRun ? collector.kernelMovers() : collector.kernelMovers().owned(by: policy.controller)).findings {
             findings.append(.init(level: .warning, message: "kernel mover: \(mover.text)"))
         }

@@ -128,6 +128,22 @@ public final class FixtureTree: @unchecked Sendable {
         write(process + "/numa_maps", numa.joined(separator: "\n") + "\n")
     }
 
+    /// The task's `/proc/PID/pagemap` (a sparse file, a 64-bit word per page) with `pages`
+    /// present and, of them, `written` soft-dirty; and an empty `clear_refs` to be written to.
+    public func setPagemap(_ pid: Int32, pages: [UInt64], written: Set<UInt64>) throws {
+        let process = KernelPaths.process(pid)
+        write(process + "/clear_refs", "")
+        let path = root + process + "/pagemap"
+        guard FileManager.default.createFile(atPath: path, contents: nil) else { throw CocoaError(.fileWriteUnknown) }
+        let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: path))
+        defer { try? handle.close() }
+        for page in pages {
+            let word = PagemapEntry.present | (written.contains(page) ? PagemapEntry.softDirty : 0) | 0x1234
+            try handle.seek(toOffset: page / 4096 * 8)
+            try handle.write(contentsOf: withUnsafeBytes(of: word.littleEndian) { Data($0) })
+        }
+    }
+
     /// Adds to the task's numa_maps (and maps) a file mapping of `pages` on `node` that
     /// `mappedBy` processes map, as a shared library's text is.
     public func addSharedMapping(_ pid: Int32, pages: UInt64, node: Int, mappedBy processes: Int, file: String = "/usr/lib/libshared.so") {

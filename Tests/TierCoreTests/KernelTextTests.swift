@@ -9,6 +9,14 @@ struct KernelTextTests {
         try String(contentsOfFile: FixtureTree.capturedGuest + path, encoding: .utf8)
     }
 
+    /// A pagemap word says "written" only for a page in memory whose soft-dirty bit is set.
+    @Test func pagemapWordsSayWrittenOnlyForPresentSoftDirtyPages() {
+        #expect(PagemapEntry.writtenAndPresent(1 << 63 | 1 << 55 | 0x1234))
+        #expect(!PagemapEntry.writtenAndPresent(1 << 63 | 0x1234), "present, not written")
+        #expect(!PagemapEntry.writtenAndPresent(1 << 62 | 1 << 55), "swapped out")
+        #expect(!PagemapEntry.writtenAndPresent(0))
+    }
+
     @Test func nodeListsRoundTrip() {
         #expect(NodeSet.parseList("0-2,4\n") == NodeSet([0, 1, 2, 4]))
         #expect(NodeSet.parseList("") == NodeSet.empty)

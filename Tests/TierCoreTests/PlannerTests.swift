@@ -45,10 +45,11 @@ struct PlannerTests {
     }
 
     func plan(_ yaml: String = PlannerTests.yaml, state: ControllerState = ControllerState(), now: Duration = .seconds(10),
-              fallRate: UInt64 = 0) throws -> (MigrationPlan, ControllerState) {
+              fallRate: UInt64 = 0, tracksWrittenPages: Bool = false) throws -> (MigrationPlan, ControllerState) {
         let policy = try PolicyCompiler.compile(yaml: yaml, file: "test.yaml")
         var snapshot = try SnapshotCollector(files: RootedHostFiles(root: tree.root)).collect(selection: policy.tiers)
         snapshot.dramFallRate = fallRate
+        snapshot.tracksWrittenPages = tracksWrittenPages
         return Planner.plan(snapshot: snapshot, policy: policy, state: state, now: Instant(now))
     }
 
@@ -509,6 +510,95 @@ struct PlannerTests {
         let promotion = try #require(plan.actions.first)
         #expect(promotion.direction == .promote && promotion.bytes == 380 * Self.mib && !promotion.usesRoomMade)
         #expect(promotion.keepFreeOnTargets == baseLow / 2)
+    }
+}
+
+/// `controller.hot_pages: written`: opted-in workloads' pages written on the slow tier come back.
+struct HotPromotionPlannerTests {
+    static let mib: UInt64 = 1 << 20
+    let tree: FixtureTree
+    let base = PlannerTests.yaml.replacingOccurrences(of: "  demotion_per_tick: 1GiB\n", with: "  demotion_per_tick: 1GiB\n  hot_promotion_rate: 64MiB/s\n")
+    init() throws {
+        tree = try FixtureTree()
+        tree.setNode(1, freeBytes: 900 * Self.mib)
+        tree.setNode(2, freeBytes: 900 * Self.mib)
+    }
+    var low: UInt64 { UInt64(Double(1_030_452 * 1024) * 0.1) }
+
+    func plan(_ yaml: String? = nil, state: ControllerState = .afterOneTick, tracks: Bool = true) throws -> (MigrationPlan, ControllerState) {
+        let policy = try PolicyCompiler.compile(yaml: yaml ?? base, file: "test.yaml")
+        var snapshot = try SnapshotCollector(files: RootedHostFiles(root: tree.root)).collect(selection: policy.tiers)
+        snapshot.tracksWrittenPages = tracks
+        return Planner.plan(snapshot: snapshot, policy: policy, state: state, now: Instant(.seconds(10)))
+    }
+
+    func hot(_ plan: MigrationPlan) -> [MigrationAction] { plan.actions.filter { $0.pages == .recentlyWritten } }
+
+    @Test func writtenSlowPagesComeBackIntoDramAboveTheLowWatermarkAtTheHotRate() throws {
+        tree.setNode(0, freeBytes: 600 * Self.mib)
+        tree.addGroup("test.slice/batch", pids: [500], anon: [0: 200 * Self.mib, 1: 300 * Self.mib])
+        let (plan, state) = try plan()
+        let action = try #require(hot(plan).first)
+        #expect(plan.actions.count == 1)
+        #expect(action.direction == .promote && action.group == CgroupPath("test.slice/batch"))
+        #expect(action.from == NodeSet([1]) && action.to == [0])
+        #expect(action.bytes == 64 * Self.mib, "one interval of hot_promotion_rate")
+        #expect(action.keepFreeOnTargets == low)
+        #expect(state.hotBucket?.tokens == 0)
+    }
+
+    @Test func theRoomAboveTheLowWatermarkBoundsThemAndTheMostImportantWorkloadGoesFirst() throws {
+        tree.setNode(0, freeBytes: low + 40 * Self.mib)
+        tree.addGroup("test.slice/early", pids: [700], anon: [1: 100 * Self.mib])
+        tree.addGroup("test.slice/batch", pids: [500], anon: [1: 100 * Self.mib])
+        let (plan, _) = try plan(base.replacingOccurrences(of: "dram: {low: 10%, high: 20%}", with: "dram: {low: 10%, high: 11%}"))
+        #expect(hot(plan).map(\.group) == [CgroupPath("test.slice/batch")], "priority 10 before priority 5, and no room left for the second")
+        #expect(hot(plan).first?.bytes == plan.summary.dramFree - plan.summary.lowWatermark)
+        #expect(plan.summary.dramFree - plan.summary.lowWatermark < 41 * Self.mib)
+    }
+
+    @Test func nothingComesBackWhileDramMustBeFreedOrProtectedPagesWait() throws {
+        tree.addGroup("test.slice/batch", pids: [500], anon: [0: 600 * Self.mib, 1: 100 * Self.mib])
+        tree.setNode(0, freeBytes: 50 * Self.mib)
+        #expect(hot(try plan().0).isEmpty)
+        tree.setNode(0, freeBytes: 600 * Self.mib)
+        tree.addGroup("test.slice/db", pids: [600], anon: [1: 10 * Self.mib])
+        let (plan, _) = try plan()
+        #expect(hot(plan).isEmpty && plan.actions.contains { $0.group == CgroupPath("test.slice/db") && $0.direction == .promote })
+    }
+
+    @Test func nothingComesBackWithoutSoftDirtyBitsOrWhenTheConfigSaysOff() throws {
+        tree.setNode(0, freeBytes: 600 * Self.mib)
+        tree.addGroup("test.slice/batch", pids: [500], anon: [1: 300 * Self.mib])
+        #expect(hot(try plan(tracks: false).0).isEmpty)
+        let off = PlannerTests.yaml.replacingOccurrences(of: "  demotion_per_tick: 1GiB\n", with: "  demotion_per_tick: 1GiB\n  hot_pages: off\n")
+        #expect(hot(try plan(off).0).isEmpty)
+    }
+
+    @Test func bytesBroughtBackAreKeptOutOfDemotionForTheHoldTime() throws {
+        tree.setNode(0, freeBytes: 50 * Self.mib)
+        tree.addGroup("test.slice/batch", pids: [500], anon: [0: 600 * Self.mib])
+        var state = ControllerState.afterOneTick
+        state.noteHotPromotion(of: CgroupPath("test.slice/batch"), movedBytes: 550 * Self.mib, until: Instant(.seconds(40)), now: Instant(.seconds(9)))
+        let (partly, _) = try plan(state: state)
+        let demotion = try #require(partly.actions.first { $0.direction == .demote })
+        #expect(demotion.bytes == 50 * Self.mib, "600 MiB in DRAM, 550 of them held")
+        state.noteHotPromotion(of: CgroupPath("test.slice/batch"), movedBytes: 50 * Self.mib, until: Instant(.seconds(40)), now: Instant(.seconds(9)))
+        let (held, _) = try plan(state: state)
+        #expect(held.actions.isEmpty)
+        #expect(held.skips.contains { $0.reason.code == "holding_hot_pages" })
+        var expired = ControllerState.afterOneTick
+        expired.noteHotPromotion(of: CgroupPath("test.slice/batch"), movedBytes: 600 * Self.mib, until: Instant(.seconds(10)), now: Instant(.seconds(9)))
+        let (after, _) = try plan(state: expired)
+        #expect(after.actions.first?.direction == .demote, "a hold ends at its instant")
+    }
+
+    @Test func aHotPromotionSettlesItsOwnBucketOnWhatItMoved() {
+        var state = ControllerState()
+        state.hotBucket = ByteBucket(rate: 64 * Self.mib, capacity: 64 * Self.mib)
+        state.hotBucket?.take(64 * Self.mib)
+        state.settleHot(planned: 64 * Self.mib, moved: 4 * Self.mib)
+        #expect(state.hotBucket?.tokens == 60 * Self.mib)
     }
 }
 

@@ -76,6 +76,38 @@ struct MigratorTests {
         #expect(TaskMigrator.systemPageSize == UInt64(sysconf(Int32(_SC_PAGESIZE))))
     }
 
+    /// `controller.hot_pages: written`: only the pages the task wrote since the last look move,
+    /// and the look clears the bits; the first look at a task only clears them.
+    @Test func aHotPromotionMovesOnlyThePagesWrittenSinceTheLastLook() throws {
+        tree.addTask(700, group: "test.slice/batch", pagesPerNode: [1: 100])
+        let start: UInt64 = 0x7f00_0000_0000
+        let written: Set<UInt64> = [start + 3 * 4096, start + 50 * 4096]
+        try tree.setPagemap(700, pages: (0..<100).map { start + $0 * 4096 }, written: written)
+        syscalls.pageNode = { _, _ in 1 }
+        var action = promote([700])
+        action.pages = .recentlyWritten
+        let hot = migrator()
+        let first = hot.execute(action)
+        #expect(first.movedBytes == 0 && syscalls.calls.isEmpty, "every page is soft-dirty until the bits were first cleared")
+        #expect(tree.read(KernelPaths.process(700) + "/clear_refs") == ClearRefs.softDirty)
+        tree.write(KernelPaths.process(700) + "/clear_refs", "")
+        let second = hot.execute(action)
+        #expect(second.movedBytes == 2 * 4096)
+        #expect(syscalls.calls == [.query(pid: 700, pages: 2), .move(pid: 700, pages: 2, to: 0)])
+        #expect(syscalls.movedAddresses == written)
+        #expect(tree.read(KernelPaths.process(700) + "/clear_refs") == ClearRefs.softDirty)
+    }
+
+    @Test func aDryRunNeitherClearsNorGuessesWrittenPages() throws {
+        tree.addTask(700, group: "test.slice/batch", pagesPerNode: [1: 100])
+        try tree.setPagemap(700, pages: [0x7f00_0000_0000], written: [0x7f00_0000_0000])
+        var action = promote([700])
+        action.pages = .recentlyWritten
+        let outcome = migrator(dryRun: true).execute(action)
+        #expect(outcome.tasks.map(\.result) == [.nothingToMove])
+        #expect(tree.read(KernelPaths.process(700) + "/clear_refs") == "")
+    }
+
     @Test func pagesLeftBehindAreReportedAsPartial() {
         tree.addTask(700, group: "test.slice/batch", pagesPerNode: [1: 100])
         syscalls.notMoved[700] = 30

@@ -6,9 +6,9 @@ import TierTestSupport
 
 /// What tierd says about the host before its first tick, on captured trees.
 struct StartupChecksTests {
-    func findings(_ tree: FixtureTree, selfPid: Int32 = 1) throws -> [StartupFinding] {
+    func findings(_ tree: FixtureTree, selfPid: Int32 = 1, yaml: String = "controller: {hot_pages: off}\ndefault: {demote: never}\n") throws -> [StartupFinding] {
         let collector = try SnapshotCollector(files: RootedHostFiles(root: tree.root), selfPid: selfPid)
-        let policy = try PolicyCompiler.compile(yaml: "default: {demote: never}\n", file: "test.yaml")
+        let policy = try PolicyCompiler.compile(yaml: yaml, file: "test.yaml")
         return StartupChecks.run(collector: collector, policy: policy, dryRun: true).1
     }
 
@@ -26,6 +26,13 @@ struct StartupChecksTests {
         #expect(found.contains { $0.level == .info && $0.message.contains(
             "its cgroup there (/) is /kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-podtierd.slice/cri-containerd-tierd.scope") })
         #expect(!found.contains { $0.level != .info })
+    }
+
+    /// A fixture tree has no task whose soft-dirty bits tierd could clear and read back.
+    @Test func hotPagesWithoutSoftDirtyBitsAreWarnedOnce() throws {
+        let found = try findings(FixtureTree(), yaml: "default: {demote: never}\n")
+        #expect(found.filter { $0.message.hasPrefix("hot pages:") }.map(\.level) == [.warning])
+        #expect(try !findings(FixtureTree()).contains { $0.message.hasPrefix("hot pages:") })
     }
 
     @Test func aPodSeeingOnlyItsOwnSubtreeIsWarned() throws {

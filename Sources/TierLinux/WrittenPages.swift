@@ -1,0 +1,83 @@
+import Foundation
+import TierCore
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The pages each task wrote since tierd last looked, from the kernel's soft-dirty bits: cleared
+/// per task by writing 4 to `/proc/PID/clear_refs`, read per page from `/proc/PID/pagemap`.
+/// What `controller.hot_pages: written` finds hot slow pages with. Debian's kernels have no idle
+/// page tracking, and the soft-dirty bits need no privilege beyond the ptrace access tierd already
+/// has (a page's frame number, which would need CAP_SYS_ADMIN, is not used).
+///
+/// A task's bits say something only after tierd cleared them once: until then every page the
+/// task ever wrote is set. Keyed by the task's identity, so a reused pid starts unarmed.
+public final class WrittenPages: @unchecked Sendable {
+    let files: any HostFiles
+    private let lock = NSLock()
+    private var armed: Set<TaskIdentity> = []
+    /// Beyond this many tasks the set is emptied: losing it costs each task one look that moves nothing.
+    let capacity: Int
+
+    public init(files: any HostFiles, capacity: Int = 4096) { self.files = files; self.capacity = capacity }
+
+    /// Whether tierd cleared this task's bits before, so that set bits mean "written since".
+    public func isArmed(_ task: TaskIdentity) -> Bool {
+        lock.lock(); defer { lock.unlock() }
+        return armed.contains(task)
+    }
+
+    /// Clears the task's soft-dirty bits; false when the kernel refused (the task exited).
+    @discardableResult
+    public func clear(_ task: TaskIdentity) -> Bool {
+        do { try files.write(KernelPaths.process(task.pid) + "/clear_refs", ClearRefs.softDirty) } catch { return false }
+        lock.lock(); defer { lock.unlock() }
+        if !armed.contains(task) && armed.count >= capacity { armed.removeAll(keepingCapacity: true) }
+        armed.insert(task)
+        return true
+    }
+
+    /// For each page of `range`, whether the task wrote it since its bits were cleared and it is
+    /// in memory; nil when its pagemap cannot be read (the task exited).
+    public func written(pid: Int32, range: Range<UInt64>, pageSize: UInt64) -> [Bool]? {
+        let count = Int((range.upperBound - range.lowerBound) / pageSize)
+        guard count > 0 else { return [] }
+        let path = files.root == "/" ? KernelPaths.process(pid) + "/pagemap" : files.root + KernelPaths.process(pid) + "/pagemap"
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        var words = [UInt64](repeating: 0, count: count)
+        let wanted = count * 8
+        let filled = words.withUnsafeMutableBytes { buffer -> Int in
+            var filled = 0
+            while filled < wanted {
+                let n = pread(fd, buffer.baseAddress! + filled, wanted - filled, off_t((range.lowerBound / pageSize) * 8) + off_t(filled))
+                if n < 0 { if errno == EINTR { continue }; return -1 }
+                if n == 0 { break }
+                filled += n
+            }
+            return filled
+        }
+        guard filled == wanted else { return nil }
+        return words.map { PagemapEntry.writtenAndPresent(UInt64(littleEndian: $0)) }
+    }
+
+    /// Whether this kernel keeps soft-dirty bits (CONFIG_MEM_SOFT_DIRTY): tierd clears its own,
+    /// writes one page of its own and reads the bit back. Only on the host's own files.
+    public static func kernelTracks(files: any HostFiles) -> Bool {
+        guard files.root == "/" else { return false }
+        let pageSize = Int(TaskMigrator.systemPageSize)
+        guard let page = mmap(nil, pageSize, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0), page != MAP_FAILED else { return false }
+        defer { munmap(page, pageSize) }
+        page.storeBytes(of: 1, as: UInt8.self)
+        let address = UInt64(UInt(bitPattern: page))
+        let me = TaskIdentity(pid: getpid(), startTime: 0)
+        let probe = WrittenPages(files: files)
+        guard probe.clear(me), probe.written(pid: me.pid, range: address..<address + UInt64(pageSize), pageSize: UInt64(pageSize)) == [false] else {
+            return false
+        }
+        page.storeBytes(of: 2, as: UInt8.self)
+        return probe.written(pid: me.pid, range: address..<address + UInt64(pageSize), pageSize: UInt64(pageSize)) == [true]
+    }
+}
