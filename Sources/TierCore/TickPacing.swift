@@ -6,17 +6,19 @@
 /// `idleInterval`: on a host with thousands of groups and nothing to move, reading every group's
 /// files is most of what tierd costs, and while the free-DRAM watch samples between ticks a host
 /// that starts to fill wakes a tick within one watch period anyway (as PSI triggers, a reload or
-/// a manual move do). Pure: the service hands it the tick's plan.
+/// a manual move do). A tick whose only actions are looks for written hot pages is quiet too (it
+/// may carry groups), but the looks keep the interval: a working set that moved is found within
+/// one. Pure: the service hands it the tick's plan.
 public enum TickPacing {
     public static func pause(after plan: MigrationPlan, moved: Bool, heldBack: Bool, settings: ControllerSettings) -> Duration {
         if moved || heldBack || plan.summary.deferredBytes > 0 { return min(settings.interval, .milliseconds(100)) }
-        return isQuiet(plan, settings: settings) ? max(settings.interval, settings.idleInterval) : settings.interval
+        return isQuiet(plan, settings: settings) && plan.actions.isEmpty ? max(settings.interval, settings.idleInterval) : settings.interval
     }
 
     /// Nothing to do and nothing close to it, with the free-DRAM watch on to notice a change.
     public static func isQuiet(_ plan: MigrationPlan, settings: ControllerSettings) -> Bool {
         let summary = plan.summary
-        return settings.dramWatch > .zero && plan.actions.isEmpty && !summary.reclaiming
+        return settings.dramWatch > .zero && plan.actions.allSatisfy { $0.pages == .recentlyWritten } && !summary.reclaiming
             && summary.promotionNeed == 0 && summary.demotionDemand == 0
             && summary.dramTotal > 0 && summary.projectedDramFree >= summary.highWatermark
     }

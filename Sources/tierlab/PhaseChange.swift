@@ -41,7 +41,7 @@ extension Scenarios {
               - {name: keep, match: ["\(keep)"], demote: never}
               - {name: batch, match: ["\(batch)"], demote: allowed}
             """)
-        let job = lab.load("phase-batch", group: batch, mib: 600, hotMiB: 50, interval: 1, phaseNode: 1)
+        let job = lab.load("phase-batch", group: batch, mib: 600, hotMiB: 50, interval: 1, hotWhileAllocating: true, phaseNode: 1)
         var keepSlow: [UInt64] = []
         var modeWhileRunning: String?
         func sample() {

@@ -18,6 +18,7 @@ enum Scenarios {
         case "late-protected-cold": return lateProtected(lab, mode: .tierd, cold: true, hotEarly: true)
         case "late-protected-reserve": return lateProtected(lab, mode: .tierd, cold: true, hotEarly: true, reserve: true)
         case "phase-change": return phaseChange(lab, mover: .tierd)
+        case "numa-balancing-default": return numaBalancingDefault(lab)
         // Not in a suite: the batch job's hot set is untouched while it allocates, so it is the
         // coldest memory then, demoted, and nothing brings it back once hot (issue 14, item 6).
         case "late-protected-cold-hot-late": return lateProtected(lab, mode: .tierd, cold: true)

@@ -40,6 +40,20 @@ struct TickPacingTests {
         #expect(TickPacing.pause(after: deferred, moved: false, heldBack: false, settings: settings) == .milliseconds(100))
     }
 
+    /// Looks for written hot pages leave a tick quiet (groups may be carried) but keep the interval.
+    @Test func aTickThatOnlyLooksForHotPagesIsQuietAtTheInterval() {
+        var looking = quietPlan()
+        var look = MigrationAction(group: CgroupPath("a"), workload: "a", direction: .promote, pids: [1], from: NodeSet([1]), to: [0],
+                                   bytes: Self.mib, mempolicy: .respect, reason: "r")
+        look.pages = .recentlyWritten
+        looking.actions = [look]
+        #expect(TickPacing.isQuiet(looking, settings: settings))
+        #expect(TickPacing.pause(after: looking, moved: false, heldBack: false, settings: settings) == .seconds(2))
+        look.pages = .all
+        looking.actions = [look]
+        #expect(!TickPacing.isQuiet(looking, settings: settings))
+    }
+
     /// Without the free-DRAM watch nothing would notice a filling host between ticks; an idle
     /// interval below the interval never shortens it.
     @Test func noWatchNoIdlePacingAndNeverFasterThanTheInterval() {
