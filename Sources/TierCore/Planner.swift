@@ -1,71 +1,134 @@
 /// The decision: given one snapshot, the policy, the carried state and the time, what to move.
 ///
-/// Pure: no I/O, no clock. Rules, in order:
-/// 1. Opt-out workloads with `promote` whose own pages sit on slow nodes need DRAM back.
-/// 2. Demotion demand is the larger of: the watermark gap (DRAM free below `low` starts
+/// Pure: no I/O, no clock. `plan` reads as its steps, each a function of its own:
+/// 1. Needs (`protectedNeeds`): opt-out workloads with `promote` whose own pages sit on slow
+///    nodes need DRAM back.
+/// 2. Demand (`demotionDemand`): the larger of the watermark gap (DRAM free below `low` starts
 ///    reclaiming until free reaches `high`; free is taken one `lookahead` ahead at the rate it
 ///    is falling), at most `demotion_per_tick` of it in one tick (more if the fall is faster), and
 ///    the room promotion needs above half of `low`.
-/// 3. Opted-in groups cover the demand in priority order (lower first, then the most DRAM),
-///    never below their floor, never while their pressure guard is tripped, only to slow nodes
-///    inside both their cpuset and tierd's own.
-/// 4. Promotions follow, limited to the room there is; rate limits cap every action.
-/// Order of actions: promotions into DRAM free now, demotions that make room for the rest of
-/// them, those promotions, then any demotion the watermark asks for beyond that, which yields to
-/// the next tick when it runs long (`yieldsToNextTick`). Promotions and
-/// demotions are two sequences the service may run side by side: a promotion marked
-/// `usesRoomMade` is paced by the demotions marked `makesRoom`.
+/// 3. Candidates and allocation (`demotionCandidates`, `allocateDemotions`): opted-in groups
+///    cover the demand in priority order (lower first, then the most DRAM), never below their
+///    floor or into what hot promotions hold, never while their pressure guard is tripped, only
+///    to slow nodes inside both their cpuset and tierd's own. Protected promotions
+///    (`ProtectedPromoter`) take the room there is and the room made; with nothing else to do,
+///    opted-in workloads' written slow pages come back (`hotPromotions`). Rate limits cap every
+///    action.
+/// 4. Schedule: promotions into DRAM free now, demotions that make room for the rest of them,
+///    those promotions, then any demotion the watermark asks for beyond that, which yields to the
+///    next tick when it runs long (`yieldsToNextTick`), then the hot pages. Promotions and
+///    demotions are two sequences the service may run side by side: a promotion marked
+///    `usesRoomMade` is paced by the demotions marked `makesRoom`.
 public enum Planner {
     public static func plan(snapshot: HostSnapshot, policy: Policy, state previous: ControllerState,
                             now: Instant) -> (MigrationPlan, ControllerState) {
         var state = previous
         var plan = MigrationPlan()
-        let topology = snapshot.topology
-        let fast = topology.fast, slow = topology.slow
-        let allowed = snapshot.tierdAllowedNodes
-        let settings = policy.controller
-
         let stallShares = measureStall(snapshot, &state, now)
         refillBuckets(&state, policy, now)
         state.lastTick = now
-
-        let dramTotal = topology.totalBytes(fast)
-        let dramFree = topology.freeBytes(fast)
-        let workloads = policy.resolve(snapshot.groups.map(\.path))
-        let own = snapshot.ownNumaStats()
-        let unusedReserve = settings.dramReserve == 0 ? 0
-            : settings.dramReserve - min(settings.dramReserve, protectedDramBytes(snapshot, workloads, own))
-        let baseLow = UInt64(Double(dramTotal) * settings.dramLowFree)
-        plan.summary.dramTotal = dramTotal
-        plan.summary.dramFree = dramFree
-        plan.summary.reserve = settings.dramReserve
-        plan.summary.reserveUnused = unusedReserve
-        plan.summary.lowWatermark = min(dramTotal, baseLow + unusedReserve)
-        plan.summary.highWatermark = min(dramTotal, settings.highWatermark(dramTotal: dramTotal) + unusedReserve)
-        plan.summary.reserveMet = unusedReserve == 0 || dramFree >= plan.summary.lowWatermark
-        let low = plan.summary.lowWatermark, high = plan.summary.highWatermark
-
-        guard !slow.isEmpty else {
+        let context = PlanningContext(snapshot: snapshot, policy: policy, now: now)
+        plan.summary = dramPicture(context)
+        guard !context.topology.slow.isEmpty else {
             plan.skips.append(PlanSkip(group: .root, workload: Policy.defaultWorkloadName, reason: .noSlowTier))
             state.reclaiming = false
             return (plan, state)
         }
+        // 1. Needs: what protected workloads have on slow nodes.
+        let needs = protectedNeeds(context, state, &plan.skips)
+        plan.summary.promotionNeed = needs.reduce(0) { $0 + $1.bytes }
+        // 2. Demand: how much DRAM to free.
+        let demand = demotionDemand(context, promotionNeed: plan.summary.promotionNeed, firstTick: previous.lastTick == nil,
+                                    summary: &plan.summary, state: &state)
+        // 3. Allocation: protected pages into DRAM free now, demotions from the candidates, then
+        // protected pages into the room those make, then the hot pages opted-in jobs wrote.
+        var promoter = ProtectedPromoter(needs: needs, keepFree: demand.promotionKeepsFree, onTaskCPU: context.settings.moveOnTaskCPU)
+        var roomNow = demand.roomNow
+        let early = promoter.promote(into: &roomNow, &state)
+        let demotions = allocateDemotions(demotionCandidates(context), demand: demand, context, stallShares: stallShares,
+                                          state: &state, plan: &plan)
+        var roomMade = demotions.roomMaking.reduce(0) { $0 + $1.bytes }
+        let late = promoter.promote(into: &roomMade, &state).map { action in
+            var action = action
+            action.usesRoomMade = true
+            return action
+        }
+        let hot = plan.summary.promotionNeed == 0 && demand.bytes == 0 && !state.reclaiming
+            ? hotPromotions(context.snapshot, context.workloads, context.own, room: plan.summary.dramFree - min(plan.summary.dramFree, plan.summary.lowWatermark),
+                            keepFree: plan.summary.lowWatermark, &state) : []
+        // 4. Schedule: promotions into DRAM free now, the demotions that make room for the rest
+        // of them, those promotions, any demotion the watermark asks for beyond that, the hot pages.
+        plan.actions = early + demotions.roomMaking + late + demotions.afterPromotion + hot
+        for need in needs { plan.slowBytesToPromote[need.group.path] = need.bytes }
+        promoter.reportUnmet(state, &plan)
+        return (plan, state)
+    }
 
-        let parents = snapshot.parentGroups()
+    /// What one tick plans from: the snapshot, the policy's settings and each group's workload and
+    /// own bytes per node, read once.
+    struct PlanningContext {
+        let snapshot: HostSnapshot
+        let settings: ControllerSettings
+        let workloads: [CgroupPath: ResolvedWorkload]
+        let own: [CgroupPath: NumaStat]
+        let parents: Set<CgroupPath>
+        let now: Instant
+        var topology: Topology { snapshot.topology }
 
-        // 1. What opt-out workloads need back.
-        var promotions: [(group: CgroupSnapshot, workload: ResolvedWorkload, from: NodeSet, to: [Int], bytes: UInt64)] = []
-        for group in snapshot.groups {
-            guard let workload = workloads[group.path], workload.rule.demote == .never,
-                  let stat = own[group.path] else { continue }
+        init(snapshot: HostSnapshot, policy: Policy, now: Instant) {
+            self.snapshot = snapshot
+            settings = policy.controller
+            workloads = policy.resolve(snapshot.groups.map(\.path))
+            own = snapshot.ownNumaStats()
+            parents = snapshot.parentGroups()
+            self.now = now
+        }
+    }
+
+    /// DRAM now: its size and free bytes, the reserve's unused part and the watermarks it raises.
+    static func dramPicture(_ context: PlanningContext) -> PlanSummary {
+        let settings = context.settings, topology = context.topology
+        var summary = PlanSummary()
+        summary.dramTotal = topology.totalBytes(topology.fast)
+        summary.dramFree = topology.freeBytes(topology.fast)
+        summary.reserve = settings.dramReserve
+        summary.reserveUnused = settings.dramReserve == 0 ? 0
+            : settings.dramReserve - min(settings.dramReserve, protectedDramBytes(context.snapshot, context.workloads, context.own))
+        summary.lowWatermark = min(summary.dramTotal, baseLowWatermark(context) + summary.reserveUnused)
+        summary.highWatermark = min(summary.dramTotal, settings.highWatermark(dramTotal: summary.dramTotal) + summary.reserveUnused)
+        summary.reserveMet = summary.reserveUnused == 0 || summary.dramFree >= summary.lowWatermark
+        return summary
+    }
+
+    static func baseLowWatermark(_ context: PlanningContext) -> UInt64 {
+        UInt64(Double(context.topology.totalBytes(context.topology.fast)) * context.settings.dramLowFree)
+    }
+
+    /// A protected group's pages on slow nodes, and where they may go.
+    struct PromotionNeed {
+        let group: CgroupSnapshot
+        let workload: ResolvedWorkload
+        let from: NodeSet
+        let to: [Int]
+        let bytes: UInt64
+    }
+
+    /// Rule 1: opt-out workloads with `promote` whose own pages sit on slow nodes need DRAM back;
+    /// the others are skipped with the reason.
+    static func protectedNeeds(_ context: PlanningContext, _ state: ControllerState, _ skips: inout [PlanSkip]) -> [PromotionNeed] {
+        let topology = context.topology, fast = topology.fast, slow = topology.slow, allowed = context.snapshot.tierdAllowedNodes
+        var needs: [PromotionNeed] = []
+        for group in context.snapshot.groups {
+            guard let workload = context.workloads[group.path], workload.rule.demote == .never,
+                  let stat = context.own[group.path] else { continue }
             let slowBytes = stat.bytes(on: slow)
             guard slowBytes > 0 else { continue }
-            func skip(_ reason: SkipReason) { plan.skips.append(PlanSkip(group: group.path, workload: workload.name, reason: reason)) }
+            func skip(_ reason: SkipReason) { skips.append(PlanSkip(group: group.path, workload: workload.name, reason: reason)) }
             guard workload.rule.promote else { skip(.promotionDisabled(slowBytes: slowBytes)); continue }
             guard !group.pids.isEmpty else { skip(.noTasks(bytes: slowBytes)); continue }
             guard !group.cpusetMems.isDisjoint(with: fast) else { skip(.confinedToSlowNodes(cpuset: group.cpusetMems)); continue }
-            if let hold = state.stuckOnSlowNodes[group.path], hold.holds(pids: group.pids, bytes: slowBytes, now: now) {
-                skip(.stuckOnSlowNodes(bytes: slowBytes, retryIn: hold.retryAt - now))
+            if let hold = state.stuckOnSlowNodes[group.path], hold.holds(pids: group.pids, bytes: slowBytes, now: context.now) {
+                skip(.stuckOnSlowNodes(bytes: slowBytes, retryIn: hold.retryAt - context.now))
                 continue
             }
             let targets = fast.intersection(group.cpusetMems).intersection(allowed)
@@ -74,28 +137,48 @@ public enum Planner {
                 continue
             }
             let from = slow.intersection(stat.nodes).filter { stat.bytes(on: $0) > 0 }
-            promotions.append((group, workload, NodeSet(from), topology.orderedByDistance(targets), slowBytes))
+            needs.append(PromotionNeed(group: group, workload: workload, from: NodeSet(from), to: topology.orderedByDistance(targets), bytes: slowBytes))
         }
-        let promotionNeed = promotions.reduce(0) { $0 + $1.bytes }
-        plan.summary.promotionNeed = promotionNeed
+        return needs
+    }
 
-        // 2. How much DRAM to free. The watermarks are checked against free DRAM one lookahead
-        // ahead at the rate it is falling: an allocation that would cross `low` before the next
-        // look starts the demotion now, and the demotion covers what it takes meanwhile.
-        // While part of the reserve is unused, it is the room a fall eats into first — most likely
-        // a protected workload growing into it, which the reserve is for: the watermarks, raised
-        // by that part, catch what goes beyond it, and the lookahead applies once it is used up.
-        // (Anticipating the fall as well made room twice: in the lab, 92 MiB more demoted as the
-        // protected job filled the last of its reserve.)
-        let anticipated = settings.anticipatedFall(rate: snapshot.dramFallRate)
-        let uncovered = unusedReserve > 0 ? 0 : anticipated
+    /// How much DRAM a tick frees, and the room promotions have without it.
+    struct Demand {
+        /// Bytes to demote this tick.
+        let bytes: UInt64
+        /// The part of `bytes` that makes room for protected pages.
+        let promotionShortfall: UInt64
+        /// What the fall in free DRAM takes in one lookahead.
+        let anticipated: UInt64
+        /// Free DRAM one lookahead ahead, as the watermarks were checked against.
+        let projectedFree: UInt64
+        /// What protected promotions leave free, and the room they have above it now.
+        let promotionKeepsFree: UInt64
+        let roomNow: UInt64
+    }
+
+    /// Rule 2: the larger of the watermark gap (at most `demotion_per_tick`, more if the fall is
+    /// faster) and the room protected pages need above half of `low`.
+    ///
+    /// The watermarks are checked against free DRAM one lookahead ahead at the rate it is falling:
+    /// an allocation that would cross `low` before the next look starts the demotion now, and the
+    /// demotion covers what it takes meanwhile. While part of the reserve is unused, it is the room
+    /// a fall eats into first — most likely a protected workload growing into it, which the
+    /// reserve is for: the watermarks, raised by that part, catch what goes beyond it, and the
+    /// lookahead applies once it is used up. (Anticipating the fall as well made room twice: in the
+    /// lab, 92 MiB more demoted as the protected job filled the last of its reserve.)
+    static func demotionDemand(_ context: PlanningContext, promotionNeed: UInt64, firstTick: Bool,
+                               summary: inout PlanSummary, state: inout ControllerState) -> Demand {
+        let settings = context.settings, dramFree = summary.dramFree
+        let low = summary.lowWatermark, high = summary.highWatermark
+        let anticipated = settings.anticipatedFall(rate: context.snapshot.dramFallRate)
+        let uncovered = summary.reserveUnused > 0 ? 0 : anticipated
         let projectedFree = dramFree - min(dramFree, uncovered)
-        plan.summary.dramFallRate = snapshot.dramFallRate
-        plan.summary.projectedDramFree = projectedFree
+        summary.dramFallRate = context.snapshot.dramFallRate
+        summary.projectedDramFree = projectedFree
         // A controller without history (its first tick, as after a restart) cannot know whether a
         // reclaim was under way: below `high` it finishes one. A tierd killed mid-demotion and
         // restarted with free DRAM between the watermarks otherwise left the work undone.
-        let firstTick = previous.lastTick == nil
         if projectedFree < low || (firstTick && projectedFree < high) { state.reclaiming = true }
         else if projectedFree >= high { state.reclaiming = false }
         let watermarkDemand = state.reclaiming ? high - min(high, projectedFree) : 0
@@ -105,157 +188,199 @@ public enum Planner {
         // reserve is the watermark's demotion to restore, after the protected pages are back
         // (restoring it first made the protected job wait for up to a reserve's worth of moves).
         // The reserve is for protected pages: their promotion may use it.
-        let promotionKeepsFree = min(baseLow / 2, dramFree)
-        var roomNow = dramFree - promotionKeepsFree
+        let promotionKeepsFree = min(baseLowWatermark(context) / 2, dramFree)
+        let roomNow = dramFree - promotionKeepsFree
         let promotionShortfall = promotionNeed > roomNow ? promotionNeed - roomNow : 0
         // The watermark's demotion takes at most `demotionPerTick` a tick: the loop re-plans right
         // after a busy tick, so a protected job that appears mid-reclaim waits for one batch, not
         // the whole reclaim. Room for protected pages is not cut into batches (the rate limits
         // still apply): its promotion follows the demotion within the tick, not a tick later.
         // A fall faster than that batch per lookahead raises the batch to keep pace with it.
-        let demand = max(min(watermarkDemand, max(settings.demotionPerTick, anticipated)), promotionShortfall)
-        plan.summary.reclaiming = state.reclaiming
-        plan.summary.demotionDemand = demand
+        let bytes = max(min(watermarkDemand, max(settings.demotionPerTick, anticipated)), promotionShortfall)
+        summary.reclaiming = state.reclaiming
+        summary.demotionDemand = bytes
+        return Demand(bytes: bytes, promotionShortfall: promotionShortfall, anticipated: anticipated, projectedFree: projectedFree,
+                      promotionKeepsFree: promotionKeepsFree, roomNow: roomNow)
+    }
 
-        // 4a. Promote what fits now, first: a protected job never waits behind a long demotion.
-        var remaining = promotions.map(\.bytes)
+    /// Protected pages into the room given, each need in turn, within the rate limits; what is
+    /// left of each need after the tick is reported as a skip.
+    struct ProtectedPromoter {
+        let needs: [PromotionNeed]
+        let keepFree: UInt64
+        let onTaskCPU: Bool
+        var remaining: [UInt64]
         var rateLimited = Set<Int>()
-        func promote(into room: inout UInt64) -> [MigrationAction] {
+
+        init(needs: [PromotionNeed], keepFree: UInt64, onTaskCPU: Bool) {
+            self.needs = needs; self.keepFree = keepFree; self.onTaskCPU = onTaskCPU
+            remaining = needs.map(\.bytes)
+        }
+
+        mutating func promote(into room: inout UInt64, _ state: inout ControllerState) -> [MigrationAction] {
             var actions: [MigrationAction] = []
-            for (index, promotion) in promotions.enumerated() where remaining[index] > 0 && room > 0 {
-                let budget = allowance(state, promotion.workload.name)
+            for (index, need) in needs.enumerated() where remaining[index] > 0 && room > 0 {
+                let budget = allowance(state, need.workload.name)
                 guard budget > 0 else { rateLimited.insert(index); continue }
                 let take = min(remaining[index], room, budget)
-                spend(&state, promotion.workload.name, take)
+                spend(&state, need.workload.name, take)
                 remaining[index] -= take
                 room -= take
                 var action = MigrationAction(
-                    group: promotion.group.path, workload: promotion.workload.name, direction: .promote, pids: promotion.group.pids,
-                    from: promotion.from, to: promotion.to, bytes: take, mempolicy: promotion.workload.rule.mempolicy,
-                    reason: "protected workload has \(formatBytes(promotion.bytes)) on slow nodes")
-                action.keepFreeOnTargets = promotionKeepsFree
-                action.onTaskCPU = settings.moveOnTaskCPU
+                    group: need.group.path, workload: need.workload.name, direction: .promote, pids: need.group.pids,
+                    from: need.from, to: need.to, bytes: take, mempolicy: need.workload.rule.mempolicy,
+                    reason: "protected workload has \(formatBytes(need.bytes)) on slow nodes")
+                action.keepFreeOnTargets = keepFree
+                action.onTaskCPU = onTaskCPU
                 actions.append(action)
             }
             return actions
         }
-        let early = promote(into: &roomNow)
 
-        // 3. Demote opted-in groups to cover the demand. The part that makes room for the
-        // protected pages runs before their promotion; the watermark's extra waits behind it.
+        func reportUnmet(_ state: ControllerState, _ plan: inout MigrationPlan) {
+            for (index, need) in needs.enumerated() where remaining[index] > 0 {
+                let limited = rateLimited.contains(index)
+                let reason: SkipReason = limited ? .rateLimited(scope: budgetScope(state, need.workload.name))
+                    : .noRoomInDram(neededBytes: remaining[index])
+                if limited { plan.summary.deferredBytes += remaining[index] }
+                plan.skips.append(PlanSkip(group: need.group.path, workload: need.workload.name, reason: reason))
+            }
+        }
+    }
+
+    /// An opted-in group with bytes in DRAM, a possible source of demotion.
+    typealias DemotionCandidate = (group: CgroupSnapshot, workload: ResolvedWorkload, fastBytes: UInt64)
+
+    /// Rule 3's order: lower priority first, then the most DRAM.
+    static func demotionCandidates(_ context: PlanningContext) -> [DemotionCandidate] {
+        let fast = context.topology.fast
+        var candidates: [DemotionCandidate] = []
+        for group in context.snapshot.groups {
+            guard let workload = context.workloads[group.path], workload.rule.demote == .allowed,
+                  let fastBytes = context.own[group.path]?.bytes(on: fast), fastBytes > 0 else { continue }
+            candidates.append((group, workload, fastBytes))
+        }
+        candidates.sort {
+            ($0.workload.rule.priority, UInt64.max - $0.fastBytes, $0.group.path.relative)
+                < ($1.workload.rule.priority, UInt64.max - $1.fastBytes, $1.group.path.relative)
+        }
+        return candidates
+    }
+
+    /// The demotions of one tick: the part that makes room for protected pages, run before their
+    /// promotion, and the watermark's extra, which waits behind it.
+    struct DemotionAllocation {
+        var roomMaking: [MigrationAction] = []
+        var afterPromotion: [MigrationAction] = []
+    }
+
+    /// Rule 3: candidates cover the demand in order, never below their floor or into what hot
+    /// promotions hold, never while their pressure guard is tripped, only to slow nodes inside both
+    /// their cpuset and tierd's own, and no slow node past the kernel's high watermark (below it
+    /// kswapd reclaims there, and a move into a full node fails page by page after the kernel
+    /// tried to make room).
+    static func allocateDemotions(_ candidates: [DemotionCandidate], demand: Demand, _ context: PlanningContext,
+                                  stallShares: [CgroupPath: (some: Double, full: Double)],
+                                  state: inout ControllerState, plan: inout MigrationPlan) -> DemotionAllocation {
+        var allocation = DemotionAllocation()
+        guard demand.bytes > 0 else { return allocation }
+        let topology = context.topology, settings = context.settings
+        var slowRoom: [Int: UInt64] = [:]
+        for id in topology.slow { slowRoom[id] = topology.node(id)?.roomAboveHighWatermark ?? 0 }
         var demoted: UInt64 = 0
-        var roomMaking: [MigrationAction] = [], afterPromotion: [MigrationAction] = []
-        if demand > 0 {
-            // No slow node is filled past the kernel's high watermark: below it kswapd reclaims
-            // there, and a move into a full node fails page by page after the kernel tried to make room.
-            var slowRoom: [Int: UInt64] = [:]
-            for id in slow { slowRoom[id] = topology.node(id)?.roomAboveHighWatermark ?? 0 }
-            var candidates: [(group: CgroupSnapshot, workload: ResolvedWorkload, fastBytes: UInt64)] = []
-            for group in snapshot.groups {
-                guard let workload = workloads[group.path], workload.rule.demote == .allowed,
-                      let fastBytes = own[group.path]?.bytes(on: fast), fastBytes > 0 else { continue }
-                candidates.append((group, workload, fastBytes))
+        for (group, workload, fastBytes) in candidates {
+            func skip(_ reason: SkipReason) { plan.skips.append(PlanSkip(group: group.path, workload: workload.name, reason: reason)) }
+            let remaining = demand.bytes - min(demand.bytes, demoted)
+            if remaining == 0 { break }
+            let rule = workload.rule
+            let ordered: [Int]
+            switch demotionTargets(group, workload, fastBytes, context, stallShares: stallShares, state: state) {
+            case .failure(let error): skip(error.reason); continue
+            case .success(let targets): ordered = targets
             }
-            candidates.sort {
-                ($0.workload.rule.priority, UInt64.max - $0.fastBytes, $0.group.path.relative)
-                    < ($1.workload.rule.priority, UInt64.max - $1.fastBytes, $1.group.path.relative)
+            let held = state.heldHotBytes(group.path, now: context.now)
+            guard fastBytes > rule.dramFloor + held else { skip(.holdingHotPages(bytes: held, hold: settings.hotHold)); continue }
+            let room = ordered.reduce(0) { $0 + slowRoom[$1, default: 0] }
+            guard room > 0 else {
+                let targets = NodeSet(ordered)
+                skip(.slowNodesFull(nodes: targets, freeBytes: topology.freeBytes(targets), reserve: topology.reserveBytes(targets)))
+                continue
             }
-            for (group, workload, fastBytes) in candidates {
-                func skip(_ reason: SkipReason) { plan.skips.append(PlanSkip(group: group.path, workload: workload.name, reason: reason)) }
-                let remaining = demand - min(demand, demoted)
-                if remaining == 0 { break }
-                let rule = workload.rule
-                guard !group.pids.isEmpty else { skip(.noTasks(bytes: fastBytes)); continue }
-                if let hold = state.blockedSources[group.path], hold.holds(pids: group.pids, bytes: fastBytes, now: now) {
-                    skip(.demotionMovedNothing(retryIn: hold.retryAt - now))
-                    continue
-                }
-                if let pressureGuard = rule.pressureGuard {
-                    let line = pressureGuard.kind == .some ? group.pressure.some : group.pressure.full
-                    let recent = stallShares[group.path].map { pressureGuard.kind == .some ? $0.some : $0.full } ?? 0
-                    let observed = max(line.avg10, recent)
-                    if observed >= pressureGuard.threshold {
-                        skip(.pressureGuard(kind: pressureGuard.kind, observed: observed, threshold: pressureGuard.threshold))
-                        continue
-                    }
-                }
-                let targets = slow.intersection(group.cpusetMems).intersection(allowed)
-                guard !targets.isEmpty else {
-                    let which = slow.intersection(group.cpusetMems).isEmpty
-                        ? "slow nodes \(slow) ∩ cpuset \(group.cpusetMems) is empty"
-                        : "slow nodes in cpuset \(slow.intersection(group.cpusetMems)) ∩ tierd's own nodes \(allowed) is empty"
-                    skip(.noTargetNodes(detail: which))
-                    continue
-                }
-                guard fastBytes > rule.dramFloor else { skip(.atDramFloor(fastBytes: fastBytes, floor: rule.dramFloor)); continue }
-                let held = state.heldHotBytes(group.path, now: now)
-                guard fastBytes > rule.dramFloor + held else { skip(.holdingHotPages(bytes: held, hold: settings.hotHold)); continue }
-                let ordered = topology.orderedByDistance(targets)
-                let room = ordered.reduce(0) { $0 + slowRoom[$1, default: 0] }
-                guard room > 0 else {
-                    skip(.slowNodesFull(nodes: targets, freeBytes: topology.freeBytes(targets), reserve: topology.reserveBytes(targets)))
-                    continue
-                }
-                let wanted = min(fastBytes - rule.dramFloor - held, remaining, room)
-                let budget = allowance(state, workload.name)
-                guard budget > 0 else { skip(.rateLimited(scope: budgetScope(state, workload.name))); plan.summary.deferredBytes += wanted; continue }
-                let bytes = min(wanted, budget)
-                plan.summary.deferredBytes += wanted - bytes
-                spend(&state, workload.name, bytes)
-                demoted += bytes
-                var placing = bytes
-                for node in ordered where placing > 0 {
-                    let taken = min(placing, slowRoom[node, default: 0])
-                    slowRoom[node, default: 0] -= taken
-                    placing -= taken
-                }
-                let stat = own[group.path] ?? NumaStat()
-                let forRoom = min(bytes, promotionShortfall - min(promotionShortfall, demoted - bytes))
-                let mechanism = demotionMechanism(rule: rule, workload: workload.name, group: group, snapshot: snapshot,
-                                                  hasChildren: parents.contains(group.path), state: state).mechanism
-                func demotion(_ bytes: UInt64, _ reason: String) -> MigrationAction {
-                    var action = MigrationAction(group: group.path, workload: workload.name, direction: .demote, pids: group.pids,
-                                                 from: NodeSet(fast.filter { stat.bytes(on: $0) > 0 }), to: ordered,
-                                                 bytes: bytes, mempolicy: rule.mempolicy, reason: reason)
-                    action.onTaskCPU = settings.moveOnTaskCPU
-                    action.mechanism = mechanism
-                    return action
-                }
-                if forRoom > 0 {
-                    var action = demotion(forRoom, "making room for \(formatBytes(promotionNeed)) of protected memory on slow nodes")
-                    action.makesRoom = true
-                    roomMaking.append(action)
-                }
-                if bytes > forRoom {
-                    let why = anticipated == 0 ? "DRAM free \(formatBytes(dramFree)) below target \(formatBytes(high))"
-                        : "DRAM free \(formatBytes(dramFree)) falling at \(formatBytes(snapshot.dramFallRate))/s, \(formatBytes(projectedFree)) in \(settings.dramLookahead.seconds) s, below target \(formatBytes(high))"
-                    var action = demotion(bytes - forRoom, why)
-                    action.yieldsToNextTick = true
-                    afterPromotion.append(action)
-                }
+            let wanted = min(fastBytes - rule.dramFloor - held, remaining, room)
+            let budget = allowance(state, workload.name)
+            guard budget > 0 else { skip(.rateLimited(scope: budgetScope(state, workload.name))); plan.summary.deferredBytes += wanted; continue }
+            let bytes = min(wanted, budget)
+            plan.summary.deferredBytes += wanted - bytes
+            spend(&state, workload.name, bytes)
+            demoted += bytes
+            var placing = bytes
+            for node in ordered where placing > 0 {
+                let taken = min(placing, slowRoom[node, default: 0])
+                slowRoom[node, default: 0] -= taken
+                placing -= taken
+            }
+            let stat = context.own[group.path] ?? NumaStat()
+            let forRoom = min(bytes, demand.promotionShortfall - min(demand.promotionShortfall, demoted - bytes))
+            let mechanism = demotionMechanism(rule: rule, workload: workload.name, group: group, snapshot: context.snapshot,
+                                              hasChildren: context.parents.contains(group.path), state: state).mechanism
+            func demotion(_ bytes: UInt64, _ reason: String) -> MigrationAction {
+                var action = MigrationAction(group: group.path, workload: workload.name, direction: .demote, pids: group.pids,
+                                             from: NodeSet(topology.fast.filter { stat.bytes(on: $0) > 0 }), to: ordered,
+                                             bytes: bytes, mempolicy: rule.mempolicy, reason: reason)
+                action.onTaskCPU = settings.moveOnTaskCPU
+                action.mechanism = mechanism
+                return action
+            }
+            if forRoom > 0 {
+                var action = demotion(forRoom, "making room for \(formatBytes(plan.summary.promotionNeed)) of protected memory on slow nodes")
+                action.makesRoom = true
+                allocation.roomMaking.append(action)
+            }
+            if bytes > forRoom {
+                let dramFree = plan.summary.dramFree, high = plan.summary.highWatermark
+                let why = demand.anticipated == 0 ? "DRAM free \(formatBytes(dramFree)) below target \(formatBytes(high))"
+                    : "DRAM free \(formatBytes(dramFree)) falling at \(formatBytes(context.snapshot.dramFallRate))/s, \(formatBytes(demand.projectedFree)) in \(settings.dramLookahead.seconds) s, below target \(formatBytes(high))"
+                var action = demotion(bytes - forRoom, why)
+                action.yieldsToNextTick = true
+                allocation.afterPromotion.append(action)
             }
         }
+        return allocation
+    }
 
-        // 4b. Promote the rest into the room the demotions make.
-        var roomMade = roomMaking.reduce(0) { $0 + $1.bytes }
-        let late = promote(into: &roomMade).map { action in
-            var action = action
-            action.usesRoomMade = true
-            return action
+    /// Where a candidate may demote to, nearest first, or why it may not now: no tasks, held back
+    /// after a fruitless try, its pressure guard tripped, no slow node in its cpuset and tierd's own,
+    /// at its DRAM floor.
+    static func demotionTargets(_ group: CgroupSnapshot, _ workload: ResolvedWorkload, _ fastBytes: UInt64, _ context: PlanningContext,
+                                stallShares: [CgroupPath: (some: Double, full: Double)], state: ControllerState) -> Result<[Int], SkipReasonError> {
+        let rule = workload.rule, slow = context.topology.slow, allowed = context.snapshot.tierdAllowedNodes
+        guard !group.pids.isEmpty else { return .failure(.init(.noTasks(bytes: fastBytes))) }
+        if let hold = state.blockedSources[group.path], hold.holds(pids: group.pids, bytes: fastBytes, now: context.now) {
+            return .failure(.init(.demotionMovedNothing(retryIn: hold.retryAt - context.now)))
         }
-        // 5. With nothing else to do, opted-in workloads' pages written on the slow tier come back.
-        let hot = promotionNeed == 0 && demand == 0 && !state.reclaiming
-            ? hotPromotions(snapshot, workloads, own, room: dramFree - min(dramFree, low), keepFree: low, &state) : []
-        plan.actions = early + roomMaking + late + afterPromotion + hot
-        for promotion in promotions { plan.slowBytesToPromote[promotion.group.path] = promotion.bytes }
-        for (index, promotion) in promotions.enumerated() where remaining[index] > 0 {
-            let reason: SkipReason = rateLimited.contains(index)
-                ? .rateLimited(scope: budgetScope(state, promotion.workload.name))
-                : .noRoomInDram(neededBytes: remaining[index])
-            if rateLimited.contains(index) { plan.summary.deferredBytes += remaining[index] }
-            plan.skips.append(PlanSkip(group: promotion.group.path, workload: promotion.workload.name, reason: reason))
+        if let pressureGuard = rule.pressureGuard {
+            let line = pressureGuard.kind == .some ? group.pressure.some : group.pressure.full
+            let recent = stallShares[group.path].map { pressureGuard.kind == .some ? $0.some : $0.full } ?? 0
+            let observed = max(line.avg10, recent)
+            if observed >= pressureGuard.threshold {
+                return .failure(.init(.pressureGuard(kind: pressureGuard.kind, observed: observed, threshold: pressureGuard.threshold)))
+            }
         }
-        return (plan, state)
+        let targets = slow.intersection(group.cpusetMems).intersection(allowed)
+        guard !targets.isEmpty else {
+            let which = slow.intersection(group.cpusetMems).isEmpty
+                ? "slow nodes \(slow) ∩ cpuset \(group.cpusetMems) is empty"
+                : "slow nodes in cpuset \(slow.intersection(group.cpusetMems)) ∩ tierd's own nodes \(allowed) is empty"
+            return .failure(.init(.noTargetNodes(detail: which)))
+        }
+        guard fastBytes > rule.dramFloor else { return .failure(.init(.atDramFloor(fastBytes: fastBytes, floor: rule.dramFloor))) }
+        return .success(context.topology.orderedByDistance(targets))
+    }
+
+    /// A skip reason carried as an error, so that a step can say why it found no target.
+    struct SkipReasonError: Error {
+        let reason: SkipReason
+        init(_ reason: SkipReason) { self.reason = reason }
     }
 
     /// Promotions of the pages opted-in groups wrote on the slow tier since tierd last looked
