@@ -42,6 +42,8 @@ public struct Explanation: Codable, Sendable, Equatable {
     public var decisions: [String]
     /// An opted-in group's demotion mode now: `cold` or `task`, and why `cold` could not be used.
     public var demotionMode: String?
+    /// An opted-in group's written pages on slow nodes: whether and how they come back (`controller.hot_pages`).
+    public var hotPages: String?
     /// While the kernel's reclaim demotes: the `memory.low` tierd holds the group at, and why.
     public var kernelShield: String?
     /// The kernel's own movers that are on and may undo tierd's placement for this group's rule.
@@ -87,7 +89,14 @@ public struct Explanation: Codable, Sendable, Equatable {
         if let resolved, resolved.rule.demote == .allowed {
             demotionMode = Planner.demotionMechanism(rule: resolved.rule, workload: resolved.name, group: cgroup, snapshot: snapshot,
                                                      hasChildren: snapshot.parentGroups().contains(path), state: state).description
+            hotPages = Self.hotPages(policy.controller, tracked: snapshot.tracksWrittenPages)
         }
+    }
+
+    static func hotPages(_ settings: ControllerSettings, tracked: Bool) -> String {
+        guard settings.hotPages == .written else { return "stay on the slow tier (controller.hot_pages: off)" }
+        guard tracked else { return "stay on the slow tier: the kernel keeps no soft-dirty bits tierd can clear and read" }
+        return "pages it writes on slow nodes come back to DRAM above the low watermark, at most \(formatBytes(settings.hotPromotionRate))/s, then are kept from demotion for \(Int(settings.hotHold.seconds)) s"
     }
 
     static func rule(_ rule: WorkloadRule) -> Rule {
@@ -112,6 +121,7 @@ public struct Explanation: Codable, Sendable, Equatable {
             lines.append("rule: \(ruleText)")
         }
         if let demotionMode { lines.append("demotion mode: \(demotionMode)") }
+        if let hotPages { lines.append("hot pages: \(hotPages)") }
         let nodes = ownBytesPerNode.keys.compactMap(Int.init).sorted()
         lines.append("own memory: " + nodes.map { "node \($0) \(formatBytes(ownBytesPerNode[String($0)] ?? 0))" }.joined(separator: ", "))
         lines.append("pressure: some avg10 \(Self.percent(pressure.someAvg10)), full avg10 \(Self.percent(pressure.fullAvg10))")

@@ -89,7 +89,8 @@ public final class TierMetrics: Sendable {
             let action = outcome.action
             if outcome.movedBytes > 0 {
                 registry.makeCounter(descriptor: Self.movedBytes, labels: [
-                    ("direction", action.direction.rawValue), ("mode", action.mechanism.mode.rawValue), ("workload", action.workload),
+                    ("direction", action.direction.rawValue), ("mode", action.pages == .recentlyWritten ? "hot" : action.mechanism.mode.rawValue),
+                    ("workload", action.workload),
                 ]).increment(by: Int64(outcome.movedBytes))
             }
             if outcome.lostBytes > 0 {

@@ -36,4 +36,25 @@ struct ColdAccountingTests {
         #expect(MetricsText.sum(text, family: "tierd_kernel_reclaim_lost_bytes_total") == 8192)
         #expect(MetricsText.sum(text, family: "tierd_moved_bytes_total", label: "mode=\"cold\"") == Double(40 << 20))
     }
+
+    /// Written pages an opted-in workload got back count apart: the journal's `promoted_hot_total`
+    /// and `/metrics`' mode "hot"; a protected promotion counts under "task" as before.
+    @Test func hotPromotionsAreCountedApartFromProtectedOnes() {
+        func promotion(_ pages: PageSelection, moved: UInt64) -> ActionOutcome {
+            var action = MigrationAction(group: CgroupPath("test.slice/batch"), workload: "batch", direction: .promote, pids: [700],
+                                         from: NodeSet([1]), to: [0], bytes: 64 << 20, mempolicy: .respect, reason: "test")
+            action.pages = pages
+            return ActionOutcome(action: action, tasks: [(700, .moved(bytes: moved))])
+        }
+        let outcomes = [promotion(.recentlyWritten, moved: 12 << 20), promotion(.all, moved: 5 << 20)]
+        var ledger = MoveLedger()
+        ledger.recordMoves(outcomes)
+        #expect(ledger.promotedHotTotal == 12 << 20)
+        #expect(ledger.total(.promote) == 17 << 20)
+        let metrics = TierMetrics()
+        metrics.recordMoves(outcomes)
+        let text = metrics.text()
+        #expect(MetricsText.sum(text, family: "tierd_moved_bytes_total", label: "mode=\"hot\"") == Double(12 << 20))
+        #expect(MetricsText.sum(text, family: "tierd_moved_bytes_total", label: "mode=\"task\"") == Double(5 << 20))
+    }
 }
