@@ -107,6 +107,8 @@ public struct ControllerState: Sendable, Equatable {
     /// Bytes hot promotions brought back per group, each kept out of the group's demotions until
     /// its instant (`controller.hot_hold`).
     public var hotHeld: [CgroupPath: [HotHold]] = [:]
+    /// When tierd last looked for written hot pages (`controller.hot_look_interval`).
+    public var lastHotLook: Instant?
 
     public init() {}
 
@@ -174,7 +176,7 @@ public struct ControllerState: Sendable, Equatable {
     public static func == (a: ControllerState, b: ControllerState) -> Bool {
         a.reclaiming == b.reclaiming && a.globalBucket == b.globalBucket && a.workloadBuckets == b.workloadBuckets
             && a.lastTick == b.lastTick && a.stuckOnSlowNodes == b.stuckOnSlowNodes && a.blockedSources == b.blockedSources
-            && a.coldDisabled == b.coldDisabled && a.hotBucket == b.hotBucket && a.hotHeld == b.hotHeld
+            && a.coldDisabled == b.coldDisabled && a.hotBucket == b.hotBucket && a.hotHeld == b.hotHeld && a.lastHotLook == b.lastHotLook
             && a.coldRefused.count == b.coldRefused.count
             && a.coldRefused.allSatisfy { k, v in b.coldRefused[k].map { $0.pids == v.pids && $0.reason == v.reason } ?? false }
             && a.pressureTotals.count == b.pressureTotals.count

@@ -197,6 +197,8 @@ public struct PlanSummary: Sendable, Equatable {
     public var demotionDemand: UInt64 = 0
     /// Work the rate limits deferred: the service ticks again sooner when this is non-zero.
     public var deferredBytes: UInt64 = 0
+    /// With opted-in groups to look at for written hot pages: how long until the next look.
+    public var nextHotLook: Duration?
     public init() {}
 }
 

@@ -54,8 +54,8 @@ public enum Planner {
             return action
         }
         let hot = plan.summary.promotionNeed == 0 && demand.bytes == 0 && !state.reclaiming
-            ? hotPromotions(context.snapshot, context.workloads, context.own, room: plan.summary.dramFree - min(plan.summary.dramFree, plan.summary.lowWatermark),
-                            keepFree: plan.summary.lowWatermark, &state) : []
+            ? hotPromotions(context, room: plan.summary.dramFree - min(plan.summary.dramFree, plan.summary.lowWatermark),
+                            keepFree: plan.summary.lowWatermark, &state, &plan.summary) : []
         // 4. Schedule: promotions into DRAM free now, the demotions that make room for the rest
         // of them, those promotions, any demotion the watermark asks for beyond that, the hot pages.
         plan.actions = early + demotions.roomMaking + late + demotions.afterPromotion + hot
@@ -388,8 +388,10 @@ public enum Planner {
     /// `controller.hot_promotion_rate`, the most important workloads (highest priority) first.
     /// Each asks for all the room its budget allows: the migrator moves only written pages, and
     /// what it does not move goes back to the rate limits.
-    static func hotPromotions(_ snapshot: HostSnapshot, _ workloads: [CgroupPath: ResolvedWorkload], _ own: [CgroupPath: NumaStat],
-                              room: UInt64, keepFree: UInt64, _ state: inout ControllerState) -> [MigrationAction] {
+    /// Looks come every `controller.hot_look_interval`: the plan says when the next is due.
+    static func hotPromotions(_ context: PlanningContext, room: UInt64, keepFree: UInt64, _ state: inout ControllerState,
+                              _ summary: inout PlanSummary) -> [MigrationAction] {
+        let snapshot = context.snapshot, workloads = context.workloads, own = context.own
         guard snapshot.tracksWrittenPages, room > 0, state.hotBucket != nil else { return [] }
         let topology = snapshot.topology
         var room = room
@@ -399,6 +401,14 @@ public enum Planner {
                   let slowBytes = own[group.path]?.bytes(on: topology.slow), slowBytes > 0 else { continue }
             candidates.append((group, workload, slowBytes))
         }
+        guard !candidates.isEmpty else { return [] }
+        let every = context.settings.hotLookInterval
+        if let last = state.lastHotLook, context.now - last < every {
+            summary.nextHotLook = every - (context.now - last)
+            return []
+        }
+        state.lastHotLook = context.now
+        summary.nextHotLook = every
         candidates.sort { ($1.workload.rule.priority, $0.group.path.relative) < ($0.workload.rule.priority, $1.group.path.relative) }
         var actions: [MigrationAction] = []
         for (group, workload, slowBytes) in candidates where room > 0 {

@@ -126,6 +126,9 @@ public struct ControllerSettings: Sendable, Equatable {
     public var hotPages: HotPageFinder = .written
     /// How long the bytes a hot promotion brought back are kept out of the group's demotions.
     public var hotHold: Duration = .seconds(30)
+    /// How often tierd looks for written hot pages: each look reads every looked-at task's page
+    /// map and clears its bits, a cost that grows with what opted-in workloads have on the slow tier.
+    public var hotLookInterval: Duration = .seconds(5)
     /// What tierd does with the multi-generational LRU's batched clearing of accessed bits while it runs.
     public var lruGenBatchClearing: BatchClearingChoice = .leave
 

@@ -189,7 +189,7 @@ private struct Compiler {
     func controllerSettings(_ node: Node) throws -> ControllerSettings {
         let map = try mapping(node, "controller", allowed: ["interval", "idle_interval", "dram", "rate_limit", "psi_trigger", "mover_nice", "demotion_per_tick", "move_on_task_cpu", "parallel_moves",
                                                           "numa_balancing", "hot_promotion_rate", "lru_gen_batch_clearing",
-                                                          "hot_pages", "hot_hold"])
+                                                          "hot_pages", "hot_hold", "hot_look_interval"])
         var settings = ControllerSettings()
         if let entry = map["interval"] {
             let interval = try parsed(entry.value, "controller.interval", Quantity.parseDuration)
@@ -275,6 +275,13 @@ private struct Compiler {
         if let entry = map["hot_hold"] {
             settings.hotHold = try parsed(entry.value, "controller.hot_hold", Quantity.parseDuration)
             guard settings.hotPages != .off else { throw fail(entry.value, "controller.hot_hold", "applies only with `hot_pages: written`") }
+        }
+        if let entry = map["hot_look_interval"] {
+            settings.hotLookInterval = try parsed(entry.value, "controller.hot_look_interval", Quantity.parseDuration)
+            guard settings.hotPages != .off else { throw fail(entry.value, "controller.hot_look_interval", "applies only with `hot_pages: written`") }
+            guard settings.hotLookInterval >= .milliseconds(500) else {
+                throw fail(entry.value, "controller.hot_look_interval", "must be at least 500ms: each look reads every looked-at task's page map")
+            }
         }
         if let entry = map["hot_promotion_rate"] {
             settings.hotPromotionRate = try parsed(entry.value, "controller.hot_promotion_rate", Quantity.parseRate)

@@ -7,12 +7,14 @@
 /// files is most of what tierd costs, and while the free-DRAM watch samples between ticks a host
 /// that starts to fill wakes a tick within one watch period anyway (as PSI triggers, a reload or
 /// a manual move do). A tick whose only actions are looks for written hot pages is quiet too (it
-/// may carry groups), but the looks keep the interval: a working set that moved is found within
-/// one. Pure: the service hands it the tick's plan.
+/// may carry groups), but a quiet tick waits no longer than the next look is due
+/// (`hot_look_interval`), and never less than the interval. Pure: the service hands it the tick's plan.
 public enum TickPacing {
     public static func pause(after plan: MigrationPlan, moved: Bool, heldBack: Bool, settings: ControllerSettings) -> Duration {
         if moved || heldBack || plan.summary.deferredBytes > 0 { return min(settings.interval, .milliseconds(100)) }
-        return isQuiet(plan, settings: settings) && plan.actions.isEmpty ? max(settings.interval, settings.idleInterval) : settings.interval
+        guard isQuiet(plan, settings: settings) else { return settings.interval }
+        let idle = max(settings.interval, settings.idleInterval)
+        return plan.summary.nextHotLook.map { min(idle, max(settings.interval, $0)) } ?? idle
     }
 
     /// Nothing to do and nothing close to it, with the free-DRAM watch on to notice a change.

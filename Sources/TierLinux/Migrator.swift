@@ -655,15 +655,16 @@ public struct TaskMigrator: PageMigrator {
                 let chunkStart = address
                 let count = min(UInt64(chunkPages), (range.upperBound - address) / pageSize)
                 pages.removeAll(keepingCapacity: true)
-                for index in 0..<count { pages.append(address + index * pageSize) }
-                address += count * pageSize
                 if action.pages == .recentlyWritten {
-                    guard let bits = written.written(pid: pid, range: chunkStart..<address, pageSize: pageSize) else {
+                    guard written.appendWritten(pid: pid, range: address..<address + count * pageSize, pageSize: pageSize, to: &pages) else {
                         resume(at: nil)
                         return moved == 0 ? .exited : .partial(movedBytes: moved, notMovedPages: stayed)
                     }
-                    pages = zip(pages, bits).compactMap { $1 ? $0 : nil }
+                    address += count * pageSize
                     if pages.isEmpty { continue }
+                } else {
+                    for index in 0..<count { pages.append(address + index * pageSize) }
+                    address += count * pageSize
                 }
                 guard case .success(let location) = syscalls.movePages(pid: pid, addresses: pages, to: nil) else {
                     resume(at: nil)

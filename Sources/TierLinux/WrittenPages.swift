@@ -38,29 +38,43 @@ public final class WrittenPages: @unchecked Sendable {
         return true
     }
 
-    /// For each page of `range`, whether the task wrote it since its bits were cleared and it is
-    /// in memory; nil when its pagemap cannot be read (the task exited).
-    public func written(pid: Int32, range: Range<UInt64>, pageSize: UInt64) -> [Bool]? {
+    /// Appends to `pages` the address of each page of `range` the task wrote since its bits were
+    /// cleared and that is in memory; false when its pagemap cannot be read (the task exited).
+    /// Reads the words into one buffer and keeps only the addresses: an idle task's look makes no
+    /// array the size of its range.
+    public func appendWritten(pid: Int32, range: Range<UInt64>, pageSize: UInt64, to pages: inout [UInt64]) -> Bool {
         let count = Int((range.upperBound - range.lowerBound) / pageSize)
-        guard count > 0 else { return [] }
+        guard count > 0 else { return true }
         let path = files.root == "/" ? KernelPaths.process(pid) + "/pagemap" : files.root + KernelPaths.process(pid) + "/pagemap"
         let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { return nil }
+        guard fd >= 0 else { return false }
         defer { close(fd) }
-        var words = [UInt64](repeating: 0, count: count)
         let wanted = count * 8
-        let filled = words.withUnsafeMutableBytes { buffer -> Int in
+        let offset = off_t((range.lowerBound / pageSize) * 8)
+        return withUnsafeTemporaryAllocation(of: UInt64.self, capacity: count) { words -> Bool in
+            let raw = UnsafeMutableRawPointer(words.baseAddress!)
             var filled = 0
             while filled < wanted {
-                let n = pread(fd, buffer.baseAddress! + filled, wanted - filled, off_t((range.lowerBound / pageSize) * 8) + off_t(filled))
-                if n < 0 { if errno == EINTR { continue }; return -1 }
+                let n = pread(fd, raw + filled, wanted - filled, offset + off_t(filled))
+                if n < 0 { if errno == EINTR { continue }; return false }
                 if n == 0 { break }
                 filled += n
             }
-            return filled
+            guard filled == wanted else { return false }
+            for index in 0..<count where PagemapEntry.writtenAndPresent(UInt64(littleEndian: words[index])) {
+                pages.append(range.lowerBound + UInt64(index) * pageSize)
+            }
+            return true
         }
-        guard filled == wanted else { return nil }
-        return words.map { PagemapEntry.writtenAndPresent(UInt64(littleEndian: $0)) }
+    }
+
+    /// For each page of `range`, whether the task wrote it since its bits were cleared and it is
+    /// in memory; nil when its pagemap cannot be read.
+    public func written(pid: Int32, range: Range<UInt64>, pageSize: UInt64) -> [Bool]? {
+        var found: [UInt64] = []
+        guard appendWritten(pid: pid, range: range, pageSize: pageSize, to: &found) else { return nil }
+        let set = Set(found)
+        return stride(from: range.lowerBound, to: range.upperBound, by: Int(pageSize)).map { set.contains($0) }
     }
 
     /// Whether this kernel keeps soft-dirty bits (CONFIG_MEM_SOFT_DIRTY): tierd clears its own,

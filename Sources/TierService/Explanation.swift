@@ -93,10 +93,12 @@ public struct Explanation: Codable, Sendable, Equatable {
         }
     }
 
-    static func hotPages(_ settings: ControllerSettings, tracked: Bool) -> String {
+    /// What `tierctl explain` says of an opted-in group's written slow pages under `settings`,
+    /// on a kernel that keeps soft-dirty bits tierd can use (`tracked`) or not.
+    public static func hotPages(_ settings: ControllerSettings, tracked: Bool) -> String {
         guard settings.hotPages == .written else { return "stay on the slow tier (controller.hot_pages: off)" }
         guard tracked else { return "stay on the slow tier: the kernel keeps no soft-dirty bits tierd can clear and read" }
-        return "pages it writes on slow nodes come back to DRAM above the low watermark, at most \(formatBytes(settings.hotPromotionRate))/s, then are kept from demotion for \(Int(settings.hotHold.seconds)) s"
+        return "pages it writes on slow nodes, looked for every \(formatDuration(settings.hotLookInterval)), come back to DRAM above the low watermark, at most \(formatBytes(settings.hotPromotionRate))/s, then are kept from demotion for \(formatDuration(settings.hotHold))"
     }
 
     static func rule(_ rule: WorkloadRule) -> Rule {
@@ -148,4 +150,10 @@ public struct Explanation: Codable, Sendable, Equatable {
     }
 
     static func percent(_ fraction: Double) -> String { "\((fraction * 1000).rounded() / 10)%" }
+}
+
+/// A duration as an operator writes it: "5 s", "500 ms".
+func formatDuration(_ duration: Duration) -> String {
+    let seconds = duration.seconds
+    return seconds >= 1 && seconds == seconds.rounded() ? "\(Int(seconds)) s" : "\(Int((seconds * 1000).rounded())) ms"
 }

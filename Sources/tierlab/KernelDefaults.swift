@@ -68,3 +68,61 @@ extension Scenarios {
         return result
     }
 }
+
+extension Scenarios {
+    /// What looking for written hot pages costs tierd (`scripts/lab.sh probe --only
+    /// probe-hot-look-cost`): an idle 512 MiB opted-in job moved whole to the slow node, so that
+    /// every tick with `hot_pages: written` reads its pagemap and clears its bits, and finds
+    /// nothing written. tierd's CPU time over 30 s of 1 s ticks with the looks and, in the same
+    /// boot, without them (`hot_pages: off`): the ratio is the figure (the emulator inflates both).
+    static func probeHotLookCost(_ lab: GuestLab) -> ScenarioResult {
+        var result = ScenarioResult(scenario: "probe-hot-look-cost", checks: [])
+        lab.kernelTiering(demotion: false, numaBalancing: 0)
+        let batch = "\(lab.labSlice)/batch"
+        lab.makeGroup(batch)
+        let job = lab.load("look-batch", group: batch, mib: 512, hotMiB: 0, interval: GuestLab.quietInterval)
+        guard lab.waitFor(seconds: 120, { job.allocatedAt() != nil }),
+              let (moved, _) = lab.migratepages(job.pid, from: 0, to: 1, group: batch, pinned: false), moved >= 400 << 20 else {
+            result.checks.append(Check(name: "the idle job sits on the slow node", ok: false, detail: "it did not allocate, or migratepages moved under 400 MiB"))
+            return result
+        }
+        func cpuSeconds(_ pid: Int32) -> (user: Double, system: Double)? {
+            guard let text = try? lab.files.read(KernelPaths.process(pid) + "/stat"), let (_, fields) = KernelText.processStat(text),
+                  fields.count > 12, let user = Double(fields[11]), let system = Double(fields[12]) else { return nil }
+            let tick = Double(sysconf(Int32(_SC_CLK_TCK)))
+            return (user / tick, system / tick)
+        }
+        var shares: [String: Double] = [:]
+        for finder in ["written", "off"] {
+            let tierd = lab.startTierd("tierd-look-\(finder)", policy: """
+                controller: {interval: 1s, hot_pages: \(finder)}
+                workloads:
+                  - {name: batch, match: ["\(batch)"], demote: allowed}
+                """)
+            sleep(5)
+            let pid = tierd.process.processIdentifier
+            let before = cpuSeconds(pid), started = monotonic()
+            sleep(30)
+            let after = cpuSeconds(pid), elapsed = monotonic() - started
+            let slow = lab.numaStat(batch).bytes(on: 1)
+            let movedByTierd = tierd.movedBytes(group: batch, direction: "promote") + tierd.movedBytes(group: batch, direction: "demote")
+            lab.stop(tierd.process)
+            guard let before, let after else {
+                result.checks.append(Check(name: "tierd's CPU time read (\(finder))", ok: false, detail: "its /proc stat could not be read"))
+                continue
+            }
+            let user = after.user - before.user, system = after.system - before.system
+            shares[finder] = (user + system) / elapsed
+            result.figures["cpu_share_hot_pages_\(finder)"] = (user + system) / elapsed
+            result.figures["cpu_user_share_hot_pages_\(finder)"] = user / elapsed
+            result.checks.append(Check(name: "hot_pages \(finder): the job stayed on the slow node and tierd moved nothing", ok: slow >= 400 << 20 && movedByTierd == 0,
+                                       detail: String(format: "%.0f MiB on node 1 at the end, %.1f MiB moved; tierd used %.3f s of CPU in %.1f s",
+                                                      Double(slow) / mib, Double(movedByTierd) / mib, user + system, elapsed)))
+        }
+        if let looking = shares["written"], let quiet = shares["off"], quiet > 0 {
+            result.figures["cpu_ratio_written_to_off"] = looking / quiet
+        }
+        result.figures["slow_bytes_looked_at"] = Double(lab.numaStat(batch).bytes(on: 1))
+        return result
+    }
+}

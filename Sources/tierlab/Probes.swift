@@ -31,6 +31,7 @@ extension Scenarios {
         case "probe-hot-aging-rmap": return probeHotAging(lab, settings: ["0x0005"], rounds: 6, name: "probe-hot-aging-rmap")
         case "probe-phase-change": return phaseChange(lab, mover: .kernelTiering)
         case "probe-numa-balancing-task": return numaBalancingDefault(lab, mode: .task)
+        case "probe-hot-look-cost": return probeHotLookCost(lab)
         case "probe-ways":
             return probeWholeMoves(lab, rounds: 2, ways: ["migratepages", "in-process-move-all", "in-process", "in-process-after-numa-maps",
                                                           "tierd-unpinned", "tierd"], name: "probe-ways")

@@ -593,6 +593,23 @@ struct HotPromotionPlannerTests {
         #expect(after.actions.first?.direction == .demote, "a hold ends at its instant")
     }
 
+    /// A look reads every looked-at task's page map: they come every `hot_look_interval`, and the
+    /// plan says when the next is due.
+    @Test func looksComeEveryLookIntervalAndThePlanSaysWhenTheNextIsDue() throws {
+        tree.setNode(0, freeBytes: 600 * Self.mib)
+        tree.addGroup("test.slice/batch", pids: [500], anon: [1: 300 * Self.mib])
+        let (first, state) = try plan()
+        #expect(hot(first).count == 1 && first.summary.nextHotLook == .seconds(5))
+        #expect(state.lastHotLook == Instant(.seconds(10)))
+        let policy = try PolicyCompiler.compile(yaml: base, file: "test.yaml")
+        var snapshot = try SnapshotCollector(files: RootedHostFiles(root: tree.root)).collect(selection: policy.tiers)
+        snapshot.tracksWrittenPages = true
+        let (soon, _) = Planner.plan(snapshot: snapshot, policy: policy, state: state, now: Instant(.seconds(12)))
+        #expect(hot(soon).isEmpty && soon.summary.nextHotLook == .seconds(3))
+        let (due, _) = Planner.plan(snapshot: snapshot, policy: policy, state: state, now: Instant(.seconds(15)))
+        #expect(hot(due).count == 1)
+    }
+
     @Test func aHotPromotionSettlesItsOwnBucketOnWhatItMoved() {
         var state = ControllerState()
         state.hotBucket = ByteBucket(rate: 64 * Self.mib, capacity: 64 * Self.mib)

@@ -47,6 +47,7 @@ struct PolicyCompilerTests {
         #expect(KernelSetting.wanted(by: policy.controller) == [.numaBalancing: "2", .promoteRateLimit: "128"])
         #expect(KernelSetting.wanted(by: ControllerSettings()).isEmpty)
         #expect(ControllerSettings().hotPages == .written && ControllerSettings().hotHold == .seconds(30))
+        #expect(ControllerSettings().hotLookInterval == .seconds(5))
         let hot = try PolicyCompiler.compile(yaml: "controller: {hot_pages: written, hot_hold: 2m, hot_promotion_rate: 16MiB/s}\n", file: "t.yaml").controller
         #expect(hot.hotPages == .written && hot.hotHold == .seconds(120) && hot.hotPromotionRate == 16 << 20)
         #expect(try PolicyCompiler.compile(yaml: "controller: {hot_pages: off}\n", file: "t.yaml").controller.hotPages == .off)
@@ -85,6 +86,8 @@ struct PolicyCompilerTests {
         ("controller:\n  numa_balancing: off\n  hot_pages: off\n  hot_promotion_rate: 64MiB/s\n", "t.yaml:4:23: controller.hot_promotion_rate: applies only with `hot_pages: written` or `numa_balancing: tiering`"),
         ("controller:\n  hot_pages: dirty\n", "t.yaml:2:14: controller.hot_pages: 'dirty' is not `written` (pages written on the slow tier come back) or `off`"),
         ("controller:\n  hot_pages: off\n  hot_hold: 10s\n", "t.yaml:3:13: controller.hot_hold: applies only with `hot_pages: written`"),
+        ("controller:\n  hot_look_interval: 100ms\n", "t.yaml:2:22: controller.hot_look_interval: must be at least 500ms: each look reads every looked-at task's page map"),
+        ("controller:\n  hot_pages: off\n  hot_look_interval: 5s\n", "t.yaml:3:22: controller.hot_look_interval: applies only with `hot_pages: written`"),
         ("controller:\n  hot_hold: soon\n", "t.yaml:2:13: controller.hot_hold: 'soon' is not a duration: use a number with ms, s, m or h, such as 2s"),
         ("controller:\n  numa_balancing: tiering\n  hot_promotion_rate: 512KiB/s\n", "t.yaml:3:23: controller.hot_promotion_rate: must be at least 1MiB/s (the kernel counts whole MiB per second)"),
         ("controller:\n  lru_gen_batch_clearing: no\n", "t.yaml:2:27: controller.lru_gen_batch_clearing: 'no' is not `leave` (the host's setting) or `off`"),

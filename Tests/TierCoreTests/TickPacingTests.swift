@@ -40,15 +40,22 @@ struct TickPacingTests {
         #expect(TickPacing.pause(after: deferred, moved: false, heldBack: false, settings: settings) == .milliseconds(100))
     }
 
-    /// Looks for written hot pages leave a tick quiet (groups may be carried) but keep the interval.
-    @Test func aTickThatOnlyLooksForHotPagesIsQuietAtTheInterval() {
+    /// Looks for written hot pages leave a tick quiet (groups may be carried), but a quiet tick
+    /// waits only until the next look is due, and at least the interval.
+    @Test func aTickThatOnlyLooksForHotPagesIsQuietUntilTheNextLook() {
         var looking = quietPlan()
         var look = MigrationAction(group: CgroupPath("a"), workload: "a", direction: .promote, pids: [1], from: NodeSet([1]), to: [0],
                                    bytes: Self.mib, mempolicy: .respect, reason: "r")
         look.pages = .recentlyWritten
         looking.actions = [look]
+        looking.summary.nextHotLook = .seconds(5)
         #expect(TickPacing.isQuiet(looking, settings: settings))
-        #expect(TickPacing.pause(after: looking, moved: false, heldBack: false, settings: settings) == .seconds(2))
+        #expect(TickPacing.pause(after: looking, moved: false, heldBack: false, settings: settings) == .seconds(5))
+        var between = quietPlan()
+        between.summary.nextHotLook = .milliseconds(700)
+        #expect(TickPacing.pause(after: between, moved: false, heldBack: false, settings: settings) == .seconds(2))
+        between.summary.nextHotLook = .seconds(60)
+        #expect(TickPacing.pause(after: between, moved: false, heldBack: false, settings: settings) == .seconds(10))
         look.pages = .all
         looking.actions = [look]
         #expect(!TickPacing.isQuiet(looking, settings: settings))

@@ -57,4 +57,15 @@ struct ColdAccountingTests {
         #expect(MetricsText.sum(text, family: "tierd_moved_bytes_total", label: "mode=\"hot\"") == Double(12 << 20))
         #expect(MetricsText.sum(text, family: "tierd_moved_bytes_total", label: "mode=\"task\"") == Double(5 << 20))
     }
+
+    /// `tierctl explain` says how an opted-in group's written slow pages come back, or why they stay.
+    @Test func explainSaysWhetherWrittenSlowPagesComeBack() throws {
+        let settings = try PolicyCompiler.compile(yaml: "controller: {hot_look_interval: 2s, hot_hold: 1m, hot_promotion_rate: 32MiB/s}\n", file: "t.yaml").controller
+        #expect(Explanation.hotPages(settings, tracked: true)
+            == "pages it writes on slow nodes, looked for every 2 s, come back to DRAM above the low watermark, at most 32.0 MiB/s, then are kept from demotion for 60 s")
+        #expect(Explanation.hotPages(settings, tracked: false).hasPrefix("stay on the slow tier: the kernel keeps no soft-dirty bits"))
+        var off = settings
+        off.hotPages = .off
+        #expect(Explanation.hotPages(off, tracked: true) == "stay on the slow tier (controller.hot_pages: off)")
+    }
 }
