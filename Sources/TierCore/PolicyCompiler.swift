@@ -114,6 +114,13 @@ private struct Compiler {
         return entries
     }
 
+    /// One of an enumeration's words, or an error that names the field and the words it takes.
+    func choice<Choice: RawRepresentable>(_ node: Node, _ field: String, _ allowed: String) throws -> Choice where Choice.RawValue == String {
+        let text = try string(node, field)
+        guard let value = Choice(rawValue: text) else { throw fail(node, field, "'\(text)' is not \(allowed)") }
+        return value
+    }
+
     func string(_ node: Node, _ field: String) throws -> String {
         guard case .scalar(let scalar) = node else { throw fail(node, field, "expected a single value") }
         return scalar.string
@@ -258,19 +265,10 @@ private struct Compiler {
             settings.parallelMoves = value
         }
         if let entry = map["numa_balancing"] {
-            let text = try string(entry.value, "controller.numa_balancing")
-            guard let choice = NumaBalancingChoice(rawValue: text) else {
-                throw fail(entry.value, "controller.numa_balancing",
-                           "'\(text)' is not `leave` (the host's setting), `off` or `tiering` (the kernel promotes hot slow pages)")
-            }
-            settings.numaBalancing = choice
+            settings.numaBalancing = try choice(entry.value, "controller.numa_balancing", "`leave` (the host's setting), `off` or `tiering` (the kernel promotes hot slow pages)")
         }
         if let entry = map["hot_pages"] {
-            let text = try string(entry.value, "controller.hot_pages")
-            guard let finder = HotPageFinder(rawValue: text) else {
-                throw fail(entry.value, "controller.hot_pages", "'\(text)' is not `written` (pages written on the slow tier come back) or `off`")
-            }
-            settings.hotPages = finder
+            settings.hotPages = try choice(entry.value, "controller.hot_pages", "`written` (pages written on the slow tier come back) or `off`")
         }
         if let entry = map["hot_hold"] {
             settings.hotHold = try parsed(entry.value, "controller.hot_hold", Quantity.parseDuration)
@@ -293,11 +291,7 @@ private struct Compiler {
             }
         }
         if let entry = map["lru_gen_batch_clearing"] {
-            let text = try string(entry.value, "controller.lru_gen_batch_clearing")
-            guard let choice = BatchClearingChoice(rawValue: text) else {
-                throw fail(entry.value, "controller.lru_gen_batch_clearing", "'\(text)' is not `leave` (the host's setting) or `off`")
-            }
-            settings.lruGenBatchClearing = choice
+            settings.lruGenBatchClearing = try choice(entry.value, "controller.lru_gen_batch_clearing", "`leave` (the host's setting) or `off`")
         }
         if let entry = map["psi_trigger"] {
             let psi = try mapping(entry.value, "controller.psi_trigger", allowed: ["stall", "window"])
@@ -362,11 +356,7 @@ private struct Compiler {
         }
         var rule = WorkloadRule(demote: demote, promote: demote == .never && requireDemote)
         if let entry = map["mempolicy"] {
-            let text = try string(entry.value, "\(field).mempolicy")
-            guard let mode = MempolicyMode(rawValue: text) else {
-                throw fail(entry.value, "\(field).mempolicy", "'\(text)' is not `respect` or `override`")
-            }
-            rule.mempolicy = mode
+            rule.mempolicy = try choice(entry.value, "\(field).mempolicy", "`respect` or `override`")
         }
         if let entry = map["rate_limit"] {
             rule.rateLimit = try parsed(entry.value, "\(field).rate_limit", Quantity.parseRate)
@@ -384,11 +374,7 @@ private struct Compiler {
         }
         if let entry = map["dram_floor"] { rule.dramFloor = try parsed(entry.value, "\(field).dram_floor", Quantity.parseSize) }
         if let entry = map["demotion_mode"] {
-            let text = try string(entry.value, "\(field).demotion_mode")
-            guard let mode = DemotionMode(rawValue: text) else {
-                throw fail(entry.value, "\(field).demotion_mode", "'\(text)' is not `cold` (coldest pages first) or `task` (whole task sets)")
-            }
-            rule.demotionMode = mode
+            rule.demotionMode = try choice(entry.value, "\(field).demotion_mode", "`cold` (coldest pages first) or `task` (whole task sets)")
         }
         if let entry = map["pressure_guard"] {
             let guardMap = try mapping(entry.value, "\(field).pressure_guard", allowed: ["some_avg10", "full_avg10"])
