@@ -522,11 +522,18 @@ public struct TaskMigrator: PageMigrator {
     /// A hot promotion: the task's pages on the source nodes that it wrote since tierd last
     /// cleared its soft-dirty bits move, then the bits are cleared for the next look. A task seen
     /// for the first time is only cleared: every page it ever wrote is set until then.
+    /// A task whose bits the kernel refused to clear is reported once, then passed over.
     func moveWritten(_ task: TaskIdentity, _ action: MigrationAction, targets: NodeSet, budget: UInt64,
                      mappings: [NumaMapsEntry]?, stayed: StayedPages?) -> TaskResult {
-        defer { written.clear(task) }
-        guard written.isArmed(task) else { return .nothingToMove }
-        return movePart(task, action, targets: targets.sorted, budget: budget, mappings: mappings, stayed: stayed)
+        if written.wasRefused(task) { return .nothingToMove }
+        let result = written.isArmed(task)
+            ? movePart(task, action, targets: targets.sorted, budget: budget, mappings: mappings, stayed: stayed) : .nothingToMove
+        switch written.clear(task) {
+        case .cleared: return result
+        case .exited: return result.movedBytes > 0 ? result : .exited
+        case .refused(let error):
+            return .failed("cannot clear its soft-dirty bits (\(error)): a task of another user needs CAP_DAC_OVERRIDE; its written pages are not looked for again")
+        }
     }
 
     /// Whether moving the task whole with migrate_pages(2) keeps within `budget`. A demotion leaves

@@ -17,6 +17,7 @@ public final class WrittenPages: @unchecked Sendable {
     let files: any HostFiles
     private let lock = NSLock()
     private var armed: Set<TaskIdentity> = []
+    private var refused: Set<TaskIdentity> = []
     /// Beyond this many tasks the set is emptied: losing it costs each task one look that moves nothing.
     let capacity: Int
 
@@ -28,14 +29,36 @@ public final class WrittenPages: @unchecked Sendable {
         return armed.contains(task)
     }
 
-    /// Clears the task's soft-dirty bits; false when the kernel refused (the task exited).
+    /// What clearing a task's bits came to.
+    public enum Clearing: Equatable, Sendable {
+        case cleared
+        /// The task exited.
+        case exited
+        /// The kernel refused the write: a task of another user needs CAP_DAC_OVERRIDE
+        /// (`clear_refs` is writable by its owner only). Said once per task, then the task is passed over.
+        case refused(HostFileError)
+    }
+
+    /// Whether an earlier clear of this task was refused: its looks find nothing, and say nothing more.
+    public func wasRefused(_ task: TaskIdentity) -> Bool {
+        lock.lock(); defer { lock.unlock() }
+        return refused.contains(task)
+    }
+
+    /// Clears the task's soft-dirty bits.
     @discardableResult
-    public func clear(_ task: TaskIdentity) -> Bool {
-        do { try files.write(KernelPaths.process(task.pid) + "/clear_refs", ClearRefs.softDirty) } catch { return false }
+    public func clear(_ task: TaskIdentity) -> Clearing {
+        do { try files.write(KernelPaths.process(task.pid) + "/clear_refs", ClearRefs.softDirty) } catch {
+            if case .vanished = error { return .exited }
+            lock.lock(); defer { lock.unlock() }
+            if refused.count >= capacity { refused.removeAll(keepingCapacity: true) }
+            refused.insert(task)
+            return .refused(error)
+        }
         lock.lock(); defer { lock.unlock() }
         if !armed.contains(task) && armed.count >= capacity { armed.removeAll(keepingCapacity: true) }
         armed.insert(task)
-        return true
+        return .cleared
     }
 
     /// Appends to `pages` the address of each page of `range` the task wrote since its bits were
@@ -88,7 +111,7 @@ public final class WrittenPages: @unchecked Sendable {
         let address = UInt64(UInt(bitPattern: page))
         let me = TaskIdentity(pid: getpid(), startTime: 0)
         let probe = WrittenPages(files: files)
-        guard probe.clear(me), probe.written(pid: me.pid, range: address..<address + UInt64(pageSize), pageSize: UInt64(pageSize)) == [false] else {
+        guard probe.clear(me) == .cleared, probe.written(pid: me.pid, range: address..<address + UInt64(pageSize), pageSize: UInt64(pageSize)) == [false] else {
             return false
         }
         page.storeBytes(of: 2, as: UInt8.self)

@@ -353,5 +353,8 @@ public final class TierController {
 
 extension ActionOutcome {
     /// A hot promotion that found no written page to move and met no error.
-    var isQuietHotLook: Bool { action.pages == .recentlyWritten && movedBytes == 0 && dropped == nil }
+    var isQuietHotLook: Bool {
+        action.pages == .recentlyWritten && movedBytes == 0 && dropped == nil
+            && tasks.allSatisfy { $0.result == .nothingToMove || $0.result == .exited }
+    }
 }

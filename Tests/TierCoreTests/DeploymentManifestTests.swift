@@ -64,7 +64,7 @@ struct DeploymentManifestTests {
     @Test func theContainerHasTheCapabilitiesAndSystemCallsItUses() throws {
         let security = try #require(try container["securityContext"] as? [String: Any])
         let added = Set(try #require(value(security, "capabilities.add") as? [String]))
-        #expect(added == ["SYS_NICE", "SYS_PTRACE", "DAC_READ_SEARCH"])
+        #expect(added == ["SYS_NICE", "SYS_PTRACE", "DAC_READ_SEARCH", "DAC_OVERRIDE"])
         #expect(value(security, "capabilities.drop") as? [String] == ["ALL"])
         #expect(security["privileged"] as? Bool == false)
         #expect(security["allowPrivilegeEscalation"] as? Bool == false)

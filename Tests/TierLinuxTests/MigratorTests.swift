@@ -98,6 +98,23 @@ struct MigratorTests {
         #expect(tree.read(KernelPaths.process(700) + "/clear_refs") == ClearRefs.softDirty)
     }
 
+    /// `clear_refs` is writable by the task's owner only: without CAP_DAC_OVERRIDE the kernel
+    /// refuses tierd another user's. Said once (a failed task), then the task is passed over.
+    @Test func aTaskWhoseBitsCannotBeClearedIsReportedOnceThenPassedOver() throws {
+        tree.addTask(700, group: "test.slice/batch", pagesPerNode: [1: 100])
+        try tree.setPagemap(700, pages: [0x7f00_0000_0000], written: [0x7f00_0000_0000])
+        tree.remove(KernelPaths.process(700) + "/clear_refs")
+        try FileManager.default.createDirectory(atPath: tree.root + KernelPaths.process(700) + "/clear_refs", withIntermediateDirectories: false)
+        var action = promote([700])
+        action.pages = .recentlyWritten
+        let hot = migrator()
+        let first = hot.execute(action)
+        #expect(first.tasks.map(\.result.code) == ["failed"])
+        #expect(first.tasks.first.map { "\($0.result)".contains("CAP_DAC_OVERRIDE") } == true)
+        #expect(hot.execute(action).tasks.map(\.result) == [.nothingToMove])
+        #expect(syscalls.calls.isEmpty)
+    }
+
     @Test func aDryRunNeitherClearsNorGuessesWrittenPages() throws {
         tree.addTask(700, group: "test.slice/batch", pagesPerNode: [1: 100])
         try tree.setPagemap(700, pages: [0x7f00_0000_0000], written: [0x7f00_0000_0000])
