@@ -161,6 +161,9 @@ public enum SkipReason: Sendable, Equatable, CustomStringConvertible {
     }
 }
 
+/// A step of the planner that finds no way for a group says why as its error.
+extension SkipReason: Error {}
+
 /// A group the planner considered and left alone, with why.
 public struct PlanSkip: Sendable, Equatable, CustomStringConvertible {
     public var group: CgroupPath

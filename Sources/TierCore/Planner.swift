@@ -295,7 +295,7 @@ public enum Planner {
             let rule = workload.rule
             let ordered: [Int]
             switch demotionTargets(group, workload, fastBytes, context, stallShares: stallShares, state: state) {
-            case .failure(let error): skip(error.reason); continue
+            case .failure(let reason): skip(reason); continue
             case .success(let targets): ordered = targets
             }
             let held = state.heldHotBytes(group.path, now: context.now)
@@ -352,18 +352,18 @@ public enum Planner {
     /// after a fruitless try, its pressure guard tripped, no slow node in its cpuset and tierd's own,
     /// at its DRAM floor.
     static func demotionTargets(_ group: CgroupSnapshot, _ workload: ResolvedWorkload, _ fastBytes: UInt64, _ context: PlanningContext,
-                                stallShares: [CgroupPath: (some: Double, full: Double)], state: ControllerState) -> Result<[Int], SkipReasonError> {
+                                stallShares: [CgroupPath: (some: Double, full: Double)], state: ControllerState) -> Result<[Int], SkipReason> {
         let rule = workload.rule, slow = context.topology.slow, allowed = context.snapshot.tierdAllowedNodes
-        guard !group.pids.isEmpty else { return .failure(.init(.noTasks(bytes: fastBytes))) }
+        guard !group.pids.isEmpty else { return .failure(.noTasks(bytes: fastBytes)) }
         if let hold = state.blockedSources[group.path], hold.holds(pids: group.pids, bytes: fastBytes, now: context.now) {
-            return .failure(.init(.demotionMovedNothing(retryIn: hold.retryAt - context.now)))
+            return .failure(.demotionMovedNothing(retryIn: hold.retryAt - context.now))
         }
         if let pressureGuard = rule.pressureGuard {
             let line = pressureGuard.kind == .some ? group.pressure.some : group.pressure.full
             let recent = stallShares[group.path].map { pressureGuard.kind == .some ? $0.some : $0.full } ?? 0
             let observed = max(line.avg10, recent)
             if observed >= pressureGuard.threshold {
-                return .failure(.init(.pressureGuard(kind: pressureGuard.kind, observed: observed, threshold: pressureGuard.threshold)))
+                return .failure(.pressureGuard(kind: pressureGuard.kind, observed: observed, threshold: pressureGuard.threshold))
             }
         }
         let targets = slow.intersection(group.cpusetMems).intersection(allowed)
@@ -371,16 +371,10 @@ public enum Planner {
             let which = slow.intersection(group.cpusetMems).isEmpty
                 ? "slow nodes \(slow) ∩ cpuset \(group.cpusetMems) is empty"
                 : "slow nodes in cpuset \(slow.intersection(group.cpusetMems)) ∩ tierd's own nodes \(allowed) is empty"
-            return .failure(.init(.noTargetNodes(detail: which)))
+            return .failure(.noTargetNodes(detail: which))
         }
-        guard fastBytes > rule.dramFloor else { return .failure(.init(.atDramFloor(fastBytes: fastBytes, floor: rule.dramFloor))) }
+        guard fastBytes > rule.dramFloor else { return .failure(.atDramFloor(fastBytes: fastBytes, floor: rule.dramFloor)) }
         return .success(context.topology.orderedByDistance(targets))
-    }
-
-    /// A skip reason carried as an error, so that a step can say why it found no target.
-    struct SkipReasonError: Error {
-        let reason: SkipReason
-        init(_ reason: SkipReason) { self.reason = reason }
     }
 
     /// Promotions of the pages opted-in groups wrote on the slow tier since tierd last looked

@@ -65,6 +65,9 @@ public final class KeptFile: Sendable {
 }
 
 extension HostFiles {
+    /// `path` as the file system names it under `root`.
+    public func resolve(_ path: String) -> String { root == "/" ? path : root + path }
+
     /// Path by path, for test doubles; `RootedHostFiles` reads through one directory descriptor.
     public func visitDirectory(_ path: String, names: [String], listSubdirectories: Bool,
                                _ visit: (Int, UnsafeBufferPointer<UInt8>?) -> Void) throws(HostFileError) -> [String] {
@@ -87,7 +90,6 @@ public struct RootedHostFiles: HostFiles {
         self.root = root.count > 1 && root.hasSuffix("/") ? String(root.dropLast()) : root
     }
 
-    public func resolve(_ path: String) -> String { root == "/" ? path : root + path }
 
     static func classify(_ path: String, _ code: Int32) -> HostFileError {
         code == ENOENT || code == ENODEV || code == ESRCH || code == ENOTDIR ? .vanished(path) : .failed(path, errno: code)

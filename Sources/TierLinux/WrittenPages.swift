@@ -68,8 +68,7 @@ public final class WrittenPages: @unchecked Sendable {
     public func appendWritten(pid: Int32, range: Range<UInt64>, pageSize: UInt64, to pages: inout [UInt64]) -> Bool {
         let count = Int((range.upperBound - range.lowerBound) / pageSize)
         guard count > 0 else { return true }
-        let path = files.root == "/" ? KernelPaths.process(pid) + "/pagemap" : files.root + KernelPaths.process(pid) + "/pagemap"
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        let fd = open(files.resolve(KernelPaths.process(pid) + "/pagemap"), O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { return false }
         defer { close(fd) }
         let wanted = count * 8
@@ -91,15 +90,6 @@ public final class WrittenPages: @unchecked Sendable {
         }
     }
 
-    /// For each page of `range`, whether the task wrote it since its bits were cleared and it is
-    /// in memory; nil when its pagemap cannot be read.
-    public func written(pid: Int32, range: Range<UInt64>, pageSize: UInt64) -> [Bool]? {
-        var found: [UInt64] = []
-        guard appendWritten(pid: pid, range: range, pageSize: pageSize, to: &found) else { return nil }
-        let set = Set(found)
-        return stride(from: range.lowerBound, to: range.upperBound, by: Int(pageSize)).map { set.contains($0) }
-    }
-
     /// Whether this kernel keeps soft-dirty bits (CONFIG_MEM_SOFT_DIRTY): tierd clears its own,
     /// writes one page of its own and reads the bit back. Only on the host's own files.
     public static func kernelTracks(files: any HostFiles) -> Bool {
@@ -111,10 +101,13 @@ public final class WrittenPages: @unchecked Sendable {
         let address = UInt64(UInt(bitPattern: page))
         let me = TaskIdentity(pid: getpid(), startTime: 0)
         let probe = WrittenPages(files: files)
-        guard probe.clear(me) == .cleared, probe.written(pid: me.pid, range: address..<address + UInt64(pageSize), pageSize: UInt64(pageSize)) == [false] else {
-            return false
+        func written() -> Bool? {
+            var found: [UInt64] = []
+            return probe.appendWritten(pid: me.pid, range: address..<address + UInt64(pageSize), pageSize: UInt64(pageSize), to: &found)
+                ? !found.isEmpty : nil
         }
+        guard probe.clear(me) == .cleared, written() == false else { return false }
         page.storeBytes(of: 2, as: UInt8.self)
-        return probe.written(pid: me.pid, range: address..<address + UInt64(pageSize), pageSize: UInt64(pageSize)) == [true]
+        return written() == true
     }
 }

@@ -555,13 +555,18 @@ final class GuestLab {
             times.cpus[String(name)] = fields.dropFirst().prefix(CPUTimes.columns.count).compactMap { Int($0) }
         }
         for entry in (try? FileManager.default.contentsOfDirectory(atPath: KernelPaths.processRoot)) ?? [] {
-            // utime and stime are fields 14 and 15, `fields[11]` and `fields[12]`.
-            guard let pid = Int32(entry), let text = try? files.read(KernelPaths.process(pid) + "/stat"),
-                  let (command, fields) = KernelText.processStat(text),
-                  fields.count > 12, let user = Int(fields[11]), let system = Int(fields[12]) else { continue }
-            times.processes[pid] = (String(command), user + system)
+            guard let pid = Int32(entry), let (command, user, system) = processTicks(pid) else { continue }
+            times.processes[pid] = (command, user + system)
         }
         return times
+    }
+
+    /// A live process's command and its user and system CPU time in clock ticks, from /proc/PID/stat.
+    func processTicks(_ pid: Int32) -> (command: String, user: Int, system: Int)? {
+        // utime and stime are fields 14 and 15, `fields[11]` and `fields[12]`.
+        guard let text = try? files.read(KernelPaths.process(pid) + "/stat"), let (command, fields) = KernelText.processStat(text),
+              fields.count > 12, let user = Int(fields[11]), let system = Int(fields[12]) else { return nil }
+        return (String(command), user, system)
     }
 
     /// Each CPU's time by kind since `before`, and the processes that used the most CPU meanwhile

@@ -87,10 +87,9 @@ extension Scenarios {
             return result
         }
         func cpuSeconds(_ pid: Int32) -> (user: Double, system: Double)? {
-            guard let text = try? lab.files.read(KernelPaths.process(pid) + "/stat"), let (_, fields) = KernelText.processStat(text),
-                  fields.count > 12, let user = Double(fields[11]), let system = Double(fields[12]) else { return nil }
+            guard let ticks = lab.processTicks(pid) else { return nil }
             let tick = Double(sysconf(Int32(_SC_CLK_TCK)))
-            return (user / tick, system / tick)
+            return (Double(ticks.user) / tick, Double(ticks.system) / tick)
         }
         var shares: [String: Double] = [:]
         for finder in ["written", "off"] {
