@@ -18,12 +18,30 @@ public enum KernelShield {
         return movers.demotionEnabled == true || (movers.numaBalancing ?? 0) & 2 != 0
     }
 
-    /// Why a group is shielded, or nil: an opt-out workload the policy names, or an opted-in group
-    /// whose cpuset holds no slow node (tierd never demotes it; the kernel before 6.16 would).
+    /// Why a group is shielded, or nil: an opt-out workload the policy names, an opted-in group
+    /// whose cpuset holds no slow node, or one whose every task binds itself to nodes that are not
+    /// slow under `mempolicy: respect` (tierd never demotes these; the kernel before 6.16 would).
     public static func reason(_ group: CgroupSnapshot, _ workload: ResolvedWorkload, slow: NodeSet) -> String? {
         if workload.rule.demote == .never { return workload.matchedAt != nil ? "opt-out workload \(workload.name)" : nil }
         if group.cpusetMems.isDisjoint(with: slow) { return "cpuset \(group.cpusetMems) holds no slow node" }
+        if workload.rule.mempolicy == .respect, let bound = group.tasksBoundTo, bound.isDisjoint(with: slow) {
+            return "every task's mempolicy binds it to \(bound), no slow node"
+        }
         return nil
+    }
+
+    /// The groups whose tasks' own NUMA policies tierd reads now (`CgroupSnapshot.tasksBoundTo`):
+    /// while the kernel's reclaim may demote, opted-in groups under `mempolicy: respect` whose
+    /// cpuset holds a slow node (one that holds none is shielded by its cpuset alone). Bound to
+    /// DRAM, such a group is shielded, and its pages the kernel demoted all the same come back.
+    public static func groupsToReadMempolicies(snapshot: HostSnapshot, policy: Policy) -> [CgroupPath] {
+        guard kernelDemotes(snapshot.kernelMovers), !snapshot.topology.slow.isEmpty else { return [] }
+        let workloads = policy.resolve(snapshot.groups.map(\.path))
+        return snapshot.groups.filter { group in
+            guard let rule = workloads[group.path]?.rule else { return false }
+            return rule.demote == .allowed && rule.mempolicy == .respect && !group.pids.isEmpty
+                && !group.cpusetMems.isDisjoint(with: snapshot.topology.slow)
+        }.map(\.path)
     }
 
     /// The `memory.low` each group should have now: a shielded group covers its own memory and

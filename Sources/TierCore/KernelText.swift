@@ -309,7 +309,8 @@ public enum KernelText {
         lines(text).compactMap(numaMapsLine)
     }
 
-    static func numaMapsLine(_ line: Substring) -> NumaMapsEntry? {
+    /// One line of numa_maps (a mapping), nil when it is not one.
+    public static func numaMapsLine(_ line: Substring) -> NumaMapsEntry? {
         guard let space = line.firstIndex(of: " "),
               let start = UInt64(line[..<space], radix: 16) else { return nil }
         let rest = line[line.index(after: space)...]

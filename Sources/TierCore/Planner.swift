@@ -111,6 +111,7 @@ public enum Planner {
         let from: NodeSet
         let to: [Int]
         let bytes: UInt64
+        let reason: String
     }
 
     /// Rule 1: opt-out workloads with `promote` whose own pages sit on slow nodes need DRAM back;
@@ -137,7 +138,47 @@ public enum Planner {
                 continue
             }
             let from = slow.intersection(stat.nodes).filter { stat.bytes(on: $0) > 0 }
-            needs.append(PromotionNeed(group: group, workload: workload, from: NodeSet(from), to: topology.orderedByDistance(targets), bytes: slowBytes))
+            needs.append(PromotionNeed(group: group, workload: workload, from: NodeSet(from), to: topology.orderedByDistance(targets),
+                                       bytes: slowBytes, reason: "protected workload has \(formatBytes(slowBytes)) on slow nodes"))
+        }
+        return needs + repairNeeds(context, state, &skips)
+    }
+
+    /// Rule 1, repairs: a managed group's pages on slow nodes it may not use — outside its
+    /// `cpuset.mems.effective`, or (under `mempolicy: respect`) outside the nodes all its tasks
+    /// bind themselves to — come back to the DRAM it may use. tierd never puts them there, nor
+    /// does the kernel otherwise (cgroup v2 moves a group's memory into its cpuset when the cpuset
+    /// changes or a task joins): its reclaim does while it demotes, which before 6.16 ignores the
+    /// cpuset and the mempolicy. So repairs are planned while it demotes, when every group is
+    /// read afresh (`GroupCarrying`). Opt-out workloads with `promote` are left to their own need,
+    /// which takes all their slow pages.
+    static func repairNeeds(_ context: PlanningContext, _ state: ControllerState, _ skips: inout [PlanSkip]) -> [PromotionNeed] {
+        guard KernelShield.kernelDemotes(context.snapshot.kernelMovers) else { return [] }
+        let topology = context.topology, fast = topology.fast, slow = topology.slow
+        var needs: [PromotionNeed] = []
+        for group in context.snapshot.groups {
+            guard let workload = context.workloads[group.path], workload.matchedAt != nil || workload.rule.demote == .allowed,
+                  !(workload.rule.demote == .never && workload.rule.promote), let stat = context.own[group.path] else { continue }
+            var usable = group.cpusetMems, limit = "cpuset.mems.effective \(group.cpusetMems)"
+            if workload.rule.mempolicy == .respect, let bound = group.tasksBoundTo {
+                usable = usable.intersection(bound)
+                limit = "the nodes its tasks' mempolicies bind them to (\(bound)) within \(limit)"
+            }
+            let misplaced = NodeSet(slow.filter { !usable.contains($0) && stat.bytes(on: $0) > 0 })
+            let bytes = stat.bytes(on: misplaced)
+            guard bytes > 0, !group.pids.isEmpty else { continue }
+            func skip(_ reason: SkipReason) { skips.append(PlanSkip(group: group.path, workload: workload.name, reason: reason)) }
+            if let hold = state.stuckOnSlowNodes[group.path], hold.holds(pids: group.pids, bytes: bytes, now: context.now) {
+                skip(.stuckOnSlowNodes(bytes: bytes, retryIn: hold.retryAt - context.now))
+                continue
+            }
+            let targets = fast.intersection(usable).intersection(context.snapshot.tierdAllowedNodes)
+            guard !targets.isEmpty else {
+                skip(.noTargetNodes(detail: "\(formatBytes(bytes)) sit outside \(limit), which holds no DRAM node tierd may use"))
+                continue
+            }
+            needs.append(PromotionNeed(group: group, workload: workload, from: misplaced, to: topology.orderedByDistance(targets),
+                                       bytes: bytes, reason: "repair: \(formatBytes(bytes)) on slow node \(misplaced) outside \(limit)"))
         }
         return needs
     }
@@ -229,7 +270,7 @@ public enum Planner {
                 var action = MigrationAction(
                     group: need.group.path, workload: need.workload.name, direction: .promote, pids: need.group.pids,
                     from: need.from, to: need.to, bytes: take, mempolicy: need.workload.rule.mempolicy,
-                    reason: "protected workload has \(formatBytes(need.bytes)) on slow nodes")
+                    reason: need.reason)
                 action.keepFreeOnTargets = keepFree
                 action.onTaskCPU = onTaskCPU
                 actions.append(action)
@@ -372,6 +413,9 @@ public enum Planner {
                 ? "slow nodes \(slow) ∩ cpuset \(group.cpusetMems) is empty"
                 : "slow nodes in cpuset \(slow.intersection(group.cpusetMems)) ∩ tierd's own nodes \(allowed) is empty"
             return .failure(.noTargetNodes(detail: which))
+        }
+        if rule.mempolicy == .respect, let bound = group.tasksBoundTo, bound.isDisjoint(with: targets) {
+            return .failure(.noTargetNodes(detail: "every task's mempolicy binds it to \(bound), none of the slow nodes \(targets)"))
         }
         guard fastBytes > rule.dramFloor else { return .failure(.atDramFloor(fastBytes: fastBytes, floor: rule.dramFloor)) }
         return .success(context.topology.orderedByDistance(targets))

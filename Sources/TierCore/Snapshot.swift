@@ -134,6 +134,11 @@ public struct CgroupSnapshot: Sendable, Equatable {
     public var pressure: Pressure
     /// `cpuset.mems.effective`: the only nodes this group's memory may be on.
     public var cpusetMems: NodeSet
+    /// The nodes every task of the group binds itself to with its own NUMA policy (numactl,
+    /// set_mempolicy): the union of their explicit policies. nil when a task has none, when the
+    /// group has no task, or when the policies were not read (tierd reads them only while the
+    /// kernel's reclaim may demote, which ignores them before 6.16).
+    public var tasksBoundTo: NodeSet? = nil
 
     public init(path: CgroupPath, pids: [Int32], numaStat: NumaStat, memoryStat: MemoryStat? = nil,
                 memoryCurrent: UInt64? = nil, pressure: Pressure = .zero, cpusetMems: NodeSet) {

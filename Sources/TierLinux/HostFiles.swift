@@ -35,6 +35,8 @@ public protocol HostFiles: Sendable {
                         _ visit: (Int, UnsafeBufferPointer<UInt8>?) -> Void) throws(HostFileError) -> [String]
     /// `path` opened to be read again and again (`KeptFile`); nil where files are not kept open.
     func keepOpen(_ path: String) -> KeptFile?
+    /// The first `bytes` of `path` from one read (`TaskMempolicies`); nil when it cannot be opened.
+    func readHead(_ path: String, upTo bytes: Int) -> String?
 }
 
 /// A kernel file kept open and read again from its start: sysfs and procfs make a file's text
@@ -79,6 +81,19 @@ extension HostFiles {
     }
 
     public func keepOpen(_ path: String) -> KeptFile? { nil }
+
+    /// The first `bytes` of `path` from one read, nil when it cannot be opened. For files the
+    /// kernel makes record by record (numa_maps): it makes only the records that fill the read.
+    public func readHead(_ path: String, upTo bytes: Int) -> String? {
+        let fd = open(resolve(path), O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        return withUnsafeTemporaryAllocation(of: UInt8.self, capacity: bytes) { buffer -> String? in
+            var n: Int
+            repeat { n = Glibc.read(fd, buffer.baseAddress!, bytes) } while n < 0 && errno == EINTR
+            return n < 0 ? nil : String(decoding: UnsafeBufferPointer(rebasing: buffer[0..<n]), as: UTF8.self)
+        }
+    }
 }
 
 /// `HostFiles` over the real file system under `root`, with plain open/read/close: cgroupfs and

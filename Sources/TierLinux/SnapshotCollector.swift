@@ -206,6 +206,18 @@ public struct SnapshotCollector: Sendable {
         return snapshot
     }
 
+    /// `snapshot` with the NUMA policies of the tasks of the groups `KernelShield` names read in
+    /// (`CgroupSnapshot.tasksBoundTo`): none while the kernel's reclaim does not demote.
+    public func readingTaskMempolicies(_ snapshot: HostSnapshot, policy: Policy) -> HostSnapshot {
+        let wanted = Set(KernelShield.groupsToReadMempolicies(snapshot: snapshot, policy: policy))
+        guard !wanted.isEmpty else { return snapshot }
+        var snapshot = snapshot
+        for index in snapshot.groups.indices where wanted.contains(snapshot.groups[index].path) {
+            snapshot.groups[index].tasksBoundTo = TaskMempolicies.boundNodes(of: snapshot.groups[index].pids, files: files)
+        }
+        return snapshot
+    }
+
     /// The files a planning tick reads per group; without the memory controller the memory files
     /// are absent (the group's memory is charged to an ancestor).
     static let planningFiles = ["memory.numa_stat", "memory.pressure", "cpuset.mems.effective", "cgroup.procs"]

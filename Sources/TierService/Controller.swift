@@ -158,7 +158,8 @@ public final class TierController {
         let elapsed = (now - startedAt!).seconds
         var snapshot: HostSnapshot
         do {
-            snapshot = try collector.collect(selection: policy.tiers, carrying: carrying(now: now, dramFallRate: dramFallRate))
+            snapshot = collector.readingTaskMempolicies(try collector.collect(selection: policy.tiers, carrying: carrying(now: now, dramFallRate: dramFallRate)),
+                                                        policy: policy)
             snapshot.dramFallRate = dramFallRate
         } catch {
             return collectFailed(error)
@@ -166,7 +167,7 @@ public final class TierController {
         var (plan, next) = Planner.plan(snapshot: snapshot, policy: policy, state: state, now: now)
         if !snapshot.carried.isEmpty && GroupCarrying.needsFullRead(plan, movers: snapshot.kernelMovers) {
             do {
-                snapshot = try collector.collect(selection: policy.tiers)
+                snapshot = collector.readingTaskMempolicies(try collector.collect(selection: policy.tiers), policy: policy)
                 snapshot.dramFallRate = dramFallRate
             } catch {
                 return collectFailed(error)

@@ -26,7 +26,8 @@ public struct DaemonView: Sendable {
     /// Plans on a fresh snapshot with the daemon's context; a host that cannot be read is the report's `collectError`.
     public func plan(_ context: Context, at instant: ContinuousClock.Instant = .now, depth: SnapshotCollector.Depth = .planning) -> TickReport {
         do {
-            var snapshot = try collector.collect(selection: context.policy.tiers, depth: depth)
+            var snapshot = collector.readingTaskMempolicies(try collector.collect(selection: context.policy.tiers, depth: depth),
+                                                            policy: context.policy)
             snapshot.dramFallRate = context.dramFallRate
             let (plan, _) = Planner.plan(snapshot: snapshot, policy: context.policy, state: context.carried, now: Instant(instant - context.origin))
             return TickReport(snapshot: snapshot, plan: plan, outcomes: [])

@@ -303,4 +303,9 @@ public final class CountingHostFiles: HostFiles, @unchecked Sendable {
     public func write(_ path: String, _ text: String) throws(HostFileError) { try inner.write(path, text) }
     public func subdirectories(_ path: String) throws(HostFileError) -> [String] { try inner.subdirectories(path) }
     public func exists(_ path: String) -> Bool { inner.exists(path) }
+    public func readHead(_ path: String, upTo bytes: Int) -> String? {
+        let name = path.utf8.lastIndex(of: UInt8(ascii: "/")).map { String(path[path.utf8.index(after: $0)...]) } ?? path
+        lock.lock(); counts[name, default: 0] += 1; lock.unlock()
+        return inner.readHead(path, upTo: bytes)
+    }
 }

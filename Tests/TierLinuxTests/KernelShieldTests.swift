@@ -45,6 +45,24 @@ struct KernelShieldTests {
         #expect(found[CgroupPath("other.slice/misc")] == nil && found[CgroupPath("other.slice")] == nil)
     }
 
+    /// A DRAM-bound task cannot be shielded in a group it shares with unbound ones (memory.low
+    /// covers the group, not a task): only a group whose every task binds itself to DRAM is.
+    @Test func anOptedInGroupWhoseEveryTaskIsBoundToDramIsShielded() throws {
+        tree.write(KernelPaths.demotionEnabled, "true\n")
+        tree.addGroup("test.slice/batch/bound", pids: [710, 711], anon: [0: 200 * Self.mib])
+        tree.addTask(710, group: "test.slice/batch/bound", pagesPerNode: [0: 25_600], policy: "bind:0")
+        tree.addTask(711, group: "test.slice/batch/bound", pagesPerNode: [0: 25_600], policy: "prefer:0")
+        let policy = try PolicyCompiler.compile(yaml: Self.policy, file: "t.yaml")
+        let collector = try SnapshotCollector(files: RootedHostFiles(root: tree.root))
+        func claim() throws -> UInt64? {
+            let snapshot = collector.readingTaskMempolicies(try collector.collect(selection: .auto), policy: policy)
+            return KernelShield.protections(snapshot: snapshot, policy: policy)[CgroupPath("test.slice/batch/bound")]
+        }
+        #expect(try claim() == 200 * Self.mib + 32 * Self.mib)
+        tree.addTask(711, group: "test.slice/batch/bound", pagesPerNode: [0: 25_600])
+        #expect(try claim() == nil)
+    }
+
     @Test func withTheKernelsDemotionOffNothingIsClaimed() throws {
         #expect(try claims(demotion: false).isEmpty)
         tree.write(KernelPaths.numaBalancing, "2\n")
