@@ -1,3 +1,17 @@
+/// Which cgroup file shields a group from the kernel's reclaim (`controller.kernel_shield`).
+public enum ShieldProtection: String, Sendable, Equatable, CaseIterable {
+    /// `memory.low`, best effort: the kernel reclaims below it only when it finds nothing else,
+    /// and so rather demotes a shielded page than fails. In the lab a DRAM-bound job outgrowing
+    /// DRAM got 128 pages of a shielded group demoted on 6.12 and 1 on 7.3 (`kernel-demotion-neighbours`).
+    case low
+    /// `memory.min`, a guarantee: the kernel never reclaims below it, and when nothing else is
+    /// left it calls the OOM killer rather than demote a shielded page.
+    case min
+
+    /// The cgroup file written.
+    public var file: String { "memory.\(rawValue)" }
+}
+
 /// Keeps the kernel's own demotion off the groups tierd would not demote. While the kernel's
 /// reclaim may demote (demotion on, or NUMA balancing's tiering mode), it takes any group's cold
 /// pages, protected workloads' included, and before 6.16 ignores cpusets. `memory.low` keeps

@@ -106,7 +106,7 @@ public enum ManualPlanner {
             group: group.path, workload: workload.name, direction: request.direction, pids: group.pids,
             from: NodeSet(source.filter { own.bytes(on: $0) > 0 }), to: topology.orderedByDistance(targets),
             bytes: bytes, mempolicy: workload.rule.mempolicy, reason: "manual: tierctl \(request.direction.rawValue) (asked \(asked))")
-        action.keepFreeOnTargets = keepFree
+        action.step = .whole(keepFree: keepFree)
         action.onTaskCPU = policy.controller.moveOnTaskCPU
         return .success(action)
     }

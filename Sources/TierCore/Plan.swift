@@ -43,6 +43,30 @@ public enum PageSelection: String, Sendable, Equatable {
     case recentlyWritten
 }
 
+/// Where an action stands in a tick's schedule, which says how it runs: promotions into DRAM
+/// free now, demotions that make room for protected pages, the promotions into that room (paced
+/// by those demotions), demotions only the watermark asks for (they yield to the next tick), and
+/// last the hot pages opted-in jobs wrote on the slow tier. One value instead of a flag per
+/// behaviour: no action can be both a room-maker and a promotion, or yield while making room.
+public enum ScheduleStep: Sendable, Equatable {
+    /// A promotion into DRAM free now, leaving `keepFree` bytes free on its targets.
+    case promoteIntoFreeRoom(keepFree: UInt64)
+    /// A demotion that makes room for this tick's promotions (they may run beside it, paced by it).
+    case makeRoom
+    /// A promotion into the room this tick's demotions make, leaving `keepFree` on its targets.
+    case promoteIntoRoomMade(keepFree: UInt64)
+    /// A demotion only the watermark asks for: once the next tick is due it stops between
+    /// batches, so that a long reclaim never keeps the controller from seeing a new need for
+    /// more than an interval and a batch. The rest is planned again on fresh state.
+    case watermarkDemotion
+    /// The pages an opted-in job wrote on the slow tier since tierd last looked, into DRAM above
+    /// `keepFree`.
+    case promoteWrittenPages(keepFree: UInt64)
+    /// A move that runs whole, as asked (an operator's, or a test's), leaving `keepFree` free on
+    /// its targets when it promotes.
+    case whole(keepFree: UInt64)
+}
+
 /// One move the planner asks for: some of a group's memory from `from` nodes to `to` nodes.
 public struct MigrationAction: Sendable, Equatable, CustomStringConvertible {
     /// Toward the slow tier, or back to DRAM.
@@ -60,25 +84,31 @@ public struct MigrationAction: Sendable, Equatable, CustomStringConvertible {
     public var bytes: UInt64
     public var mempolicy: MempolicyMode
     public var reason: String
-    /// Bytes a promotion must leave free on its target nodes. Free memory is re-read right before
-    /// the move and the promotion shrinks to fit: the room planned may be gone by then (the job
-    /// being promoted may still be allocating into it), and a move into a full node costs the
-    /// kernel's reclaim attempts before it fails. Zero: no re-check (demotions).
-    public var keepFreeOnTargets: UInt64 = 0
+    /// Its place in the tick's schedule, and so how it runs.
+    public var step: ScheduleStep = .whole(keepFree: 0)
     /// Move each task's pages from the CPU it last ran on (controller.move_on_task_cpu).
     public var onTaskCPU = false
-    /// A demotion that makes room for this tick's promotions (they may run beside it, paced by it).
-    public var makesRoom = false
-    /// A promotion into the room this tick's demotions make, not into DRAM already free.
-    public var usesRoomMade = false
-    /// A demotion only the watermark asks for: once the next tick is due it stops between batches,
-    /// so that a long reclaim never keeps the controller from seeing a new need for more than an
-    /// interval and a batch. The rest is planned again on fresh state.
-    public var yieldsToNextTick = false
     /// How a demotion is carried out (promotions always move tasks).
     public var mechanism: DemotionMechanism = .taskMoves
+
+    /// Bytes a promotion must leave free on its target nodes. Free memory is re-read right before
+    /// the move and the promotion shrinks to fit (`MoveRules.promotionRoom`): the room planned may
+    /// be gone by then (the job being promoted may still be allocating into it), and a move into a
+    /// full node costs the kernel's reclaim attempts before it fails. Zero: no re-check (demotions).
+    public var keepFreeOnTargets: UInt64 {
+        switch step {
+        case .promoteIntoFreeRoom(let keep), .promoteIntoRoomMade(let keep), .promoteWrittenPages(let keep), .whole(let keep): keep
+        case .makeRoom, .watermarkDemotion: 0
+        }
+    }
+    /// A demotion that makes room for this tick's promotions.
+    public var makesRoom: Bool { step == .makeRoom }
+    /// A promotion into the room this tick's demotions make, paced by them.
+    public var usesRoomMade: Bool { if case .promoteIntoRoomMade = step { true } else { false } }
+    /// Stops between batches once the next tick is due.
+    public var yieldsToNextTick: Bool { step == .watermarkDemotion }
     /// Which of the tasks' pages on `from` may move.
-    public var pages: PageSelection = .all
+    public var pages: PageSelection { if case .promoteWrittenPages = step { .recentlyWritten } else { .all } }
 
     public init(group: CgroupPath, workload: String, direction: Direction, pids: [Int32], from: NodeSet,
                 to: [Int], bytes: UInt64, mempolicy: MempolicyMode, reason: String) {

@@ -14,11 +14,11 @@
 ///    (`ProtectedPromoter`) take the room there is and the room made; with nothing else to do,
 ///    opted-in workloads' written slow pages come back (`hotPromotions`). Rate limits cap every
 ///    action.
-/// 4. Schedule: promotions into DRAM free now, demotions that make room for the rest of them,
-///    those promotions, then any demotion the watermark asks for beyond that, which yields to the
-///    next tick when it runs long (`yieldsToNextTick`), then the hot pages. Promotions and
-///    demotions are two sequences the service may run side by side: a promotion marked
-///    `usesRoomMade` is paced by the demotions marked `makesRoom`.
+/// 4. Schedule: each action's `ScheduleStep` — promotions into DRAM free now, demotions that
+///    make room for the rest of them, those promotions, then any demotion the watermark asks for
+///    beyond that, which yields to the next tick when it runs long, then the hot pages.
+///    Promotions and demotions are two sequences the service may run side by side: a
+///    `promoteIntoRoomMade` is paced by the `makeRoom` demotions.
 public enum Planner {
     public static func plan(snapshot: HostSnapshot, policy: Policy, state previous: ControllerState,
                             now: Instant) -> (MigrationPlan, ControllerState) {
@@ -50,7 +50,7 @@ public enum Planner {
         var roomMade = demotions.roomMaking.reduce(0) { $0 + $1.bytes }
         let late = promoter.promote(into: &roomMade, &state).map { action in
             var action = action
-            action.usesRoomMade = true
+            action.step = .promoteIntoRoomMade(keepFree: action.keepFreeOnTargets)
             return action
         }
         let hot = plan.summary.promotionNeed == 0 && demand.bytes == 0 && !state.reclaiming
@@ -271,7 +271,7 @@ public enum Planner {
                     group: need.group.path, workload: need.workload.name, direction: .promote, pids: need.group.pids,
                     from: need.from, to: need.to, bytes: take, mempolicy: need.workload.rule.mempolicy,
                     reason: need.reason)
-                action.keepFreeOnTargets = keepFree
+                action.step = .promoteIntoFreeRoom(keepFree: keepFree)
                 action.onTaskCPU = onTaskCPU
                 actions.append(action)
             }
@@ -374,7 +374,7 @@ public enum Planner {
             }
             if forRoom > 0 {
                 var action = demotion(forRoom, "making room for \(formatBytes(plan.summary.promotionNeed)) of protected memory on slow nodes")
-                action.makesRoom = true
+                action.step = .makeRoom
                 allocation.roomMaking.append(action)
             }
             if bytes > forRoom {
@@ -382,7 +382,7 @@ public enum Planner {
                 let why = demand.anticipated == 0 ? "DRAM free \(formatBytes(dramFree)) below target \(formatBytes(high))"
                     : "DRAM free \(formatBytes(dramFree)) falling at \(formatBytes(context.snapshot.dramFallRate))/s, \(formatBytes(demand.projectedFree)) in \(settings.dramLookahead.seconds) s, below target \(formatBytes(high))"
                 var action = demotion(bytes - forRoom, why)
-                action.yieldsToNextTick = true
+                action.step = .watermarkDemotion
                 allocation.afterPromotion.append(action)
             }
         }
@@ -462,8 +462,7 @@ public enum Planner {
                                          from: from, to: topology.orderedByDistance(targets), bytes: budget,
                                          mempolicy: workload.rule.mempolicy,
                                          reason: "pages written on slow nodes (\(formatBytes(slowBytes)) there) come back while DRAM has room")
-            action.pages = .recentlyWritten
-            action.keepFreeOnTargets = keepFree
+            action.step = .promoteWrittenPages(keepFree: keepFree)
             actions.append(action)
         }
         return actions

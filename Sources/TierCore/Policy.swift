@@ -118,6 +118,8 @@ public struct ControllerSettings: Sendable, Equatable {
     public var parallelMoves = true
     /// What tierd does with the kernel's NUMA balancing while it runs.
     public var numaBalancing: NumaBalancingChoice = .leave
+    /// The file that shields groups tierd would not demote from the kernel's reclaim while it demotes.
+    public var kernelShield: ShieldProtection = .low
     /// The most hot pages brought back to DRAM move, in bytes per second: tierd's own (`hotPages`)
     /// and, with `numaBalancing` `tiering`, the kernel's (which takes whole MiB per second).
     public var hotPromotionRate: UInt64 = 64 << 20

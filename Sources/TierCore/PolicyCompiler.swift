@@ -195,7 +195,7 @@ private struct Compiler {
 
     func controllerSettings(_ node: Node) throws -> ControllerSettings {
         let map = try mapping(node, "controller", allowed: ["interval", "idle_interval", "dram", "rate_limit", "psi_trigger", "mover_nice", "demotion_per_tick", "move_on_task_cpu", "parallel_moves",
-                                                          "numa_balancing", "hot_promotion_rate", "lru_gen_batch_clearing",
+                                                          "numa_balancing", "kernel_shield", "hot_promotion_rate", "lru_gen_batch_clearing",
                                                           "hot_pages", "hot_hold", "hot_look_interval"])
         var settings = ControllerSettings()
         if let entry = map["interval"] {
@@ -266,6 +266,10 @@ private struct Compiler {
         }
         if let entry = map["numa_balancing"] {
             settings.numaBalancing = try choice(entry.value, "controller.numa_balancing", "`leave` (the host's setting), `off` or `tiering` (the kernel promotes hot slow pages)")
+        }
+        if let entry = map["kernel_shield"] {
+            settings.kernelShield = try choice(entry.value, "controller.kernel_shield",
+                                               "`low` (memory.low, best effort) or `min` (memory.min, a guarantee the OOM killer backs)")
         }
         if let entry = map["hot_pages"] {
             settings.hotPages = try choice(entry.value, "controller.hot_pages", "`written` (pages written on the slow tier come back) or `off`")

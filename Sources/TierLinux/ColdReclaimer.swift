@@ -44,7 +44,7 @@ extension TaskMigrator {
         // One request's counters after are the next one's before: memory.stat is read once per step.
         var last = files.coldReclaimCounters(groupDirectory: dir)
         while remaining > 0 {
-            if deadline?.passed == true && outcome.reclaimedBytes > 0 { break }
+            if MoveRules.yieldsNow(action.step, nextTickDue: deadline?.passed == true, movedBytes: outcome.reclaimedBytes) { break }
             let asked = min(remaining, ColdReclaim.requestBytes)
             guard let before = last else { outcome.dropped = "cgroup \(action.group) vanished before the move"; break }
             let started = clock.now

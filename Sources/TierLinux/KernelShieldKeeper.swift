@@ -4,7 +4,7 @@ import Glibc
 import Foundation
 import TierCore
 
-/// Carries out `KernelShield`: raises `memory.low` where the core asks, never below what the group
+/// Carries out `KernelShield`: raises `memory.low` (or `memory.min`, `ShieldProtection`) where the core asks, never below what the group
 /// had, and puts every value back when the group no longer needs it, when tierd stops, and — from
 /// the file it keeps them in — when a tierd that died is started again. Each group's value from
 /// before tierd touched it is written to the file before the group is raised. The kernel settings
@@ -14,10 +14,12 @@ public final class KernelShieldKeeper: @unchecked Sendable {
     /// Where the values from before are kept (nil: kept in memory only, as in a one-shot run).
     let stateFile: String?
     private let lock = NSLock()
-    /// `memory.low` as it was before tierd raised it, by group, as the kernel wrote it ("0", "max").
-    private var originals: [String: String] = [:]
-    /// What tierd last wrote, by group.
+    /// Each file tierd raised (`memory.low`, `memory.min`) as it was before, by file and group, as
+    /// the kernel wrote it ("0", "max").
+    private var originals: [String: [String: String]] = [:]
+    /// What tierd last wrote, by group, and into which file.
     private var applied: [CgroupPath: UInt64] = [:]
+    private var appliedFile: [CgroupPath: String] = [:]
     /// Kernel settings as they were before tierd set them, by `KernelSetting` name, as the kernel wrote them.
     private var settingOriginals: [String: String] = [:]
 
@@ -33,6 +35,10 @@ public final class KernelShieldKeeper: @unchecked Sendable {
         public var settingsRestored: [String] = []
         public var settingsFailed: [String: String] = [:]
         public init() {}
+
+        mutating func add(_ other: Report) {
+            raised += other.raised; restored += other.restored; failed += other.failed
+        }
     }
 
     /// Groups tierd holds raised now, with the value it wrote.
@@ -44,7 +50,7 @@ public final class KernelShieldKeeper: @unchecked Sendable {
         lock.lock(); defer { lock.unlock() }
         guard let stateFile, let data = Self.readWhole(stateFile),
               let saved = try? JSONDecoder().decode([String: [String: String]].self, from: data) else { return Report() }
-        originals = saved["memory.low"] ?? [:]
+        originals = saved.filter { $0.key != "settings" }
         settingOriginals = saved["settings"] ?? [:]
         return restoreEverything()
     }
@@ -92,27 +98,35 @@ public final class KernelShieldKeeper: @unchecked Sendable {
         return report
     }
 
-    /// Raises the groups of `claims` to at least their claim (never below their own value) and
-    /// restores the groups tierd raised that are no longer claimed. A group is rewritten only when
-    /// its claim outgrew what was written or fell well below it.
+    /// Raises the groups of `claims` to at least their claim in `protection`'s file (never below
+    /// their own value) and restores what tierd raised that is no longer claimed there (a reload
+    /// from `low` to `min` puts every `memory.low` back). A group is rewritten only when its claim
+    /// outgrew what was written or fell well below it.
     @discardableResult
-    public func apply(_ claims: [CgroupPath: UInt64]) -> Report {
+    public func apply(_ claims: [CgroupPath: UInt64], using protection: ShieldProtection = .low) -> Report {
         lock.lock(); defer { lock.unlock() }
-        var report = restore(Set(originals.keys).subtracting(claims.keys.map(\.relative)))
+        let name = protection.file
+        var report = Report()
+        for (other, groups) in originals {
+            let released = other == name ? Set(groups.keys).subtracting(claims.keys.map(\.relative)) : Set(groups.keys)
+            report.add(restore(released, file: other))
+        }
         for (group, claim) in claims.sorted(by: { $0.key < $1.key }) {
-            if let written = applied[group], claim <= written, written <= claim + 2 * Self.slack(claim) { continue }
-            let file = collector.directory(of: group) + "/memory.low"
-            if originals[group.relative] == nil {
+            if let written = applied[group], appliedFile[group] == name, claim <= written, written <= claim + 2 * Self.slack(claim) { continue }
+            let file = collector.directory(of: group) + "/" + name
+            if originals[name]?[group.relative] == nil {
                 guard let text = try? collector.files.read(file) else { report.failed += 1; continue }
-                originals[group.relative] = text.trimmingCharacters(in: .whitespacesAndNewlines)
+                originals[name, default: [:]][group.relative] = text.trimmingCharacters(in: .whitespacesAndNewlines)
                 persist()
             }
-            let own = originals[group.relative].flatMap { UInt64($0) } ?? (originals[group.relative] == "max" ? .max : 0)
+            let found = originals[name]?[group.relative]
+            let own = found.flatMap { UInt64($0) } ?? (found == "max" ? .max : 0)
             let target = claim + Self.slack(claim)
-            guard own < target else { applied[group] = target; continue }
+            guard own < target else { applied[group] = target; appliedFile[group] = name; continue }
             do {
                 try collector.files.write(file, String(target))
                 applied[group] = target
+                appliedFile[group] = name
                 report.raised += 1
             } catch { report.failed += 1 }
         }
@@ -128,7 +142,8 @@ public final class KernelShieldKeeper: @unchecked Sendable {
 
     /// Lock held. Every raised group and every owned setting back to what tierd found.
     private func restoreEverything() -> Report {
-        var report = restore(Set(originals.keys))
+        var report = Report()
+        for (file, groups) in originals { report.add(restore(Set(groups.keys), file: file)) }
         let settings = restoreSettings(Set(settingOriginals.keys))
         (report.settingsRestored, report.settingsFailed) = (settings.restored, settings.failed)
         persist()
@@ -138,19 +153,20 @@ public final class KernelShieldKeeper: @unchecked Sendable {
     /// Written above the claim, so that a group growing by a few pages is not rewritten every tick.
     static func slack(_ claim: UInt64) -> UInt64 { max(claim / 16, 8 << 20) }
 
-    /// Lock held. A group that is gone needs nothing back.
-    private func restore(_ groups: Set<String>) -> Report {
+    /// Lock held. `file` of each group back to its value from before; a group that is gone needs nothing back.
+    private func restore(_ groups: Set<String>, file: String) -> Report {
         var report = Report()
         for relative in groups.sorted() {
-            guard let value = originals[relative] else { continue }
+            guard let value = originals[file]?[relative] else { continue }
             let group = CgroupPath(relative)
             do {
-                try collector.files.write(collector.directory(of: group) + "/memory.low", value)
+                try collector.files.write(collector.directory(of: group) + "/" + file, value)
                 report.restored += 1
             } catch HostFileError.vanished {
             } catch { report.failed += 1 }
-            originals[relative] = nil
-            applied[group] = nil
+            originals[file]?[relative] = nil
+            if originals[file]?.isEmpty == true { originals[file] = nil }
+            if appliedFile[group] == file { applied[group] = nil; appliedFile[group] = nil }
         }
         if report.restored > 0 || !groups.isEmpty { persist() }
         return report
@@ -181,7 +197,9 @@ public final class KernelShieldKeeper: @unchecked Sendable {
     private func persist() {
         guard let stateFile else { return }
         if originals.isEmpty && settingOriginals.isEmpty { unlink(stateFile); return }
-        guard let data = try? JSONEncoder().encode(["memory.low": originals, "settings": settingOriginals]) else { return }
+        var saved = originals
+        saved["settings"] = settingOriginals
+        guard let data = try? JSONEncoder().encode(saved) else { return }
         if let slash = stateFile.lastIndex(of: "/"), slash != stateFile.startIndex { mkdir(String(stateFile[..<slash]), 0o700) }
         let temporary = stateFile + ".new"
         let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)

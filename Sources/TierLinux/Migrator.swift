@@ -317,19 +317,18 @@ public struct TaskMigrator: PageMigrator {
         }
         var remaining = action.bytes
         // A paced promotion's room is still being made: it looks for room batch by batch.
-        if action.keepFreeOnTargets > 0, pacer == nil, let (free, room) = room(on: targets, keeping: action.keepFreeOnTargets) {
-            guard room > 0 else {
-                outcome.dropped = "the target nodes have \(formatBytes(free)) free, within the \(formatBytes(action.keepFreeOnTargets)) to keep free: the room planned was taken"
-                return outcome
+        if action.keepFreeOnTargets > 0, pacer == nil, let free = collector.freeBytes(on: targets) {
+            switch MoveRules.promotionRoom(planned: remaining, free: free, keepFree: action.keepFreeOnTargets) {
+            case .budget(let bytes): remaining = bytes
+            case let taken: outcome.dropped = taken.description; return outcome
             }
-            remaining = min(remaining, room)
         }
         // Every task is pinned before the first one moves: a pid that names another task by its
         // turn (the first exited during a long move, its pid reused) is not the task planned on.
         let pinned = dryRun ? [:] : pin(action.pids)
         for pid in action.pids {
             // Past the next tick's time, a yielding action stops once it moved something.
-            guard remaining > 0, !(deadline?.passed == true && outcome.movedBytes > 0) else { break }
+            guard remaining > 0, !MoveRules.yieldsNow(action.step, nextTickDue: deadline?.passed == true, movedBytes: outcome.movedBytes) else { break }
             // A cpuset may change between two tasks: each goes only where it allows now.
             if pid != action.pids.first {
                 switch allowedTargets(action) {
@@ -491,7 +490,7 @@ public struct TaskMigrator: PageMigrator {
         // workload's too: demotion leaves it; promotion brings it along, which harms no one.
         let shared: SharedPages = action.direction == .promote ? .include : .leave
         if pacer != nil || deadline != nil
-            || !Self.wholeMoveFits(mappings, sourceBytes: sourceBytes, from: action.from, sharedPages: shared, budget: budget) {
+            || !MoveRules.wholeMoveFits(mappings, sourceBytes: sourceBytes, from: action.from, leavesSharedPages: shared == .leave, budget: budget) {
             let result = movePart(task, action, targets: targets.sorted, budget: budget, pacer: pacer, deadline: deadline,
                                   mappings: mappings, stayed: stayed)
             return withBytesLeft(result, pid, action.from, before: sourceBytes)
@@ -534,21 +533,6 @@ public struct TaskMigrator: PageMigrator {
         case .refused(let error):
             return .failed("cannot clear its soft-dirty bits (\(error)): a task of another user needs CAP_DAC_OVERRIDE; its written pages are not looked for again")
         }
-    }
-
-    /// Whether moving the task whole with migrate_pages(2) keeps within `budget`. A demotion leaves
-    /// shared pages, so the mappings other processes map too (`mapmax` in numa_maps) need not fit:
-    /// the libraries every program maps (10 MiB for a small Swift program) put a 512 MiB task just
-    /// over a budget of its own group's bytes and sent it down the page-by-page path, 14 % slower
-    /// in the lab. Their unshared pages still move, so they are let off only while they come to at
-    /// most a sixteenth of the budget: a forked worker's heap, shared with its parent page by page
-    /// until written, can be most of the task.
-    static func wholeMoveFits(_ mappings: [NumaMapsEntry]?, sourceBytes: UInt64, from source: NodeSet,
-                              sharedPages: SharedPages, budget: UInt64) -> Bool {
-        if sourceBytes <= budget { return true }
-        guard sharedPages == .leave, let mappings else { return false }
-        let inSharedMappings = mappings.reduce(0) { $0 + ($1.isUnshared ? 0 : $1.bytes(on: source)) }
-        return sourceBytes - min(sourceBytes, inSharedMappings) <= budget && inSharedMappings <= budget / 16
     }
 
     /// What left the source nodes in a whole move, read back from the task's numa_maps; if the task
@@ -658,7 +642,7 @@ public struct TaskMigrator: PageMigrator {
             var address = range.lowerBound
             while address < range.upperBound && moved < budget {
                 // At least one batch per task, so that every tick makes progress.
-                if moved > 0, deadline?.passed == true { break }
+                if MoveRules.yieldsNow(action.step, nextTickDue: deadline?.passed == true, movedBytes: moved) { break }
                 let chunkStart = address
                 let count = min(UInt64(chunkPages), (range.upperBound - address) / pageSize)
                 pages.removeAll(keepingCapacity: true)
@@ -730,7 +714,7 @@ public struct TaskMigrator: PageMigrator {
                 // Every target refused these pages for want of room: later chunks would fare no better.
                 if !candidates.isEmpty { resume(at: chunkStart); return .targetsFull(movedBytes: moved) }
             }
-            if moved >= budget || (moved > 0 && deadline?.passed == true) { stoppedAt = address; break }
+            if moved >= budget || MoveRules.yieldsNow(action.step, nextTickDue: deadline?.passed == true, movedBytes: moved) { stoppedAt = address; break }
         }
         resume(at: stoppedAt)
         if moved == 0 && stayed == 0 { return .nothingToMove }

@@ -46,7 +46,7 @@ public final class TierController {
 
     /// One line per task move, when the operator asked for an audit log.
     let audit: AuditLog?
-    /// Raises `memory.low` of the groups tierd would not demote while the kernel's reclaim demotes
+    /// Raises `memory.low` (or `memory.min`) of the groups tierd would not demote while the kernel's reclaim demotes
     /// (nil: a dry run or a one-shot run, which change nothing).
     let shield: KernelShieldKeeper?
 
@@ -175,10 +175,11 @@ public final class TierController {
             (plan, next) = Planner.plan(snapshot: snapshot, policy: policy, state: state, now: now)
         }
         if let shield {
-            let done = shield.apply(KernelShield.protections(snapshot: snapshot, policy: policy))
+            let done = shield.apply(KernelShield.protections(snapshot: snapshot, policy: policy), using: policy.controller.kernelShield)
             if done != KernelShieldKeeper.Report() {
-                logger.info("kernel shield: memory.low raised on \(done.raised) groups, put back on \(done.restored), \(done.failed) failed; \(shield.shielded.count) held")
-                journal.write(["event": "shield", "t": .double(elapsed), "raised": .int(Int64(done.raised)), "restored": .int(Int64(done.restored)),
+                logger.info("kernel shield: \(policy.controller.kernelShield.file) raised on \(done.raised) groups, put back on \(done.restored), \(done.failed) failed; \(shield.shielded.count) held")
+                journal.write(["event": "shield", "t": .double(elapsed), "file": .string(policy.controller.kernelShield.file),
+                               "raised": .int(Int64(done.raised)), "restored": .int(Int64(done.restored)),
                                "failed": .int(Int64(done.failed)), "held": .int(Int64(shield.shielded.count))])
             }
         }

@@ -44,7 +44,7 @@ public struct Explanation: Codable, Sendable, Equatable {
     public var demotionMode: String?
     /// An opted-in group's written pages on slow nodes: whether and how they come back (`controller.hot_pages`).
     public var hotPages: String?
-    /// While the kernel's reclaim demotes: the `memory.low` tierd holds the group at, and why.
+    /// While the kernel's reclaim demotes: the `memory.low` (or `memory.min`) tierd holds the group at, and why.
     public var kernelShield: String?
     /// The kernel's own movers that are on and may undo tierd's placement for this group's rule.
     public var kernelMovers: [String] = []
@@ -84,7 +84,7 @@ public struct Explanation: Codable, Sendable, Equatable {
         if let movers = snapshot.kernelMovers, let rule = resolved?.rule { kernelMovers = movers.findings(for: rule).map(\.text) }
         if let claim = KernelShield.protections(snapshot: snapshot, policy: policy)[path] {
             let why = resolved.flatMap { KernelShield.reason(cgroup, $0, slow: topology.slow) } ?? "it holds shielded groups"
-            kernelShield = "memory.low held at \(formatBytes(claim)) or its own value if higher, so the kernel's reclaim does not demote it (\(why))"
+            kernelShield = "\(policy.controller.kernelShield.file) held at \(formatBytes(claim)) or its own value if higher, so the kernel's reclaim does not demote it (\(why))"
         }
         if let resolved, resolved.rule.demote == .allowed {
             demotionMode = Planner.demotionMechanism(rule: resolved.rule, workload: resolved.name, group: cgroup, snapshot: snapshot,

@@ -20,7 +20,7 @@ public struct TierdOptions: Sendable {
     public var audit: AuditLog?
     /// `/metrics` rewritten after each tick for node_exporter; nil: none.
     public var textfile: MetricsTextfile?
-    /// Where the `memory.low` values tierd raised are kept, to be put back after a crash; nil: in memory only.
+    /// Where the `memory.low`/`memory.min` values tierd raised are kept, to be put back after a crash; nil: in memory only.
     public var stateFile: String?
     public init(configPath: String, root: String = "/", dryRun: Bool = false, journalPath: String? = nil,
                 socketPath: String? = nil, metricsAddress: LocalAddress? = nil, audit: AuditLog? = nil, textfile: MetricsTextfile? = nil,
@@ -65,7 +65,7 @@ public struct TierdService: Service {
         let shield = options.dryRun ? nil : KernelShieldKeeper(collector: collector, stateFile: options.stateFile)
         if let leftover = shield?.restoreLeftovers() {
             if leftover.restored > 0 {
-                logger.notice("put back memory.low of \(leftover.restored) groups that a tierd which did not stop cleanly had raised")
+                logger.notice("put back memory.low or memory.min of \(leftover.restored) groups that a tierd which did not stop cleanly had raised")
             }
             for setting in leftover.settingsRestored { logger.notice("put back \(setting), which a tierd that did not stop cleanly had set") }
             for (name, why) in leftover.settingsFailed.sorted(by: { $0.key < $1.key }) { logger.error("kernel setting \(name): \(why)") }

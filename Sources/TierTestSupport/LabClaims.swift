@@ -70,6 +70,16 @@ public enum LabClaims {
         return .fail("\(samples.count) samples, \(increases.count) increases beyond \(allowance) bytes; the first at sample \(first.0 + 1): \(first.1.0) -> \(first.1.1) bytes")
     }
 
+    /// Every sample is at most `limit` bytes (a group's bytes on a slow node that must stay off it).
+    public static func alwaysAtMost(_ samples: [UInt64], limit: UInt64) -> Verdict {
+        guard samples.count >= minimumSamples else { return .fail("\(samples.count) samples of memory.numa_stat: too few to judge") }
+        let over = samples.indices.filter { samples[$0] > limit }
+        guard let first = over.first else {
+            return Verdict(ok: true, detail: "\(samples.count) samples of memory.numa_stat, none above \(limit) bytes")
+        }
+        return .fail("\(samples.count) samples, \(over.count) above \(limit) bytes; the first at sample \(first + 1): \(samples[first]) bytes, at most \(samples.max()!)")
+    }
+
     /// The median of paired ratios meets `goal`, with every pair measured.
     public static func meetsRatio(_ ratios: [Double], pairs expected: Int, goal: Double) -> Verdict {
         guard ratios.count == expected, expected > 0 else { return .fail("\(ratios.count) of \(expected) pairs measured") }

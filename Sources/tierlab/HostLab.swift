@@ -87,13 +87,13 @@ struct Boot: Sendable {
 
 /// Which boots each suite needs. Scenarios share boots: booting under emulation costs ~20 s.
 enum Suites {
-    static let twoTierScenarios = ["late-protected", "late-protected-cold", "late-protected-reserve", "phase-change", "numa-balancing-default", "late-protected-pod", "opt-out-holds", "mempolicy", "pressure-guard", "killed-mid-demotion", "slow-tier-full", "churn", "systemd-unit"]
+    static let twoTierScenarios = ["late-protected", "late-protected-cold", "late-protected-reserve", "phase-change", "numa-balancing-default", "kernel-demotion-neighbours", "late-protected-pod", "opt-out-holds", "mempolicy", "pressure-guard", "killed-mid-demotion", "slow-tier-full", "churn", "systemd-unit"]
     static let countedScenarios = ["throughput"]
     static let threeNodeScenarios = ["cpuset", "faults-mid-move"]
     static let demoScenarios = ["demo-kernel", "demo-numa-balancing", "late-protected", "late-protected-cold"]
     /// What the kernel's own behaviour decides (demotion, cpusets, mempolicies, faults around a
     /// move), run on every kernel; the rest tests tierd alone and runs on the first kernel only.
-    static let kernelDependent: Set<String> = ["late-protected", "late-protected-cold", "late-protected-reserve", "phase-change", "numa-balancing-default", "opt-out-holds", "mempolicy", "pressure-guard",
+    static let kernelDependent: Set<String> = ["late-protected", "late-protected-cold", "late-protected-reserve", "phase-change", "numa-balancing-default", "kernel-demotion-neighbours", "opt-out-holds", "mempolicy", "pressure-guard",
                                                "killed-mid-demotion", "slow-tier-full", "cpuset", "faults-mid-move",
                                                "demo-kernel", "demo-numa-balancing"]
 

@@ -481,8 +481,7 @@ extension Scenarios {
                 } else {
                     var action = MigrationAction(group: CgroupPath(group), workload: "probe", direction: .promote, pids: [hot.pid],
                                                  from: NodeSet([1]), to: [0], bytes: before, mempolicy: .respect, reason: "probe")
-                    action.keepFreeOnTargets = 32 << 20
-                    action.usesRoomMade = true
+                    action.step = .promoteIntoRoomMade(keepFree: 32 << 20)
                     let pacer = RoomPacer()
                     pacer.finish()
                     _ = ThreadPlacement.onCPU(cpu) { ThreadPriority.withNice(-10) { migrator.execute(action, pacer: pacer) } }

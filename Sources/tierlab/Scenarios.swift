@@ -19,6 +19,7 @@ enum Scenarios {
         case "late-protected-reserve": return lateProtected(lab, mode: .tierd, cold: true, hotEarly: true, reserve: true)
         case "phase-change": return phaseChange(lab, mover: .tierd)
         case "numa-balancing-default": return numaBalancingDefault(lab)
+        case "kernel-demotion-neighbours": return kernelDemotionNeighbours(lab)
         // Not in a suite: the batch job's hot set is untouched while it allocates, so it is the
         // coldest memory then, demoted, and nothing brings it back once hot (issue 14, item 6).
         case "late-protected-cold-hot-late": return lateProtected(lab, mode: .tierd, cold: true)
@@ -265,6 +266,7 @@ enum Scenarios {
             reserveWait = (met, monotonic() - started, tierd.movedBytes(group: batchGroup, direction: "demote"), lab.dramFreeBytes())
         }
         let dramFreeBeforeProtected = lab.dramFreeBytes()
+        let movedBeforeProtected = tierd.map { movedInAll($0, groups: [batchGroup, protectedGroup]) } ?? 0
         // Placement reported twice a second: the time to 99 % is read to half a second.
         let protected = lab.load("\(name)-protected", group: protectedGroup, mib: 400, hotMiB: 400, interval: 0.5)
         // What the kernel did while the job allocated and came back: whether node 0 ran into its
@@ -328,6 +330,10 @@ enum Scenarios {
         // writing every page): it moves the protected job out and back. The idle rate is reported too.
         result.checks += endpointChecks(lab, tierd, name: name, groups: [batchGroup, protectedGroup])
         if cold { result.checks += coldChecks(lab, tierd, batch: batch, batchGroup: batchGroup, protectedGroup: protectedGroup, t0: t0, result: &result) }
+        if cold && reserveWait == nil {
+            result.checks.append(minimumCheck(lab, tierd, movedBefore: movedBeforeProtected, freeBefore: dramFreeBeforeProtected,
+                                              groups: [batchGroup, protectedGroup], protectedGroup: protectedGroup, result: &result))
+        }
         if let reserveWait {
             result.checks += reserveChecks(lab, tierd, reserveWait, samples: samples, t0: t0, batchGroup: batchGroup,
                                            protectedGroup: protectedGroup, result: &result)
@@ -403,6 +409,32 @@ enum Scenarios {
                 + "\ntierd journal:\n" + tierd.tail()
         }
         return result
+    }
+
+    /// Everything tierd moved of `groups`, both ways.
+    static func movedInAll(_ tierd: TierdRun, groups: [String]) -> UInt64 {
+        groups.reduce(0) { $0 + tierd.movedBytes(group: $1, direction: "demote") + tierd.movedBytes(group: $1, direction: "promote") }
+    }
+
+    /// The headline without a reserve: what tierd moved from the protected job's start against the
+    /// least its settings let it move. Without a reserve tierd keeps DRAM free down to `high` (20 %
+    /// here), so the least is what the protected job took of DRAM beyond what was free above
+    /// `high` when it started: its DRAM bytes + high − free before. (The batch job's own growth
+    /// before is demoted to the same watermark, and counted apart; with a reserve the least is the
+    /// protected job's deficit alone: `late-protected-reserve`.)
+    static func minimumCheck(_ lab: GuestLab, _ tierd: TierdRun, movedBefore: UInt64, freeBefore: UInt64, groups: [String],
+                             protectedGroup: String, result: inout ScenarioResult) -> Check {
+        let moved = movedInAll(tierd, groups: groups) - movedBefore
+        let high = Double(lab.dramTotalBytes()) * 0.2
+        let protectedDram = Double(lab.numaStat(protectedGroup).bytes(on: 0))
+        let minimum = max(0, protectedDram + high - Double(freeBefore))
+        result.figures["moved_from_protected_start_bytes"] = Double(moved)
+        result.figures["minimum_to_move_bytes"] = minimum
+        if minimum > 0 { result.figures["moved_per_minimum"] = Double(moved) / minimum }
+        return Check(name: "from the protected job's start tierd moved at most 1.2× the least its watermark asked for (the job's DRAM + high − free before)",
+                     ok: minimum > 0 && Double(moved) <= 1.2 * minimum,
+                     detail: String(format: "moved %.0f MiB; least %.0f MiB = %.0f + %.0f − %.0f MiB free before (%.2f×)", Double(moved) / mib, minimum / mib,
+                                    protectedDram / mib, high / mib, Double(freeBefore) / mib, minimum > 0 ? Double(moved) / minimum : .nan))
     }
 
     /// `cold` demotion kept the batch job's hot set: at least 95 % of it in DRAM at every report from

@@ -48,6 +48,14 @@ struct LabClaimsTests {
         #expect(!LabClaims.neverGrows([0]).ok && !LabClaims.neverGrows([]).ok)
     }
 
+    @Test func bytesThatMustStayAtALimitFailOnOneSampleAbove() {
+        #expect(LabClaims.alwaysAtMost([0, 0, 0], limit: 0).ok)
+        let verdict = LabClaims.alwaysAtMost([0, 4096, 0, 8192], limit: 0)
+        #expect(!verdict.ok && verdict.detail.contains("2 above 0 bytes; the first at sample 2"))
+        #expect(LabClaims.alwaysAtMost([4096, 4096], limit: 4096).ok)
+        #expect(!LabClaims.alwaysAtMost([0], limit: 0).ok && !LabClaims.alwaysAtMost([], limit: 0).ok)
+    }
+
     @Test func aRatioGoalNeedsEveryPairAndItsMedian() {
         #expect(LabClaims.meetsRatio([1.01, 0.99, 1.02, 0.97, 1.0], pairs: 5, goal: 0.95).ok)
         #expect(!LabClaims.meetsRatio([1.01, 0.90, 0.93, 0.94, 1.0], pairs: 5, goal: 0.95).ok)

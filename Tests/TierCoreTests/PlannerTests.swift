@@ -161,6 +161,7 @@ struct PlannerTests {
         #expect(plan.actions[2].bytes == 300 * Self.mib - fitsNow)
         #expect(plan.actions.reduce(0) { $0 + ($1.direction == .promote ? $1.bytes : 0) } == 300 * Self.mib)
         // Promotions carry the reserve they must leave free, for the migrator's re-check; demotions none.
+        #expect(plan.actions.map(\.step) == [.promoteIntoFreeRoom(keepFree: reserve), .makeRoom, .promoteIntoRoomMade(keepFree: reserve)])
         #expect(plan.actions.map(\.keepFreeOnTargets) == [reserve, 0, reserve])
         #expect(plan.actions.allSatisfy { $0.onTaskCPU })
     }
@@ -181,6 +182,7 @@ struct PlannerTests {
         #expect(plan.actions[0].bytes + plan.actions[2].bytes == plan.summary.demotionDemand)
         #expect(plan.actions[2].reason.hasPrefix("DRAM free"))
         // Only the watermark's part may stop for the next tick: the protected job's room never does.
+        #expect(plan.actions.map(\.step) == [.makeRoom, .promoteIntoRoomMade(keepFree: 20 * Self.mib), .watermarkDemotion])
         #expect(plan.actions.map(\.yieldsToNextTick) == [false, false, true])
     }
 

@@ -47,6 +47,8 @@ struct PolicyCompilerTests {
         #expect(KernelSetting.wanted(by: policy.controller) == [.numaBalancing: "2", .promoteRateLimit: "128"])
         #expect(KernelSetting.wanted(by: ControllerSettings()).isEmpty)
         #expect(ControllerSettings().hotPages == .written && ControllerSettings().hotHold == .seconds(30))
+        #expect(ControllerSettings().kernelShield == .low)
+        #expect(try PolicyCompiler.compile(yaml: "controller: {kernel_shield: min}\n", file: "t.yaml").controller.kernelShield == .min)
         #expect(ControllerSettings().hotLookInterval == .seconds(5))
         let hot = try PolicyCompiler.compile(yaml: "controller: {hot_pages: written, hot_hold: 2m, hot_promotion_rate: 16MiB/s}\n", file: "t.yaml").controller
         #expect(hot.hotPages == .written && hot.hotHold == .seconds(120) && hot.hotPromotionRate == 16 << 20)
@@ -82,6 +84,7 @@ struct PolicyCompilerTests {
         ("controller:\n  demotion_per_tick: 512KiB\n", "t.yaml:2:22: controller.demotion_per_tick: must be at least 1MiB"),
         ("controller:\n  move_on_task_cpu: sometimes\n", "t.yaml:2:21: controller.move_on_task_cpu: expected true or false"),
         ("controller:\n  parallel_moves: 2\n", "t.yaml:2:19: controller.parallel_moves: expected true or false"),
+        ("controller:\n  kernel_shield: hard\n", "t.yaml:2:18: controller.kernel_shield: 'hard' is not `low` (memory.low, best effort) or `min` (memory.min, a guarantee the OOM killer backs)"),
         ("controller:\n  numa_balancing: on\n", "t.yaml:2:19: controller.numa_balancing: 'on' is not `leave` (the host's setting), `off` or `tiering` (the kernel promotes hot slow pages)"),
         ("controller:\n  numa_balancing: off\n  hot_pages: off\n  hot_promotion_rate: 64MiB/s\n", "t.yaml:4:23: controller.hot_promotion_rate: applies only with `hot_pages: written` or `numa_balancing: tiering`"),
         ("controller:\n  hot_pages: dirty\n", "t.yaml:2:14: controller.hot_pages: 'dirty' is not `written` (pages written on the slow tier come back) or `off`"),

@@ -46,7 +46,7 @@ struct TickPacingTests {
         var looking = quietPlan()
         var look = MigrationAction(group: CgroupPath("a"), workload: "a", direction: .promote, pids: [1], from: NodeSet([1]), to: [0],
                                    bytes: Self.mib, mempolicy: .respect, reason: "r")
-        look.pages = .recentlyWritten
+        look.step = .promoteWrittenPages(keepFree: 0)
         looking.actions = [look]
         looking.summary.nextHotLook = .seconds(5)
         #expect(TickPacing.isQuiet(looking, settings: settings))
@@ -56,7 +56,7 @@ struct TickPacingTests {
         #expect(TickPacing.pause(after: between, moved: false, heldBack: false, settings: settings) == .seconds(2))
         between.summary.nextHotLook = .seconds(60)
         #expect(TickPacing.pause(after: between, moved: false, heldBack: false, settings: settings) == .seconds(10))
-        look.pages = .all
+        look.step = .whole(keepFree: 0)
         looking.actions = [look]
         #expect(!TickPacing.isQuiet(looking, settings: settings))
     }

@@ -93,6 +93,27 @@ struct KernelShieldTests {
         #expect(!FileManager.default.fileExists(atPath: state))
     }
 
+    /// `kernel_shield: min` writes memory.min instead; a reload back to `low` puts every
+    /// memory.min back and raises memory.low; a restart puts back what the file holds of either.
+    @Test func theMinimumShieldWritesMemoryMinAndAReloadToLowPutsItBack() throws {
+        let state = tree.root + "/kernel-settings.json"
+        for group in ["test.slice", "test.slice/db", "test.slice/pinned"] { tree.write("/sys/fs/cgroup/\(group)/memory.min", "0\n") }
+        func min(_ group: String) -> String? { tree.read("/sys/fs/cgroup/\(group)/memory.min")?.trimmingCharacters(in: .whitespacesAndNewlines) }
+        let keeper = try keeper(state)
+        let raised = keeper.apply(try claims(demotion: true), using: .min)
+        #expect(raised.raised == 3 && raised.failed == 0)
+        #expect(min("test.slice/db") == String(360 * Self.mib + 360 * Self.mib / 16) && low("test.slice/db") == "0")
+        let saved = try JSONDecoder().decode([String: [String: String]].self, from: Data(contentsOf: URL(fileURLWithPath: state)))
+        #expect(saved["memory.min"]?["test.slice/db"] == "0" && saved["memory.low"] == nil)
+        let switched = keeper.apply(try claims(demotion: true), using: .low)
+        #expect(switched.restored == 3 && switched.raised == 3)
+        #expect(min("test.slice/db") == "0" && low("test.slice/db") == String(360 * Self.mib + 360 * Self.mib / 16))
+        _ = keeper.apply(try claims(demotion: true), using: .min)
+        let restarted = try self.keeper(state).restoreLeftovers()
+        #expect(restarted.restored == 3 && min("test.slice/db") == "0" && low("test.slice/db") == "0")
+        #expect(!FileManager.default.fileExists(atPath: state))
+    }
+
     /// What a tierd killed with groups raised left on disk is put back by the next one at start.
     @Test func aRestartedTierdPutsBackWhatTheKilledOneRaised() throws {
         let state = tree.root + "/kernel-settings.json"

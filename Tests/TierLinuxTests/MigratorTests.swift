@@ -85,7 +85,7 @@ struct MigratorTests {
         try tree.setPagemap(700, pages: (0..<100).map { start + $0 * 4096 }, written: written)
         syscalls.pageNode = { _, _ in 1 }
         var action = promote([700])
-        action.pages = .recentlyWritten
+        action.step = .promoteWrittenPages(keepFree: 0)
         let hot = migrator()
         let first = hot.execute(action)
         #expect(first.movedBytes == 0 && syscalls.calls.isEmpty, "every page is soft-dirty until the bits were first cleared")
@@ -106,7 +106,7 @@ struct MigratorTests {
         tree.remove(KernelPaths.process(700) + "/clear_refs")
         try FileManager.default.createDirectory(atPath: tree.root + KernelPaths.process(700) + "/clear_refs", withIntermediateDirectories: false)
         var action = promote([700])
-        action.pages = .recentlyWritten
+        action.step = .promoteWrittenPages(keepFree: 0)
         let hot = migrator()
         let first = hot.execute(action)
         #expect(first.tasks.map(\.result.code) == ["failed"])
@@ -119,7 +119,7 @@ struct MigratorTests {
         tree.addTask(700, group: "test.slice/batch", pagesPerNode: [1: 100])
         try tree.setPagemap(700, pages: [0x7f00_0000_0000], written: [0x7f00_0000_0000])
         var action = promote([700])
-        action.pages = .recentlyWritten
+        action.step = .promoteWrittenPages(keepFree: 0)
         let outcome = migrator(dryRun: true).execute(action)
         #expect(outcome.tasks.map(\.result) == [.nothingToMove])
         #expect(tree.read(KernelPaths.process(700) + "/clear_refs") == "")
@@ -244,7 +244,7 @@ struct MigratorTests {
         tree.addTask(700, group: "test.slice/batch", pagesPerNode: [1: 100])
         tree.setNode(0, freeBytes: 30 << 20)
         var action = promote([700])
-        action.keepFreeOnTargets = 32 << 20
+        action.step = .promoteIntoFreeRoom(keepFree: 32 << 20)
         let outcome = migrator().execute(action)
         #expect(outcome.dropped?.contains("the room planned was taken") == true)
         #expect(outcome.tasks.isEmpty)
@@ -256,7 +256,7 @@ struct MigratorTests {
         tree.setNode(0, freeBytes: (32 << 20) + 40 * 4096)
         syscalls.pageNode = { _, _ in 1 }
         var action = promote([700])
-        action.keepFreeOnTargets = 32 << 20
+        action.step = .promoteIntoFreeRoom(keepFree: 32 << 20)
         let outcome = migrator().execute(action)
         // 40 pages fit: not a whole move of 100, a partial one of 40.
         #expect(outcome.movedBytes == 40 * 4096)
@@ -268,7 +268,7 @@ struct MigratorTests {
         tree.addTask(700, group: "test.slice/batch", pagesPerNode: [1: 100])
         tree.setNode(0, freeBytes: 512 << 20)
         var action = promote([700])
-        action.keepFreeOnTargets = 32 << 20
+        action.step = .promoteIntoFreeRoom(keepFree: 32 << 20)
         #expect(migrator().execute(action).tasks.map(\.result) == [.moved(bytes: 100 * 4096)])
         #expect(syscalls.calls == [.migrate(pid: 700, from: NodeSet([1]), to: NodeSet([0]), sharedPages: .include)])
     }
@@ -329,8 +329,7 @@ struct MigratorTests {
         let pacer = RoomPacer()
         pacer.finish()
         var action = promote([700], bytes: 1000 * 4096)
-        action.keepFreeOnTargets = 32 << 20
-        action.usesRoomMade = true
+        action.step = .promoteIntoRoomMade(keepFree: 32 << 20)
         return migrator().execute(action, pacer: pacer)
     }
 
@@ -355,8 +354,7 @@ struct MigratorTests {
         tree.setNode(0, freeBytes: 32 << 20)
         let pacer = RoomPacer()
         var action = promote([700], bytes: 100 * 4096)
-        action.keepFreeOnTargets = 32 << 20
-        action.usesRoomMade = true
+        action.step = .promoteIntoRoomMade(keepFree: 32 << 20)
         let (migrator, paced) = (migrator(), action)
         let outcome = await withCheckedContinuation { (done: CheckedContinuation<ActionOutcome, Never>) in
             Thread.detachNewThread { done.resume(returning: migrator.execute(paced, pacer: pacer)) }
@@ -379,7 +377,7 @@ struct MigratorTests {
         tree.addTask(700, group: "test.slice/batch", pagesPerNode: [0: 5000])
         let pacer = RoomPacer()
         var action = demote([700], to: [1])
-        action.makesRoom = true
+        action.step = .makeRoom
         let outcome = migrator().execute(action, pacer: pacer)
         // Whole-task size, but paced: in batches of 2,048 pages, not one migrate_pages call.
         #expect(outcome.movedBytes == 5000 * 4096)
@@ -393,7 +391,7 @@ struct MigratorTests {
     func demotion(yields: Bool, dueIn: Duration?) -> ActionOutcome {
         tree.addTask(700, group: "test.slice/batch", pagesPerNode: [0: 5000])
         var action = demote([700], to: [1])
-        action.yieldsToNextTick = yields
+        action.step = yields ? .watermarkDemotion : .whole(keepFree: 0)
         return migrator().execute(action, pacer: nil, nextTickDue: dueIn.map { ContinuousClock.now + $0 })
     }
 

@@ -43,7 +43,7 @@ struct ColdAccountingTests {
         func promotion(_ pages: PageSelection, moved: UInt64) -> ActionOutcome {
             var action = MigrationAction(group: CgroupPath("test.slice/batch"), workload: "batch", direction: .promote, pids: [700],
                                          from: NodeSet([1]), to: [0], bytes: 64 << 20, mempolicy: .respect, reason: "test")
-            action.pages = pages
+            action.step = pages == .recentlyWritten ? .promoteWrittenPages(keepFree: 0) : .promoteIntoFreeRoom(keepFree: 0)
             return ActionOutcome(action: action, tasks: [(700, .moved(bytes: moved))])
         }
         let outcomes = [promotion(.recentlyWritten, moved: 12 << 20), promotion(.all, moved: 5 << 20)]
