@@ -69,6 +69,11 @@ public final class FixtureTree: @unchecked Sendable {
         rewriteInPlace(path, lines.joined(separator: "\n") + "\n")
     }
 
+    /// Free memory of several nodes at once, in MiB: `[0: 100, 1: 800]`.
+    public func setFree(mib free: [Int: UInt64]) {
+        for (node, mib) in free.sorted(by: { $0.key < $1.key }) { setNode(node, freeBytes: mib << 20) }
+    }
+
     static func meminfoLine(_ node: Int, _ key: String, _ kib: UInt64) -> String {
         let label = "Node \(node) \(key)"
         return label + String(repeating: " ", count: max(1, 29 - label.count - String(kib).count)) + "\(kib) kB"

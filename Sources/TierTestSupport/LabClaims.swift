@@ -80,6 +80,29 @@ public enum LabClaims {
         return .fail("\(samples.count) samples, \(over.count) above \(limit) bytes; the first at sample \(first + 1): \(samples[first]) bytes, at most \(samples.max()!)")
     }
 
+    /// Every time the bytes rise above `limit` they are back at or below it within `seconds`
+    /// (each excursion timed from its first sample above), and the last sample is within it: what
+    /// a repair must achieve where it cannot prevent.
+    public static func returnsWithin(_ samples: [(seconds: Double, bytes: UInt64)], limit: UInt64, seconds: Double) -> Verdict {
+        guard samples.count >= minimumSamples else { return .fail("\(samples.count) samples of memory.numa_stat: too few to judge") }
+        var excursions: [(start: Double, length: Double, peak: UInt64)] = []
+        var open: (start: Double, peak: UInt64)?
+        for sample in samples {
+            if sample.bytes > limit {
+                open = (open?.start ?? sample.seconds, max(open?.peak ?? 0, sample.bytes))
+            } else if let started = open {
+                excursions.append((started.start, sample.seconds - started.start, started.peak))
+                open = nil
+            }
+        }
+        if let started = open { return .fail("\(samples.count) samples; still \(samples.last!.bytes) bytes above \(limit) at the end, since \(String(format: "%.1f", started.start)) s") }
+        let listed = excursions.map { String(format: "%.1f s (%llu bytes)", $0.length, $0.peak) }.joined(separator: ", ")
+        guard let long = excursions.first(where: { $0.length > seconds }) else {
+            return Verdict(ok: true, detail: "\(samples.count) samples, \(excursions.count) rises above \(limit) bytes, each back within \(seconds) s" + (listed.isEmpty ? "" : ": " + listed))
+        }
+        return .fail(String(format: "%d samples; a rise at %.1f s lasted %.1f s, beyond %.0f s: ", samples.count, long.start, long.length, seconds) + listed)
+    }
+
     /// The median of paired ratios meets `goal`, with every pair measured.
     public static func meetsRatio(_ ratios: [Double], pairs expected: Int, goal: Double) -> Verdict {
         guard ratios.count == expected, expected > 0 else { return .fail("\(ratios.count) of \(expected) pairs measured") }

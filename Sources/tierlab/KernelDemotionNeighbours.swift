@@ -15,15 +15,17 @@ extension Scenarios {
     /// DRAM that outgrows it: only reclaim on node 0 makes it room, so the kernel demotes.
     /// 1. tierd not running: the kernel demotes pages of `dram-only` (on 6.12; 7.3 keeps to the
     ///    cpuset) and of `bound`; shown, and at least one group must have lost some.
-    /// 2. tierd started: the jobs' pages the kernel put outside a group's cpuset or its task's
-    ///    binding come back within 15 s (repair, the reason in the journal); both groups shielded
-    ///    with `memory.min` (`kernel_shield: min`: `memory.low`, the default, let a few pages go).
-    /// 3. The batch job put back in DRAM (the neighbour must have DRAM to give: with none, the
-    ///    kernel's reclaim breaks through `memory.low`, which is best effort), and the pressure
-    ///    again, 150 MiB beyond free DRAM: at no sample (every 0.5 s) has either job a page on the slow
-    ///    node, nor its group more there than at the start (page cache the first phase demoted
-    ///    that no task maps is no task's to move), and the kernel demotes none of either
-    ///    (pgdemote_*), while tierd and the kernel demote `batch`.
+    /// 2. tierd started (its defaults, the rate limited to 32 MiB/s so that kswapd has work left):
+    ///    the jobs' pages outside a group's cpuset or its task's binding come back within 15 s
+    ///    (repair, the reason in the journal); both groups shielded (`memory.low`).
+    /// 3. The batch job put back in DRAM (the neighbour must have DRAM to give), and the pressure
+    ///    again, 150 MiB beyond free DRAM, while tierd and kswapd demote `batch`: the shield is
+    ///    not absolute (on 6.12 the kernel still demoted a few hundred pages of a shielded group,
+    ///    with `memory.low` as with `memory.min`: docs/DESIGN.md), so the claim is the repair's —
+    ///    every page of the jobs the kernel put on the slow node is back within 5 s, none is left
+    ///    at the end, and neither group holds more there than at the start (page cache the first
+    ///    phase demoted that no task maps is no task's to move). How many pages went, and at how
+    ///    many samples, is printed.
     static func kernelDemotionNeighbours(_ lab: GuestLab) -> ScenarioResult {
         var result = ScenarioResult(scenario: "kernel-demotion-neighbours", checks: [])
         let dramOnly = "\(lab.labSlice)/dram-only", bound = "\(lab.labSlice)/bound", batch = "\(lab.labSlice)/batch"
@@ -57,13 +59,11 @@ extension Scenarios {
                        Double(leftByKernel[0]) / mib, Double(leftByKernel[1]) / mib, kernelDemotedAlone[0], kernelDemotedAlone[1],
                        Double(before[0]) / mib, Double(before[1]) / mib))
 
-        // 2. tierd repairs and shields. Its rate limit leaves the kernel's reclaim work to do in
-        // the third phase: unlimited, on 7.3 tierd freed DRAM before kswapd demoted a page, and
-        // the shields were not put to the test. With them put to it, `memory.low` (the default
-        // shield, best effort) let 128 pages of dram-only go on 6.12 and 1 page of bound on 7.3:
-        // the claim of not one page is made of `memory.min`.
+        // 2. tierd repairs and shields, with its default shield (`memory.low`). Its rate limit
+        // leaves the kernel's reclaim work to do in the third phase: unlimited, on 7.3 tierd freed
+        // DRAM before kswapd demoted a page, and the shields were not put to the test.
         let tierd = lab.startTierd("tierd-neighbours", policy: """
-            controller: {interval: 1s, rate_limit: 32MiB/s, kernel_shield: min}
+            controller: {interval: 1s, rate_limit: 32MiB/s}
             workloads:
               - {name: dram-only, match: ["\(dramOnly)"], demote: allowed}
               - {name: bound, match: ["\(bound)"], demote: allowed}
@@ -82,7 +82,7 @@ extension Scenarios {
                                                   Double(leftByKernel[0]) / mib, Double(leftByKernel[1]) / mib,
                                                   repaired ? "no anonymous page on node 1" : "still \(guarded.map(slowAnon)) anonymous bytes on node 1", repairSeconds,
                                                   repairs.map { "\($0["group"] ?? "?"): \($0["reason"] ?? "?")" }.joined(separator: "; "))))
-        let shieldedBy = { (group: String) in lab.fileValue(lab.cgroupDir(group) + "/memory.min").flatMap { UInt64($0) } ?? 0 }
+        let shieldedBy = { (group: String) in lab.fileValue(lab.cgroupDir(group) + "/memory.low").flatMap { UInt64($0) } ?? 0 }
         _ = lab.waitFor(seconds: 10) { guarded.allSatisfy { shieldedBy($0) > 0 } }
 
         // 3. The same pressure with tierd running, the batch job back in DRAM first: the neighbour
@@ -97,9 +97,13 @@ extension Scenarios {
         let kswapdBefore = lab.vmstat(["pgdemote_kswapd"])["pgdemote_kswapd"] ?? 0
         result.figures["batch_dram_bytes_before_pressure"] = Double(lab.numaStat(batch).bytes(on: 0))
         let kernelDemotedBeforePress = guarded.map { lab.kernelMovedPages($0).demoted }
-        var anonSeries: [[UInt64]] = [[], []], allSeries: [[UInt64]] = [[], []]
+        var anonSeries: [[(seconds: Double, bytes: UInt64)]] = [[], []], allSeries: [[UInt64]] = [[], []]
+        let pressStarted = monotonic()
         let sampler = Sampler(every: 0.5) {
-            for (index, group) in guarded.enumerated() { anonSeries[index].append(slowAnon(group)); allSeries[index].append(slowBytes(group)) }
+            for (index, group) in guarded.enumerated() {
+                anonSeries[index].append((monotonic() - pressStarted, slowAnon(group)))
+                allSeries[index].append(slowBytes(group))
+            }
         }
         press = pressDram(lab, group: presser, name: "neighbours-press-2", extraMiB: 150, sample: sampler)
         for _ in 0..<20 { sampler.sample(); usleep(500_000) }
@@ -109,14 +113,17 @@ extension Scenarios {
         let tierdDemotedBatch = tierd.movedBytes(group: batch, direction: "demote") - tierdDemotedBefore
         let kswapdDemoted = (lab.vmstat(["pgdemote_kswapd"])["pgdemote_kswapd"] ?? 0) - kswapdBefore
         for (index, name) in ["dram-only", "bound"].enumerated() {
-            let anon = LabClaims.alwaysAtMost(anonSeries[index], limit: 0), all = LabClaims.neverGrows(allSeries[index], allowance: 0)
-            result.figures["\(name)_slow_anon_bytes_max"] = Double(anonSeries[index].max() ?? 0)
-            result.figures["\(name)_slow_bytes_max"] = Double(allSeries[index].max() ?? 0)
-            result.checks.append(Check(name: "\(name): not a page of the job on the slow node at any sample, nothing more there, none demoted by the kernel",
-                                       ok: anon.ok && all.ok && kernelDemoted[index] == 0,
-                                       detail: "anonymous: " + anon.detail + "; anonymous and file: " + all.detail
-                                           + String(format: " (%.0f KiB of page cache from the phase without tierd)", Double(allSeries[index].first ?? 0) / 1024)
-                                           + "; pgdemote \(kernelDemoted[index]) pages; memory.min \(shieldedBy(guarded[index]))"))
+            let anon = LabClaims.returnsWithin(anonSeries[index], limit: 0, seconds: 5)
+            let first = allSeries[index].first ?? .max, last = allSeries[index].last ?? .max
+            let atSlowSamples = anonSeries[index].filter { $0.bytes > 0 }.count
+            result.figures["\(name)_slow_anon_bytes_max"] = Double(anonSeries[index].map(\.bytes).max() ?? 0)
+            result.figures["\(name)_samples_with_slow_anon"] = Double(atSlowSamples)
+            result.figures["\(name)_kernel_demoted_pages"] = Double(kernelDemoted[index])
+            result.checks.append(Check(name: "\(name): what the kernel demoted through the shield came back within 5 s, none left at the end, its group no fuller on the slow node",
+                                       ok: anon.ok && last <= first,
+                                       detail: "the job's pages on the slow node: " + anon.detail
+                                           + String(format: "; its group's bytes there %.0f KiB at the start (page cache from the phase without tierd), %.0f KiB at the end", Double(first) / 1024, Double(last) / 1024)
+                                           + "; pgdemote \(kernelDemoted[index]) pages at \(atSlowSamples) of \(anonSeries[index].count) samples; memory.low \(shieldedBy(guarded[index]))"))
         }
         result.figures["batch_kernel_demoted_pages"] = Double(batchKernelDemoted)
         result.figures["batch_tierd_demoted_bytes"] = Double(tierdDemotedBatch)

@@ -56,6 +56,17 @@ struct LabClaimsTests {
         #expect(!LabClaims.alwaysAtMost([0], limit: 0).ok && !LabClaims.alwaysAtMost([], limit: 0).ok)
     }
 
+    @Test func bytesThatRiseMustComeBackWithinTheTimeAndBeBackAtTheEnd() {
+        let repaired = LabClaims.returnsWithin([(0, 0), (0.5, 4096), (1, 8192), (1.5, 0), (2, 0)], limit: 0, seconds: 5)
+        #expect(repaired.ok && repaired.detail.contains("1 rises above 0 bytes") && repaired.detail.contains("1.0 s (8192 bytes)"))
+        #expect(LabClaims.returnsWithin([(0, 0), (1, 0)], limit: 0, seconds: 5).ok)
+        let slow = LabClaims.returnsWithin([(0, 0), (1, 4096), (7, 4096), (7.5, 0)], limit: 0, seconds: 5)
+        #expect(!slow.ok && slow.detail.contains("lasted 6.5 s"))
+        let left = LabClaims.returnsWithin([(0, 0), (1, 4096)], limit: 0, seconds: 5)
+        #expect(!left.ok && left.detail.contains("at the end"))
+        #expect(!LabClaims.returnsWithin([(0, 0)], limit: 0, seconds: 5).ok)
+    }
+
     @Test func aRatioGoalNeedsEveryPairAndItsMedian() {
         #expect(LabClaims.meetsRatio([1.01, 0.99, 1.02, 0.97, 1.0], pairs: 5, goal: 0.95).ok)
         #expect(!LabClaims.meetsRatio([1.01, 0.90, 0.93, 0.94, 1.0], pairs: 5, goal: 0.95).ok)

@@ -19,9 +19,7 @@ struct ManualPlannerTests {
     let tree: FixtureTree
     init() throws {
         tree = try FixtureTree()
-        tree.setNode(0, freeBytes: 100 * Self.mib)
-        tree.setNode(1, freeBytes: 800 * Self.mib)
-        tree.setNode(2, freeBytes: 800 * Self.mib)
+        tree.setFree(mib: [0: 100, 1: 800, 2: 800])
     }
 
     func action(_ direction: MigrationAction.Direction, _ group: String, bytes: UInt64? = nil) throws -> Result<MigrationAction, ManualRefusal> {

@@ -21,9 +21,7 @@ struct RepairTests {
     let tree: FixtureTree
     init() throws {
         tree = try FixtureTree()
-        tree.setNode(0, freeBytes: 500 * Self.mib)
-        tree.setNode(1, freeBytes: 900 * Self.mib)
-        tree.setNode(2, freeBytes: 900 * Self.mib)
+        tree.setFree(mib: [0: 500, 1: 900, 2: 900])
         tree.write(KernelPaths.demotionEnabled, "true\n")
     }
 
