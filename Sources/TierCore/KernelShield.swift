@@ -1,11 +1,12 @@
 /// Which cgroup file shields a group from the kernel's reclaim (`controller.kernel_shield`).
 public enum ShieldProtection: String, Sendable, Equatable, CaseIterable {
     /// `memory.low`, best effort: the kernel reclaims below it only when it finds nothing else,
-    /// and so rather demotes a shielded page than fails. In the lab a DRAM-bound job outgrowing
-    /// DRAM got 128 pages of a shielded group demoted on 6.12 and 1 on 7.3 (`kernel-demotion-neighbours`).
+    /// and so rather demotes a shielded page than fails an allocation.
     case low
-    /// `memory.min`, a guarantee: the kernel never reclaims below it, and when nothing else is
-    /// left it calls the OOM killer rather than demote a shielded page.
+    /// `memory.min`, a guarantee on paper: the kernel does not reclaim below it, and when nothing
+    /// else is left it calls the OOM killer rather than demote a shielded page. On 6.12 neither
+    /// held absolutely in the lab (`kernel-demotion-neighbours`, docs/DESIGN.md): the repair of
+    /// what the kernel demoted all the same is what keeps a group's pages where they belong.
     case min
 
     /// The cgroup file written.
