@@ -48,7 +48,8 @@ public enum KernelShield {
     /// The groups whose tasks' own NUMA policies tierd reads now (`CgroupSnapshot.tasksBoundTo`):
     /// while the kernel's reclaim may demote, opted-in groups under `mempolicy: respect` whose
     /// cpuset holds a slow node (one that holds none is shielded by its cpuset alone). Bound to
-    /// DRAM, such a group is shielded, and its pages the kernel demoted all the same come back.
+    /// DRAM, such a group is shielded, and its pages the kernel demoted all the same come back;
+    /// where only some of its tasks are bound, those tasks' pages come back, task by task.
     public static func groupsToReadMempolicies(snapshot: HostSnapshot, policy: Policy) -> [CgroupPath] {
         guard kernelDemotes(snapshot.kernelMovers), !snapshot.topology.slow.isEmpty else { return [] }
         let workloads = policy.resolve(snapshot.groups.map(\.path))

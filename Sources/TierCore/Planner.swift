@@ -107,6 +107,8 @@ public enum Planner {
     /// A protected group's pages on slow nodes, and where they may go.
     struct PromotionNeed {
         let group: CgroupSnapshot
+        /// The tasks to move: the group's, or the bound ones a repair takes alone.
+        let pids: [Int32]
         let workload: ResolvedWorkload
         let from: NodeSet
         let to: [Int]
@@ -138,10 +140,50 @@ public enum Planner {
                 continue
             }
             let from = slow.intersection(stat.nodes).filter { stat.bytes(on: $0) > 0 }
-            needs.append(PromotionNeed(group: group, workload: workload, from: NodeSet(from), to: topology.orderedByDistance(targets),
+            needs.append(PromotionNeed(group: group, pids: group.pids, workload: workload, from: NodeSet(from), to: topology.orderedByDistance(targets),
                                        bytes: slowBytes, reason: "protected workload has \(formatBytes(slowBytes)) on slow nodes"))
         }
-        return needs + repairNeeds(context, state, &skips)
+        let repairs = repairNeeds(context, state, &skips)
+        return needs + repairs + boundTaskRepairs(context, state, skipping: Set(repairs.map(\.group.path)), &skips)
+    }
+
+    /// Rule 1, repairs of single tasks: in a group whose tasks do not all bind themselves to DRAM
+    /// (no shield covers one task), the pages the kernel's reclaim put on a slow node outside a
+    /// bound task's own nodes come back, that task's alone, under `mempolicy: respect`. One need
+    /// per group, for all its bound tasks with such pages; none for a group repaired whole.
+    static func boundTaskRepairs(_ context: PlanningContext, _ state: ControllerState, skipping repaired: Set<CgroupPath>,
+                                 _ skips: inout [PlanSkip]) -> [PromotionNeed] {
+        guard KernelShield.kernelDemotes(context.snapshot.kernelMovers) else { return [] }
+        let topology = context.topology
+        var needs: [PromotionNeed] = []
+        for group in context.snapshot.groups where !group.boundTasks.isEmpty && !repaired.contains(group.path) {
+            guard let workload = context.workloads[group.path], workload.rule.mempolicy == .respect else { continue }
+            var pids: [Int32] = [], from = NodeSet.empty, bindings = NodeSet.empty, bytes: UInt64 = 0
+            for task in group.boundTasks {
+                let usable = group.cpusetMems.intersection(task.nodes)
+                let misplaced = topology.slow.filter { !usable.contains($0) && (task.bytesPerNode[$0] ?? 0) > 0 }
+                guard !misplaced.isEmpty else { continue }
+                pids.append(task.pid)
+                from = from.union(NodeSet(misplaced))
+                bindings = bindings.union(task.nodes)
+                bytes += misplaced.reduce(0) { $0 + (task.bytesPerNode[$1] ?? 0) }
+            }
+            guard bytes > 0 else { continue }
+            func skip(_ reason: SkipReason) { skips.append(PlanSkip(group: group.path, workload: workload.name, reason: reason)) }
+            if let hold = state.stuckOnSlowNodes[group.path], hold.holds(pids: pids, bytes: bytes, now: context.now) {
+                skip(.stuckOnSlowNodes(bytes: bytes, retryIn: hold.retryAt - context.now))
+                continue
+            }
+            let targets = topology.fast.intersection(group.cpusetMems).intersection(bindings).intersection(context.snapshot.tierdAllowedNodes)
+            guard !targets.isEmpty else {
+                skip(.noTargetNodes(detail: "bound tasks \(pids) have \(formatBytes(bytes)) outside their nodes \(bindings), and no DRAM node of theirs is in cpuset \(group.cpusetMems) and tierd's own"))
+                continue
+            }
+            let whose = pids.count == 1 ? "pid \(pids[0])" : "pids " + pids.map(String.init).joined(separator: ",")
+            needs.append(PromotionNeed(group: group, pids: pids, workload: workload, from: from, to: topology.orderedByDistance(targets), bytes: bytes,
+                                       reason: "repair: \(formatBytes(bytes)) of \(whose) on slow node \(from) outside the nodes its mempolicy binds it to (\(bindings))"))
+        }
+        return needs
     }
 
     /// Rule 1, repairs: a managed group's pages on slow nodes it may not use — outside its
@@ -177,7 +219,7 @@ public enum Planner {
                 skip(.noTargetNodes(detail: "\(formatBytes(bytes)) sit outside \(limit), which holds no DRAM node tierd may use"))
                 continue
             }
-            needs.append(PromotionNeed(group: group, workload: workload, from: misplaced, to: topology.orderedByDistance(targets),
+            needs.append(PromotionNeed(group: group, pids: group.pids, workload: workload, from: misplaced, to: topology.orderedByDistance(targets),
                                        bytes: bytes, reason: "repair: \(formatBytes(bytes)) on slow node \(misplaced) outside \(limit)"))
         }
         return needs
@@ -268,7 +310,7 @@ public enum Planner {
                 remaining[index] -= take
                 room -= take
                 var action = MigrationAction(
-                    group: need.group.path, workload: need.workload.name, direction: .promote, pids: need.group.pids,
+                    group: need.group.path, workload: need.workload.name, direction: .promote, pids: need.pids,
                     from: need.from, to: need.to, bytes: take, mempolicy: need.workload.rule.mempolicy,
                     reason: need.reason)
                 action.step = .promoteIntoFreeRoom(keepFree: keepFree)

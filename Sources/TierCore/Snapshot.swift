@@ -139,11 +139,26 @@ public struct CgroupSnapshot: Sendable, Equatable {
     /// group has no task, or when the policies were not read (tierd reads them only while the
     /// kernel's reclaim may demote, which ignores them before 6.16).
     public var tasksBoundTo: NodeSet? = nil
+    /// The tasks that bind themselves to some nodes in a group whose other tasks do not, with
+    /// where their pages are: no shield covers one task, so what the kernel's reclaim demotes of
+    /// them is repaired task by task. Read as `tasksBoundTo` is.
+    public var boundTasks: [BoundTask] = []
 
     public init(path: CgroupPath, pids: [Int32], numaStat: NumaStat, memoryStat: MemoryStat? = nil,
                 memoryCurrent: UInt64? = nil, pressure: Pressure = .zero, cpusetMems: NodeSet) {
         self.path = path; self.pids = pids; self.numaStat = numaStat; self.memoryStat = memoryStat
         self.memoryCurrent = memoryCurrent; self.pressure = pressure; self.cpusetMems = cpusetMems
+    }
+}
+
+/// A task bound by its own NUMA policy to `nodes`, and its bytes per node (its numa_maps).
+public struct BoundTask: Sendable, Equatable {
+    public var pid: Int32
+    public var nodes: NodeSet
+    public var bytesPerNode: [Int: UInt64]
+
+    public init(pid: Int32, nodes: NodeSet, bytesPerNode: [Int: UInt64]) {
+        self.pid = pid; self.nodes = nodes; self.bytesPerNode = bytesPerNode
     }
 }
 

@@ -207,13 +207,13 @@ public struct SnapshotCollector: Sendable {
     }
 
     /// `snapshot` with the NUMA policies of the tasks of the groups `KernelShield` names read in
-    /// (`CgroupSnapshot.tasksBoundTo`): none while the kernel's reclaim does not demote.
+    /// (`CgroupSnapshot.tasksBoundTo`, `boundTasks`): none while the kernel's reclaim does not demote.
     public func readingTaskMempolicies(_ snapshot: HostSnapshot, policy: Policy) -> HostSnapshot {
         let wanted = Set(KernelShield.groupsToReadMempolicies(snapshot: snapshot, policy: policy))
         guard !wanted.isEmpty else { return snapshot }
         var snapshot = snapshot
         for index in snapshot.groups.indices where wanted.contains(snapshot.groups[index].path) {
-            snapshot.groups[index].tasksBoundTo = TaskMempolicies.boundNodes(of: snapshot.groups[index].pids, files: files)
+            (snapshot.groups[index].tasksBoundTo, snapshot.groups[index].boundTasks) = TaskMempolicies.read(snapshot.groups[index].pids, files: files)
         }
         return snapshot
     }

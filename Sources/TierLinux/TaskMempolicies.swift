@@ -12,14 +12,38 @@ public enum TaskMempolicies {
     /// The nodes every task of `pids` binds itself to (the union of their explicit policies); nil
     /// when one has none, or when none could be read. A task gone mid-read is passed over.
     public static func boundNodes(of pids: [Int32], files: any HostFiles) -> NodeSet? {
-        var union = NodeSet.empty, read = 0
-        for pid in pids {
-            guard let policy = firstMappingPolicy(pid, files: files) else { continue }
-            guard policy.isExplicit else { return nil }
-            union = union.union(policy.nodes)
-            read += 1
+        boundNodes(policies(of: pids, files: files))
+    }
+
+    static func boundNodes(_ policies: [Int32: Mempolicy]) -> NodeSet? {
+        guard !policies.isEmpty, policies.values.allSatisfy(\.isExplicit) else { return nil }
+        let union = policies.values.reduce(NodeSet.empty) { $0.union($1.nodes) }
+        return union.isEmpty ? nil : union
+    }
+
+    /// Each task's own policy, as its first mapping shows it; a task gone mid-read is left out.
+    static func policies(of pids: [Int32], files: any HostFiles) -> [Int32: Mempolicy] {
+        var policies: [Int32: Mempolicy] = [:]
+        for pid in pids { policies[pid] = firstMappingPolicy(pid, files: files) }
+        return policies
+    }
+
+    /// What a group's tasks bind themselves to: the nodes all of them do (`CgroupSnapshot.tasksBoundTo`),
+    /// or, where some do and some do not, the ones that do with where their pages are, from their
+    /// whole numa_maps (`CgroupSnapshot.boundTasks`).
+    public static func read(_ pids: [Int32], files: any HostFiles) -> (all: NodeSet?, some: [BoundTask]) {
+        let policies = policies(of: pids, files: files)
+        if let all = boundNodes(policies) { return (all, []) }
+        var bound: [BoundTask] = []
+        for (pid, policy) in policies.sorted(by: { $0.key < $1.key }) where policy.isExplicit && !policy.nodes.isEmpty {
+            guard let text = try? files.read(KernelPaths.process(pid) + "/numa_maps") else { continue }
+            var bytes: [Int: UInt64] = [:]
+            for entry in KernelText.numaMaps(text) {
+                for (node, pages) in entry.pagesPerNode { bytes[node, default: 0] += pages * entry.pageSize }
+            }
+            bound.append(BoundTask(pid: pid, nodes: policy.nodes, bytesPerNode: bytes))
         }
-        return read > 0 && !union.isEmpty ? union : nil
+        return (nil, bound)
     }
 
     /// The policy on the task's first mapping: its own, unless it set one for that mapping alone.

@@ -65,13 +65,24 @@ struct RepairTests {
         #expect(short.skips.contains { $0.group == CgroupPath("test.slice/bound") && "\($0.reason)".contains("mempolicy binds it to 0") })
     }
 
-    @Test func aGroupWithOneUnboundTaskIsNotRepaired() throws {
-        tree.addGroup("test.slice/mixed", pids: [820, 821], anon: [0: 100 * Self.mib, 1: 40 * Self.mib])
-        tree.addTask(820, group: "test.slice/mixed", pagesPerNode: [0: 100 * 256], policy: "bind:0")
+    /// No shield covers one task of a group: a bound task beside unbound ones is repaired alone,
+    /// from its own numa_maps; its unbound sibling's slow pages stay where they are.
+    @Test func aBoundTaskBesideUnboundOnesIsRepairedAlone() throws {
+        tree.addGroup("test.slice/mixed", pids: [820, 821], anon: [0: 100 * Self.mib, 1: 70 * Self.mib])
+        tree.addTask(820, group: "test.slice/mixed", pagesPerNode: [0: 100 * 256, 1: 30 * 256], policy: "bind:0")
         tree.addTask(821, group: "test.slice/mixed", pagesPerNode: [1: 40 * 256])
         let (snapshot, _) = try snapshot()
-        #expect(snapshot.groups.first { $0.path == CgroupPath("test.slice/mixed") }?.tasksBoundTo == nil)
-        #expect(try plan().actions.isEmpty)
+        let group = try #require(snapshot.groups.first { $0.path == CgroupPath("test.slice/mixed") })
+        #expect(group.tasksBoundTo == nil)
+        #expect(group.boundTasks == [BoundTask(pid: 820, nodes: NodeSet([0]), bytesPerNode: [0: 100 * Self.mib, 1: 30 * Self.mib])])
+        let plan = try plan()
+        let repair = try #require(plan.actions.first)
+        #expect(plan.actions.count == 1)
+        #expect(repair.pids == [820] && repair.from == NodeSet([1]) && repair.to == [0] && repair.bytes == 30 * Self.mib)
+        #expect(repair.reason == "repair: 30.0 MiB of pid 820 on slow node 1 outside the nodes its mempolicy binds it to (0)")
+        // Bound to a slow node itself: nothing to repair.
+        tree.addTask(820, group: "test.slice/mixed", pagesPerNode: [0: 100 * 256, 1: 30 * 256], policy: "bind:0-1")
+        #expect(try self.plan().actions.isEmpty)
     }
 
     @Test func underOverrideOrWithTheKernelsDemotionOffPoliciesAreNotReadNorRepaired() throws {
