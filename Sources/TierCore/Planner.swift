@@ -169,21 +169,30 @@ public enum Planner {
                 bytes += misplaced.reduce(0) { $0 + (task.bytesPerNode[$1] ?? 0) }
             }
             guard bytes > 0 else { continue }
-            func skip(_ reason: SkipReason) { skips.append(PlanSkip(group: group.path, workload: workload.name, reason: reason)) }
-            if let hold = state.stuckOnSlowNodes[group.path], hold.holds(pids: pids, bytes: bytes, now: context.now) {
-                skip(.stuckOnSlowNodes(bytes: bytes, retryIn: hold.retryAt - context.now))
-                continue
-            }
-            let targets = topology.fast.intersection(group.cpusetMems).intersection(bindings).intersection(context.snapshot.tierdAllowedNodes)
-            guard !targets.isEmpty else {
-                skip(.noTargetNodes(detail: "bound tasks \(pids) have \(formatBytes(bytes)) outside their nodes \(bindings), and no DRAM node of theirs is in cpuset \(group.cpusetMems) and tierd's own"))
-                continue
-            }
             let whose = pids.count == 1 ? "pid \(pids[0])" : "pids " + pids.map(String.init).joined(separator: ",")
-            needs.append(PromotionNeed(group: group, pids: pids, workload: workload, from: from, to: topology.orderedByDistance(targets), bytes: bytes,
-                                       reason: "repair: \(formatBytes(bytes)) of \(whose) on slow node \(from) outside the nodes its mempolicy binds it to (\(bindings))"))
+            let need = repair(group, workload, pids: pids, from: from, bytes: bytes, usable: group.cpusetMems.intersection(bindings),
+                              reason: "repair: \(formatBytes(bytes)) of \(whose) on slow node \(from) outside the nodes its mempolicy binds it to (\(bindings))",
+                              noTarget: "bound tasks \(pids) have \(formatBytes(bytes)) outside their nodes \(bindings), and no DRAM node of theirs is in cpuset \(group.cpusetMems) and tierd's own",
+                              context, state, &skips)
+            if let need { needs.append(need) }
         }
         return needs
+    }
+
+    /// What both repairs share: a group held back after a fruitless try, or with no DRAM node in
+    /// `usable` and tierd's own to go to, is skipped with the reason; otherwise its need.
+    static func repair(_ group: CgroupSnapshot, _ workload: ResolvedWorkload, pids: [Int32], from: NodeSet, bytes: UInt64, usable: NodeSet,
+                       reason: String, noTarget: @autoclosure () -> String, _ context: PlanningContext, _ state: ControllerState,
+                       _ skips: inout [PlanSkip]) -> PromotionNeed? {
+        func skip(_ reason: SkipReason) { skips.append(PlanSkip(group: group.path, workload: workload.name, reason: reason)) }
+        if let hold = state.stuckOnSlowNodes[group.path], hold.holds(pids: pids, bytes: bytes, now: context.now) {
+            skip(.stuckOnSlowNodes(bytes: bytes, retryIn: hold.retryAt - context.now))
+            return nil
+        }
+        let targets = context.topology.fast.intersection(usable).intersection(context.snapshot.tierdAllowedNodes)
+        guard !targets.isEmpty else { skip(.noTargetNodes(detail: noTarget())); return nil }
+        return PromotionNeed(group: group, pids: pids, workload: workload, from: from, to: context.topology.orderedByDistance(targets),
+                             bytes: bytes, reason: reason)
     }
 
     /// Rule 1, repairs: a managed group's pages on slow nodes it may not use — outside its
@@ -196,7 +205,7 @@ public enum Planner {
     /// which takes all their slow pages.
     static func repairNeeds(_ context: PlanningContext, _ state: ControllerState, _ skips: inout [PlanSkip]) -> [PromotionNeed] {
         guard KernelShield.kernelDemotes(context.snapshot.kernelMovers) else { return [] }
-        let topology = context.topology, fast = topology.fast, slow = topology.slow
+        let slow = context.topology.slow
         var needs: [PromotionNeed] = []
         for group in context.snapshot.groups {
             guard let workload = context.workloads[group.path], workload.matchedAt != nil || workload.rule.demote == .allowed,
@@ -209,18 +218,11 @@ public enum Planner {
             let misplaced = NodeSet(slow.filter { !usable.contains($0) && stat.bytes(on: $0) > 0 })
             let bytes = stat.bytes(on: misplaced)
             guard bytes > 0, !group.pids.isEmpty else { continue }
-            func skip(_ reason: SkipReason) { skips.append(PlanSkip(group: group.path, workload: workload.name, reason: reason)) }
-            if let hold = state.stuckOnSlowNodes[group.path], hold.holds(pids: group.pids, bytes: bytes, now: context.now) {
-                skip(.stuckOnSlowNodes(bytes: bytes, retryIn: hold.retryAt - context.now))
-                continue
-            }
-            let targets = fast.intersection(usable).intersection(context.snapshot.tierdAllowedNodes)
-            guard !targets.isEmpty else {
-                skip(.noTargetNodes(detail: "\(formatBytes(bytes)) sit outside \(limit), which holds no DRAM node tierd may use"))
-                continue
-            }
-            needs.append(PromotionNeed(group: group, pids: group.pids, workload: workload, from: misplaced, to: topology.orderedByDistance(targets),
-                                       bytes: bytes, reason: "repair: \(formatBytes(bytes)) on slow node \(misplaced) outside \(limit)"))
+            let need = repair(group, workload, pids: group.pids, from: misplaced, bytes: bytes, usable: usable,
+                              reason: "repair: \(formatBytes(bytes)) on slow node \(misplaced) outside \(limit)",
+                              noTarget: "\(formatBytes(bytes)) sit outside \(limit), which holds no DRAM node tierd may use",
+                              context, state, &skips)
+            if let need { needs.append(need) }
         }
         return needs
     }

@@ -18,8 +18,7 @@ public final class KernelShieldKeeper: @unchecked Sendable {
     /// the kernel wrote it ("0", "max").
     private var originals: [String: [String: String]] = [:]
     /// What tierd last wrote, by group, and into which file.
-    private var applied: [CgroupPath: UInt64] = [:]
-    private var appliedFile: [CgroupPath: String] = [:]
+    private var applied: [CgroupPath: (file: String, value: UInt64)] = [:]
     /// Kernel settings as they were before tierd set them, by `KernelSetting` name, as the kernel wrote them.
     private var settingOriginals: [String: String] = [:]
 
@@ -42,7 +41,7 @@ public final class KernelShieldKeeper: @unchecked Sendable {
     }
 
     /// Groups tierd holds raised now, with the value it wrote.
-    public var shielded: [CgroupPath: UInt64] { lock.lock(); defer { lock.unlock() }; return applied }
+    public var shielded: [CgroupPath: UInt64] { lock.lock(); defer { lock.unlock() }; return applied.mapValues(\.value) }
 
     /// Puts back the values a tierd that died left raised, as its file has them, then forgets them.
     @discardableResult
@@ -112,7 +111,7 @@ public final class KernelShieldKeeper: @unchecked Sendable {
             report.add(restore(released, file: other))
         }
         for (group, claim) in claims.sorted(by: { $0.key < $1.key }) {
-            if let written = applied[group], appliedFile[group] == name, claim <= written, written <= claim + 2 * Self.slack(claim) { continue }
+            if let written = applied[group], written.file == name, claim <= written.value, written.value <= claim + 2 * Self.slack(claim) { continue }
             let file = collector.directory(of: group) + "/" + name
             if originals[name]?[group.relative] == nil {
                 guard let text = try? collector.files.read(file) else { report.failed += 1; continue }
@@ -122,11 +121,10 @@ public final class KernelShieldKeeper: @unchecked Sendable {
             let found = originals[name]?[group.relative]
             let own = found.flatMap { UInt64($0) } ?? (found == "max" ? .max : 0)
             let target = claim + Self.slack(claim)
-            guard own < target else { applied[group] = target; appliedFile[group] = name; continue }
+            guard own < target else { applied[group] = (name, target); continue }
             do {
                 try collector.files.write(file, String(target))
-                applied[group] = target
-                appliedFile[group] = name
+                applied[group] = (name, target)
                 report.raised += 1
             } catch { report.failed += 1 }
         }
@@ -166,7 +164,7 @@ public final class KernelShieldKeeper: @unchecked Sendable {
             } catch { report.failed += 1 }
             originals[file]?[relative] = nil
             if originals[file]?.isEmpty == true { originals[file] = nil }
-            if appliedFile[group] == file { applied[group] = nil; appliedFile[group] = nil }
+            if applied[group]?.file == file { applied[group] = nil }
         }
         if report.restored > 0 || !groups.isEmpty { persist() }
         return report

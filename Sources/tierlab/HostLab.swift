@@ -165,35 +165,28 @@ struct HostLab {
         guard let kernel = kernels[boot.kernel] else { throw LabError("no \(boot.kernel) kernel loaded for this run") }
         let dir = out + "/\(boot.kernel)-\(boot.topology.name)"
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        let command = "\(bin)/tierlab guest --out \(dir) --bin \(bin) --project \(project) --scenarios \(boot.scenarios.joined(separator: ","))"
+        func command(_ scenarios: [String]) -> String {
+            "\(bin)/tierlab guest --out \(dir) --bin \(bin) --project \(project) --scenarios \(scenarios.joined(separator: ","))"
+        }
         FileHandle.standardError.write(Data("tierlab: booting the \(boot.topology.name) guest on \(kernel.version) for \(boot.scenarios.joined(separator: ", "))\n".utf8))
         let started = Date()
-        var status = try runGuest(kernel: kernel, topology: boot.topology, rwdir: dir, command: command, log: dir + "/console.log",
+        var status = try runGuest(kernel: kernel, topology: boot.topology, rwdir: dir, command: command(boot.scenarios), log: dir + "/console.log",
                                   timeout: boot.timeoutSeconds)
-        // An emulated kernel can panic while it boots (seen once: an int3 oops in early boot under
-        // TCG). A guest that never reached its scenarios is booted once more; its console is kept.
-        let cameUp = { ((try? String(contentsOfFile: dir + "/guest.log", encoding: .utf8)) ?? "").contains("guest up") }
-        if !cameUp() && ScenarioResult.load(dir + "/results.jsonl").isEmpty {
-            let failedConsole = (try? String(contentsOfFile: dir + "/console.log", encoding: .utf8)) ?? ""
-            try? FileManager.default.removeItem(atPath: dir + "/console-failed-boot.log")
-            try? FileManager.default.moveItem(atPath: dir + "/console.log", toPath: dir + "/console-failed-boot.log")
-            FileHandle.standardError.write(Data("tierlab: the \(boot.topology.name) guest never came up (\(Self.guestEnding(status: status, console: failedConsole)); console in \(dir)/console-failed-boot.log): booting it once more\n".utf8))
-            status = try runGuest(kernel: kernel, topology: boot.topology, rwdir: dir, command: command, log: dir + "/console.log",
-                                  timeout: boot.timeoutSeconds)
-        }
-        // It can also die of an int3 oops later, in the middle of the scenarios (seen once on 7.3,
-        // as a scenario turned NUMA balancing's switch: live code patching under TCG). The
-        // scenarios that wrote a result stand, passed or failed; those without one (the one that
-        // was running among them, none of its checks judged) run in a second boot.
+        // An emulated kernel can die: an int3 oops while it boots, or later in the middle of the
+        // scenarios (seen on 7.3 as a scenario turned NUMA balancing's switch: live code patching
+        // under TCG). Such a guest is booted once more for the scenarios without a result (the one
+        // that was running among them, none of its checks judged); results written stand, passed
+        // or failed. Its first console is kept.
+        let cameUp = ((try? String(contentsOfFile: dir + "/guest.log", encoding: .utf8)) ?? "").contains("guest up")
         let written = ScenarioResult.load(dir + "/results.jsonl").map(\.scenario)
         let unfinished = boot.scenarios.filter { name in !written.contains { $0.hasPrefix(name) } }
-        let oopsConsole = (try? String(contentsOfFile: dir + "/console.log", encoding: .utf8)) ?? ""
-        if cameUp() && !unfinished.isEmpty && unfinished.count < boot.scenarios.count && Self.diedOfEmulatorOops(oopsConsole) {
-            try? FileManager.default.removeItem(atPath: dir + "/console-oops.log")
-            try? FileManager.default.moveItem(atPath: dir + "/console.log", toPath: dir + "/console-oops.log")
-            FileHandle.standardError.write(Data("tierlab: the \(boot.topology.name) guest's kernel died of an int3 oops (console in \(dir)/console-oops.log): booting it once more for \(unfinished.joined(separator: ", "))\n".utf8))
-            let rest = "\(bin)/tierlab guest --out \(dir) --bin \(bin) --project \(project) --scenarios \(unfinished.joined(separator: ","))"
-            status = try runGuest(kernel: kernel, topology: boot.topology, rwdir: dir, command: rest, log: dir + "/console.log",
+        let firstConsole = (try? String(contentsOfFile: dir + "/console.log", encoding: .utf8)) ?? ""
+        if !unfinished.isEmpty && (!cameUp || Self.diedOfEmulatorOops(firstConsole)) {
+            try? FileManager.default.removeItem(atPath: dir + "/console-failed-boot.log")
+            try? FileManager.default.moveItem(atPath: dir + "/console.log", toPath: dir + "/console-failed-boot.log")
+            let why = cameUp ? "its kernel died of an int3 oops" : "never came up (\(Self.guestEnding(status: status, console: firstConsole)))"
+            FileHandle.standardError.write(Data("tierlab: the \(boot.topology.name) guest \(why); console in \(dir)/console-failed-boot.log: booting it once more for \(unfinished.joined(separator: ", "))\n".utf8))
+            status = try runGuest(kernel: kernel, topology: boot.topology, rwdir: dir, command: command(unfinished), log: dir + "/console.log",
                                   timeout: boot.timeoutSeconds)
         }
         let results = ScenarioResult.load(dir + "/results.jsonl").map { result in
