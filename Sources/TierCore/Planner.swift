@@ -46,7 +46,7 @@ public enum Planner {
         var roomNow = demand.roomNow
         let early = promoter.promote(into: &roomNow, &state)
         let demotions = allocateDemotions(demotionCandidates(context), demand: demand, context, stallShares: stallShares,
-                                          state: &state, plan: &plan)
+                                          keptForPromotion: promoter.keptForPromotion(state), state: &state, plan: &plan)
         var roomMade = demotions.roomMaking.reduce(0) { $0 + $1.bytes }
         let late = promoter.promote(into: &roomMade, &state).map { action in
             var action = action
@@ -322,6 +322,18 @@ public enum Planner {
             return actions
         }
 
+        /// What a workload's own rate limit keeps for its unmet promotions (its repairs) from its
+        /// own demotions, which make their room: half the bucket at most, so that neither starves
+        /// the other tick after tick.
+        func keptForPromotion(_ state: ControllerState) -> [String: UInt64] {
+            var kept: [String: UInt64] = [:]
+            for (index, need) in needs.enumerated() where remaining[index] > 0 {
+                guard let bucket = state.workloadBuckets[need.workload.name] else { continue }
+                kept[need.workload.name] = min(kept[need.workload.name, default: 0] + remaining[index], bucket.tokens / 2)
+            }
+            return kept
+        }
+
         func reportUnmet(_ state: ControllerState, _ plan: inout MigrationPlan) {
             for (index, need) in needs.enumerated() where remaining[index] > 0 {
                 let limited = rateLimited.contains(index)
@@ -365,7 +377,7 @@ public enum Planner {
     /// kswapd reclaims there, and a move into a full node fails page by page after the kernel
     /// tried to make room).
     static func allocateDemotions(_ candidates: [DemotionCandidate], demand: Demand, _ context: PlanningContext,
-                                  stallShares: [CgroupPath: (some: Double, full: Double)],
+                                  stallShares: [CgroupPath: (some: Double, full: Double)], keptForPromotion: [String: UInt64] = [:],
                                   state: inout ControllerState, plan: inout MigrationPlan) -> DemotionAllocation {
         var allocation = DemotionAllocation()
         guard demand.bytes > 0 else { return allocation }
@@ -392,7 +404,7 @@ public enum Planner {
                 continue
             }
             let wanted = min(fastBytes - rule.dramFloor - held, remaining, room)
-            let budget = allowance(state, workload.name)
+            let budget = allowance(state, workload.name, leaving: keptForPromotion[workload.name] ?? 0)
             guard budget > 0 else { skip(.rateLimited(scope: budgetScope(state, workload.name))); plan.summary.deferredBytes += wanted; continue }
             let bytes = min(wanted, budget)
             plan.summary.deferredBytes += wanted - bytes
@@ -617,8 +629,9 @@ public enum Planner {
         state.hotBucket = policy.controller.hotPages == .written ? sized(state.hotBucket, policy.controller.hotPromotionRate) : nil
     }
 
-    static func allowance(_ state: ControllerState, _ workload: String) -> UInt64 {
-        min(state.globalBucket?.tokens ?? 0, state.workloadBuckets[workload]?.tokens ?? .max)
+    static func allowance(_ state: ControllerState, _ workload: String, leaving kept: UInt64 = 0) -> UInt64 {
+        let own = state.workloadBuckets[workload].map { $0.tokens - min($0.tokens, kept) } ?? .max
+        return min(state.globalBucket?.tokens ?? 0, own)
     }
 
     static func budgetScope(_ state: ControllerState, _ workload: String) -> String {
