@@ -16,9 +16,15 @@ public struct FreeMemoryTrend: Sendable, Equatable {
     /// How far back the rate looks: long enough to span several samples, short enough to
     /// forget an allocation that has ended.
     public let window: Duration
+    /// How long free DRAM must hold before a fall counts as ended: the window alone kept an ended
+    /// allocation's rate for up to half a second, and the lookahead demoted for a fall that never
+    /// came (1.19× the least the protected job's start asked for, in cold mode on 6.12).
+    public let settle: Duration
     public private(set) var samples: [Sample] = []
 
-    public init(window: Duration = .milliseconds(500)) { self.window = window }
+    public init(window: Duration = .milliseconds(500), settle: Duration = .milliseconds(200)) {
+        self.window = window; self.settle = settle
+    }
 
     public mutating func add(freeBytes: Int64, at now: Instant) {
         samples.removeAll { $0.at > now }
@@ -31,11 +37,17 @@ public struct FreeMemoryTrend: Sendable, Equatable {
     }
 
     /// Bytes per second by which free DRAM fell across the window; 0 while it holds or rises,
-    /// or before two samples exist.
+    /// once it has held for `settle`, or before two samples exist.
     public var fallRate: UInt64 {
         guard let first = samples.first, let last = samples.last, last.at > first.at,
-              first.freeBytes > last.freeBytes else { return 0 }
+              first.freeBytes > last.freeBytes, !fallEnded else { return 0 }
         return UInt64(Double(first.freeBytes - last.freeBytes) / (last.at - first.at).seconds)
+    }
+
+    /// Whether free DRAM fell no further over the last `settle`.
+    public var fallEnded: Bool {
+        guard let last = samples.last, let before = samples.last(where: { last.at - $0.at >= settle }) else { return false }
+        return last.freeBytes >= before.freeBytes
     }
 
     /// The last sample `lookahead` on if it keeps falling at `fallRate` (never below zero).

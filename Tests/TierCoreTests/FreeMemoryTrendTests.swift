@@ -29,6 +29,23 @@ struct FreeMemoryTrendTests {
         #expect(trend.samples.count <= 7)
     }
 
+    /// An allocation that ends stops counting once free DRAM has held for `settle`, well inside
+    /// the window; one flat sample interval in a fall does not end it.
+    @Test func aFallEndsOnceFreeHoldsForTheSettleTime() {
+        var trend = FreeMemoryTrend(window: .milliseconds(500), settle: .milliseconds(200))
+        for step in 0...3 { trend.add(freeBytes: (300 - Int64(step) * 10) * Self.signedMiB, at: at(step * 100)) }
+        trend.add(freeBytes: 270 * Self.signedMiB, at: at(400))
+        #expect(!trend.fallEnded && trend.fallRate == 75 * Self.mib)
+        trend.add(freeBytes: 260 * Self.signedMiB, at: at(500))
+        trend.add(freeBytes: 260 * Self.signedMiB, at: at(600))
+        #expect(!trend.fallEnded && trend.fallRate > 0)
+        trend.add(freeBytes: 261 * Self.signedMiB, at: at(700))
+        #expect(trend.fallEnded && trend.fallRate == 0)
+        #expect(trend.projectedFree(after: .seconds(1)) == 261 * Self.mib)
+        trend.add(freeBytes: 250 * Self.signedMiB, at: at(800))
+        #expect(!trend.fallEnded && trend.fallRate > 0)
+    }
+
     @Test func risingFreeIsNoFall() {
         var trend = FreeMemoryTrend()
         trend.add(freeBytes: 100 * Self.signedMiB, at: at(0))
