@@ -47,26 +47,20 @@ extension TaskMigrator {
             if MoveRules.yieldsNow(action.step, nextTickDue: deadline?.passed == true, movedBytes: outcome.reclaimedBytes) { break }
             let asked = min(remaining, ColdReclaim.requestBytes)
             guard let before = last else { outcome.dropped = "cgroup \(action.group) vanished before the move"; break }
-            // Under way until its bytes are counted: the free-DRAM watch keeps its samples meanwhile
-            // out of the fall it measures.
-            let (refusal, counted): (HostFileError?, (after: ColdReclaim.Counters, step: ColdReclaim.Step)?) = ownMoves.during {
-                let started = clock.now
-                var refusal: HostFileError?
-                do throws(HostFileError) { try files.write(dir + "/memory.reclaim", ColdReclaim.request(bytes: asked, argument: argument)) } catch { refusal = error }
-                outcome.syscallDuration += clock.now - started
-                guard let after = files.coldReclaimCounters(groupDirectory: dir) else { return (refusal, nil) }
-                let step = ColdReclaim.step(before: before, after: after)
-                ownMoves?.add((step.demotedPages + step.lostPages + step.kernelLostPages) * pageSize, .demote)
-                return (refusal, (after, step))
-            }
-            guard let (after, step) = counted else { break }
+            let started = clock.now
+            var refusal: HostFileError?
+            do { try files.write(dir + "/memory.reclaim", ColdReclaim.request(bytes: asked, argument: argument)) } catch { refusal = error }
+            outcome.syscallDuration += clock.now - started
+            guard let after = files.coldReclaimCounters(groupDirectory: dir) else { break }
             last = after
+            let step = ColdReclaim.step(before: before, after: after)
             outcome.reclaimedBytes += step.demotedPages * pageSize
             outcome.lostBytes += step.lostPages * pageSize
             outcome.slowTierDroppedBytes += step.slowTierDroppedPages * pageSize
             outcome.kernelLostBytes += step.kernelLostPages * pageSize
             remaining -= min(remaining, step.demotedPages * pageSize)
             pacer?.roomMade(step.demotedPages * pageSize)
+            ownMoves?.add((step.demotedPages + step.lostPages + step.kernelLostPages) * pageSize, .demote)
             // EAGAIN: the kernel reclaimed less than asked and gave up; anything else is a refusal.
             if case .failed(_, let code) = refusal, code != EAGAIN { outcome.dropped = "memory.reclaim: \(refusal!)"; break }
             if step.lostPages > 0 || step.demotedPages == 0 || refusal != nil { break }

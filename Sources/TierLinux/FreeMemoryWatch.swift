@@ -11,31 +11,10 @@ import TierCore
 /// and read as one it made the next tick demote as much again to keep pace with a fall tierd
 /// itself caused; tierd demoting is no free memory an allocation could not have taken, and read
 /// as such it hid the allocation's fall beside it.
-///
-/// A move under way is counted only when its call returns, so free DRAM sampled meanwhile is off
-/// by what it has moved so far: a `cold` request's 32 MiB read as a fall the moment it returned
-/// (a sawtooth), and the lookahead demoted for it. Moves run `during` this, and the watch keeps
-/// such samples out of its trend.
 public final class OwnMoves: Sendable {
     private let promotedTotal = Atomic<UInt64>(0)
     private let demotedTotal = Atomic<UInt64>(0)
-    private let movesUnderWay = Atomic<Int>(0)
-    private let movesStarted = Atomic<UInt64>(0)
     public init() {}
-
-    /// Runs `body`, one move call or request and its `add`, as a move under way.
-    public func during<Result>(_ body: () throws -> Result) rethrows -> Result {
-        movesUnderWay.add(1, ordering: .sequentiallyConsistent)
-        movesStarted.add(1, ordering: .sequentiallyConsistent)
-        defer { movesUnderWay.subtract(1, ordering: .sequentiallyConsistent) }
-        return try body()
-    }
-
-    /// A mark of a moment no move was under way (nil: one was). A reading taken between two
-    /// equal marks saw no move: none was under way, none started.
-    public var quietMark: UInt64? {
-        movesUnderWay.load(ordering: .sequentiallyConsistent) > 0 ? nil : movesStarted.load(ordering: .sequentiallyConsistent)
-    }
     public func add(_ bytes: UInt64, _ direction: MigrationAction.Direction) {
         switch direction {
         case .promote: promotedTotal.add(bytes, ordering: .relaxed)
@@ -46,16 +25,6 @@ public final class OwnMoves: Sendable {
     public var demoted: UInt64 { demotedTotal.load(ordering: .relaxed) }
     /// Bytes tierd moved into DRAM less those it moved out, over its life.
     public var netIntoDRAM: Int64 { Int64(bitPattern: promoted &- demoted) }
-}
-
-extension Optional where Wrapped == OwnMoves {
-    /// Runs `body` as a move under way where tierd's own moves are counted, else just runs it.
-    public func during<Result>(_ body: () throws -> Result) rethrows -> Result {
-        switch self {
-        case .some(let moves): try moves.during(body)
-        case .none: try body()
-        }
-    }
 }
 
 /// Samples free DRAM (the fast nodes' `MemFree`) every `period` on a thread of its own, keeps the
@@ -187,16 +156,12 @@ public final class FreeMemoryWatch: Sendable {
     }
 
     /// One reading; the sampling thread calls it every period, tests with the instants they need.
-    /// A reading one of tierd's own moves overlapped stays out of the trend (see `OwnMoves`); it
-    /// is still checked against the armed watermark.
     public func sample(at now: Instant) {
         let (nodes, kept) = state.withLock { ($0.nodes, $0.meminfo) }
-        let quietBefore = ownMoves?.quietMark
         guard !nodes.isEmpty, let free = readFree(nodes, kept) else { return }
         let ownInflow = ownMoves?.netIntoDRAM ?? 0
-        let seesAMove = ownMoves != nil && (quietBefore == nil || quietBefore != ownMoves?.quietMark)
         let alert: Alert? = state.withLock { state in
-            if !seesAMove { state.trend.add(freeBytes: Int64(free) + ownInflow, at: now) }
+            state.trend.add(freeBytes: Int64(free) + ownInflow, at: now)
             let projected = state.trend.projectedFree(from: free, after: state.lookahead)
             guard let low = state.armedBelow, projected < low else { return nil }
             state.armedBelow = nil

@@ -496,19 +496,11 @@ public struct TaskMigrator: PageMigrator {
             return withBytesLeft(result, pid, action.from, before: sourceBytes)
         }
         if let stop = interruption(task, action, target: first) { return stopped(by: stop, moved: 0, stayed: 0) }
-        // Under way until its bytes are counted: the free-DRAM watch keeps its samples meanwhile
-        // out of the fall it measures.
-        let whole = ownMoves.during { () -> (Result<Int, SyscallError>, moved: UInt64) in
-            let result = syscalls.migratePages(pid: pid, from: action.from, to: NodeSet([first]), sharedPages: shared)
-            guard case .success(let notMoved) = result else { return (result, 0) }
-            let moved = bytesLeft(pid, action.from, before: sourceBytes, notMovedPages: notMoved)
-            ownMoves?.add(moved, action.direction)
-            return (result, moved)
-        }
-        switch whole.0 {
+        switch syscalls.migratePages(pid: pid, from: action.from, to: NodeSet([first]), sharedPages: shared) {
         case .success(let notMoved):
             outcome.wholeMoves += 1
-            let moved = whole.moved
+            let moved = bytesLeft(pid, action.from, before: sourceBytes, notMovedPages: notMoved)
+            ownMoves?.add(moved, action.direction)
             // The nearest target may have run out of room: the next ones get the rest page by page.
             if notMoved > 0, targets.count > 1, budget > moved {
                 let rest = movePart(task, action, targets: targets.sorted, budget: budget - moved, stayed: stayed)
@@ -545,19 +537,6 @@ public struct TaskMigrator: PageMigrator {
 
     /// What left the source nodes in a whole move, read back from the task's numa_maps; if the task
     /// is gone by then, what the kernel did not report as failed.
-    /// move_pages(2) of `pages` to `target`, under way until the pages it moved are counted in
-    /// `ownMoves` (the free-DRAM watch keeps its samples meanwhile out of the fall it measures).
-    func movePagesCounted(pid: Int32, _ pages: [UInt64], to target: Int, _ shared: SharedPages,
-                          _ direction: MigrationAction.Direction) -> Result<[Int32], SyscallError> {
-        ownMoves.during {
-            let result = syscalls.movePages(pid: pid, addresses: pages, to: target, sharedPages: shared)
-            if case .success(let status) = result {
-                ownMoves?.add(UInt64(status.count { $0 == Int32(target) }) * pageSize, direction)
-            }
-            return result
-        }
-    }
-
     func bytesLeft(_ pid: Int32, _ source: NodeSet, before: UInt64, notMovedPages: Int) -> UInt64 {
         guard let text = try? files.read(KernelPaths.process(pid) + "/numa_maps") else {
             return before - min(before, UInt64(notMovedPages) * pageSize)
@@ -711,7 +690,7 @@ public struct TaskMigrator: PageMigrator {
                         resume(at: chunkStart)
                         return stopped(by: stop, moved: moved, stayed: stayed)
                     }
-                    switch movePagesCounted(pid: pid, candidates, to: target, shared, action.direction) {
+                    switch syscalls.movePages(pid: pid, addresses: candidates, to: target, sharedPages: shared) {
                     case .success(let status):
                         var retry = [UInt64]()
                         for (index, code) in status.enumerated() {
@@ -731,6 +710,7 @@ public struct TaskMigrator: PageMigrator {
                     }
                 }
                 if !takesRoom { pacer?.roomMade(moved - movedBefore) }
+                ownMoves?.add(moved - movedBefore, action.direction)
                 // Every target refused these pages for want of room: later chunks would fare no better.
                 if !candidates.isEmpty { resume(at: chunkStart); return .targetsFull(movedBytes: moved) }
             }

@@ -96,30 +96,6 @@ struct FreeMemoryWatchTests {
         #expect(own.netIntoDRAM == -950 * Int64(Self.mib))
     }
 
-    /// A `cold` request frees DRAM as it runs and is counted when it returns: sampled meanwhile,
-    /// free DRAM rose and then fell by the request at its count, and a window starting on the rise
-    /// measured a fall nearly twice the allocation's. Samples a move overlapped stay out of the
-    /// trend: a job allocating 100 MiB/s throughout reads as 100 MiB/s.
-    @Test func samplesDuringTierdsOwnMoveStayOutOfTheFall() async throws {
-        let own = OwnMoves()
-        let counted = try countingWatch(own)
-        defer { counted.stop() }
-        func sample(rawMiB: UInt64, at ms: Int) {
-            tree.setNode(0, freeBytes: rawMiB * Self.mib)
-            counted.sample(at: Instant(.milliseconds(ms)))
-        }
-        sample(rawMiB: 400, at: 0)
-        own.during {
-            #expect(own.quietMark == nil)
-            sample(rawMiB: 390 + 20, at: 100)
-            sample(rawMiB: 380 + 45, at: 200)
-            own.add(48 * Self.mib, .demote)
-        }
-        #expect(own.quietMark != nil)
-        for (index, ms) in [300, 400, 500, 600, 700].enumerated() { sample(rawMiB: 370 - UInt64(index) * 10 + 48, at: ms) }
-        #expect((99 * Self.mib...101 * Self.mib).contains(counted.fallRate))
-    }
-
     @Test func freeAlreadyBelowLowAlertsWithoutAFall() async {
         watch.arm(below: 100 * Self.mib)
         sample(free: 80, at: 0)
