@@ -36,6 +36,18 @@ public struct FreeMemoryTrend: Sendable, Equatable {
         }
     }
 
+    /// Spreads `bytes` over the samples taken between `start` and `end`, in proportion to the
+    /// time each was into that span: what one of tierd's own moves did to free DRAM as it ran,
+    /// counted only when it returned at `end`. Without it a 32 MiB `cold` request read as free
+    /// rising while it ran and then falling by 32 MiB at once, a fall the lookahead demoted for.
+    public mutating func spread(_ bytes: Int64, from start: Instant, to end: Instant) {
+        guard end > start else { return }
+        let span = (end - start).seconds
+        for index in samples.indices where samples[index].at > start && samples[index].at < end {
+            samples[index].freeBytes += Int64(Double(bytes) * ((samples[index].at - start).seconds / span))
+        }
+    }
+
     /// Bytes per second by which free DRAM fell across the window; 0 while it holds or rises,
     /// once it has held for `settle`, or before two samples exist.
     public var fallRate: UInt64 {

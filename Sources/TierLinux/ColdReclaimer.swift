@@ -60,7 +60,7 @@ extension TaskMigrator {
             outcome.kernelLostBytes += step.kernelLostPages * pageSize
             remaining -= min(remaining, step.demotedPages * pageSize)
             pacer?.roomMade(step.demotedPages * pageSize)
-            ownMoves?.add((step.demotedPages + step.lostPages + step.kernelLostPages) * pageSize, .demote)
+            ownMoves?.add((step.demotedPages + step.lostPages + step.kernelLostPages) * pageSize, .demote, since: started)
             // EAGAIN: the kernel reclaimed less than asked and gave up; anything else is a refusal.
             if case .failed(_, let code) = refusal, code != EAGAIN { outcome.dropped = "memory.reclaim: \(refusal!)"; break }
             if step.lostPages > 0 || step.demotedPages == 0 || refusal != nil { break }

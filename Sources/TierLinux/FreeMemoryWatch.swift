@@ -11,16 +11,42 @@ import TierCore
 /// and read as one it made the next tick demote as much again to keep pace with a fall tierd
 /// itself caused; tierd demoting is no free memory an allocation could not have taken, and read
 /// as such it hid the allocation's fall beside it.
+///
+/// A move counted when it returns was under way before: `add(_:_:since:)` keeps when it started,
+/// and the watch spreads its bytes over the samples it took meanwhile (`FreeMemoryTrend.spread`).
 public final class OwnMoves: Sendable {
+    /// One counted move: its bytes into DRAM (negative out of it), from when it started to when
+    /// it was counted.
+    public struct Span: Sendable, Equatable {
+        public var netIntoDRAM: Int64
+        public var start: ContinuousClock.Instant
+        public var end: ContinuousClock.Instant
+    }
+
     private let promotedTotal = Atomic<UInt64>(0)
     private let demotedTotal = Atomic<UInt64>(0)
+    /// Spans counted and not yet taken by the watch; the oldest go past a few hundred.
+    private let spans = Mutex<[Span]>([])
     public init() {}
-    public func add(_ bytes: UInt64, _ direction: MigrationAction.Direction) {
+
+    /// Counts `bytes` moved; `start`: when the call or request that moved them began.
+    public func add(_ bytes: UInt64, _ direction: MigrationAction.Direction, since start: ContinuousClock.Instant? = nil,
+                    until end: ContinuousClock.Instant = .now) {
         switch direction {
         case .promote: promotedTotal.add(bytes, ordering: .relaxed)
         case .demote: demotedTotal.add(bytes, ordering: .relaxed)
         }
+        guard let start, bytes > 0 else { return }
+        let net = direction == .promote ? Int64(bytes) : -Int64(bytes)
+        spans.withLock { spans in
+            if spans.count >= 256 { spans.removeFirst(spans.count - 255) }
+            spans.append(Span(netIntoDRAM: net, start: start, end: end))
+        }
     }
+
+    /// The spans counted since the last call.
+    public func takeSpans() -> [Span] { spans.withLock { spans in defer { spans.removeAll() }; return spans } }
+
     public var promoted: UInt64 { promotedTotal.load(ordering: .relaxed) }
     public var demoted: UInt64 { demotedTotal.load(ordering: .relaxed) }
     /// Bytes tierd moved into DRAM less those it moved out, over its life.
@@ -160,7 +186,11 @@ public final class FreeMemoryWatch: Sendable {
         let (nodes, kept) = state.withLock { ($0.nodes, $0.meminfo) }
         guard !nodes.isEmpty, let free = readFree(nodes, kept) else { return }
         let ownInflow = ownMoves?.netIntoDRAM ?? 0
+        let spans = ownMoves?.takeSpans() ?? []
         let alert: Alert? = state.withLock { state in
+            for span in spans {
+                state.trend.spread(span.netIntoDRAM, from: Instant(span.start - origin), to: Instant(span.end - origin))
+            }
             state.trend.add(freeBytes: Int64(free) + ownInflow, at: now)
             let projected = state.trend.projectedFree(from: free, after: state.lookahead)
             guard let low = state.armedBelow, projected < low else { return nil }

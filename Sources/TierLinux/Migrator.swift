@@ -496,11 +496,12 @@ public struct TaskMigrator: PageMigrator {
             return withBytesLeft(result, pid, action.from, before: sourceBytes)
         }
         if let stop = interruption(task, action, target: first) { return stopped(by: stop, moved: 0, stayed: 0) }
+        let started = ContinuousClock.now
         switch syscalls.migratePages(pid: pid, from: action.from, to: NodeSet([first]), sharedPages: shared) {
         case .success(let notMoved):
             outcome.wholeMoves += 1
             let moved = bytesLeft(pid, action.from, before: sourceBytes, notMovedPages: notMoved)
-            ownMoves?.add(moved, action.direction)
+            ownMoves?.add(moved, action.direction, since: started)
             // The nearest target may have run out of room: the next ones get the rest page by page.
             if notMoved > 0, targets.count > 1, budget > moved {
                 let rest = movePart(task, action, targets: targets.sorted, budget: budget - moved, stayed: stayed)
@@ -684,7 +685,7 @@ public struct TaskMigrator: PageMigrator {
                         address = candidates.last! + pageSize
                     }
                 }
-                let movedBefore = moved
+                let movedBefore = moved, started = ContinuousClock.now
                 for target in orderedTargets where !candidates.isEmpty {
                     if let stop = interruption(task, action, target: target) {
                         resume(at: chunkStart)
@@ -710,7 +711,7 @@ public struct TaskMigrator: PageMigrator {
                     }
                 }
                 if !takesRoom { pacer?.roomMade(moved - movedBefore) }
-                ownMoves?.add(moved - movedBefore, action.direction)
+                ownMoves?.add(moved - movedBefore, action.direction, since: started)
                 // Every target refused these pages for want of room: later chunks would fare no better.
                 if !candidates.isEmpty { resume(at: chunkStart); return .targetsFull(movedBytes: moved) }
             }

@@ -46,6 +46,17 @@ struct FreeMemoryTrendTests {
         #expect(!trend.fallEnded && trend.fallRate > 0)
     }
 
+    /// A move counted when it returned is spread over the samples taken while it ran, by the
+    /// time each was into it; samples before and after it are left as they are.
+    @Test func aCountedMoveIsSpreadOverTheSamplesItRanThrough() {
+        var trend = FreeMemoryTrend(window: .seconds(1))
+        for ms in stride(from: 0, through: 500, by: 100) { trend.add(freeBytes: 300 * Self.signedMiB, at: at(ms)) }
+        trend.spread(-30 * Self.signedMiB, from: at(100), to: at(400))
+        #expect(trend.samples.map { $0.freeBytes / Self.signedMiB } == [300, 300, 290, 280, 300, 300])
+        trend.spread(10 * Self.signedMiB, from: at(300), to: at(300))
+        #expect(trend.samples.map { $0.freeBytes / Self.signedMiB } == [300, 300, 290, 280, 300, 300])
+    }
+
     @Test func risingFreeIsNoFall() {
         var trend = FreeMemoryTrend()
         trend.add(freeBytes: 100 * Self.signedMiB, at: at(0))

@@ -96,6 +96,31 @@ struct FreeMemoryWatchTests {
         #expect(own.netIntoDRAM == -950 * Int64(Self.mib))
     }
 
+    /// A `cold` request frees DRAM as it runs and is counted when it returns: read as it was,
+    /// free DRAM rose while it ran and fell by all of it at its count, and a window starting on
+    /// the rise measured a fall nearly twice the allocation's. Spread over the samples it ran
+    /// through, a job allocating 100 MiB/s throughout reads as 100 MiB/s.
+    @Test func tierdsOwnMoveIsSpreadOverTheSamplesItRanThrough() async throws {
+        let own = OwnMoves()
+        let origin = ContinuousClock.now
+        let counted = FreeMemoryWatch(collector: try SnapshotCollector(files: RootedHostFiles(root: tree.root)),
+                                      period: .milliseconds(100), lookahead: .seconds(1), origin: origin, ownMoves: own)
+        counted.track(nodes: [0])
+        defer { counted.stop() }
+        func sample(rawMiB: UInt64, at ms: Int) {
+            tree.setNode(0, freeBytes: rawMiB * Self.mib)
+            counted.sample(at: Instant(.milliseconds(ms)))
+        }
+        // 48 MiB demoted from 50 to 250 ms: 12 MiB freed by 100 ms, 36 MiB by 200 ms.
+        sample(rawMiB: 400, at: 0)
+        sample(rawMiB: 390 + 12, at: 100)
+        sample(rawMiB: 380 + 36, at: 200)
+        own.add(48 * Self.mib, .demote, since: origin + .milliseconds(50), until: origin + .milliseconds(250))
+        for (index, ms) in [300, 400, 500, 600, 700].enumerated() { sample(rawMiB: 370 - UInt64(index) * 10 + 48, at: ms) }
+        #expect((99 * Self.mib...101 * Self.mib).contains(counted.fallRate))
+        #expect(own.takeSpans().isEmpty)
+    }
+
     @Test func freeAlreadyBelowLowAlertsWithoutAFall() async {
         watch.arm(below: 100 * Self.mib)
         sample(free: 80, at: 0)
