@@ -23,11 +23,20 @@ extension Scenarios {
     ///    again, 150 MiB beyond free DRAM, while tierd and kswapd demote `batch`: the shield is
     ///    not absolute (on 6.12 the kernel still demoted a few hundred pages of a shielded group,
     ///    with `memory.low` as with `memory.min`: docs/DESIGN.md), so the claim is the repair's —
-    ///    every page of the jobs the kernel put on the slow node is back within 5 s, none is left
+    ///    every page of the jobs the kernel put on the slow node is back within `repairWithin`, none is left
     ///    at the end, and neither group holds more there than at the start (page cache the first
     ///    phase demoted that no task maps is no task's to move); the same for the job bound to
     ///    DRAM beside the batch job, from its numa_maps. How many pages went, and at how many
     ///    samples, is printed.
+    /// How long a page the kernel demoted during the pressure may stay on the slow node. While the
+    /// pressing job keeps DRAM at its minimum the kernel demotes again and again, and a tick of
+    /// tierd's takes about 2 s there (a promotion into the room a demotion made waits while the
+    /// pressing job takes that room too): a rise is often two or three rounds of demotion and
+    /// repair. Rises measured with the repair working: 1.1 to 4.5 s; 5.8 s while a repair was
+    /// starved by its own workload's demotion (caught since by a planner test). Twice the
+    /// longest, not a hair above it: a limit at the edge fails the test command at random.
+    static let repairWithin: Double = 10
+
     static func kernelDemotionNeighbours(_ lab: GuestLab) -> ScenarioResult {
         var result = ScenarioResult(scenario: "kernel-demotion-neighbours", checks: [])
         let dramOnly = "\(lab.labSlice)/dram-only", bound = "\(lab.labSlice)/bound", batch = "\(lab.labSlice)/batch"
@@ -127,22 +136,22 @@ extension Scenarios {
         let tierdDemotedBatch = tierd.movedBytes(group: batch, direction: "demote") - tierdDemotedBefore
         let kswapdDemoted = (lab.vmstat(["pgdemote_kswapd"])["pgdemote_kswapd"] ?? 0) - kswapdBefore
         for (index, name) in ["dram-only", "bound"].enumerated() {
-            let anon = LabClaims.returnsWithin(anonSeries[index], limit: 0, seconds: 5)
+            let anon = LabClaims.returnsWithin(anonSeries[index], limit: 0, seconds: repairWithin)
             let first = allSeries[index].first ?? .max, last = allSeries[index].last ?? .max
             let atSlowSamples = anonSeries[index].filter { $0.bytes > 0 }.count
             result.figures["\(name)_slow_anon_bytes_max"] = Double(anonSeries[index].map(\.bytes).max() ?? 0)
             result.figures["\(name)_samples_with_slow_anon"] = Double(atSlowSamples)
             result.figures["\(name)_kernel_demoted_pages"] = Double(kernelDemoted[index])
-            result.checks.append(Check(name: "\(name): what the kernel demoted through the shield came back within 5 s, none left at the end, its group no fuller on the slow node",
+            result.checks.append(Check(name: "\(name): what the kernel demoted through the shield came back within \(Int(repairWithin)) s, none left at the end, its group no fuller on the slow node",
                                        ok: anon.ok && last <= first,
                                        detail: "the job's pages on the slow node: " + anon.detail
                                            + String(format: "; its group's bytes there %.0f KiB at the start (page cache from the phase without tierd), %.0f KiB at the end", Double(first) / 1024, Double(last) / 1024)
                                            + "; pgdemote \(kernelDemoted[index]) pages at \(atSlowSamples) of \(anonSeries[index].count) samples; memory.low \(shieldedBy(guarded[index]))"))
         }
-        let mixed = LabClaims.returnsWithin(mixedSeries, limit: 0, seconds: 5)
+        let mixed = LabClaims.returnsWithin(mixedSeries, limit: 0, seconds: repairWithin)
         result.figures["batch_bound_slow_bytes_max"] = Double(mixedSeries.map(\.bytes).max() ?? 0)
         result.figures["batch_bound_samples_with_slow_pages"] = Double(mixedSeries.filter { $0.bytes > 0 }.count)
-        result.checks.append(Check(name: "the bound job beside the batch job (no shield covers one task): what the kernel demoted of it came back within 5 s, none left at the end",
+        result.checks.append(Check(name: "the bound job beside the batch job (no shield covers one task): what the kernel demoted of it came back within \(Int(repairWithin)) s, none left at the end",
                                    ok: mixed.ok, detail: "its pages on the slow node (its numa_maps): " + mixed.detail))
         result.figures["batch_kernel_demoted_pages"] = Double(batchKernelDemoted)
         result.figures["batch_tierd_demoted_bytes"] = Double(tierdDemotedBatch)
