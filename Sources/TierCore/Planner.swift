@@ -377,7 +377,7 @@ public enum Planner {
     /// kswapd reclaims there, and a move into a full node fails page by page after the kernel
     /// tried to make room).
     static func allocateDemotions(_ candidates: [DemotionCandidate], demand: Demand, _ context: PlanningContext,
-                                  stallShares: [CgroupPath: (some: Double, full: Double)], keptForPromotion: [String: UInt64] = [:],
+                                  stallShares: [CgroupPath: (some: Double, full: Double)], keptForPromotion: [String: UInt64],
                                   state: inout ControllerState, plan: inout MigrationPlan) -> DemotionAllocation {
         var allocation = DemotionAllocation()
         guard demand.bytes > 0 else { return allocation }

@@ -25,7 +25,7 @@ public final class OwnMoves: Sendable {
 
     private let promotedTotal = Atomic<UInt64>(0)
     private let demotedTotal = Atomic<UInt64>(0)
-    /// Spans counted and not yet taken by the watch; the oldest go past a few hundred.
+    /// Spans counted and not yet taken by the watch, the newest 256 (none taken while it sleeps).
     private let spans = Mutex<[Span]>([])
     public init() {}
 

@@ -8,6 +8,15 @@ import Glibc
 #endif
 
 extension Scenarios {
+    /// How long a page the kernel demoted during the pressure may stay on the slow node. While the
+    /// pressing job keeps DRAM at its minimum the kernel demotes again and again, and a tick of
+    /// tierd's takes about 2 s there (a promotion into the room a demotion made waits while the
+    /// pressing job takes that room too): a rise is often two or three rounds of demotion and
+    /// repair. Rises measured with the repair working: 1.1 to 4.8 s; 5.8 s while a repair was
+    /// starved by its own workload's demotion (caught since by a planner test). Twice the
+    /// longest, not a hair above it: a limit at the edge fails the test command at random.
+    static let repairWithin: Double = 10
+
     /// Issue 14, item 4: with the kernel's demotion on, its reclaim demotes any group's cold pages,
     /// and before 6.16 whatever the group's cpuset and its tasks' mempolicies. Three opted-in
     /// groups, all idle: `dram-only` (cpuset.mems 0, 100 MiB), `bound` (a `numactl --membind=0`
@@ -28,15 +37,6 @@ extension Scenarios {
     ///    phase demoted that no task maps is no task's to move); the same for the job bound to
     ///    DRAM beside the batch job, from its numa_maps. How many pages went, and at how many
     ///    samples, is printed.
-    /// How long a page the kernel demoted during the pressure may stay on the slow node. While the
-    /// pressing job keeps DRAM at its minimum the kernel demotes again and again, and a tick of
-    /// tierd's takes about 2 s there (a promotion into the room a demotion made waits while the
-    /// pressing job takes that room too): a rise is often two or three rounds of demotion and
-    /// repair. Rises measured with the repair working: 1.1 to 4.5 s; 5.8 s while a repair was
-    /// starved by its own workload's demotion (caught since by a planner test). Twice the
-    /// longest, not a hair above it: a limit at the edge fails the test command at random.
-    static let repairWithin: Double = 10
-
     static func kernelDemotionNeighbours(_ lab: GuestLab) -> ScenarioResult {
         var result = ScenarioResult(scenario: "kernel-demotion-neighbours", checks: [])
         let dramOnly = "\(lab.labSlice)/dram-only", bound = "\(lab.labSlice)/bound", batch = "\(lab.labSlice)/batch"
